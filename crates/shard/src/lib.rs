@@ -1,1 +1,33 @@
-//! placeholder
+//! ringcast-shard: the deterministic core of one shard.
+//!
+//! A [`Shard`] owns its connections ([`ConnTable`]), its local channel subscriptions
+//! ([`LocalChannels`]), the channels it owns for the node ([`ChannelOwner`]), its timers
+//! ([`TimerWheel`]) and its counters. It takes events (bytes received, sends completed,
+//! clock ticks, messages from other shards) and produces actions (bytes to send, sockets
+//! to shut down or close, messages for other shards). It never touches a socket or a
+//! clock, so every behaviour is tested with byte strings and a fake clock; the reactor
+//! glue in `bin/ringcast` turns actions into io_uring submissions.
+
+mod channel_owner;
+mod config;
+mod conn;
+mod conn_table;
+mod local_channels;
+mod messages;
+mod routing;
+mod shard;
+mod shard_set;
+mod timer_wheel;
+mod write_queue;
+
+pub use channel_owner::ChannelOwner;
+pub use config::ShardConfig;
+pub use conn::{Conn, Phase};
+pub use conn_table::{ConnId, ConnTable};
+pub use local_channels::LocalChannels;
+pub use messages::{BrokerCmd, ChannelName, ShardMsg};
+pub use routing::owner_of;
+pub use shard::{Action, RecvEnd, Shard};
+pub use shard_set::ShardSet;
+pub use timer_wheel::{TimerKind, TimerWheel};
+pub use write_queue::{MAX_IOVECS, WriteQueue};

@@ -1,0 +1,41 @@
+//! The settings one shard runs with (already split per shard by the binary).
+
+/// Per-shard settings; durations in milliseconds of the shard's clock.
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// This shard's id, `0..shards`.
+    pub id: u16,
+    /// How many shards the node runs.
+    pub shards: u16,
+    /// Ping each connection this often.
+    pub ping_interval_ms: u64,
+    /// Close a connection whose pong has not arrived this long after a ping.
+    pub pong_timeout_ms: u64,
+    /// Close a connection that has not finished its handshake this long after accept.
+    pub handshake_timeout_ms: u64,
+    /// How long a closing connection may wait for the peer's FIN after ours.
+    pub linger_ms: u64,
+    /// Largest message a client may send (whole reassembled message).
+    pub max_message_bytes: usize,
+    /// This shard's share of `--max-connections`; further handshakes get 503.
+    pub max_connections: usize,
+    /// Timer wheel resolution.
+    pub tick_ms: u64,
+}
+
+impl ShardConfig {
+    /// A single-shard config with the CLI defaults, for tests.
+    pub fn single() -> Self {
+        ShardConfig {
+            id: 0,
+            shards: 1,
+            ping_interval_ms: 30_000,
+            pong_timeout_ms: 10_000,
+            handshake_timeout_ms: 10_000,
+            linger_ms: 2_000,
+            max_message_bytes: 65_536,
+            max_connections: usize::MAX,
+            tick_ms: 50,
+        }
+    }
+}

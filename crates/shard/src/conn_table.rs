@@ -1,0 +1,117 @@
+//! The shard's connection slab: stable `u32` slots reused through a free list, each with
+//! a generation so a late completion for a closed connection is recognised and dropped.
+
+use crate::conn::Conn;
+
+/// Generations wrap at 24 bits: the reactor packs them into completion tokens.
+const GEN_MASK: u32 = 0x00ff_ffff;
+
+/// A connection's handle: its slot and the slot's generation when it was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    /// Slot index in the table.
+    pub idx: u32,
+    /// Generation of the slot; a stale id no longer matches.
+    pub generation: u32,
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// Slab of live connections.
+#[derive(Default)]
+pub struct ConnTable {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+impl ConnTable {
+    /// Stores `conn` in a free slot and returns its id.
+    pub fn insert(&mut self, conn: Conn) -> ConnId {
+        self.live += 1;
+        if let Some(idx) = self.free.pop() {
+            let slot = &mut self.slots[idx as usize];
+            slot.conn = Some(conn);
+            return ConnId {
+                idx,
+                generation: slot.generation,
+            };
+        }
+        let idx = self.slots.len() as u32;
+        self.slots.push(Slot {
+            generation: 0,
+            conn: Some(conn),
+        });
+        ConnId { idx, generation: 0 }
+    }
+
+    /// The connection `id` names, if it is still open.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        match self.slots.get_mut(id.idx as usize) {
+            Some(slot) if slot.generation == id.generation => slot.conn.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// The connection in slot `idx`, whatever its generation.
+    pub fn get_by_idx_mut(&mut self, idx: u32) -> Option<(ConnId, &mut Conn)> {
+        let slot = self.slots.get_mut(idx as usize)?;
+        let generation = slot.generation;
+        slot.conn
+            .as_mut()
+            .map(|conn| (ConnId { idx, generation }, conn))
+    }
+
+    /// Removes the connection and bumps the slot's generation.
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let slot = self.slots.get_mut(id.idx as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let conn = slot.conn.take()?;
+        slot.generation = (slot.generation + 1) & GEN_MASK;
+        self.free.push(id.idx);
+        self.live -= 1;
+        Some(conn)
+    }
+
+    /// Number of open connections.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// One past the highest slot index ever used.
+    pub fn capacity(&self) -> u32 {
+        self.slots.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_slots_with_new_generation() {
+        let mut table = ConnTable::default();
+        let a = table.insert(Conn::new(10, 1024));
+        let b = table.insert(Conn::new(11, 1024));
+        assert_eq!(table.len(), 2);
+        assert!(table.remove(a).is_some());
+        assert!(table.remove(a).is_none(), "stale id");
+        let c = table.insert(Conn::new(12, 1024));
+        assert_eq!(c.idx, a.idx);
+        assert_ne!(c.generation, a.generation);
+        assert!(table.get_mut(a).is_none());
+        assert_eq!(table.get_mut(c).map(|conn| conn.fd), Some(12));
+        assert_eq!(table.get_mut(b).map(|conn| conn.fd), Some(11));
+        assert_eq!(table.len(), 2);
+    }
+}

@@ -1,0 +1,40 @@
+//! Messages that cross threads: between shards (through flume) and from shards to the
+//! sidecar's broker.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A channel name shared by reference count between shards and maps.
+pub type ChannelName = Arc<str>;
+
+/// What one shard (or the sidecar) tells another shard.
+#[derive(Debug, Clone)]
+pub enum ShardMsg {
+    /// To the channel's owner: `shard` gained its first (`on`) or lost its last
+    /// (`!on`) local subscriber of `channel`.
+    Interest {
+        channel: ChannelName,
+        shard: u16,
+        on: bool,
+    },
+    /// To the channel's owner: a message published to `channel` (from the broker).
+    Publish {
+        channel: ChannelName,
+        payload: Bytes,
+        binary: bool,
+    },
+    /// From the owner to a shard with subscribers: the encoded frame, shared by all.
+    Deliver { channel: ChannelName, frame: Bytes },
+    /// From the sidecar: stop accepting and close every connection with 1001, spread
+    /// evenly over `spread_ms`.
+    Drain { spread_ms: u64 },
+}
+
+/// What an owner shard asks of the node's broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerCmd {
+    /// The node now has subscribers of this channel.
+    Subscribe(ChannelName),
+    /// The node no longer has subscribers of this channel.
+    Unsubscribe(ChannelName),
+}

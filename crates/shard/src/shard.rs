@@ -1,0 +1,677 @@
+//! The shard state machine: connection lifecycle (handshake, frames, pings, close),
+//! subscriptions and owner routing, fan-out of shared frames, and drain. Events come in
+//! through the `on_*` methods with the shard's clock in milliseconds; actions for the
+//! reactor, sends to start and messages for other shards and the broker come out.
+
+use crate::channel_owner::ChannelOwner;
+use crate::config::ShardConfig;
+use crate::conn::{Conn, Phase};
+use crate::conn_table::{ConnId, ConnTable};
+use crate::local_channels::LocalChannels;
+use crate::messages::{BrokerCmd, ChannelName, ShardMsg};
+use crate::routing::owner_of;
+use crate::timer_wheel::{TimerKind, TimerWheel};
+use bytes::Bytes;
+use ringcast_proto::{
+    HandshakeStatus, Message, OpCode, Route, close_payload, code, encode_frame,
+    http_error_response, parse_upgrade,
+};
+use ringcast_telemetry::ShardCounters;
+
+/// An unmasked ping with an empty payload: shared by every connection.
+const PING_FRAME: &[u8] = &[0x89, 0x00];
+
+/// What the reactor glue must do to a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Arm a multishot recv for this connection.
+    ArmRecv(ConnId, i32),
+    /// Shut down the write side (send our FIN); keep reading until the peer's.
+    ShutdownWrite(i32),
+    /// Shut down both sides so the pending recv ends.
+    Abort(i32),
+    /// Close the descriptor: no operation on it is in flight any more.
+    Close(i32),
+}
+
+/// Why a multishot recv ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvEnd {
+    /// The peer closed its side (recv returned 0).
+    Eof,
+    /// The provided buffer ring ran dry; the data is still in the socket: re-arm.
+    NoBuffers,
+    /// The multishot ended without error (the kernel may end it at any time): re-arm.
+    Stopped,
+    /// The socket failed with this errno.
+    Error(i32),
+}
+
+/// Drain in progress: close a share of the connections on each tick.
+struct Drain {
+    start_ms: u64,
+    spread_ms: u64,
+    total: usize,
+    issued: usize,
+    cursor: u32,
+}
+
+/// One shard's connections, channels and timers.
+pub struct Shard {
+    cfg: ShardConfig,
+    conns: ConnTable,
+    channels: LocalChannels,
+    owned: ChannelOwner,
+    wheel: TimerWheel,
+    /// Plain per-shard counters, flushed by the glue about once a second.
+    pub counters: ShardCounters,
+    open: usize,
+    actions: Vec<Action>,
+    ready: Vec<ConnId>,
+    outbox: Vec<Vec<ShardMsg>>,
+    broker: Vec<BrokerCmd>,
+    fired: Vec<(ConnId, TimerKind)>,
+    drain: Option<Drain>,
+}
+
+impl Shard {
+    /// A shard with no connections.
+    pub fn new(cfg: ShardConfig) -> Self {
+        let max_delay = cfg
+            .ping_interval_ms
+            .max(cfg.pong_timeout_ms)
+            .max(cfg.handshake_timeout_ms)
+            .max(cfg.linger_ms)
+            + cfg.tick_ms;
+        // Keep the wheel at most ~64k slots whatever the intervals.
+        let tick_ms = cfg.tick_ms.max(max_delay / 65_536 + 1);
+        Shard {
+            wheel: TimerWheel::new(tick_ms, max_delay),
+            outbox: (0..cfg.shards).map(|_| Vec::new()).collect(),
+            cfg,
+            conns: ConnTable::default(),
+            channels: LocalChannels::default(),
+            owned: ChannelOwner::default(),
+            counters: ShardCounters::default(),
+            open: 0,
+            actions: Vec::new(),
+            ready: Vec::new(),
+            broker: Vec::new(),
+            fired: Vec::new(),
+            drain: None,
+        }
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> u16 {
+        self.cfg.id
+    }
+
+    /// Connections in any phase.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether a drain was started and every connection is gone.
+    pub fn drained(&self) -> bool {
+        self.drain.is_some() && self.conns.is_empty()
+    }
+
+    /// Whether a drain was started.
+    pub fn draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
+    /// Milliseconds until the timer wheel next needs a tick.
+    pub fn ms_until_tick(&self, now_ms: u64) -> u64 {
+        self.wheel.ms_until_next(now_ms)
+    }
+
+    /// A new socket was accepted: the glue must arm its recv (see [`Shard::take_actions`]).
+    pub fn on_accept(&mut self, fd: i32, now_ms: u64) -> ConnId {
+        let id = self.conns.insert(Conn::new(fd, self.cfg.max_message_bytes));
+        self.counters.accepted += 1;
+        self.counters.connections = self.conns.len() as u64;
+        self.actions.push(Action::ArmRecv(id, fd));
+        self.wheel.schedule(
+            now_ms + self.cfg.handshake_timeout_ms,
+            id,
+            TimerKind::HandshakeDeadline,
+        );
+        if self.drain.is_some() {
+            self.abort(id, "shutdown");
+            self.progress(id, now_ms);
+        }
+        id
+    }
+
+    /// Bytes arrived for `id` (the slice may be unmasked in place).
+    pub fn on_recv(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Handshake => self.recv_handshake(id, data, now_ms),
+            Phase::Open => self.recv_frames(id, data, now_ms),
+            Phase::Closing => {
+                // Only the peer's close reply or its FIN matter now; keep decoding so
+                // a reply is recognised, but send nothing more.
+                let _ = conn.decoder.feed(data, &mut |_| {});
+            }
+        }
+    }
+
+    /// The multishot recv for `id` ended.
+    pub fn on_recv_end(&mut self, id: ConnId, end: RecvEnd, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.recv_active = false;
+        match end {
+            RecvEnd::NoBuffers | RecvEnd::Stopped if !conn.gone => {
+                conn.recv_active = true;
+                self.actions.push(Action::ArmRecv(id, conn.fd));
+            }
+            RecvEnd::NoBuffers | RecvEnd::Stopped => {}
+            RecvEnd::Eof | RecvEnd::Error(_) => {
+                let reason = match (conn.phase, end) {
+                    (Phase::Handshake, _) => "handshake_aborted",
+                    (_, RecvEnd::Eof) => "peer_gone",
+                    _ => "reset",
+                };
+                conn.gone = true;
+                self.decide_reason(id, reason);
+            }
+        }
+        self.progress(id, now_ms);
+    }
+
+    /// The send in flight for `id` completed with `result` (bytes written or errno).
+    pub fn on_send_done(&mut self, id: ConnId, result: Result<usize, i32>, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.send_inflight = false;
+        match result {
+            Ok(written) => {
+                conn.queue.advance(written);
+                self.counters.bytes_sent += written as u64;
+            }
+            Err(_) => {
+                conn.gone = true;
+                self.decide_reason(id, "reset");
+            }
+        }
+        self.progress(id, now_ms);
+    }
+
+    /// Advances timers and the drain to `now_ms`.
+    pub fn on_tick(&mut self, now_ms: u64) {
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.advance(now_ms, &mut fired);
+        for (id, kind) in fired.drain(..) {
+            self.on_timer(id, kind, now_ms);
+        }
+        self.fired = fired;
+        self.drain_step(now_ms);
+    }
+
+    /// A message from another shard or the sidecar.
+    pub fn on_message(&mut self, msg: ShardMsg, now_ms: u64) {
+        match msg {
+            ShardMsg::Interest { channel, shard, on } => self.interest(&channel, shard, on),
+            ShardMsg::Publish {
+                channel,
+                payload,
+                binary,
+            } => self.publish(channel, &payload, binary),
+            ShardMsg::Deliver { channel, frame } => self.deliver(&channel, frame),
+            ShardMsg::Drain { spread_ms } => self.start_drain(spread_ms, now_ms),
+        }
+    }
+
+    /// Socket actions decided since the last call.
+    pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    /// Messages for other shards, by destination shard id.
+    pub fn outbox(&mut self) -> &mut [Vec<ShardMsg>] {
+        &mut self.outbox
+    }
+
+    /// Subscribe/unsubscribe commands for the broker since the last call.
+    pub fn take_broker_cmds(&mut self) -> std::vec::Drain<'_, BrokerCmd> {
+        self.broker.drain(..)
+    }
+
+    /// The next connection with queued frames and no send in flight, with its fd.
+    pub fn next_send(&mut self) -> Option<(ConnId, i32)> {
+        while let Some(id) = self.ready.pop() {
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.in_ready = false;
+                if !conn.send_inflight && !conn.queue.is_empty() && !conn.aborted {
+                    return Some((id, conn.fd));
+                }
+            }
+        }
+        None
+    }
+
+    /// Starts the send for `id`: calls `chunk` with each queued slice (valid until
+    /// [`Shard::on_send_done`] for this connection) and marks the send in flight.
+    pub fn begin_send(&mut self, id: ConnId, chunk: &mut dyn FnMut(&[u8])) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.queue.for_each_chunk(&mut *chunk);
+            conn.send_inflight = true;
+        }
+    }
+
+    /// Frames queued on shard connections, in bytes (for tests and gauges).
+    pub fn queued_bytes(&mut self, id: ConnId) -> Option<u32> {
+        self.conns.get_mut(id).map(|c| c.queue.queued_bytes())
+    }
+
+    /// Refreshes the gauges in `counters` from the shard's state.
+    pub fn refresh_gauges(&mut self) {
+        self.counters.connections = self.conns.len() as u64;
+        self.counters.channels = self.owned.len() as u64;
+        self.counters.subscriptions = self.channels.subscriptions();
+    }
+
+    fn recv_handshake(&mut self, id: ConnId, data: &[u8], now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.handshake.extend_from_slice(data);
+        let parsed = parse_upgrade(&conn.handshake);
+        match parsed {
+            Ok(HandshakeStatus::Partial) => {}
+            Err(err) => {
+                let response = err.response();
+                self.counters.handshake_failed(err.label());
+                self.fail_handshake(id, response, now_ms);
+            }
+            Ok(HandshakeStatus::Done(upgrade)) => {
+                if self.open >= self.cfg.max_connections || self.drain.is_some() {
+                    self.counters.handshake_failed("server_full");
+                    let response = http_error_response(503, "Service Unavailable", "server full\n");
+                    self.fail_handshake(id, response, now_ms);
+                    return;
+                }
+                let mut rest = conn.handshake.split_off(upgrade.consumed);
+                conn.handshake = Vec::new();
+                conn.phase = Phase::Open;
+                conn.queue.push(Bytes::from(upgrade.response));
+                self.open += 1;
+                match upgrade.route {
+                    Route::Echo => conn.echo = true,
+                    Route::Channel(name) => self.subscribe(id, &name),
+                }
+                let offset = self.ping_offset(id);
+                self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
+                self.mark_ready(id);
+                if !rest.is_empty() {
+                    self.recv_frames(id, &mut rest, now_ms);
+                }
+            }
+        }
+    }
+
+    fn fail_handshake(&mut self, id: ConnId, response: Vec<u8>, now_ms: u64) {
+        self.decide_reason(id, "handshake_failed");
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.handshake = Vec::new();
+            conn.queue.push(Bytes::from(response));
+        }
+        self.begin_close(id, now_ms);
+    }
+
+    fn recv_frames(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let echo = conn.echo;
+        let queue = &mut conn.queue;
+        let mut pong = false;
+        let mut peer_close: Option<Option<u16>> = None;
+        let result = conn.decoder.feed(data, &mut |msg| match msg {
+            Message::Text(p) if echo => queue.push(encoded(OpCode::Text, p)),
+            Message::Binary(p) if echo => queue.push(encoded(OpCode::Binary, p)),
+            Message::Text(_) | Message::Binary(_) => {}
+            Message::Ping(p) => queue.push(encoded(OpCode::Pong, p)),
+            Message::Pong(_) => pong = true,
+            Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
+        });
+        if pong && conn.ping_sent_ms != 0 {
+            let rtt_ms = now_ms.saturating_sub(conn.ping_sent_ms);
+            conn.ping_sent_ms = 0;
+            self.counters.pongs_received += 1;
+            self.counters.ping_rtt(rtt_ms as f64 / 1000.0);
+        } else if pong {
+            self.counters.pongs_received += 1;
+        }
+        match (result, peer_close) {
+            (Err(err), _) => {
+                let frame = close_payload(err.close_code(), err.label());
+                self.close_with(id, err.label(), &frame, now_ms);
+            }
+            (Ok(()), Some(code)) => {
+                let frame = code.map_or_else(Vec::new, |c| close_payload(c, ""));
+                self.close_with(id, "client_close", &frame, now_ms);
+            }
+            (Ok(()), None) => self.mark_ready(id),
+        }
+    }
+
+    /// Queues a close frame with `payload`, records `reason`, and closes after the flush.
+    fn close_with(&mut self, id: ConnId, reason: &'static str, payload: &[u8], now_ms: u64) {
+        self.decide_reason(id, reason);
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.queue.push(encoded(OpCode::Close, payload));
+        }
+        self.begin_close(id, now_ms);
+    }
+
+    fn begin_close(&mut self, id: ConnId, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.phase == Phase::Open {
+            self.open -= 1;
+            self.unsubscribe(id);
+        }
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.phase = Phase::Closing;
+        }
+        self.wheel
+            .schedule(now_ms + self.cfg.linger_ms, id, TimerKind::Linger);
+        self.progress(id, now_ms);
+    }
+
+    /// Drops the connection without a close frame (dead peer, handshake timeout).
+    fn abort(&mut self, id: ConnId, reason: &'static str) {
+        self.decide_reason(id, reason);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.phase == Phase::Open {
+            self.open -= 1;
+            self.unsubscribe(id);
+        }
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.phase = Phase::Closing;
+            conn.gone = true;
+        }
+    }
+
+    fn decide_reason(&mut self, id: ConnId, reason: &'static str) {
+        if let Some(conn) = self.conns.get_mut(id)
+            && conn.reason.is_none()
+        {
+            conn.reason = Some(reason);
+            self.counters.closed(reason);
+        }
+    }
+
+    /// Moves a connection along after any change: schedule its send, finish a close,
+    /// or free its slot when nothing is in flight any more.
+    fn progress(&mut self, id: ConnId, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.send_inflight {
+            if conn.gone && !conn.aborted {
+                conn.aborted = true;
+                self.actions.push(Action::Abort(conn.fd));
+            }
+            return;
+        }
+        if conn.gone {
+            if conn.recv_active {
+                if !conn.aborted {
+                    conn.aborted = true;
+                    self.actions.push(Action::Abort(conn.fd));
+                }
+                return;
+            }
+            self.free(id);
+            return;
+        }
+        if !conn.queue.is_empty() {
+            self.mark_ready(id);
+            return;
+        }
+        if conn.phase == Phase::Closing && !conn.wr_shut {
+            conn.wr_shut = true;
+            self.actions.push(Action::ShutdownWrite(conn.fd));
+            if !conn.recv_active {
+                conn.gone = true;
+                self.progress(id, now_ms);
+            }
+        }
+    }
+
+    fn free(&mut self, id: ConnId) {
+        if self
+            .conns
+            .get_mut(id)
+            .is_some_and(|c| c.phase == Phase::Open)
+        {
+            self.open -= 1;
+            self.unsubscribe(id);
+        }
+        if let Some(conn) = self.conns.remove(id) {
+            self.actions.push(Action::Close(conn.fd));
+            if conn.reason.is_none() {
+                self.counters.closed("unknown");
+            }
+        }
+        self.counters.connections = self.conns.len() as u64;
+    }
+
+    fn mark_ready(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id)
+            && !conn.in_ready
+            && !conn.send_inflight
+            && !conn.queue.is_empty()
+        {
+            conn.in_ready = true;
+            self.ready.push(id);
+        }
+    }
+
+    fn on_timer(&mut self, id: ConnId, kind: TimerKind, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        match kind {
+            TimerKind::HandshakeDeadline if conn.phase == Phase::Handshake => {
+                self.abort(id, "handshake_timeout");
+                self.progress(id, now_ms);
+            }
+            TimerKind::Ping if conn.phase == Phase::Open => {
+                if conn.ping_sent_ms == 0 {
+                    conn.ping_sent_ms = now_ms.max(1);
+                    conn.queue.push(Bytes::from_static(PING_FRAME));
+                    self.counters.pings_sent += 1;
+                    self.wheel.schedule(
+                        now_ms + self.cfg.pong_timeout_ms,
+                        id,
+                        TimerKind::PongDeadline,
+                    );
+                    self.mark_ready(id);
+                }
+                self.wheel
+                    .schedule(now_ms + self.cfg.ping_interval_ms, id, TimerKind::Ping);
+            }
+            TimerKind::PongDeadline
+                if conn.phase == Phase::Open
+                    && conn.ping_sent_ms != 0
+                    && now_ms.saturating_sub(conn.ping_sent_ms) >= self.cfg.pong_timeout_ms =>
+            {
+                self.counters.ping_timeouts += 1;
+                self.abort(id, "ping_timeout");
+                self.progress(id, now_ms);
+            }
+            TimerKind::Linger if conn.phase == Phase::Closing => {
+                conn.gone = true;
+                self.progress(id, now_ms);
+            }
+            _ => {}
+        }
+    }
+
+    /// First ping of a connection: a pseudo-random point in the interval so pings of
+    /// connections accepted together still spread evenly.
+    fn ping_offset(&self, id: ConnId) -> u64 {
+        let mut x = u64::from(id.idx) << 24 | u64::from(id.generation);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        1 + x % self.cfg.ping_interval_ms.max(1)
+    }
+
+    fn subscribe(&mut self, id: ConnId, name: &str) {
+        let (membership, first) = self.channels.subscribe(name, id.idx);
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.membership = Some(membership);
+        }
+        if let Some(channel) = first {
+            self.send_interest(channel, true);
+        }
+    }
+
+    fn unsubscribe(&mut self, id: ConnId) {
+        let Some(membership) = self.conns.get_mut(id).and_then(|c| c.membership.take()) else {
+            return;
+        };
+        let departure = self.channels.unsubscribe(membership);
+        if let Some(moved) = departure.moved
+            && let Some((_, conn)) = self.conns.get_by_idx_mut(moved)
+            && let Some(m) = &mut conn.membership
+        {
+            m.pos = membership.pos;
+        }
+        if let Some(channel) = departure.emptied {
+            self.send_interest(channel, false);
+        }
+    }
+
+    fn send_interest(&mut self, channel: ChannelName, on: bool) {
+        let owner = owner_of(&channel, usize::from(self.cfg.shards));
+        if owner == usize::from(self.cfg.id) {
+            self.interest(&channel, self.cfg.id, on);
+        } else {
+            self.outbox[owner].push(ShardMsg::Interest {
+                channel,
+                shard: self.cfg.id,
+                on,
+            });
+        }
+    }
+
+    fn interest(&mut self, channel: &ChannelName, shard: u16, on: bool) {
+        if let Some(cmd) = self.owned.interest(channel, shard, on) {
+            self.broker.push(cmd);
+        }
+    }
+
+    fn publish(&mut self, channel: ChannelName, payload: &[u8], binary: bool) {
+        let Some(shards) = self.owned.interested(&channel) else {
+            self.counters.publish_dropped += 1;
+            return;
+        };
+        let opcode = if binary { OpCode::Binary } else { OpCode::Text };
+        let frame = encoded(opcode, payload);
+        let mut local = false;
+        for shard in shards.iter() {
+            if shard == self.cfg.id {
+                local = true;
+            } else if let Some(out) = self.outbox.get_mut(usize::from(shard)) {
+                out.push(ShardMsg::Deliver {
+                    channel: channel.clone(),
+                    frame: frame.clone(),
+                });
+            }
+        }
+        if local {
+            self.deliver(&channel, frame);
+        }
+    }
+
+    fn deliver(&mut self, channel: &str, frame: Bytes) {
+        let Some(subs) = self.channels.subscribers(channel) else {
+            return;
+        };
+        for &idx in subs {
+            if let Some((id, conn)) = self.conns.get_by_idx_mut(idx) {
+                conn.queue.push(frame.clone());
+                self.counters.delivered += 1;
+                if !conn.in_ready && !conn.send_inflight {
+                    conn.in_ready = true;
+                    self.ready.push(id);
+                }
+            }
+        }
+    }
+
+    fn start_drain(&mut self, spread_ms: u64, now_ms: u64) {
+        if self.drain.is_some() {
+            return;
+        }
+        self.drain = Some(Drain {
+            start_ms: now_ms,
+            spread_ms: spread_ms.max(1),
+            total: self.conns.len(),
+            issued: 0,
+            cursor: 0,
+        });
+        self.drain_step(now_ms);
+    }
+
+    /// Closes connections with 1001 so that by `start + spread` all are closed, evenly.
+    fn drain_step(&mut self, now_ms: u64) {
+        let Some(drain) = &self.drain else {
+            return;
+        };
+        let elapsed = now_ms.saturating_sub(drain.start_ms).min(drain.spread_ms);
+        let due = (drain.total as u128 * u128::from(elapsed)).div_ceil(u128::from(drain.spread_ms))
+            as usize;
+        let mut budget = due.saturating_sub(drain.issued);
+        let mut issued = 0;
+        let mut cursor = drain.cursor;
+        let end = self.conns.capacity();
+        let going_away = close_payload(code::GOING_AWAY, "server shutting down");
+        while budget > 0 && cursor < end {
+            if let Some((id, conn)) = self.conns.get_by_idx_mut(cursor) {
+                match conn.phase {
+                    Phase::Open => {
+                        budget -= 1;
+                        issued += 1;
+                        self.close_with(id, "shutdown", &going_away, now_ms);
+                    }
+                    Phase::Handshake => {
+                        budget -= 1;
+                        issued += 1;
+                        self.abort(id, "shutdown");
+                        self.progress(id, now_ms);
+                    }
+                    Phase::Closing => {}
+                }
+            }
+            cursor += 1;
+        }
+        if let Some(drain) = &mut self.drain {
+            drain.cursor = cursor;
+            drain.issued += issued;
+        }
+    }
+}
+
+/// One unmasked FIN frame in a fresh shared buffer.
+fn encoded(opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    encode_frame(&mut out, opcode, payload, None);
+    Bytes::from(out)
+}

@@ -1,0 +1,534 @@
+//! The shard state machine driven with byte strings and a fake clock: handshakes,
+//! echo, subscriptions routed through owners, fan-out, pings, timeouts, bad input, drain.
+
+use ringcast_proto::{
+    Decoder, Message, OpCode, Role, client_request, close_payload, encode_frame, generate_key,
+};
+use ringcast_shard::{Action, ConnId, RecvEnd, Shard, ShardConfig, ShardMsg};
+use std::collections::HashMap;
+
+const MASK: Option<[u8; 4]> = Some([1, 2, 3, 4]);
+
+/// Drives one or more shards like the reactor would, completing every send in full.
+struct Node {
+    shards: Vec<Shard>,
+    now: u64,
+    next_fd: i32,
+    /// Bytes each connection was sent, by (shard, conn).
+    wire: HashMap<(usize, ConnId), Vec<u8>>,
+    actions: Vec<(usize, Action)>,
+}
+
+impl Node {
+    fn new(n: u16, tweak: impl Fn(&mut ShardConfig)) -> Self {
+        let shards = (0..n)
+            .map(|id| {
+                let mut cfg = ShardConfig::single();
+                cfg.id = id;
+                cfg.shards = n;
+                tweak(&mut cfg);
+                Shard::new(cfg)
+            })
+            .collect();
+        Node {
+            shards,
+            now: 1,
+            next_fd: 100,
+            wire: HashMap::new(),
+            actions: Vec::new(),
+        }
+    }
+
+    fn accept(&mut self, shard: usize) -> ConnId {
+        self.next_fd += 1;
+        let id = self.shards[shard].on_accept(self.next_fd, self.now);
+        self.pump();
+        id
+    }
+
+    fn send_bytes(&mut self, shard: usize, id: ConnId, bytes: &[u8]) {
+        let mut buf = bytes.to_vec();
+        self.shards[shard].on_recv(id, &mut buf, self.now);
+        self.pump();
+    }
+
+    fn connect(&mut self, shard: usize, path: &str) -> ConnId {
+        let id = self.accept(shard);
+        let key = generate_key(u64::from(id.idx));
+        self.send_bytes(shard, id, &client_request("localhost", path, &key));
+        let wire = self.take_wire(shard, id);
+        assert!(
+            wire.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&wire)
+        );
+        id
+    }
+
+    fn send_frame(&mut self, shard: usize, id: ConnId, opcode: OpCode, payload: &[u8]) {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, opcode, payload, MASK);
+        self.send_bytes(shard, id, &frame);
+    }
+
+    fn advance(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now = (self.now + 10).min(end);
+            for shard in &mut self.shards {
+                shard.on_tick(self.now);
+            }
+            self.pump();
+        }
+    }
+
+    /// Moves cross-shard messages, completes sends and records actions until quiet.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for from in 0..self.shards.len() {
+                let out: Vec<(usize, Vec<ShardMsg>)> = self.shards[from]
+                    .outbox()
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(to, v)| (to, std::mem::take(v)))
+                    .collect();
+                for (to, msgs) in out {
+                    moved = true;
+                    for msg in msgs {
+                        self.shards[to].on_message(msg, self.now);
+                    }
+                }
+                while let Some((id, _fd)) = self.shards[from].next_send() {
+                    moved = true;
+                    let mut bytes = Vec::new();
+                    self.shards[from].begin_send(id, &mut |c| bytes.extend_from_slice(c));
+                    let n = bytes.len();
+                    self.wire.entry((from, id)).or_default().extend(bytes);
+                    self.shards[from].on_send_done(id, Ok(n), self.now);
+                }
+                let actions: Vec<Action> = self.shards[from].take_actions().collect();
+                for action in actions {
+                    if let Action::Abort(_) = action {
+                        // A real abort ends the pending recv with EOF.
+                        if let Some(id) = self.conn_with_fd(from, action) {
+                            self.actions.push((from, action));
+                            self.shards[from].on_recv_end(id, RecvEnd::Eof, self.now);
+                            moved = true;
+                            continue;
+                        }
+                    }
+                    self.actions.push((from, action));
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn conn_with_fd(&self, shard: usize, action: Action) -> Option<ConnId> {
+        let Action::Abort(fd) = action else {
+            return None;
+        };
+        self.actions.iter().rev().find_map(|(s, a)| match a {
+            Action::ArmRecv(id, f) if *s == shard && *f == fd => Some(*id),
+            _ => None,
+        })
+    }
+
+    fn take_wire(&mut self, shard: usize, id: ConnId) -> Vec<u8> {
+        self.wire.remove(&(shard, id)).unwrap_or_default()
+    }
+
+    /// Decodes what the server sent to a connection.
+    fn messages(&mut self, shard: usize, id: ConnId) -> Vec<(OpCode, Vec<u8>)> {
+        let mut bytes = self.take_wire(shard, id);
+        let mut decoder = Decoder::new(Role::Client, 1 << 20);
+        let mut out = Vec::new();
+        decoder
+            .feed(&mut bytes, &mut |m| {
+                out.push(match m {
+                    Message::Text(p) => (OpCode::Text, p.to_vec()),
+                    Message::Binary(p) => (OpCode::Binary, p.to_vec()),
+                    Message::Ping(p) => (OpCode::Ping, p.to_vec()),
+                    Message::Pong(p) => (OpCode::Pong, p.to_vec()),
+                    Message::Close(c) => (
+                        OpCode::Close,
+                        c.map(|c| c.code.to_be_bytes().to_vec()).unwrap_or_default(),
+                    ),
+                })
+            })
+            .expect("server frames decode");
+        out
+    }
+
+    fn has_action(&self, shard: usize, want: impl Fn(&Action) -> bool) -> bool {
+        self.actions.iter().any(|(s, a)| *s == shard && want(a))
+    }
+
+    fn publish(&mut self, owner_hint: &str, payload: &str) {
+        let owner = ringcast_shard::owner_of(owner_hint, self.shards.len());
+        self.shards[owner].on_message(
+            ShardMsg::Publish {
+                channel: owner_hint.into(),
+                payload: payload.as_bytes().to_vec().into(),
+                binary: false,
+            },
+            self.now,
+        );
+        self.pump();
+    }
+}
+
+fn close_code(msgs: &[(OpCode, Vec<u8>)]) -> Option<u16> {
+    msgs.iter()
+        .find(|(op, _)| *op == OpCode::Close)
+        .map(|(_, p)| u16::from_be_bytes([p[0], p[1]]))
+}
+
+#[test]
+fn echo_text_binary_and_client_ping() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.connect(0, "/echo");
+    node.send_frame(0, id, OpCode::Text, b"hello");
+    node.send_frame(0, id, OpCode::Binary, &[0, 255, 7]);
+    node.send_frame(0, id, OpCode::Ping, b"p");
+    assert_eq!(
+        node.messages(0, id),
+        vec![
+            (OpCode::Text, b"hello".to_vec()),
+            (OpCode::Binary, vec![0, 255, 7]),
+            (OpCode::Pong, b"p".to_vec()),
+        ]
+    );
+}
+
+#[test]
+fn handshake_and_frame_split_in_every_place_still_echo() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.accept(0);
+    let mut bytes = client_request("localhost", "/echo", &generate_key(9));
+    encode_frame(&mut bytes, OpCode::Text, b"split me", MASK);
+    for b in bytes.chunks(1) {
+        node.send_bytes(0, id, b);
+    }
+    let wire = node.take_wire(0, id);
+    let end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = wire[end..].to_vec();
+    let mut got = Vec::new();
+    Decoder::new(Role::Client, 1024)
+        .feed(&mut rest, &mut |m| {
+            if let Message::Text(p) = m {
+                got.push(p.to_vec())
+            }
+        })
+        .unwrap();
+    assert_eq!(got, vec![b"split me".to_vec()]);
+}
+
+#[test]
+fn bad_handshakes_get_http_errors_and_close() {
+    let cases: &[(&[u8], &str)] = &[
+        (b"POST /news HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 405"),
+        (b"\x16\x03\x01garbage\r\n\r\n", "HTTP/1.1 400"),
+        (
+            b"GET /news HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 426",
+        ),
+        (
+            b"GET /bad%20chan HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (request, status) in cases {
+        let mut node = Node::new(1, |_| {});
+        let id = node.accept(0);
+        node.send_bytes(0, id, request);
+        let wire = node.take_wire(0, id);
+        assert!(
+            wire.starts_with(status.as_bytes()),
+            "{status}: {}",
+            String::from_utf8_lossy(&wire)
+        );
+        assert!(node.has_action(0, |a| matches!(a, Action::ShutdownWrite(_))));
+        node.shards[0].on_recv_end(id, RecvEnd::Eof, node.now);
+        node.pump();
+        assert!(node.has_action(0, |a| matches!(a, Action::Close(_))));
+        assert_eq!(node.shards[0].connections(), 0);
+        assert_eq!(node.shards[0].counters.closed_count("handshake_failed"), 1);
+    }
+}
+
+#[test]
+fn oversized_handshake_is_rejected() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.accept(0);
+    let mut request = b"GET /news HTTP/1.1\r\nHost: x\r\n".to_vec();
+    while request.len() < 9000 {
+        request.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    node.send_bytes(0, id, &request);
+    assert!(node.take_wire(0, id).starts_with(b"HTTP/1.1 431"));
+}
+
+#[test]
+fn protocol_errors_close_with_the_right_code() {
+    let unmasked = {
+        let mut f = Vec::new();
+        encode_frame(&mut f, OpCode::Text, b"hi", None);
+        f
+    };
+    let bad_utf8 = {
+        let mut f = Vec::new();
+        encode_frame(&mut f, OpCode::Text, &[0xff, 0xfe], MASK);
+        f
+    };
+    let too_big = {
+        let mut f = Vec::new();
+        encode_frame(&mut f, OpCode::Binary, &[0u8; 2000], MASK);
+        f
+    };
+    let reserved_opcode = vec![0x83, 0x80, 1, 2, 3, 4];
+    let rsv_bits = vec![0xC1, 0x80, 1, 2, 3, 4];
+    for (bytes, code) in [
+        (unmasked, 1002),
+        (bad_utf8, 1007),
+        (too_big, 1009),
+        (reserved_opcode, 1002),
+        (rsv_bits, 1002),
+    ] {
+        let mut node = Node::new(1, |c| c.max_message_bytes = 1024);
+        let id = node.connect(0, "/echo");
+        node.send_bytes(0, id, &bytes);
+        let msgs = node.messages(0, id);
+        assert_eq!(close_code(&msgs), Some(code), "{msgs:?}");
+        assert!(node.has_action(0, |a| matches!(a, Action::ShutdownWrite(_))));
+    }
+}
+
+#[test]
+fn client_close_is_answered_with_its_code() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.connect(0, "/news");
+    node.send_frame(0, id, OpCode::Close, &close_payload(1000, "bye"));
+    assert_eq!(close_code(&node.messages(0, id)), Some(1000));
+    assert!(node.has_action(0, |a| matches!(a, Action::ShutdownWrite(_))));
+    node.shards[0].on_recv_end(id, RecvEnd::Eof, node.now);
+    node.pump();
+    assert_eq!(node.shards[0].connections(), 0);
+    assert_eq!(node.shards[0].counters.closed_count("client_close"), 1);
+}
+
+#[test]
+fn fan_out_across_shards_exactly_once_in_order() {
+    let mut node = Node::new(3, |_| {});
+    let mut subs = Vec::new();
+    for i in 0..30 {
+        let shard = i % 3;
+        let channel = if i % 2 == 0 { "news" } else { "sport" };
+        subs.push((shard, node.connect(shard, &format!("/{channel}")), channel));
+    }
+    for seq in 0..20 {
+        node.publish("news", &format!("n{seq}"));
+        node.publish("sport", &format!("s{seq}"));
+    }
+    node.publish("nobody", "dropped");
+    for (shard, id, channel) in subs {
+        let got: Vec<Vec<u8>> = node
+            .messages(shard, id)
+            .into_iter()
+            .map(|(op, p)| {
+                assert_eq!(op, OpCode::Text);
+                p
+            })
+            .collect();
+        let prefix = &channel[..1];
+        let want: Vec<Vec<u8>> = (0..20)
+            .map(|s| format!("{prefix}{s}").into_bytes())
+            .collect();
+        assert_eq!(got, want, "shard {shard} channel {channel}");
+    }
+    let delivered: u64 = node.shards.iter().map(|s| s.counters.delivered).sum();
+    assert_eq!(delivered, 30 * 20);
+    let dropped: u64 = node.shards.iter().map(|s| s.counters.publish_dropped).sum();
+    assert_eq!(dropped, 1);
+}
+
+#[test]
+fn interest_follows_first_and_last_subscriber() {
+    let mut node = Node::new(2, |_| {});
+    let owner = ringcast_shard::owner_of("news", 2);
+    let other = 1 - owner;
+    let a = node.connect(other, "/news");
+    let b = node.connect(other, "/news");
+    let cmds: Vec<_> = node.shards[owner].take_broker_cmds().collect();
+    assert_eq!(cmds.len(), 1, "one subscribe for the node: {cmds:?}");
+    for id in [a, b] {
+        node.send_frame(other, id, OpCode::Close, &close_payload(1000, ""));
+    }
+    let cmds: Vec<_> = node.shards[owner].take_broker_cmds().collect();
+    assert_eq!(cmds.len(), 1, "one unsubscribe once both left: {cmds:?}");
+    node.publish("news", "late");
+    assert_eq!(node.shards[owner].counters.publish_dropped, 1);
+}
+
+#[test]
+fn pings_spread_over_the_interval_and_pongs_keep_alive() {
+    let mut node = Node::new(1, |c| {
+        c.ping_interval_ms = 1000;
+        c.pong_timeout_ms = 500;
+    });
+    let ids: Vec<ConnId> = (0..400).map(|_| node.connect(0, "/news")).collect();
+    let mut per_bucket = Vec::new();
+    for _ in 0..10 {
+        node.advance(100);
+        let pinged = ids
+            .iter()
+            .filter(|&&id| {
+                let msgs = node.messages(0, id);
+                let pinged = msgs.iter().any(|(op, _)| *op == OpCode::Ping);
+                if pinged {
+                    node.send_frame(0, id, OpCode::Pong, b"");
+                }
+                pinged
+            })
+            .count();
+        per_bucket.push(pinged);
+    }
+    assert_eq!(per_bucket.iter().sum::<usize>(), 400, "{per_bucket:?}");
+    assert!(
+        per_bucket.iter().all(|&n| (15..=70).contains(&n)),
+        "spread evenly: {per_bucket:?}"
+    );
+    for _ in 0..30 {
+        node.advance(100);
+        for &id in &ids {
+            if node
+                .messages(0, id)
+                .iter()
+                .any(|(op, _)| *op == OpCode::Ping)
+            {
+                node.send_frame(0, id, OpCode::Pong, b"");
+            }
+        }
+    }
+    let c = &node.shards[0].counters;
+    assert_eq!(c.ping_timeouts, 0);
+    assert_eq!(c.pings_sent, c.pongs_received);
+    assert!(c.pings_sent >= 1200, "{}", c.pings_sent);
+    assert_eq!(node.shards[0].connections(), 400);
+}
+
+#[test]
+fn missing_pong_closes_the_connection() {
+    let mut node = Node::new(1, |c| {
+        c.ping_interval_ms = 1000;
+        c.pong_timeout_ms = 500;
+    });
+    let id = node.connect(0, "/news");
+    node.advance(1600);
+    assert!(
+        node.messages(0, id)
+            .iter()
+            .any(|(op, _)| *op == OpCode::Ping)
+    );
+    assert_eq!(node.shards[0].counters.ping_timeouts, 1);
+    assert!(node.has_action(0, |a| matches!(a, Action::Abort(_))));
+    assert_eq!(node.shards[0].connections(), 0);
+    assert_eq!(node.shards[0].counters.closed_count("ping_timeout"), 1);
+}
+
+#[test]
+fn unfinished_handshake_times_out() {
+    let mut node = Node::new(1, |c| c.handshake_timeout_ms = 300);
+    let id = node.accept(0);
+    node.send_bytes(0, id, b"GET /news HTTP/1.1\r\n");
+    node.advance(250);
+    assert_eq!(node.shards[0].connections(), 1);
+    node.advance(100);
+    assert_eq!(node.shards[0].connections(), 0);
+    assert_eq!(node.shards[0].counters.closed_count("handshake_timeout"), 1);
+}
+
+#[test]
+fn peer_vanishing_mid_frame_frees_the_slot_and_channel() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.connect(0, "/news");
+    node.send_bytes(0, id, &[0x81, 0xFE, 0x01]);
+    node.shards[0].on_recv_end(id, RecvEnd::Error(104), node.now);
+    node.pump();
+    assert_eq!(node.shards[0].connections(), 0);
+    node.shards[0].refresh_gauges();
+    assert_eq!(node.shards[0].counters.subscriptions, 0);
+    assert_eq!(node.shards[0].counters.channels, 0);
+}
+
+#[test]
+fn full_shard_answers_503() {
+    let mut node = Node::new(1, |c| c.max_connections = 2);
+    node.connect(0, "/a");
+    node.connect(0, "/b");
+    let id = node.accept(0);
+    node.send_bytes(0, id, &client_request("x", "/c", &generate_key(1)));
+    assert!(node.take_wire(0, id).starts_with(b"HTTP/1.1 503"));
+}
+
+#[test]
+fn no_buffers_rearms_the_recv() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.connect(0, "/echo");
+    let arms = |node: &Node| {
+        node.actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::ArmRecv(..)))
+            .count()
+    };
+    let before = arms(&node);
+    node.shards[0].on_recv_end(id, RecvEnd::NoBuffers, node.now);
+    node.pump();
+    assert_eq!(arms(&node), before + 1);
+    node.send_frame(0, id, OpCode::Text, b"still here");
+    assert_eq!(
+        node.messages(0, id),
+        vec![(OpCode::Text, b"still here".to_vec())]
+    );
+}
+
+#[test]
+fn drain_closes_with_1001_spread_over_the_window() {
+    let mut node = Node::new(1, |_| {});
+    let ids: Vec<ConnId> = (0..100).map(|_| node.connect(0, "/news")).collect();
+    node.shards[0].on_message(ShardMsg::Drain { spread_ms: 1000 }, node.now);
+    node.pump();
+    let mut per_tick = Vec::new();
+    let mut closed_so_far = 0;
+    for _ in 0..10 {
+        node.advance(100);
+        let closed = ids
+            .iter()
+            .filter(|&&id| {
+                close_code(&node.wire.get(&(0, id)).map_or_else(Vec::new, |w| {
+                    let mut w = w.clone();
+                    let mut out = Vec::new();
+                    let _ = Decoder::new(Role::Client, 1024).feed(&mut w, &mut |m| {
+                        if let Message::Close(Some(c)) = m {
+                            out.push((OpCode::Close, c.code.to_be_bytes().to_vec()));
+                        }
+                    });
+                    out
+                })) == Some(1001)
+            })
+            .count();
+        per_tick.push(closed - closed_so_far);
+        closed_so_far = closed;
+    }
+    assert_eq!(closed_so_far, 100, "{per_tick:?}");
+    assert!(per_tick.iter().all(|&n| n <= 20), "{per_tick:?}");
+    for id in ids {
+        node.shards[0].on_recv_end(id, RecvEnd::Eof, node.now);
+    }
+    node.pump();
+    assert!(node.shards[0].drained());
+}
