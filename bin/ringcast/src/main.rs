@@ -1,1 +1,174 @@
-fn main() {}
+//! ringcast: starts one pinned io_uring shard per core and the sidecar, then waits for
+//! a signal to drain. Glue only: the logic lives in the crates.
+
+mod config;
+mod mesh;
+mod publisher;
+mod shard_thread;
+mod sidecar;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use config::Config;
+use mesh::Mesh;
+use ringcast_shard::{Shard, ShardConfig, ShardMsg};
+use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
+use shard_thread::ShardThread;
+use sidecar::{ShardExit, Sidecar};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn main() -> ExitCode {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(config) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("ringcast: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports a shard thread's end to the sidecar, also when it unwinds.
+struct ExitGuard {
+    shard: usize,
+    exits: flume::Sender<ShardExit>,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        let _ = self.exits.send(ShardExit {
+            shard: self.shard,
+            panicked: std::thread::panicking(),
+        });
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let prometheus = ringcast_telemetry::install_recorder().context("installing metrics")?;
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let shards = usize::from(config.shards.unwrap_or(cores.len().max(1) as u16));
+    let addrs: Vec<_> = config.listen.iter().flat_map(|r| r.addrs.clone()).collect();
+    let max_message_bytes = config.max_message_bytes as usize;
+    let per_shard_max = config
+        .max_connections
+        .map_or(usize::MAX, |max| max.div_ceil(shards));
+
+    let (broker_tx, broker_rx) = flume::unbounded();
+    let (exit_tx, exit_rx) = flume::unbounded();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, Result<Waker, String>)>();
+    let mut inbox_txs = Vec::with_capacity(shards);
+    let mut mesh_txs = Vec::with_capacity(shards);
+    for id in 0..shards {
+        let mut listeners = Vec::with_capacity(addrs.len());
+        for addr in &addrs {
+            listeners.push(
+                bind_reuseport(*addr, config.backlog)
+                    .with_context(|| format!("listening on {addr}"))?,
+            );
+        }
+        let (inbox_tx, inbox) = flume::unbounded::<ShardMsg>();
+        inbox_txs.push(inbox_tx);
+        let (mesh_tx, mesh_rx) = std::sync::mpsc::channel::<Arc<Mesh>>();
+        mesh_txs.push(mesh_tx);
+        let shard_cfg = ShardConfig {
+            id: id as u16,
+            shards: shards as u16,
+            ping_interval_ms: config.ping_interval.as_millis() as u64,
+            pong_timeout_ms: config.pong_timeout.as_millis() as u64,
+            handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
+            linger_ms: 2_000,
+            max_message_bytes,
+            max_connections: per_shard_max,
+            tick_ms: 50,
+        };
+        let reactor_cfg = ReactorConfig {
+            sq_entries: 4096,
+            buf_count: config.recv_buffers,
+            buf_size: config.recv_buffer_size,
+        };
+        let core = cores.get(id % cores.len().max(1)).copied();
+        let ready_tx = ready_tx.clone();
+        let exits = exit_tx.clone();
+        let broker_cmds = broker_tx.clone();
+        let drain_ms = config.drain_seconds.as_millis() as u64;
+        std::thread::Builder::new()
+            .name(format!("ringcast-shard-{id}"))
+            .spawn(move || {
+                let _guard = ExitGuard { shard: id, exits };
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                let reactor = match Reactor::new(reactor_cfg) {
+                    Ok(reactor) => reactor,
+                    Err(err) => {
+                        let _ = ready_tx.send((id, Err(err.to_string())));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send((id, Ok(reactor.waker())));
+                let Ok(mesh) = mesh_rx.recv() else {
+                    return;
+                };
+                ShardThread {
+                    shard: Shard::new(shard_cfg),
+                    reactor,
+                    listeners,
+                    inbox,
+                    mesh,
+                    broker_cmds,
+                    drain_ms,
+                    accept_rearm: Vec::new(),
+                }
+                .run();
+            })
+            .context("spawning a shard thread")?;
+    }
+    drop(ready_tx);
+    drop(exit_tx);
+
+    let mut wakers: Vec<Option<Waker>> = (0..shards).map(|_| None).collect();
+    for _ in 0..shards {
+        let (id, result) = ready_rx
+            .recv()
+            .context("a shard thread died during start-up")?;
+        match result {
+            Ok(waker) => wakers[id] = Some(waker),
+            Err(err) => bail!("shard {id}: {err}"),
+        }
+    }
+    let parts = inbox_txs
+        .into_iter()
+        .zip(wakers)
+        .map(|(tx, waker)| waker.map(|w| (tx, w)))
+        .collect::<Option<Vec<_>>>()
+        .context("a shard did not report its waker")?;
+    let mesh = Arc::new(Mesh::new(parts));
+    for tx in mesh_txs {
+        tx.send(mesh.clone())
+            .context("a shard thread died during start-up")?;
+    }
+    tracing::info!(
+        shards,
+        listen = ?addrs,
+        "shards started"
+    );
+    Sidecar {
+        admin: config.admin,
+        mesh,
+        prometheus,
+        broker_cmds: broker_rx,
+        exits: exit_rx,
+        drain: config.drain_seconds,
+        max_message_bytes,
+    }
+    .run()
+}

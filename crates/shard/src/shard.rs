@@ -140,7 +140,7 @@ impl Shard {
         );
         if self.drain.is_some() {
             self.abort(id, "shutdown");
-            self.progress(id, now_ms);
+            self.progress(id);
         }
         id
     }
@@ -162,7 +162,7 @@ impl Shard {
     }
 
     /// The multishot recv for `id` ended.
-    pub fn on_recv_end(&mut self, id: ConnId, end: RecvEnd, now_ms: u64) {
+    pub fn on_recv_end(&mut self, id: ConnId, end: RecvEnd) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -183,11 +183,11 @@ impl Shard {
                 self.decide_reason(id, reason);
             }
         }
-        self.progress(id, now_ms);
+        self.progress(id);
     }
 
     /// The send in flight for `id` completed with `result` (bytes written or errno).
-    pub fn on_send_done(&mut self, id: ConnId, result: Result<usize, i32>, now_ms: u64) {
+    pub fn on_send_done(&mut self, id: ConnId, result: Result<usize, i32>) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -202,7 +202,7 @@ impl Shard {
                 self.decide_reason(id, "reset");
             }
         }
-        self.progress(id, now_ms);
+        self.progress(id);
     }
 
     /// Advances timers and the drain to `now_ms`.
@@ -386,7 +386,7 @@ impl Shard {
         }
         self.wheel
             .schedule(now_ms + self.cfg.linger_ms, id, TimerKind::Linger);
-        self.progress(id, now_ms);
+        self.progress(id);
     }
 
     /// Drops the connection without a close frame (dead peer, handshake timeout).
@@ -416,7 +416,7 @@ impl Shard {
 
     /// Moves a connection along after any change: schedule its send, finish a close,
     /// or free its slot when nothing is in flight any more.
-    fn progress(&mut self, id: ConnId, now_ms: u64) {
+    fn progress(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -447,7 +447,7 @@ impl Shard {
             self.actions.push(Action::ShutdownWrite(conn.fd));
             if !conn.recv_active {
                 conn.gone = true;
-                self.progress(id, now_ms);
+                self.progress(id);
             }
         }
     }
@@ -488,7 +488,7 @@ impl Shard {
         match kind {
             TimerKind::HandshakeDeadline if conn.phase == Phase::Handshake => {
                 self.abort(id, "handshake_timeout");
-                self.progress(id, now_ms);
+                self.progress(id);
             }
             TimerKind::Ping if conn.phase == Phase::Open => {
                 if conn.ping_sent_ms == 0 {
@@ -512,11 +512,11 @@ impl Shard {
             {
                 self.counters.ping_timeouts += 1;
                 self.abort(id, "ping_timeout");
-                self.progress(id, now_ms);
+                self.progress(id);
             }
             TimerKind::Linger if conn.phase == Phase::Closing => {
                 conn.gone = true;
-                self.progress(id, now_ms);
+                self.progress(id);
             }
             _ => {}
         }
@@ -655,7 +655,7 @@ impl Shard {
                         budget -= 1;
                         issued += 1;
                         self.abort(id, "shutdown");
-                        self.progress(id, now_ms);
+                        self.progress(id);
                     }
                     Phase::Closing => {}
                 }

@@ -106,7 +106,7 @@ impl Node {
                     self.shards[from].begin_send(id, &mut |c| bytes.extend_from_slice(c));
                     let n = bytes.len();
                     self.wire.entry((from, id)).or_default().extend(bytes);
-                    self.shards[from].on_send_done(id, Ok(n), self.now);
+                    self.shards[from].on_send_done(id, Ok(n));
                 }
                 let actions: Vec<Action> = self.shards[from].take_actions().collect();
                 for action in actions {
@@ -114,7 +114,7 @@ impl Node {
                         // A real abort ends the pending recv with EOF.
                         if let Some(id) = self.conn_with_fd(from, action) {
                             self.actions.push((from, action));
-                            self.shards[from].on_recv_end(id, RecvEnd::Eof, self.now);
+                            self.shards[from].on_recv_end(id, RecvEnd::Eof);
                             moved = true;
                             continue;
                         }
@@ -253,7 +253,7 @@ fn bad_handshakes_get_http_errors_and_close() {
             String::from_utf8_lossy(&wire)
         );
         assert!(node.has_action(0, |a| matches!(a, Action::ShutdownWrite(_))));
-        node.shards[0].on_recv_end(id, RecvEnd::Eof, node.now);
+        node.shards[0].on_recv_end(id, RecvEnd::Eof);
         node.pump();
         assert!(node.has_action(0, |a| matches!(a, Action::Close(_))));
         assert_eq!(node.shards[0].connections(), 0);
@@ -315,7 +315,7 @@ fn client_close_is_answered_with_its_code() {
     node.send_frame(0, id, OpCode::Close, &close_payload(1000, "bye"));
     assert_eq!(close_code(&node.messages(0, id)), Some(1000));
     assert!(node.has_action(0, |a| matches!(a, Action::ShutdownWrite(_))));
-    node.shards[0].on_recv_end(id, RecvEnd::Eof, node.now);
+    node.shards[0].on_recv_end(id, RecvEnd::Eof);
     node.pump();
     assert_eq!(node.shards[0].connections(), 0);
     assert_eq!(node.shards[0].counters.closed_count("client_close"), 1);
@@ -457,7 +457,7 @@ fn peer_vanishing_mid_frame_frees_the_slot_and_channel() {
     let mut node = Node::new(1, |_| {});
     let id = node.connect(0, "/news");
     node.send_bytes(0, id, &[0x81, 0xFE, 0x01]);
-    node.shards[0].on_recv_end(id, RecvEnd::Error(104), node.now);
+    node.shards[0].on_recv_end(id, RecvEnd::Error(104));
     node.pump();
     assert_eq!(node.shards[0].connections(), 0);
     node.shards[0].refresh_gauges();
@@ -486,7 +486,7 @@ fn no_buffers_rearms_the_recv() {
             .count()
     };
     let before = arms(&node);
-    node.shards[0].on_recv_end(id, RecvEnd::NoBuffers, node.now);
+    node.shards[0].on_recv_end(id, RecvEnd::NoBuffers);
     node.pump();
     assert_eq!(arms(&node), before + 1);
     node.send_frame(0, id, OpCode::Text, b"still here");
@@ -527,7 +527,7 @@ fn drain_closes_with_1001_spread_over_the_window() {
     assert_eq!(closed_so_far, 100, "{per_tick:?}");
     assert!(per_tick.iter().all(|&n| n <= 20), "{per_tick:?}");
     for id in ids {
-        node.shards[0].on_recv_end(id, RecvEnd::Eof, node.now);
+        node.shards[0].on_recv_end(id, RecvEnd::Eof);
     }
     node.pump();
     assert!(node.shards[0].drained());

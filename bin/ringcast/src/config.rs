@@ -1,0 +1,158 @@
+//! Command line and environment configuration (every flag `--x-y` is also `RINGCAST_X_Y`).
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A listen address with a port range: `ADDR:PORT` or `ADDR:FIRST-LAST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenRange {
+    /// Addresses, one per port in the range.
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Parses `127.0.0.1:10000` or `127.0.0.1:10000-10999` (IPv6 as `[::1]:10000-10003`).
+pub fn parse_listen(text: &str) -> Result<ListenRange, String> {
+    let (host, ports) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{text}`: expected ADDR:PORT or ADDR:FIRST-LAST"))?;
+    let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("`{text}`: `{p}` is not a port"))
+    };
+    let (first, last) = (port(first)?, port(last)?);
+    if first == 0 || last < first {
+        return Err(format!(
+            "`{text}`: port range must be 1..=65535 and ascending"
+        ));
+    }
+    let ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| format!("`{text}`: `{host}` is not an IP address"))?;
+    Ok(ListenRange {
+        addrs: (first..=last).map(|p| SocketAddr::new(ip, p)).collect(),
+    })
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(0.001..=86_400.0).contains(&secs) {
+        return Err(format!("`{text}`: seconds must be between 0.001 and 86400"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// ringcast: a WebSocket push gateway. Clients connect to ws://HOST:PORT/<channel> and
+/// receive every message published to <channel> with POST /publish/<channel> on the
+/// admin port. /echo echoes. Prometheus metrics are at /metrics on the admin port.
+#[derive(Debug, Parser)]
+#[command(name = "ringcast", version, about, long_about)]
+pub struct Config {
+    /// WebSocket listen address, `ADDR:PORT` or a range `ADDR:FIRST-LAST` (one
+    /// SO_REUSEPORT listener per port per shard; a range lets one client host open
+    /// far more than 64k connections). Repeatable, or comma separated in the env var.
+    #[arg(long, env = "RINGCAST_LISTEN", value_parser = parse_listen, value_delimiter = ',',
+          default_value = "0.0.0.0:8080")]
+    pub listen: Vec<ListenRange>,
+
+    /// Admin HTTP address: POST /publish/<channel>, /metrics, /healthz, /readyz.
+    #[arg(long, env = "RINGCAST_ADMIN", default_value = "127.0.0.1:9090")]
+    pub admin: SocketAddr,
+
+    /// Number of shards (reactor threads, each pinned to a core). Default: usable cores.
+    #[arg(long, env = "RINGCAST_SHARDS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub shards: Option<u16>,
+
+    /// Seconds between server pings on each connection (spread over the interval).
+    #[arg(long, env = "RINGCAST_PING_INTERVAL", value_parser = parse_secs, default_value = "30")]
+    pub ping_interval: Duration,
+
+    /// Seconds to wait for a pong before closing the connection.
+    #[arg(long, env = "RINGCAST_PONG_TIMEOUT", value_parser = parse_secs, default_value = "10")]
+    pub pong_timeout: Duration,
+
+    /// Largest message a client may send, and largest publish body (bytes).
+    #[arg(long, env = "RINGCAST_MAX_MESSAGE_BYTES", default_value_t = 65_536,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub max_message_bytes: u64,
+
+    /// Most open WebSocket connections on this node (split evenly over shards); further
+    /// handshakes get HTTP 503. Default: unlimited.
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds a client has to complete its HTTP upgrade before it is closed.
+    #[arg(long, env = "RINGCAST_HANDSHAKE_TIMEOUT", value_parser = parse_secs, default_value = "10")]
+    pub handshake_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: seconds over which connections are closed with 1001 (spread
+    /// evenly so clients do not reconnect in one storm); the process exits within it.
+    #[arg(long, env = "RINGCAST_DRAIN_SECONDS", value_parser = parse_secs, default_value = "10")]
+    pub drain_seconds: Duration,
+
+    /// Listen backlog per listener (capped by net.core.somaxconn).
+    #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]
+    pub backlog: i32,
+
+    /// Receive buffers per shard in the io_uring provided buffer ring (power of two).
+    #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 1024)]
+    pub recv_buffers: u16,
+
+    /// Size of each receive buffer in bytes.
+    #[arg(long, env = "RINGCAST_RECV_BUFFER_SIZE", default_value_t = 4096)]
+    pub recv_buffer_size: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_ranges() {
+        let r = parse_listen("127.0.0.1:10000-10003").unwrap();
+        assert_eq!(r.addrs.len(), 4);
+        assert_eq!(r.addrs[3].port(), 10003);
+        assert_eq!(parse_listen("[::1]:80").unwrap().addrs.len(), 1);
+        for bad in [
+            "x",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:9-1",
+            "host:80",
+            "1.2.3.4:70000",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_flag_reads_its_env_var() {
+        use clap::CommandFactory;
+        let cmd = Config::command();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let want = format!("RINGCAST_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(want.as_str()),
+                "--{long}"
+            );
+        }
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_reject_nonsense() {
+        assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("abc").is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! The reactor loop of one shard: thin glue that turns io_uring completions into
+//! [`Shard`] events and the shard's actions into submissions, drains the shard's inbox,
+//! forwards its outbox, and flushes its counters about once a second.
+
+use crate::mesh::Mesh;
+use ringcast_shard::{Action, ConnId, RecvEnd, Shard, ShardMsg};
+use ringcast_uring::{Completion, Reactor, close_fd, shutdown_socket, shutdown_write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest sleep in one wait, so the counters flush on time even when idle.
+const MAX_WAIT_MS: u64 = 250;
+/// How long accepting pauses after the process ran out of descriptors or memory.
+const ACCEPT_BACKOFF_MS: u64 = 100;
+/// How often counters are pushed into the metrics registry.
+const FLUSH_EVERY_MS: u64 = 1000;
+
+/// Everything one shard thread owns.
+pub struct ShardThread {
+    /// The deterministic shard state.
+    pub shard: Shard,
+    /// This shard's io_uring.
+    pub reactor: Reactor,
+    /// One SO_REUSEPORT listener per listen port.
+    pub listeners: Vec<OwnedFd>,
+    /// This shard's inbox.
+    pub inbox: flume::Receiver<ShardMsg>,
+    /// Every shard's inbox.
+    pub mesh: Arc<Mesh>,
+    /// Subscribe/unsubscribe commands for the sidecar's broker.
+    pub broker_cmds: flume::Sender<ringcast_shard::BrokerCmd>,
+    /// The drain deadline after a Drain message: the loop ends then, drained or not.
+    pub drain_ms: u64,
+    /// Listeners whose multishot accept ended, with the time to re-arm them.
+    pub accept_rearm: Vec<(u64, u32)>,
+}
+
+impl ShardThread {
+    /// Runs until the shard is drained (or the drain deadline passes).
+    pub fn run(mut self) {
+        let id = usize::from(self.shard.id());
+        let clock = Instant::now();
+        let now = || clock.elapsed().as_millis() as u64 + 1;
+        for (i, listener) in self.listeners.iter().enumerate() {
+            self.reactor.arm_accept(listener.as_raw_fd(), i as u32);
+        }
+        let mut completions: Vec<Completion> = Vec::with_capacity(4096);
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(ringcast_shard::MAX_IOVECS);
+        let mut last_flush = 0;
+        let mut drain_deadline: Option<u64> = None;
+        loop {
+            let t = now();
+            while let Ok(msg) = self.inbox.try_recv() {
+                if let ShardMsg::Drain { .. } = msg {
+                    drain_deadline = Some(t + self.drain_ms);
+                    self.close_listeners();
+                }
+                self.shard.on_message(msg, t);
+            }
+            self.shard.on_tick(t);
+            self.rearm_accepts(t);
+            self.submit_outputs(&mut iov, id);
+            if self.shard.drained() || drain_deadline.is_some_and(|d| t >= d) {
+                break;
+            }
+            if t - last_flush >= FLUSH_EVERY_MS {
+                last_flush = t;
+                self.flush_counters(id);
+            }
+            let wait_ms = self.shard.ms_until_tick(t).clamp(1, MAX_WAIT_MS);
+            let wait = if self.mesh.prepare_sleep(id, &self.inbox) {
+                Duration::from_millis(wait_ms)
+            } else {
+                Duration::ZERO
+            };
+            let waited = self.reactor.wait(wait, &mut completions);
+            self.mesh.awake(id);
+            if let Err(err) = waited {
+                tracing::error!(shard = id, %err, "io_uring wait failed");
+                break;
+            }
+            let t = now();
+            for completion in completions.drain(..) {
+                self.complete(completion, t);
+            }
+        }
+        self.flush_counters(id);
+    }
+
+    fn complete(&mut self, completion: Completion, t: u64) {
+        match completion {
+            Completion::Accept {
+                listener,
+                result,
+                more,
+            } => {
+                let backoff = match result {
+                    Ok(fd) => {
+                        self.shard.on_accept(fd, t);
+                        false
+                    }
+                    Err(errno) => {
+                        self.shard.counters.accept_errors += 1;
+                        matches!(
+                            errno,
+                            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
+                        )
+                    }
+                };
+                if !more && !self.shard.draining() {
+                    // Out of descriptors or memory: retry later instead of spinning.
+                    let at = if backoff { t + ACCEPT_BACKOFF_MS } else { t };
+                    self.accept_rearm.push((at, listener));
+                }
+            }
+            Completion::Recv {
+                conn,
+                r#gen: generation,
+                result,
+                more,
+            } => {
+                let id = ConnId {
+                    idx: conn,
+                    generation,
+                };
+                match result {
+                    Ok(buf) if buf.len == 0 => self.shard.on_recv_end(id, RecvEnd::Eof),
+                    Ok(buf) => {
+                        let data = self.reactor.buffer(buf.bid, buf.len);
+                        self.shard.on_recv(id, data, t);
+                        self.reactor.recycle(buf.bid);
+                        if !more {
+                            self.shard.on_recv_end(id, RecvEnd::Stopped);
+                        }
+                    }
+                    Err(errno) if errno == libc::ENOBUFS => {
+                        self.shard.counters.recv_enobufs += 1;
+                        self.shard.on_recv_end(id, RecvEnd::NoBuffers);
+                    }
+                    Err(errno) => self.shard.on_recv_end(id, RecvEnd::Error(errno)),
+                }
+            }
+            Completion::Send {
+                conn,
+                r#gen: generation,
+                result,
+            } => {
+                let id = ConnId {
+                    idx: conn,
+                    generation,
+                };
+                self.shard.on_send_done(id, result.map(|n| n as usize));
+            }
+            Completion::Connect { .. } | Completion::Wake => {}
+        }
+    }
+
+    /// Turns the shard's decisions into submissions and cross-shard messages.
+    fn submit_outputs(&mut self, iov: &mut Vec<libc::iovec>, id: usize) {
+        for action in self.shard.take_actions() {
+            match action {
+                Action::ArmRecv(conn, fd) => self.reactor.arm_recv(fd, conn.idx, conn.generation),
+                Action::ShutdownWrite(fd) => shutdown_write(fd),
+                Action::Abort(fd) => shutdown_socket(fd),
+                Action::Close(fd) => close_fd(fd),
+            }
+        }
+        while let Some((conn, fd)) = self.shard.next_send() {
+            iov.clear();
+            self.shard.begin_send(conn, &mut |chunk| {
+                iov.push(libc::iovec {
+                    iov_base: chunk.as_ptr() as *mut libc::c_void,
+                    iov_len: chunk.len(),
+                })
+            });
+            self.reactor
+                .send_vectored(fd, conn.idx, conn.generation, iov);
+        }
+        for (to, msgs) in self.shard.outbox().iter_mut().enumerate() {
+            if msgs.is_empty() || to == id {
+                continue;
+            }
+            for msg in msgs.drain(..) {
+                self.mesh.send(to, msg);
+            }
+            self.mesh.nudge(to);
+        }
+        for cmd in self.shard.take_broker_cmds() {
+            let _ = self.broker_cmds.send(cmd);
+        }
+    }
+
+    fn rearm_accepts(&mut self, t: u64) {
+        let listeners = &self.listeners;
+        let reactor = &mut self.reactor;
+        self.accept_rearm.retain(|&(at, listener)| {
+            if at > t {
+                return true;
+            }
+            if let Some(l) = listeners.get(listener as usize) {
+                reactor.arm_accept(l.as_raw_fd(), listener);
+            }
+            false
+        });
+    }
+
+    fn close_listeners(&mut self) {
+        self.accept_rearm.clear();
+        for listener in self.listeners.drain(..) {
+            // Ends the pending multishot accept; dropping closes the socket.
+            shutdown_socket(listener.as_raw_fd());
+        }
+    }
+
+    fn flush_counters(&mut self, id: usize) {
+        self.shard.refresh_gauges();
+        self.shard.counters.queue_depth = self.inbox.len() as u64;
+        self.shard.counters.flush(id);
+    }
+}

@@ -1,0 +1,152 @@
+//! The sidecar: one tokio thread beside the shards for everything async: the admin HTTP
+//! server (publish, metrics, health), the broker and its subscription commands, signal
+//! handling and the drain. It never touches a connection.
+
+use crate::mesh::Mesh;
+use crate::publisher::{NodePublisher, ShardSink};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use ringcast_broker::{Broker, LocalBroker};
+use ringcast_shard::{BrokerCmd, ShardMsg};
+use ringcast_telemetry::{AdminState, admin_router, run_upkeep_every, serve_admin};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// A shard thread ended; `panicked` when it unwound.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardExit {
+    /// Which shard.
+    pub shard: usize,
+    /// Whether it ended by panicking.
+    pub panicked: bool,
+}
+
+/// What the sidecar needs from the start-up code.
+pub struct Sidecar {
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+    /// Every shard's inbox.
+    pub mesh: Arc<Mesh>,
+    /// Renders /metrics.
+    pub prometheus: PrometheusHandle,
+    /// Owner shards' subscribe/unsubscribe commands.
+    pub broker_cmds: flume::Receiver<BrokerCmd>,
+    /// Shard threads report here when they end.
+    pub exits: flume::Receiver<ShardExit>,
+    /// Drain window.
+    pub drain: Duration,
+    /// Largest publish body.
+    pub max_message_bytes: usize,
+}
+
+enum Stop {
+    Signal(&'static str),
+    ShardEnded(ShardExit),
+}
+
+impl Sidecar {
+    /// Serves until SIGTERM/SIGINT (then drains and returns success) or until a shard
+    /// ends on its own (returns failure so a supervisor restarts the node).
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the sidecar runtime")?;
+        runtime.block_on(self.serve())
+    }
+
+    async fn serve(self) -> anyhow::Result<ExitCode> {
+        let ready = Arc::new(AtomicBool::new(true));
+        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(ShardSink {
+            mesh: self.mesh.clone(),
+        }));
+        let state = AdminState {
+            publisher: Arc::new(NodePublisher {
+                broker: broker.clone(),
+                max_message_bytes: self.max_message_bytes,
+            }),
+            ready: ready.clone(),
+            prometheus: self.prometheus.clone(),
+            max_message_bytes: self.max_message_bytes,
+        };
+        let listener = tokio::net::TcpListener::bind(self.admin)
+            .await
+            .with_context(|| format!("binding the admin port {}", self.admin))?;
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = tokio::spawn(serve_admin(listener, admin_router(state), async move {
+            let _ = admin_stopped.await;
+        }));
+        tokio::spawn(run_upkeep_every(
+            self.prometheus.clone(),
+            Duration::from_secs(5),
+        ));
+        let cmds = self.broker_cmds.clone();
+        tokio::spawn(async move {
+            while let Ok(cmd) = cmds.recv_async().await {
+                match cmd {
+                    BrokerCmd::Subscribe(channel) => broker.subscribe(&channel),
+                    BrokerCmd::Unsubscribe(channel) => broker.unsubscribe(&channel),
+                }
+            }
+        });
+        tracing::info!(admin = %self.admin, shards = self.mesh.len(), "ringcast is serving");
+
+        let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM")?;
+        let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT")?;
+        let stop = tokio::select! {
+            _ = sigterm.recv() => Stop::Signal("SIGTERM"),
+            _ = sigint.recv() => Stop::Signal("SIGINT"),
+            exit = self.exits.recv_async() => match exit {
+                Ok(exit) => Stop::ShardEnded(exit),
+                Err(_) => Stop::Signal("all shards gone"),
+            },
+        };
+        let code = match stop {
+            Stop::ShardEnded(exit) => {
+                tracing::error!(
+                    shard = exit.shard,
+                    panicked = exit.panicked,
+                    "a shard stopped unexpectedly; exiting so the supervisor restarts the node"
+                );
+                ExitCode::from(70)
+            }
+            Stop::Signal(name) => {
+                tracing::info!(signal = name, drain = ?self.drain, "draining");
+                ready.store(false, Ordering::SeqCst);
+                self.drain_shards().await;
+                ExitCode::SUCCESS
+            }
+        };
+        let _ = stop_admin.send(());
+        let _ = tokio::time::timeout(Duration::from_millis(500), admin).await;
+        Ok(code)
+    }
+
+    /// Tells every shard to close its listeners and its connections with 1001, spread
+    /// over half the drain window (the rest is for the clients' close replies), then
+    /// waits for all of them to end, at most the drain window.
+    async fn drain_shards(&self) {
+        let spread_ms = (self.drain.as_millis() as u64 / 2).max(1);
+        for shard in 0..self.mesh.len() {
+            self.mesh.send(shard, ShardMsg::Drain { spread_ms });
+            self.mesh.nudge(shard);
+        }
+        let wait_all = async {
+            for _ in 0..self.mesh.len() {
+                if self.exits.recv_async().await.is_err() {
+                    return;
+                }
+            }
+        };
+        if tokio::time::timeout(self.drain + Duration::from_millis(200), wait_all)
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain window over with shards still closing; exiting anyway");
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Every metric name the gateway exports, and `describe_all`, which registers their help
+//! text and units with the current recorder.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// Gauge `{shard}`: open connections, handshaking ones included.
+pub const CONNECTIONS: &str = "ringcast_connections";
+/// Counter `{shard}`: connections accepted.
+pub const CONNECTIONS_ACCEPTED: &str = "ringcast_connections_accepted_total";
+/// Counter `{shard,reason}`: connections closed, by reason.
+pub const CONNECTIONS_CLOSED: &str = "ringcast_connections_closed_total";
+/// Counter `{shard,reason}`: WebSocket handshakes that failed, by reason.
+pub const HANDSHAKE_FAILURES: &str = "ringcast_handshake_failures_total";
+/// Counter `{shard}`: pings sent.
+pub const PINGS_SENT: &str = "ringcast_pings_sent_total";
+/// Counter `{shard}`: pongs received.
+pub const PONGS_RECEIVED: &str = "ringcast_pongs_received_total";
+/// Counter `{shard}`: connections closed because no pong came back in time.
+pub const PING_TIMEOUTS: &str = "ringcast_ping_timeouts_total";
+/// Histogram `{shard}`: ping round-trip time in seconds.
+pub const PING_RTT_SECONDS: &str = "ringcast_ping_rtt_seconds";
+/// Counter: publishes accepted by the admin publish route.
+pub const MESSAGES_PUBLISHED: &str = "ringcast_messages_published_total";
+/// Counter `{shard}`: messages delivered to client connections.
+pub const MESSAGES_DELIVERED: &str = "ringcast_messages_delivered_total";
+/// Counter `{shard}`: bytes written to client connections.
+pub const BYTES_SENT: &str = "ringcast_bytes_sent_total";
+/// Counter `{shard}`: connections closed for being slow consumers.
+pub const SLOW_CONSUMER_CLOSES: &str = "ringcast_slow_consumer_closes_total";
+/// Gauge `{shard}`: channels this shard owns that have subscribers somewhere.
+pub const CHANNELS: &str = "ringcast_channels";
+/// Gauge `{shard}`: subscriptions held by this shard's connections.
+pub const SUBSCRIPTIONS: &str = "ringcast_subscriptions";
+/// Gauge `{shard}`: messages waiting in the shard's inbound queue.
+pub const SHARD_QUEUE_DEPTH: &str = "ringcast_shard_queue_depth";
+/// Counter `{shard}`: receive completions that found the buffer ring empty (ENOBUFS).
+pub const RECV_ENOBUFS: &str = "ringcast_recv_enobufs_total";
+/// Counter `{shard}`: failed accepts.
+pub const ACCEPT_ERRORS: &str = "ringcast_accept_errors_total";
+/// Counter `{shard}`: publishes dropped because the channel had no subscribers.
+pub const PUBLISH_DROPPED: &str = "ringcast_publish_dropped_total";
+/// Histogram: time from a publish entering the gateway to its fan-out being written.
+pub const FANOUT_SECONDS: &str = "ringcast_fanout_seconds";
+/// Gauge: 1 while the broker (Redis) connection is up, else 0.
+pub const BROKER_UP: &str = "ringcast_broker_up";
+/// Counter: broker (Redis) reconnects.
+pub const BROKER_RECONNECTS: &str = "ringcast_broker_reconnects_total";
+
+/// Label carrying the shard index.
+pub const LABEL_SHARD: &str = "shard";
+/// Label carrying a close or handshake-failure reason.
+pub const LABEL_REASON: &str = "reason";
+
+/// Registers help text and units for every ringcast metric with the current recorder.
+pub fn describe_all() {
+    describe_gauge!(
+        CONNECTIONS,
+        Unit::Count,
+        "Open connections, handshaking ones included."
+    );
+    describe_counter!(CONNECTIONS_ACCEPTED, Unit::Count, "Connections accepted.");
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        Unit::Count,
+        "Connections closed, by reason."
+    );
+    describe_counter!(
+        HANDSHAKE_FAILURES,
+        Unit::Count,
+        "WebSocket handshakes that failed, by reason."
+    );
+    describe_counter!(PINGS_SENT, Unit::Count, "Pings sent to clients.");
+    describe_counter!(PONGS_RECEIVED, Unit::Count, "Pongs received from clients.");
+    describe_counter!(
+        PING_TIMEOUTS,
+        Unit::Count,
+        "Connections closed because no pong arrived in time."
+    );
+    describe_histogram!(PING_RTT_SECONDS, Unit::Seconds, "Ping round-trip time.");
+    describe_counter!(
+        MESSAGES_PUBLISHED,
+        Unit::Count,
+        "Publishes accepted by the admin publish route."
+    );
+    describe_counter!(
+        MESSAGES_DELIVERED,
+        Unit::Count,
+        "Messages delivered to client connections."
+    );
+    describe_counter!(
+        BYTES_SENT,
+        Unit::Bytes,
+        "Bytes written to client connections."
+    );
+    describe_counter!(
+        SLOW_CONSUMER_CLOSES,
+        Unit::Count,
+        "Connections closed for being slow consumers."
+    );
+    describe_gauge!(
+        CHANNELS,
+        Unit::Count,
+        "Channels owned by this shard that have subscribers somewhere."
+    );
+    describe_gauge!(
+        SUBSCRIPTIONS,
+        Unit::Count,
+        "Subscriptions held by this shard's connections."
+    );
+    describe_gauge!(
+        SHARD_QUEUE_DEPTH,
+        Unit::Count,
+        "Messages waiting in the shard's inbound queue."
+    );
+    describe_counter!(
+        RECV_ENOBUFS,
+        Unit::Count,
+        "Receives that found the provided-buffer ring empty (ENOBUFS)."
+    );
+    describe_counter!(ACCEPT_ERRORS, Unit::Count, "Failed accepts.");
+    describe_counter!(
+        PUBLISH_DROPPED,
+        Unit::Count,
+        "Publishes dropped because the channel had no subscribers."
+    );
+    describe_histogram!(
+        FANOUT_SECONDS,
+        Unit::Seconds,
+        "Time from a publish entering the gateway to its fan-out being written."
+    );
+    describe_gauge!(
+        BROKER_UP,
+        Unit::Count,
+        "1 while the broker connection is up, else 0."
+    );
+    describe_counter!(BROKER_RECONNECTS, Unit::Count, "Broker reconnects.");
+}

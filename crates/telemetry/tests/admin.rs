@@ -1,0 +1,291 @@
+//! Admin HTTP routes over a real loopback listener, with raw HTTP/1.1 requests.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use ringcast_telemetry::{
+    AdminState, PublishError, PublishReceipt, Publisher, admin_router, build_recorder, serve_admin,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+const MAX: usize = 16;
+
+/// Records publishes; channels named "bad" are refused, "down" is unavailable.
+#[derive(Default)]
+struct FakePublisher {
+    calls: AtomicUsize,
+    last: Mutex<Option<(String, Bytes, bool)>>,
+}
+
+impl Publisher for FakePublisher {
+    fn publish(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        binary: bool,
+    ) -> Result<PublishReceipt, PublishError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match channel {
+            "bad" => Err(PublishError::BadChannel),
+            "down" => Err(PublishError::Unavailable("broker down".to_owned())),
+            _ => {
+                *self.last.lock().unwrap() = Some((channel.to_owned(), payload, binary));
+                Ok(PublishReceipt { shards: 2 })
+            }
+        }
+    }
+}
+
+struct Response {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413) and stop reading before the body is all sent.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = decode_body(&head, &raw[split + 4..]);
+    Response { status, head, body }
+}
+
+/// Undoes chunked transfer encoding when the response uses it.
+fn decode_body(head: &str, mut raw: &[u8]) -> Vec<u8> {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return raw.to_vec();
+    }
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        let start = line_end + 2;
+        body.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    publisher: Arc<FakePublisher>,
+    ready: Arc<AtomicBool>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    async fn start(prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        let publisher = Arc::new(FakePublisher::default());
+        let ready = Arc::new(AtomicBool::new(true));
+        let state = AdminState {
+            publisher: publisher.clone(),
+            ready: ready.clone(),
+            prometheus,
+            max_message_bytes: MAX,
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = tokio::spawn(serve_admin(listener, admin_router(state), shutdown));
+        Server {
+            addr,
+            publisher,
+            ready,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn test_handle() -> metrics_exporter_prometheus::PrometheusHandle {
+    build_recorder().unwrap().handle()
+}
+
+#[tokio::test]
+async fn publish_text_is_accepted() {
+    let server = Server::start(test_handle()).await;
+    let response = request(server.addr, "POST", "/publish/news", b"hello").await;
+    assert_eq!(response.status, 202, "{}", response.text());
+    assert!(
+        response
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    let json = response.json();
+    assert_eq!(json["channel"], "news");
+    assert_eq!(json["bytes"], 5);
+    assert_eq!(json["binary"], false);
+    assert_eq!(json["shards"], 2);
+    assert_eq!(server.publisher.calls.load(Ordering::SeqCst), 1);
+    let last = server.publisher.last.lock().unwrap().clone();
+    assert_eq!(
+        last,
+        Some(("news".to_owned(), Bytes::from_static(b"hello"), false))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn publish_binary_and_exact_limit_are_accepted() {
+    let server = Server::start(test_handle()).await;
+    let body = [0xffu8; MAX];
+    let response = request(server.addr, "POST", "/publish/bin", &body).await;
+    assert_eq!(response.status, 202, "{}", response.text());
+    assert_eq!(response.json()["binary"], true);
+    assert_eq!(response.json()["bytes"], MAX);
+
+    let response = request(server.addr, "POST", "/publish/empty-body", b"").await;
+    assert_eq!(response.status, 202, "{}", response.text());
+    assert_eq!(response.json()["bytes"], 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn publish_too_large_is_413() {
+    let server = Server::start(test_handle()).await;
+    let body = [b'x'; MAX + 1];
+    let response = request(server.addr, "POST", "/publish/news", &body).await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert!(response.json()["error"].is_string());
+    assert_eq!(server.publisher.calls.load(Ordering::SeqCst), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn publish_bad_or_empty_channel_is_400() {
+    let server = Server::start(test_handle()).await;
+    let response = request(server.addr, "POST", "/publish/bad", b"x").await;
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json()["error"], "invalid channel name");
+    for path in ["/publish/", "/publish"] {
+        let response = request(server.addr, "POST", path, b"x").await;
+        assert_eq!(response.status, 400, "{path}");
+        assert!(response.json()["error"].is_string(), "{path}");
+    }
+    // Percent-decoding to invalid UTF-8 is a bad channel, not a server error.
+    let response = request(server.addr, "POST", "/publish/%FF", b"x").await;
+    assert_eq!(response.status, 400);
+    assert!(response.json()["error"].is_string());
+    assert_eq!(server.publisher.calls.load(Ordering::SeqCst), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn publish_unavailable_is_503() {
+    let server = Server::start(test_handle()).await;
+    let response = request(server.addr, "POST", "/publish/down", b"x").await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json()["error"], "unavailable: broker down");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_and_readyz() {
+    let server = Server::start(test_handle()).await;
+    let response = request(server.addr, "GET", "/healthz", b"").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "ok"));
+    let response = request(server.addr, "GET", "/readyz", b"").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "ready"));
+    server.ready.store(false, Ordering::SeqCst);
+    let response = request(server.addr, "GET", "/readyz", b"").await;
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (503, "draining")
+    );
+    server.ready.store(true, Ordering::SeqCst);
+    let response = request(server.addr, "GET", "/readyz", b"").await;
+    assert_eq!(response.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_and_wrong_method_is_405() {
+    let server = Server::start(test_handle()).await;
+    let response = request(server.addr, "GET", "/nope", b"").await;
+    assert_eq!(response.status, 404);
+    assert_eq!(response.json()["error"], "not found");
+    let response = request(server.addr, "POST", "/publish/a/b", b"x").await;
+    assert_eq!(response.status, 404);
+    let response = request(server.addr, "GET", "/publish/news", b"").await;
+    assert_eq!(response.status, 405);
+    assert!(response.json()["error"].is_string());
+    let response = request(server.addr, "POST", "/healthz", b"").await;
+    assert_eq!(response.status, 405);
+    server.stop().await;
+}
+
+/// Handlers run on this test's single thread, so a thread-local recorder sees their metrics.
+#[tokio::test]
+async fn metrics_render_published_counter_and_process_metrics() {
+    let recorder = build_recorder().unwrap();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    let server = Server::start(handle).await;
+    for _ in 0..3 {
+        let response = request(server.addr, "POST", "/publish/news", b"hi").await;
+        assert_eq!(response.status, 202);
+    }
+    let response = request(server.addr, "POST", "/publish/bad", b"hi").await;
+    assert_eq!(response.status, 400);
+
+    let response = request(server.addr, "GET", "/metrics", b"").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{}",
+        response.head
+    );
+    let text = response.text();
+    assert!(
+        text.lines()
+            .any(|line| line == "ringcast_messages_published_total 3"),
+        "{text}"
+    );
+    assert!(text.contains("process_resident_memory_bytes"), "{text}");
+    assert!(text.contains("process_open_fds"), "{text}");
+    server.stop().await;
+}

@@ -1,0 +1,144 @@
+//! A running `ringcast` process on free loopback ports, stopped by pid when dropped.
+
+use crate::http;
+use crate::ports::{free_port, free_range};
+use crate::programs::binary;
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A gateway started for one test.
+pub struct Gateway {
+    child: Child,
+    /// First WebSocket port.
+    pub first_port: u16,
+    /// Number of WebSocket ports.
+    pub ports: u16,
+    /// Admin address.
+    pub admin: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts `ringcast --shards 2` on `ports` consecutive ports plus `extra` flags and
+    /// waits for /healthz.
+    pub fn start(ports: u16, extra: &[&str]) -> Gateway {
+        let first_port = free_range(ports);
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let listen = if ports == 1 {
+            format!("127.0.0.1:{first_port}")
+        } else {
+            format!("127.0.0.1:{first_port}-{}", first_port + ports - 1)
+        };
+        let child = Command::new(binary("ringcast"))
+            .args([
+                "--listen",
+                &listen,
+                "--admin",
+                &admin.to_string(),
+                "--shards",
+                "2",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("starting ringcast");
+        let gateway = Gateway {
+            child,
+            first_port,
+            ports,
+            admin,
+        };
+        gateway.wait_healthy();
+        gateway
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http::get(self.admin, "/healthz").is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ringcast did not become healthy on {}", self.admin);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `ws://127.0.0.1:FIRST[-LAST]` + `path`, the URL form wsload takes.
+    pub fn ws_url(&self, path: &str) -> String {
+        if self.ports == 1 {
+            format!("ws://127.0.0.1:{}{path}", self.first_port)
+        } else {
+            format!(
+                "ws://127.0.0.1:{}-{}{path}",
+                self.first_port,
+                self.first_port + self.ports - 1
+            )
+        }
+    }
+
+    /// The first WebSocket address.
+    pub fn ws_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.first_port))
+    }
+
+    /// The /metrics text.
+    pub fn metrics(&self) -> String {
+        http::get(self.admin, "/metrics")
+            .expect("GET /metrics")
+            .body
+    }
+
+    /// Publishes `body` to `channel`; returns the HTTP status.
+    pub fn publish(&self, channel: &str, body: &[u8]) -> u16 {
+        http::post(self.admin, &format!("/publish/{channel}"), body)
+            .expect("POST /publish")
+            .status
+    }
+
+    /// Polls `metric` (summed over series) until `done` holds, or panics after `secs`.
+    pub fn wait_metric(&self, metric: &str, secs: u64, done: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last = 0.0;
+        while Instant::now() < deadline {
+            last = crate::metrics::sum(&self.metrics(), metric);
+            if done(last) {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("{metric} stuck at {last}");
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// Waits for the process to exit, at most `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
