@@ -1,0 +1,241 @@
+//! Address plan for `wsload hold`: parses the target URL (`ws://IP:PORT[-PORT]/path`, where
+//! `{ch}` in the path becomes a channel number), the source IP list (`127.0.0.1-127.0.0.8`,
+//! comma-separated parts allowed) and assigns connection `i` its destination port, source IP
+//! and path. No DNS: hosts are IPv4 literals or `localhost`.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use anyhow::{Context, bail, ensure};
+
+/// Largest number of source IPs a range may expand to.
+const MAX_SOURCE_IPS: usize = 65_536;
+/// Placeholder in the URL path replaced by `i % channels`.
+const CHANNEL_PLACEHOLDER: &str = "{ch}";
+
+/// A parsed `ws://` URL whose port may be a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsTarget {
+    /// Destination address.
+    pub host: Ipv4Addr,
+    /// Destination ports, in order.
+    pub ports: Vec<u16>,
+    /// Request path, possibly containing `{ch}`.
+    pub path: String,
+}
+
+/// Everything one connection needs to know about where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Destination socket address.
+    pub dest: SocketAddr,
+    /// Local address to bind before connecting (port 0).
+    pub source: Ipv4Addr,
+    /// `Host` header value.
+    pub host_header: String,
+    /// Request path with `{ch}` substituted.
+    pub path: String,
+}
+
+/// Maps connection indices to destinations and sources.
+#[derive(Debug, Clone)]
+pub struct AddrPlan {
+    target: WsTarget,
+    sources: Vec<Ipv4Addr>,
+    channels: usize,
+}
+
+impl AddrPlan {
+    /// Builds a plan from the `--url`, `--source-ips` and `--channels` arguments.
+    pub fn new(url: &str, source_ips: &str, channels: usize) -> anyhow::Result<Self> {
+        ensure!(channels > 0, "--channels must be at least 1");
+        Ok(Self {
+            target: parse_ws_url(url)?,
+            sources: parse_ip_list(source_ips)?,
+            channels,
+        })
+    }
+
+    /// Connection `i` goes to `ports[i % nports]` from `ips[(i / nports) % nips]`, on path
+    /// `{ch}` -> `i % channels`.
+    pub fn assign(&self, i: usize) -> Assignment {
+        let nports = self.target.ports.len();
+        let port = self.target.ports[i % nports];
+        let source = self.sources[(i / nports) % self.sources.len()];
+        let path = if self.target.path.contains(CHANNEL_PLACEHOLDER) {
+            self.target
+                .path
+                .replace(CHANNEL_PLACEHOLDER, &(i % self.channels).to_string())
+        } else {
+            self.target.path.clone()
+        };
+        Assignment {
+            dest: SocketAddr::V4(SocketAddrV4::new(self.target.host, port)),
+            source,
+            host_header: format!("{}:{port}", self.target.host),
+            path,
+        }
+    }
+}
+
+/// Parses `ws://HOST:PORT[-LAST]/path` (path defaults to `/`).
+pub fn parse_ws_url(url: &str) -> anyhow::Result<WsTarget> {
+    let rest = url
+        .strip_prefix("ws://")
+        .with_context(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    let (host, ports) = authority
+        .rsplit_once(':')
+        .with_context(|| format!("{url}: missing :PORT"))?;
+    Ok(WsTarget {
+        host: parse_host(host)?,
+        ports: parse_port_range(ports)?,
+        path: path.to_owned(),
+    })
+}
+
+/// Parses an IPv4 literal or `localhost`.
+pub fn parse_host(host: &str) -> anyhow::Result<Ipv4Addr> {
+    if host == "localhost" {
+        return Ok(Ipv4Addr::LOCALHOST);
+    }
+    host.parse()
+        .with_context(|| format!("{host}: expected an IPv4 address (wsload does no DNS)"))
+}
+
+/// Parses `PORT` or `FIRST-LAST`.
+pub fn parse_port_range(spec: &str) -> anyhow::Result<Vec<u16>> {
+    let (first, last) = match spec.split_once('-') {
+        Some((a, b)) => (parse_port(a)?, parse_port(b)?),
+        None => {
+            let port = parse_port(spec)?;
+            (port, port)
+        }
+    };
+    ensure!(first <= last, "{spec}: empty port range");
+    Ok((first..=last).collect())
+}
+
+fn parse_port(spec: &str) -> anyhow::Result<u16> {
+    let port: u16 = spec
+        .trim()
+        .parse()
+        .with_context(|| format!("{spec}: not a port"))?;
+    ensure!(port != 0, "port 0 is not a destination");
+    Ok(port)
+}
+
+/// Parses a comma-separated list of IPv4 addresses and inclusive ranges `A-B`.
+pub fn parse_ip_list(spec: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+    let mut ips = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (parse_host(a.trim())?, parse_host(b.trim())?),
+            None => {
+                let ip = parse_host(part)?;
+                (ip, ip)
+            }
+        };
+        let (first, last) = (u32::from(first), u32::from(last));
+        ensure!(first <= last, "{part}: empty IP range");
+        let count = (last - first) as usize + 1;
+        if ips.len() + count > MAX_SOURCE_IPS {
+            bail!("{spec}: more than {MAX_SOURCE_IPS} source IPs");
+        }
+        ips.extend((first..=last).map(Ipv4Addr::from));
+    }
+    Ok(ips)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_url_with_port_range_and_path() {
+        let t = parse_ws_url("ws://127.0.0.1:10000-10003/news").unwrap();
+        assert_eq!(t.host, Ipv4Addr::LOCALHOST);
+        assert_eq!(t.ports, vec![10000, 10001, 10002, 10003]);
+        assert_eq!(t.path, "/news");
+        let t = parse_ws_url("ws://localhost:9000").unwrap();
+        assert_eq!(t.ports, vec![9000]);
+        assert_eq!(t.path, "/");
+    }
+
+    #[test]
+    fn rejects_bad_urls() {
+        for bad in [
+            "http://127.0.0.1:1/x",
+            "ws://127.0.0.1/x",
+            "ws://example.com:80/x",
+            "ws://127.0.0.1:0/x",
+            "ws://127.0.0.1:10003-10000/x",
+            "ws://127.0.0.1:99999/x",
+            "ws://127.0.0.1:a-b/x",
+        ] {
+            assert!(parse_ws_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_ip_ranges_and_lists() {
+        let ips = parse_ip_list("127.0.0.1-127.0.0.3").unwrap();
+        assert_eq!(ips.len(), 3);
+        assert_eq!(ips[2], Ipv4Addr::new(127, 0, 0, 3));
+        let ips = parse_ip_list("127.0.0.9, 127.0.0.250-127.0.1.1").unwrap();
+        assert_eq!(
+            ips,
+            vec![
+                Ipv4Addr::new(127, 0, 0, 9),
+                Ipv4Addr::new(127, 0, 0, 250),
+                Ipv4Addr::new(127, 0, 0, 251),
+                Ipv4Addr::new(127, 0, 0, 252),
+                Ipv4Addr::new(127, 0, 0, 253),
+                Ipv4Addr::new(127, 0, 0, 254),
+                Ipv4Addr::new(127, 0, 0, 255),
+                Ipv4Addr::new(127, 0, 1, 0),
+                Ipv4Addr::new(127, 0, 1, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_bad_ip_lists() {
+        assert!(parse_ip_list("").is_err());
+        assert!(parse_ip_list("127.0.0.3-127.0.0.1").is_err());
+        assert!(parse_ip_list("127.0.0.1-").is_err());
+        assert!(parse_ip_list("10.0.0.0-10.255.255.255").is_err());
+        assert!(parse_ip_list("::1").is_err());
+    }
+
+    #[test]
+    fn assigns_ports_then_source_ips_then_channels() {
+        let plan = AddrPlan::new(
+            "ws://127.0.0.1:10000-10001/ch-{ch}",
+            "127.0.0.1-127.0.0.3",
+            5,
+        )
+        .unwrap();
+        let a = plan.assign(0);
+        assert_eq!(a.dest, "127.0.0.1:10000".parse().unwrap());
+        assert_eq!(a.source, Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(a.path, "/ch-0");
+        assert_eq!(a.host_header, "127.0.0.1:10000");
+        let a = plan.assign(3);
+        assert_eq!(a.dest.port(), 10001);
+        assert_eq!(a.source, Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(a.path, "/ch-3");
+        let a = plan.assign(7);
+        assert_eq!(a.source, Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(a.path, "/ch-2");
+    }
+
+    #[test]
+    fn path_without_placeholder_is_shared() {
+        let plan = AddrPlan::new("ws://127.0.0.1:1/news", "127.0.0.1", 3).unwrap();
+        assert_eq!(plan.assign(5).path, "/news");
+        assert!(AddrPlan::new("ws://127.0.0.1:1/news", "127.0.0.1", 0).is_err());
+    }
+}
