@@ -17,9 +17,10 @@
 #          SERVERS=bench-peer CONNS=2000 tests/bench/compare.sh     # quick check of one server
 # Environment (defaults in brackets):
 #   SERVERS ["ringcast bench-peer"]  CONNS [19000]  M [200]  CHANNELS_B [100]  PROCS [2]
-#   RATE [5000 connects/s]  SOURCE_IPS [127.0.0.1-127.0.0.20]  SIZE [64 body bytes]
+#   RATE [5000 connects/s; 0 = as fast as the server accepts]  SOURCE_IPS [127.0.0.1-127.0.0.20]  SIZE [64 body bytes]
 #   HOLD_SECONDS [90: longest a phase waits for its messages]  SETTLE [2 s after the ramp]
 #   BUILD [1; 0 skips `cargo build --release`]  CARGO_TARGET_DIR [<repo>/target]
+#   RINGCAST_FLAGS [--no-pin: extra ringcast flags]
 #
 # Every process this script starts is stopped by its pid on exit; every wait is bounded.
 set -euo pipefail
@@ -36,12 +37,16 @@ SIZE=${SIZE:-64}
 HOLD_SECONDS=${HOLD_SECONDS:-90}
 SETTLE=${SETTLE:-2}
 BUILD=${BUILD:-1}
+# The load generator runs on the same cores as the server here, so shards are not pinned
+# by default (a pinned shard cannot move away from a busy wsload worker); set
+# RINGCAST_FLAGS= to measure pinned shards.
+RINGCAST_FLAGS=${RINGCAST_FLAGS---no-pin}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
 OUT=$ROOT/target/bench
 CLK_TCK=$(getconf CLK_TCK)
 # wsload bounds its own run by ramp + duration + 5 s; these are the script's outer bounds.
-RAMP_BOUND=$((2 * CONNS / RATE + 40))
+RAMP_BOUND=$(( RATE > 0 ? 2 * CONNS / RATE + 40 : 60 ))
 HOLD_BOUND=$((RAMP_BOUND + HOLD_SECONDS + 30))
 
 declare -A WS_PORTS=([ringcast]=10000-10003 [bench-peer]=11000-11003)
@@ -128,7 +133,7 @@ start_server() { # server
     case $server in
     ringcast)
         "$BIN/ringcast" --listen "127.0.0.1:${WS_PORTS[$server]}" --admin "${ADMIN[$server]}" \
-            --shards 2 --drain-seconds 1 >"$OUT/$server.log" 2>&1 &
+            --shards 2 --drain-seconds 1 $RINGCAST_FLAGS >"$OUT/$server.log" 2>&1 &
         ;;
     bench-peer)
         "$BIN/bench-peer" --listen "127.0.0.1:${WS_PORTS[$server]}" --admin "${ADMIN[$server]}" \

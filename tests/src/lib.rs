@@ -7,3 +7,4 @@ pub mod http;
 pub mod metrics;
 pub mod ports;
 pub mod programs;
+pub mod ws_client;

@@ -3,8 +3,10 @@
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-/// Each test process starts at a different base so parallel test binaries rarely collide.
-fn next_candidate() -> u16 {
+/// Claims `n` consecutive candidate ports at once, so two threads of one test process
+/// never get overlapping runs. Each test process starts at a different base so parallel
+/// test binaries rarely collide.
+fn claim(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let _ = NEXT.compare_exchange(
         0,
@@ -12,11 +14,11 @@ fn next_candidate() -> u16 {
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
-    let port = NEXT.fetch_add(1, Ordering::SeqCst);
-    if port >= 32_000 {
+    let first = NEXT.fetch_add(n, Ordering::SeqCst);
+    if first >= 32_000 {
         NEXT.store(20_000, Ordering::SeqCst);
     }
-    port
+    first
 }
 
 fn bindable(port: u16) -> bool {
@@ -26,11 +28,8 @@ fn bindable(port: u16) -> bool {
 /// `n` consecutive free ports (below the ephemeral range, so clients never take them).
 pub fn free_range(n: u16) -> u16 {
     for _ in 0..2_000 {
-        let first = next_candidate();
-        if (first..first + n).all(bindable) {
-            for _ in 1..n {
-                next_candidate();
-            }
+        let first = claim(n);
+        if first < 32_000 && (first..first + n).all(bindable) {
             return first;
         }
     }

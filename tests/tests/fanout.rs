@@ -6,7 +6,7 @@
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::{sum, sum_where};
 use ringcast_tests::programs::binary;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ const CONNS: u64 = 5_000;
 const CHANNELS: u64 = 10;
 const PER_CHANNEL: u64 = 100;
 
-fn wait_for_file(path: &PathBuf, secs: u64) {
+fn wait_for_file(path: &Path, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !path.exists() {
         assert!(

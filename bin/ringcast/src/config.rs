@@ -99,8 +99,15 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,
 
-    /// Receive buffers per shard in the io_uring provided buffer ring (power of two).
-    #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 1024)]
+    /// Do not pin shard threads to cores (for hosts shared with other busy processes,
+    /// such as a load generator on the same machine).
+    #[arg(long, env = "RINGCAST_NO_PIN")]
+    pub no_pin: bool,
+
+    /// Receive buffers per shard in the io_uring provided buffer ring (power of two). The
+    /// ring is refilled every loop turn; when a burst empties it, the affected receives
+    /// are re-armed (counted in ringcast_recv_enobufs_total) and no data is lost.
+    #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 256)]
     pub recv_buffers: u16,
 
     /// Size of each receive buffer in bytes.

@@ -95,7 +95,11 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             buf_count: config.recv_buffers,
             buf_size: config.recv_buffer_size,
         };
-        let core = cores.get(id % cores.len().max(1)).copied();
+        let core = if config.no_pin {
+            None
+        } else {
+            cores.get(id % cores.len().max(1)).copied()
+        };
         let ready_tx = ready_tx.clone();
         let exits = exit_tx.clone();
         let broker_cmds = broker_tx.clone();
