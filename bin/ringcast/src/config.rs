@@ -4,6 +4,15 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The `--slow-consumer` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SlowConsumerPolicy {
+    /// Close the connection with 1008.
+    Close,
+    /// Drop the connection's oldest waiting messages.
+    DropOldest,
+}
+
 /// A listen address with a port range: `ADDR:PORT` or `ADDR:FIRST-LAST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenRange {
@@ -94,6 +103,24 @@ pub struct Config {
     /// evenly so clients do not reconnect in one storm); the process exits within it.
     #[arg(long, env = "RINGCAST_DRAIN_SECONDS", value_parser = parse_secs, default_value = "10")]
     pub drain_seconds: Duration,
+
+    /// Bytes a connection may have queued for sending; past it the slow-consumer policy
+    /// applies, so a client that stops reading never holds memory without bound.
+    #[arg(long, env = "RINGCAST_MAX_QUEUE_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_queue_bytes: u32,
+
+    /// Slow-consumer policy: `close` (close 1008, counted in
+    /// ringcast_slow_consumer_closes_total) or `drop-oldest` (drop its oldest waiting
+    /// messages, counted in ringcast_slow_consumer_dropped_total). Pongs and close frames
+    /// are never dropped.
+    #[arg(
+        long,
+        env = "RINGCAST_SLOW_CONSUMER",
+        value_enum,
+        default_value = "close"
+    )]
+    pub slow_consumer: SlowConsumerPolicy,
 
     /// Listen backlog per listener (capped by net.core.somaxconn).
     #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]

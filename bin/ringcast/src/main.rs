@@ -9,9 +9,9 @@ mod sidecar;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use config::Config;
+use config::{Config, SlowConsumerPolicy};
 use mesh::Mesh;
-use ringcast_shard::{Shard, ShardConfig, ShardMsg};
+use ringcast_shard::{Shard, ShardConfig, ShardMsg, SlowConsumer};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
 use sidecar::{ShardExit, Sidecar};
@@ -88,6 +88,11 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             linger_ms: 2_000,
             max_message_bytes,
             max_connections: per_shard_max,
+            max_queue_bytes: config.max_queue_bytes,
+            slow_consumer: match config.slow_consumer {
+                SlowConsumerPolicy::Close => SlowConsumer::Close,
+                SlowConsumerPolicy::DropOldest => SlowConsumer::DropOldest,
+            },
             tick_ms: 50,
         };
         let reactor_cfg = ReactorConfig {

@@ -1,5 +1,14 @@
 //! The settings one shard runs with (already split per shard by the binary).
 
+/// What happens to a connection whose queue would pass `max_queue_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumer {
+    /// Close it with 1008 (policy violation) and count it.
+    Close,
+    /// Drop its oldest waiting messages (never control frames) and count them.
+    DropOldest,
+}
+
 /// Per-shard settings; durations in milliseconds of the shard's clock.
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -19,6 +28,11 @@ pub struct ShardConfig {
     pub max_message_bytes: usize,
     /// This shard's share of `--max-connections`; further handshakes get 503.
     pub max_connections: usize,
+    /// Bytes a connection may have queued (sent to the kernel or not) before the
+    /// slow-consumer policy applies.
+    pub max_queue_bytes: u32,
+    /// The slow-consumer policy.
+    pub slow_consumer: SlowConsumer,
     /// Timer wheel resolution.
     pub tick_ms: u64,
 }
@@ -35,6 +49,8 @@ impl ShardConfig {
             linger_ms: 2_000,
             max_message_bytes: 65_536,
             max_connections: usize::MAX,
+            max_queue_bytes: 1 << 20,
+            slow_consumer: SlowConsumer::Close,
             tick_ms: 50,
         }
     }

@@ -21,7 +21,7 @@ mod timer_wheel;
 mod write_queue;
 
 pub use channel_owner::ChannelOwner;
-pub use config::ShardConfig;
+pub use config::{ShardConfig, SlowConsumer};
 pub use conn::{Conn, Phase};
 pub use conn_table::{ConnId, ConnTable};
 pub use local_channels::LocalChannels;

@@ -4,7 +4,7 @@
 //! reactor, sends to start and messages for other shards and the broker come out.
 
 use crate::channel_owner::ChannelOwner;
-use crate::config::ShardConfig;
+use crate::config::{ShardConfig, SlowConsumer};
 use crate::conn::{Conn, Phase};
 use crate::conn_table::{ConnId, ConnTable};
 use crate::local_channels::LocalChannels;
@@ -71,7 +71,10 @@ pub struct Shard {
     outbox: Vec<Vec<ShardMsg>>,
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
+    slow: Vec<ConnId>,
     drain: Option<Drain>,
+    /// The clock of the latest event, for closes decided outside a timed event.
+    now_ms: u64,
 }
 
 impl Shard {
@@ -98,7 +101,9 @@ impl Shard {
             ready: Vec::new(),
             broker: Vec::new(),
             fired: Vec::new(),
+            slow: Vec::new(),
             drain: None,
+            now_ms: 0,
         }
     }
 
@@ -218,6 +223,7 @@ impl Shard {
 
     /// A message from another shard or the sidecar.
     pub fn on_message(&mut self, msg: ShardMsg, now_ms: u64) {
+        self.now_ms = now_ms;
         match msg {
             ShardMsg::Interest { channel, shard, on } => self.interest(&channel, shard, on),
             ShardMsg::Publish {
@@ -262,7 +268,7 @@ impl Shard {
     /// [`Shard::on_send_done`] for this connection) and marks the send in flight.
     pub fn begin_send(&mut self, id: ConnId, chunk: &mut dyn FnMut(&[u8])) {
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.queue.for_each_chunk(&mut *chunk);
+            conn.queue.begin_send(&mut *chunk);
             conn.send_inflight = true;
         }
     }
@@ -302,7 +308,7 @@ impl Shard {
                 let mut rest = conn.handshake.split_off(upgrade.consumed);
                 conn.handshake = Vec::new();
                 conn.phase = Phase::Open;
-                conn.queue.push(Bytes::from(upgrade.response));
+                conn.queue.push_control(Bytes::from(upgrade.response));
                 self.open += 1;
                 match upgrade.route {
                     Route::Echo => conn.echo = true,
@@ -322,7 +328,7 @@ impl Shard {
         self.decide_reason(id, "handshake_failed");
         if let Some(conn) = self.conns.get_mut(id) {
             conn.handshake = Vec::new();
-            conn.queue.push(Bytes::from(response));
+            conn.queue.push_control(Bytes::from(response));
         }
         self.begin_close(id, now_ms);
     }
@@ -336,10 +342,10 @@ impl Shard {
         let mut pong = false;
         let mut peer_close: Option<Option<u16>> = None;
         let result = conn.decoder.feed(data, &mut |msg| match msg {
-            Message::Text(p) if echo => queue.push(encoded(OpCode::Text, p)),
-            Message::Binary(p) if echo => queue.push(encoded(OpCode::Binary, p)),
+            Message::Text(p) if echo => queue.push_data(encoded(OpCode::Text, p)),
+            Message::Binary(p) if echo => queue.push_data(encoded(OpCode::Binary, p)),
             Message::Text(_) | Message::Binary(_) => {}
-            Message::Ping(p) => queue.push(encoded(OpCode::Pong, p)),
+            Message::Ping(p) => queue.push_control(encoded(OpCode::Pong, p)),
             Message::Pong(_) => pong = true,
             Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
         });
@@ -360,6 +366,12 @@ impl Shard {
                 let frame = code.map_or_else(Vec::new, |c| close_payload(c, ""));
                 self.close_with(id, "client_close", &frame, now_ms);
             }
+            (Ok(()), None) if conn.queue.queued_bytes() > self.cfg.max_queue_bytes => {
+                // Echoes and pongs of a client that sends but does not read.
+                self.counters.slow_consumer_closes += 1;
+                let payload = close_payload(code::POLICY, "slow consumer");
+                self.close_with(id, "slow_consumer", &payload, now_ms);
+            }
             (Ok(()), None) => self.mark_ready(id),
         }
     }
@@ -368,7 +380,7 @@ impl Shard {
     fn close_with(&mut self, id: ConnId, reason: &'static str, payload: &[u8], now_ms: u64) {
         self.decide_reason(id, reason);
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.queue.push(encoded(OpCode::Close, payload));
+            conn.queue.push_close(encoded(OpCode::Close, payload));
         }
         self.begin_close(id, now_ms);
     }
@@ -493,7 +505,7 @@ impl Shard {
             TimerKind::Ping if conn.phase == Phase::Open => {
                 if conn.ping_sent_ms == 0 {
                     conn.ping_sent_ms = now_ms.max(1);
-                    conn.queue.push(Bytes::from_static(PING_FRAME));
+                    conn.queue.push_control(Bytes::from_static(PING_FRAME));
                     self.counters.pings_sent += 1;
                     self.wheel.schedule(
                         now_ms + self.cfg.pong_timeout_ms,
@@ -604,16 +616,44 @@ impl Shard {
         let Some(subs) = self.channels.subscribers(channel) else {
             return;
         };
+        let limit = self.cfg.max_queue_bytes as usize;
+        let mut slow = std::mem::take(&mut self.slow);
         for &idx in subs {
-            if let Some((id, conn)) = self.conns.get_by_idx_mut(idx) {
-                conn.queue.push(frame.clone());
-                self.counters.delivered += 1;
-                if !conn.in_ready && !conn.send_inflight {
-                    conn.in_ready = true;
-                    self.ready.push(id);
+            let Some((id, conn)) = self.conns.get_by_idx_mut(idx) else {
+                continue;
+            };
+            let queued = conn.queue.queued_bytes() as usize;
+            if queued + frame.len() > limit {
+                match self.cfg.slow_consumer {
+                    SlowConsumer::Close => {
+                        slow.push(id);
+                        continue;
+                    }
+                    SlowConsumer::DropOldest => {
+                        let need = queued + frame.len() - limit;
+                        let dropped = conn.queue.drop_waiting_data(need);
+                        self.counters.slow_consumer_dropped += dropped as u64;
+                        if conn.queue.queued_bytes() as usize + frame.len() > limit {
+                            // Even with every waiting message gone it does not fit.
+                            self.counters.slow_consumer_dropped += 1;
+                            continue;
+                        }
+                    }
                 }
             }
+            conn.queue.push_data(frame.clone());
+            self.counters.delivered += 1;
+            if !conn.in_ready && !conn.send_inflight {
+                conn.in_ready = true;
+                self.ready.push(id);
+            }
         }
+        for id in slow.drain(..) {
+            self.counters.slow_consumer_closes += 1;
+            let payload = close_payload(code::POLICY, "slow consumer");
+            self.close_with(id, "slow_consumer", &payload, self.now_ms);
+        }
+        self.slow = slow;
     }
 
     fn start_drain(&mut self, spread_ms: u64, now_ms: u64) {

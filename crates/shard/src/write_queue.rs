@@ -1,5 +1,10 @@
 //! A connection's outgoing frames: shared `Bytes` handles queued in order, sent with one
 //! vectored send at a time, and freed (with the queue's own storage) once written.
+//!
+//! Control frames (handshake answers, pings, pongs, close) jump ahead of data frames that
+//! are still waiting, so a slow reader never delays a pong or a close behind megabytes of
+//! messages, and only data frames are ever dropped. Frames handed to the send in flight
+//! (and a partly sent front frame) are never moved or dropped: the kernel reads them.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -7,57 +12,122 @@ use std::collections::VecDeque;
 /// Most chunks handed to one vectored send.
 pub const MAX_IOVECS: usize = 64;
 
+#[derive(Debug)]
+struct Entry {
+    frame: Bytes,
+    control: bool,
+}
+
 /// Queued frames of one connection. Holds no allocation while empty.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    chunks: VecDeque<Bytes>,
-    /// Bytes of the front chunk already sent.
+    entries: VecDeque<Entry>,
+    /// Bytes of the front frame already sent.
     head_offset: u32,
     /// Bytes queued and not yet sent.
     bytes: u32,
+    /// Frames handed to the send in flight (they sit at the front).
+    inflight: u16,
 }
 
 impl WriteQueue {
-    /// Appends a frame.
-    pub fn push(&mut self, frame: Bytes) {
+    /// Appends a data frame (a message; may be dropped by the slow-consumer policy).
+    pub fn push_data(&mut self, frame: Bytes) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
-        self.chunks.push_back(frame);
+        self.entries.push_back(Entry {
+            frame,
+            control: false,
+        });
+    }
+
+    /// Queues a control frame ahead of every waiting data frame (after frames already
+    /// being sent and after earlier control frames).
+    pub fn push_control(&mut self, frame: Bytes) {
+        self.bytes = self.bytes.saturating_add(frame.len() as u32);
+        let mut pos = self.pinned();
+        while self.entries.get(pos).is_some_and(|e| e.control) {
+            pos += 1;
+        }
+        self.entries.insert(
+            pos,
+            Entry {
+                frame,
+                control: true,
+            },
+        );
+    }
+
+    /// Queues a close frame: nothing may follow it, so waiting data frames are dropped.
+    /// Returns how many were dropped.
+    pub fn push_close(&mut self, frame: Bytes) -> usize {
+        let dropped = self.drop_waiting_data(usize::MAX);
+        self.push_control(frame);
+        dropped
+    }
+
+    /// Drops waiting data frames, oldest first, until at least `need` bytes are freed or
+    /// none is left. Returns how many frames were dropped.
+    pub fn drop_waiting_data(&mut self, need: usize) -> usize {
+        let mut freed = 0usize;
+        let mut dropped = 0;
+        let mut i = self.pinned();
+        while i < self.entries.len() && freed < need {
+            if self.entries[i].control {
+                i += 1;
+                continue;
+            }
+            if let Some(entry) = self.entries.remove(i) {
+                freed += entry.frame.len();
+                dropped += 1;
+            }
+        }
+        self.bytes = self.bytes.saturating_sub(freed as u32);
+        dropped
     }
 
     /// Whether nothing is waiting to be sent.
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Bytes waiting to be sent.
+    /// Bytes queued and not yet sent (including the send in flight).
     pub fn queued_bytes(&self) -> u32 {
         self.bytes
     }
 
-    /// Calls `chunk` with each unsent slice, oldest first, at most [`MAX_IOVECS`].
-    /// The slices stay valid until [`WriteQueue::advance`] consumes them.
-    pub fn for_each_chunk(&self, mut chunk: impl FnMut(&[u8])) {
-        for (i, frame) in self.chunks.iter().take(MAX_IOVECS).enumerate() {
+    /// Hands the unsent slices, oldest first, at most [`MAX_IOVECS`], to `chunk` and marks
+    /// them in flight. The slices stay valid until [`WriteQueue::advance`].
+    pub fn begin_send(&mut self, mut chunk: impl FnMut(&[u8])) {
+        let mut count = 0;
+        for (i, entry) in self.entries.iter().take(MAX_IOVECS).enumerate() {
             let start = if i == 0 { self.head_offset as usize } else { 0 };
-            chunk(&frame[start..]);
+            chunk(&entry.frame[start..]);
+            count += 1;
         }
+        self.inflight = count;
     }
 
-    /// Marks `written` bytes as sent, dropping finished frames; frees the queue's
-    /// storage when it becomes empty so an idle connection holds nothing.
+    /// The send in flight wrote `written` bytes: drops finished frames, and frees the
+    /// queue's storage when it becomes empty so an idle connection holds nothing.
     pub fn advance(&mut self, mut written: usize) {
+        self.inflight = 0;
         self.bytes = self.bytes.saturating_sub(written as u32);
-        while let Some(front) = self.chunks.front() {
-            let left = front.len() - self.head_offset as usize;
+        while let Some(front) = self.entries.front() {
+            let left = front.frame.len() - self.head_offset as usize;
             if written < left {
                 self.head_offset += written as u32;
                 return;
             }
             written -= left;
             self.head_offset = 0;
-            self.chunks.pop_front();
+            self.entries.pop_front();
         }
-        self.chunks = VecDeque::new();
+        self.entries = VecDeque::new();
+    }
+
+    /// Frames at the front that must stay where they are: in flight or partly sent.
+    fn pinned(&self) -> usize {
+        usize::from(self.inflight).max(usize::from(self.head_offset > 0))
     }
 }
 
@@ -65,37 +135,92 @@ impl WriteQueue {
 mod tests {
     use super::*;
 
-    fn pending(queue: &WriteQueue) -> Vec<u8> {
+    fn pending(queue: &mut WriteQueue) -> Vec<u8> {
         let mut out = Vec::new();
-        queue.for_each_chunk(|c| out.extend_from_slice(c));
+        queue.begin_send(|c| out.extend_from_slice(c));
+        queue.inflight = 0;
         out
+    }
+
+    fn data(q: &mut WriteQueue, s: &'static [u8]) {
+        q.push_data(Bytes::from_static(s));
     }
 
     #[test]
     fn partial_and_full_advances() {
         let mut q = WriteQueue::default();
-        q.push(Bytes::from_static(b"hello"));
-        q.push(Bytes::from_static(b" world"));
+        data(&mut q, b"hello");
+        data(&mut q, b" world");
         assert_eq!(q.queued_bytes(), 11);
         q.advance(3);
-        assert_eq!(pending(&q), b"lo world");
+        assert_eq!(pending(&mut q), b"lo world");
         q.advance(4);
-        assert_eq!(pending(&q), b"orld");
+        assert_eq!(pending(&mut q), b"orld");
         assert_eq!(q.queued_bytes(), 4);
         q.advance(4);
         assert!(q.is_empty());
         assert_eq!(q.queued_bytes(), 0);
-        assert_eq!(q.chunks.capacity(), 0, "storage freed when empty");
+        assert_eq!(q.entries.capacity(), 0, "storage freed when empty");
     }
 
     #[test]
     fn at_most_max_iovecs_per_send() {
         let mut q = WriteQueue::default();
         for _ in 0..100 {
-            q.push(Bytes::from_static(b"x"));
+            data(&mut q, b"x");
         }
         let mut n = 0;
-        q.for_each_chunk(|_| n += 1);
+        q.begin_send(|_| n += 1);
         assert_eq!(n, MAX_IOVECS);
+    }
+
+    #[test]
+    fn control_frames_jump_waiting_data_but_not_the_send_in_flight() {
+        let mut q = WriteQueue::default();
+        data(&mut q, b"A");
+        data(&mut q, b"B");
+        q.begin_send(|_| {});
+        data(&mut q, b"C");
+        data(&mut q, b"D");
+        q.push_control(Bytes::from_static(b"p"));
+        q.push_control(Bytes::from_static(b"q"));
+        q.advance(2);
+        assert_eq!(pending(&mut q), b"pqCD");
+    }
+
+    #[test]
+    fn partly_sent_front_frame_is_never_split() {
+        let mut q = WriteQueue::default();
+        data(&mut q, b"long frame");
+        data(&mut q, b"next");
+        q.begin_send(|_| {});
+        q.advance(4);
+        q.push_control(Bytes::from_static(b"!"));
+        assert_eq!(q.drop_waiting_data(usize::MAX), 1, "only `next` may go");
+        assert_eq!(pending(&mut q), b" frame!");
+        assert_eq!(q.queued_bytes(), 7);
+    }
+
+    #[test]
+    fn drop_oldest_data_until_enough_is_freed() {
+        let mut q = WriteQueue::default();
+        q.push_control(Bytes::from_static(b"101"));
+        data(&mut q, b"1111");
+        data(&mut q, b"2222");
+        data(&mut q, b"3333");
+        assert_eq!(q.drop_waiting_data(5), 2);
+        assert_eq!(pending(&mut q), b"1013333");
+        assert_eq!(q.queued_bytes(), 7);
+    }
+
+    #[test]
+    fn close_drops_waiting_data_and_goes_last() {
+        let mut q = WriteQueue::default();
+        data(&mut q, b"in flight");
+        q.begin_send(|_| {});
+        data(&mut q, b"waiting");
+        assert_eq!(q.push_close(Bytes::from_static(b"CLOSE")), 1);
+        q.advance(9);
+        assert_eq!(pending(&mut q), b"CLOSE");
     }
 }

@@ -27,6 +27,8 @@ pub struct ShardCounters {
     pub bytes_sent: u64,
     /// Connections closed for being slow consumers.
     pub slow_consumer_closes: u64,
+    /// Messages dropped from slow consumers' queues (drop-oldest policy).
+    pub slow_consumer_dropped: u64,
     /// Gauge: channels this shard owns that have subscribers somewhere.
     pub channels: u64,
     /// Gauge: local subscriptions.
@@ -55,6 +57,7 @@ struct FlushedCounters {
     delivered: u64,
     bytes_sent: u64,
     slow_consumer_closes: u64,
+    slow_consumer_dropped: u64,
     recv_enobufs: u64,
     accept_errors: u64,
     publish_dropped: u64,
@@ -165,6 +168,11 @@ impl ShardCounters {
                 names::SLOW_CONSUMER_CLOSES,
                 self.slow_consumer_closes,
                 &mut flushed.slow_consumer_closes,
+            ),
+            (
+                names::SLOW_CONSUMER_DROPPED,
+                self.slow_consumer_dropped,
+                &mut flushed.slow_consumer_dropped,
             ),
             (
                 names::RECV_ENOBUFS,
