@@ -56,6 +56,13 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_secs_or_zero(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_secs(text)
+}
+
 /// ringcast: a WebSocket push gateway. Clients connect to ws://HOST:PORT/<channel> and
 /// receive every message published to <channel> with POST /publish/<channel> on the
 /// admin port. /echo echoes. Prometheus metrics are at /metrics on the admin port.
@@ -99,8 +106,9 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_HANDSHAKE_TIMEOUT", value_parser = parse_secs, default_value = "10")]
     pub handshake_timeout: Duration,
 
-    /// On SIGTERM/SIGINT: seconds over which connections are closed with 1001 (spread
-    /// evenly so clients do not reconnect in one storm); the process exits within it.
+    /// On SIGTERM/SIGINT, after the grace: seconds over which connections are closed
+    /// with 1001 (spread evenly over the first four fifths, so clients do not reconnect
+    /// in one storm); the process exits within grace + drain.
     #[arg(long, env = "RINGCAST_DRAIN_SECONDS", value_parser = parse_secs, default_value = "10")]
     pub drain_seconds: Duration,
 
@@ -121,6 +129,16 @@ pub struct Config {
         default_value = "close"
     )]
     pub slow_consumer: SlowConsumerPolicy,
+
+    /// On SIGTERM/SIGINT: seconds between /readyz turning 503 and the first close, so
+    /// load balancers stop sending new clients first.
+    #[arg(long, env = "RINGCAST_DRAIN_GRACE", value_parser = parse_secs_or_zero, default_value = "0")]
+    pub drain_grace: Duration,
+
+    /// Test failpoint: a shard panics when a message is published to this channel (to
+    /// prove a dead shard stops the process). Never set it in production.
+    #[arg(long, env = "RINGCAST_PANIC_ON_CHANNEL", hide = true)]
+    pub panic_on_channel: Option<String>,
 
     /// Listen backlog per listener (capped by net.core.somaxconn).
     #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]

@@ -109,6 +109,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
         let exits = exit_tx.clone();
         let broker_cmds = broker_tx.clone();
         let drain_ms = config.drain_seconds.as_millis() as u64;
+        let panic_on_channel = config.panic_on_channel.clone();
         std::thread::Builder::new()
             .name(format!("ringcast-shard-{id}"))
             .spawn(move || {
@@ -136,6 +137,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                     broker_cmds,
                     drain_ms,
                     accept_rearm: Vec::new(),
+                    panic_on_channel,
                 }
                 .run();
             })
@@ -177,6 +179,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
         broker_cmds: broker_rx,
         exits: exit_rx,
         drain: config.drain_seconds,
+        drain_grace: config.drain_grace,
         max_message_bytes,
     }
     .run()

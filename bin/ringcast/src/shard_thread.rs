@@ -34,6 +34,8 @@ pub struct ShardThread {
     pub drain_ms: u64,
     /// Listeners whose multishot accept ended, with the time to re-arm them.
     pub accept_rearm: Vec<(u64, u32)>,
+    /// Test failpoint (`--panic-on-channel`): panic on a publish to this channel.
+    pub panic_on_channel: Option<String>,
 }
 
 impl ShardThread {
@@ -52,9 +54,17 @@ impl ShardThread {
         loop {
             let t = now();
             while let Ok(msg) = self.inbox.try_recv() {
-                if let ShardMsg::Drain { .. } = msg {
-                    drain_deadline = Some(t + self.drain_ms);
-                    self.close_listeners();
+                match &msg {
+                    ShardMsg::Drain { .. } => {
+                        drain_deadline = Some(t + self.drain_ms);
+                        self.close_listeners();
+                    }
+                    ShardMsg::Publish { channel, .. }
+                        if self.panic_on_channel.as_deref() == Some(&**channel) =>
+                    {
+                        panic!("failpoint: publish to {channel}");
+                    }
+                    _ => {}
                 }
                 self.shard.on_message(msg, t);
             }

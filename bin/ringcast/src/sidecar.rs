@@ -39,6 +39,8 @@ pub struct Sidecar {
     pub exits: flume::Receiver<ShardExit>,
     /// Drain window.
     pub drain: Duration,
+    /// Time between failing readiness and starting to close connections.
+    pub drain_grace: Duration,
     /// Largest publish body.
     pub max_message_bytes: usize,
 }
@@ -117,6 +119,8 @@ impl Sidecar {
             Stop::Signal(name) => {
                 tracing::info!(signal = name, drain = ?self.drain, "draining");
                 ready.store(false, Ordering::SeqCst);
+                // Load balancers see /readyz fail before any connection is closed.
+                tokio::time::sleep(self.drain_grace).await;
                 self.drain_shards().await;
                 ExitCode::SUCCESS
             }
@@ -127,10 +131,10 @@ impl Sidecar {
     }
 
     /// Tells every shard to close its listeners and its connections with 1001, spread
-    /// over half the drain window (the rest is for the clients' close replies), then
-    /// waits for all of them to end, at most the drain window.
+    /// evenly over four fifths of the drain window (the rest is for the clients' close
+    /// replies), then waits for all of them to end, at most the drain window.
     async fn drain_shards(&self) {
-        let spread_ms = (self.drain.as_millis() as u64 / 2).max(1);
+        let spread_ms = (self.drain.as_millis() as u64 * 4 / 5).max(1);
         for shard in 0..self.mesh.len() {
             self.mesh.send(shard, ShardMsg::Drain { spread_ms });
             self.mesh.nudge(shard);
