@@ -4,6 +4,42 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print a signed token for `--auth-secret` (or RINGCAST_AUTH_SECRET).
+    Token(TokenArgs),
+}
+
+/// `ringcast token` arguments.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// A channel the token allows (repeatable; `*` = every channel).
+    #[arg(long = "channel", required = true)]
+    pub channels: Vec<String>,
+    /// How long the token is valid: `90s`, `30m`, `1h`, `7d` or seconds.
+    #[arg(long, value_parser = parse_ttl, default_value = "1h")]
+    pub ttl: Duration,
+}
+
+fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected e.g. 90s, 30m, 1h, 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{text}`: unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
 /// The `--slow-consumer` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SlowConsumerPolicy {
@@ -69,6 +105,10 @@ fn parse_secs_or_zero(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Parser)]
 #[command(name = "ringcast", version, about, long_about)]
 pub struct Config {
+    /// Without a subcommand, run the gateway.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// WebSocket listen address, `ADDR:PORT` or a range `ADDR:FIRST-LAST` (one
     /// SO_REUSEPORT listener per port per shard; a range lets one client host open
     /// far more than 64k connections). Repeatable, or comma separated in the env var.
@@ -111,6 +151,28 @@ pub struct Config {
     /// in one storm); the process exits within grace + drain.
     #[arg(long, env = "RINGCAST_DRAIN_SECONDS", value_parser = parse_secs, default_value = "10")]
     pub drain_seconds: Duration,
+
+    /// Browser origins allowed to connect, comma separated, `*` wildcards
+    /// (`https://*.example.com`); others get 403. Requests without an Origin header
+    /// (non-browser clients) are not affected. Default: any origin.
+    #[arg(long, env = "RINGCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// HMAC-SHA256 secret. When set, every connection needs a token naming its channel
+    /// (`?token=` or subprotocol `token.<token>`); missing, forged or expired tokens get
+    /// 401. Mint one with `ringcast token --channel NAME --ttl 1h`.
+    #[arg(
+        long,
+        env = "RINGCAST_AUTH_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub auth_secret: Option<String>,
+
+    /// New connections per second per source IP (enforced per shard as its share);
+    /// more get HTTP 429. 0 = unlimited.
+    #[arg(long, env = "RINGCAST_CONNECT_RATE_PER_IP", default_value_t = 0)]
+    pub connect_rate_per_ip: u32,
 
     /// Bytes a connection may have queued for sending; past it the slow-consumer policy
     /// applies, so a client that stops reading never holds memory without bound.
@@ -197,6 +259,17 @@ mod tests {
                 Some(want.as_str()),
                 "--{long}"
             );
+        }
+    }
+
+    #[test]
+    fn token_ttls() {
+        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_ttl("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(604_800));
+        for bad in ["", "h", "1y", "-1h", "1.5h"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
         }
     }
 

@@ -9,14 +9,15 @@ mod sidecar;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use config::{Config, SlowConsumerPolicy};
+use config::{Command, Config, SlowConsumerPolicy, TokenArgs};
 use mesh::Mesh;
-use ringcast_shard::{Shard, ShardConfig, ShardMsg, SlowConsumer};
+use ringcast_shard::{AuthPolicy, Shard, ShardConfig, ShardMsg, SlowConsumer, mint_token};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
 use sidecar::{ShardExit, Sidecar};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -31,7 +32,6 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("{err:#}");
-            eprintln!("ringcast: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -52,7 +52,31 @@ impl Drop for ExitGuard {
     }
 }
 
+/// `ringcast token`: prints a token signed with the configured secret.
+fn print_token(secret: Option<&str>, args: &TokenArgs) -> anyhow::Result<ExitCode> {
+    let secret = secret.context("--auth-secret (or RINGCAST_AUTH_SECRET) is required")?;
+    for channel in &args.channels {
+        if channel != "*" && !ringcast_proto::is_valid_channel(channel) {
+            bail!("`{channel}` is not a valid channel name");
+        }
+    }
+    let expires = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .saturating_add(args.ttl)
+        .as_secs();
+    println!("{}", mint_token(secret.as_bytes(), &args.channels, expires));
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(config: Config) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Token(args)) = &config.command {
+        return print_token(config.auth_secret.as_deref(), args);
+    }
+    let auth = AuthPolicy::new(
+        config.allowed_origins.clone(),
+        config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+    );
     let prometheus = ringcast_telemetry::install_recorder().context("installing metrics")?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let shards = usize::from(config.shards.unwrap_or(cores.len().max(1) as u16));
@@ -93,6 +117,11 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 SlowConsumerPolicy::Close => SlowConsumer::Close,
                 SlowConsumerPolicy::DropOldest => SlowConsumer::DropOldest,
             },
+            connect_rate_per_ip: config.connect_rate_per_ip.div_ceil(shards as u32),
+            auth: auth.clone(),
+            unix_ms_at_zero: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             tick_ms: 50,
         };
         let reactor_cfg = ReactorConfig {

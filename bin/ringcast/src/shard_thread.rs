@@ -4,7 +4,7 @@
 
 use crate::mesh::Mesh;
 use ringcast_shard::{Action, ConnId, RecvEnd, Shard, ShardMsg};
-use ringcast_uring::{Completion, Reactor, close_fd, shutdown_socket, shutdown_write};
+use ringcast_uring::{Completion, Reactor, close_fd, peer_ip, shutdown_socket, shutdown_write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,7 +107,8 @@ impl ShardThread {
             } => {
                 let backoff = match result {
                     Ok(fd) => {
-                        self.shard.on_accept(fd, t);
+                        let peer = self.shard.needs_peer_address().then(|| peer_ip(fd));
+                        self.shard.on_accept(fd, peer.flatten(), t);
                         false
                     }
                     Err(errno) => {

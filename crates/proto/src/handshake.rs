@@ -24,10 +24,44 @@ pub enum Route {
 pub struct Upgrade {
     /// Where the connection goes.
     pub route: Route,
-    /// Full `HTTP/1.1 101 Switching Protocols` response to send.
+    /// Full `HTTP/1.1 101 Switching Protocols` response to send (no subprotocol).
     pub response: Vec<u8>,
     /// Bytes of the request, including the final CRLFCRLF.
     pub consumed: usize,
+    /// The `Origin` header, if any.
+    pub origin: Option<String>,
+    /// The query string after `?`, if any.
+    pub query: Option<String>,
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in order.
+    pub protocols: Vec<String>,
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: String,
+}
+
+impl Upgrade {
+    /// The 101 response selecting `protocol` (which must be one of `protocols`).
+    pub fn response_with_protocol(&self, protocol: &str) -> Vec<u8> {
+        switching_response(&self.accept, Some(protocol))
+    }
+
+    /// The value of query parameter `name` (no percent-decoding: the values this
+    /// server reads are URL-safe).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .as_deref()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
+}
+
+fn switching_response(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+    let protocol = protocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
+    )
+    .into_bytes()
 }
 
 /// Progress of parsing an upgrade request.
@@ -222,16 +256,22 @@ pub fn parse_upgrade(buf: &[u8]) -> Result<HandshakeStatus, HandshakeError> {
     if !base64::is_16_bytes(key) || keys.next().is_some() {
         return Err(HandshakeError::InvalidKey);
     }
-    let route = route_for(request.path.unwrap_or(""))?;
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        tungstenite::handshake::derive_accept_key(key)
-    )
-    .into_bytes();
+    let target = request.path.unwrap_or("");
+    let route = route_for(target)?;
+    let accept = tungstenite::handshake::derive_accept_key(key);
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     Ok(HandshakeStatus::Done(Upgrade {
         route,
-        response,
+        response: switching_response(&accept, None),
         consumed,
+        origin: header_values(headers, "origin").next().map(text),
+        query: target.split_once('?').map(|(_, q)| q.to_owned()),
+        protocols: header_values(headers, "sec-websocket-protocol")
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|p| text(p.trim_ascii()))
+            .filter(|p| !p.is_empty())
+            .collect(),
+        accept,
     }))
 }
 

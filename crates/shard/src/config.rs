@@ -1,5 +1,7 @@
 //! The settings one shard runs with (already split per shard by the binary).
 
+use crate::auth::AuthPolicy;
+
 /// What happens to a connection whose queue would pass `max_queue_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowConsumer {
@@ -33,6 +35,12 @@ pub struct ShardConfig {
     pub max_queue_bytes: u32,
     /// The slow-consumer policy.
     pub slow_consumer: SlowConsumer,
+    /// New connections per second per source address (this shard's share; 0 = off).
+    pub connect_rate_per_ip: u32,
+    /// Origin allow-list and token rules for handshakes.
+    pub auth: AuthPolicy,
+    /// Unix time in milliseconds when the shard clock read 0 (token expiry needs it).
+    pub unix_ms_at_zero: u64,
     /// Timer wheel resolution.
     pub tick_ms: u64,
 }
@@ -51,6 +59,9 @@ impl ShardConfig {
             max_connections: usize::MAX,
             max_queue_bytes: 1 << 20,
             slow_consumer: SlowConsumer::Close,
+            connect_rate_per_ip: 0,
+            auth: AuthPolicy::default(),
+            unix_ms_at_zero: 0,
             tick_ms: 50,
         }
     }

@@ -8,10 +8,12 @@
 //! clock, so every behaviour is tested with byte strings and a fake clock; the reactor
 //! glue in `bin/ringcast` turns actions into io_uring submissions.
 
+mod auth;
 mod channel_owner;
 mod config;
 mod conn;
 mod conn_table;
+mod connect_limiter;
 mod local_channels;
 mod messages;
 mod routing;
@@ -20,10 +22,14 @@ mod shard_set;
 mod timer_wheel;
 mod write_queue;
 
+pub use auth::{
+    AuthError, AuthPolicy, Claims, Credentials, TOKEN_PROTOCOL_PREFIX, mint_token, verify,
+};
 pub use channel_owner::ChannelOwner;
 pub use config::{ShardConfig, SlowConsumer};
 pub use conn::{Conn, Phase};
 pub use conn_table::{ConnId, ConnTable};
+pub use connect_limiter::ConnectLimiter;
 pub use local_channels::LocalChannels;
 pub use messages::{BrokerCmd, ChannelName, ShardMsg};
 pub use routing::owner_of;

@@ -3,10 +3,12 @@
 //! through the `on_*` methods with the shard's clock in milliseconds; actions for the
 //! reactor, sends to start and messages for other shards and the broker come out.
 
+use crate::auth::Credentials;
 use crate::channel_owner::ChannelOwner;
 use crate::config::{ShardConfig, SlowConsumer};
 use crate::conn::{Conn, Phase};
 use crate::conn_table::{ConnId, ConnTable};
+use crate::connect_limiter::ConnectLimiter;
 use crate::local_channels::LocalChannels;
 use crate::messages::{BrokerCmd, ChannelName, ShardMsg};
 use crate::routing::owner_of;
@@ -17,6 +19,7 @@ use ringcast_proto::{
     http_error_response, parse_upgrade,
 };
 use ringcast_telemetry::ShardCounters;
+use std::net::IpAddr;
 
 /// An unmasked ping with an empty payload: shared by every connection.
 const PING_FRAME: &[u8] = &[0x89, 0x00];
@@ -72,6 +75,7 @@ pub struct Shard {
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
     slow: Vec<ConnId>,
+    limiter: ConnectLimiter,
     drain: Option<Drain>,
     /// The clock of the latest event, for closes decided outside a timed event.
     now_ms: u64,
@@ -88,6 +92,7 @@ impl Shard {
             + cfg.tick_ms;
         // Keep the wheel at most ~64k slots whatever the intervals.
         let tick_ms = cfg.tick_ms.max(max_delay / 65_536 + 1);
+        let limiter = ConnectLimiter::new(cfg.connect_rate_per_ip);
         Shard {
             wheel: TimerWheel::new(tick_ms, max_delay),
             outbox: (0..cfg.shards).map(|_| Vec::new()).collect(),
@@ -102,9 +107,15 @@ impl Shard {
             broker: Vec::new(),
             fired: Vec::new(),
             slow: Vec::new(),
+            limiter,
             drain: None,
             now_ms: 0,
         }
+    }
+
+    /// Whether [`Shard::on_accept`] wants the peer's address (a per-IP limit is on).
+    pub fn needs_peer_address(&self) -> bool {
+        self.limiter.enabled()
     }
 
     /// This shard's id.
@@ -132,8 +143,10 @@ impl Shard {
         self.wheel.ms_until_next(now_ms)
     }
 
-    /// A new socket was accepted: the glue must arm its recv (see [`Shard::take_actions`]).
-    pub fn on_accept(&mut self, fd: i32, now_ms: u64) -> ConnId {
+    /// A new socket from `peer` was accepted: the glue must arm its recv (see
+    /// [`Shard::take_actions`]). The peer address is only needed (and only looked up by
+    /// the glue) when [`Shard::needs_peer_address`].
+    pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
         let id = self.conns.insert(Conn::new(fd, self.cfg.max_message_bytes));
         self.counters.accepted += 1;
         self.counters.connections = self.conns.len() as u64;
@@ -146,6 +159,13 @@ impl Shard {
         if self.drain.is_some() {
             self.abort(id, "shutdown");
             self.progress(id);
+        } else if let Some(ip) = peer
+            && !self.limiter.allow(ip, now_ms)
+        {
+            // Answer right away: no need to read the request of a client over its rate.
+            self.counters.handshake_failed("rate_limited");
+            let response = http_error_response(429, "Too Many Requests", "slow down\n");
+            self.fail_handshake(id, response, now_ms);
         }
         id
     }
@@ -305,10 +325,34 @@ impl Shard {
                     self.fail_handshake(id, response, now_ms);
                     return;
                 }
+                let target = match &upgrade.route {
+                    Route::Echo => "echo",
+                    Route::Channel(name) => name.as_str(),
+                };
+                let creds = Credentials {
+                    origin: upgrade.origin.as_deref(),
+                    query_token: upgrade.query_param("token"),
+                    protocols: &upgrade.protocols,
+                };
+                let unix_now = (self.cfg.unix_ms_at_zero + now_ms) / 1000;
+                let response = match self.cfg.auth.admit(&creds, target, unix_now) {
+                    Ok(None) => upgrade.response.clone(),
+                    Ok(Some(protocol)) => upgrade.response_with_protocol(protocol),
+                    Err(err) => {
+                        self.counters.handshake_failed(err.label());
+                        let (reason, body) = match err.status() {
+                            401 => ("Unauthorized", "missing, forged or expired token\n"),
+                            _ => ("Forbidden", "not allowed\n"),
+                        };
+                        let response = http_error_response(err.status(), reason, body);
+                        self.fail_handshake(id, response, now_ms);
+                        return;
+                    }
+                };
                 let mut rest = conn.handshake.split_off(upgrade.consumed);
                 conn.handshake = Vec::new();
                 conn.phase = Phase::Open;
-                conn.queue.push_control(Bytes::from(upgrade.response));
+                conn.queue.push_control(Bytes::from(response));
                 self.open += 1;
                 match upgrade.route {
                     Route::Echo => conn.echo = true,

@@ -17,6 +17,8 @@ struct Node {
     /// Bytes each connection was sent, by (shard, conn).
     wire: HashMap<(usize, ConnId), Vec<u8>>,
     actions: Vec<(usize, Action)>,
+    /// Source address of the next accepted connection.
+    peer: Option<std::net::IpAddr>,
 }
 
 impl Node {
@@ -36,12 +38,13 @@ impl Node {
             next_fd: 100,
             wire: HashMap::new(),
             actions: Vec::new(),
+            peer: None,
         }
     }
 
     fn accept(&mut self, shard: usize) -> ConnId {
         self.next_fd += 1;
-        let id = self.shards[shard].on_accept(self.next_fd, self.now);
+        let id = self.shards[shard].on_accept(self.next_fd, self.peer, self.now);
         self.pump();
         id
     }
@@ -667,4 +670,81 @@ fn echo_client_that_never_reads_is_closed_at_the_queue_limit() {
     }
     assert_eq!(node.shards[0].counters.slow_consumer_closes, 1);
     assert!(node.shards[0].queued_bytes(id).unwrap() <= 4096 + 1100);
+}
+
+#[test]
+fn connections_over_the_per_ip_rate_get_429() {
+    let mut node = Node::new(1, |c| c.connect_rate_per_ip = 3);
+    node.peer = Some([127, 0, 0, 9].into());
+    for _ in 0..3 {
+        node.connect(0, "/news");
+    }
+    let id = node.accept(0);
+    assert!(node.take_wire(0, id).starts_with(b"HTTP/1.1 429"));
+    node.peer = Some([127, 0, 0, 10].into());
+    node.connect(0, "/news");
+    node.peer = Some([127, 0, 0, 9].into());
+    node.advance(400);
+    node.connect(0, "/news");
+}
+
+fn token_node() -> Node {
+    Node::new(1, |c| {
+        c.auth = ringcast_shard::AuthPolicy::new(
+            vec!["https://*.example.com".into()],
+            Some(b"s3cret".to_vec()),
+        );
+        c.unix_ms_at_zero = 1_000_000;
+    })
+}
+
+fn handshake_answer(node: &mut Node, request: &str) -> String {
+    let id = node.accept(0);
+    node.send_bytes(0, id, request.as_bytes());
+    String::from_utf8_lossy(&node.take_wire(0, id)).into_owned()
+}
+
+fn request(path: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+#[test]
+fn tokens_and_origins_gate_the_handshake() {
+    let mut node = token_node();
+    let token = ringcast_shard::mint_token(b"s3cret", &["news".into()], 2_000);
+    let answer = handshake_answer(&mut node, &request(&format!("/news?token={token}"), ""));
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let answer = handshake_answer(&mut node, &request("/news", ""));
+    assert!(answer.starts_with("HTTP/1.1 401"), "no token: {answer}");
+    let answer = handshake_answer(&mut node, &request(&format!("/sport?token={token}"), ""));
+    assert!(
+        answer.starts_with("HTTP/1.1 403"),
+        "other channel: {answer}"
+    );
+    let forged = ringcast_shard::mint_token(b"guess", &["news".into()], 2_000);
+    let answer = handshake_answer(&mut node, &request(&format!("/news?token={forged}"), ""));
+    assert!(answer.starts_with("HTTP/1.1 401"), "forged: {answer}");
+    let origin = "Origin: https://evil.org\r\n";
+    let answer = handshake_answer(&mut node, &request(&format!("/news?token={token}"), origin));
+    assert!(answer.starts_with("HTTP/1.1 403"), "origin: {answer}");
+    let protocol = format!(
+        "Sec-WebSocket-Protocol: chat, token.{token}\r\nOrigin: https://app.example.com\r\n"
+    );
+    let answer = handshake_answer(&mut node, &request("/news", &protocol));
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(
+        answer.contains(&format!("Sec-WebSocket-Protocol: token.{token}\r\n")),
+        "{answer}"
+    );
+    node.advance(1_000_001);
+    let answer = handshake_answer(&mut node, &request(&format!("/news?token={token}"), ""));
+    assert!(answer.starts_with("HTTP/1.1 401"), "expired: {answer}");
+    assert_eq!(
+        node.shards[0]
+            .counters
+            .handshake_failed_count("token_expired"),
+        1
+    );
 }

@@ -19,6 +19,8 @@ mod waker;
 pub use error::ReactorError;
 pub use listener::bind_reuseport;
 pub use reactor::{Completion, NO_BUFFER, Reactor, ReactorConfig, ReactorStats, RecvBuf};
-pub use socket::{close_fd, set_nodelay, shutdown_socket, shutdown_write, tcp_socket_bound};
+pub use socket::{
+    close_fd, peer_ip, set_nodelay, shutdown_socket, shutdown_write, tcp_socket_bound,
+};
 pub use token::{GEN_BITS, GEN_MASK};
 pub use waker::Waker;

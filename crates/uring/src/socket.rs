@@ -23,6 +23,15 @@ pub fn shutdown_write(fd: RawFd) {
     }
 }
 
+/// The IP address of the peer of connected socket `fd`, if the kernel can tell.
+pub fn peer_ip(fd: RawFd) -> Option<IpAddr> {
+    // SAFETY: `fd` is an open socket the caller owns for the duration of this call; the
+    // borrowed handle does not outlive it and is not closed here.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let addr = socket2::SockRef::from(&borrowed).peer_addr().ok()?;
+    addr.as_socket().map(|a| a.ip())
+}
+
 /// `close(fd)`, ignoring errors. The caller must own `fd` and not use it afterwards.
 pub fn close_fd(fd: RawFd) {
     // SAFETY: plain FFI call without pointers; ownership is the caller's contract.
