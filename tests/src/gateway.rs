@@ -4,6 +4,7 @@ use crate::http;
 use crate::ports::{free_port, free_range};
 use crate::programs::binary;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,12 @@ impl Gateway {
     /// Starts `ringcast --shards 2` on `ports` consecutive ports plus `extra` flags and
     /// waits for /healthz.
     pub fn start(ports: u16, extra: &[&str]) -> Gateway {
+        Gateway::start_with_fd_limit(ports, extra, None)
+    }
+
+    /// Like [`Gateway::start`], with RLIMIT_NOFILE set to `fd_limit` in the gateway
+    /// process when given.
+    pub fn start_with_fd_limit(ports: u16, extra: &[&str], fd_limit: Option<u64>) -> Gateway {
         let first_port = free_range(ports);
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let listen = if ports == 1 {
@@ -29,20 +36,30 @@ impl Gateway {
         } else {
             format!("127.0.0.1:{first_port}-{}", first_port + ports - 1)
         };
-        let child = Command::new(binary("ringcast"))
-            .args([
-                "--listen",
-                &listen,
-                "--admin",
-                &admin.to_string(),
-                "--shards",
-                "2",
-            ])
+        let mut command = Command::new(binary("ringcast"));
+        command
+            .args(["--listen", &listen, "--admin", &admin.to_string()])
+            .args(["--shards", "2"])
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("starting ringcast");
+            .stdin(Stdio::null());
+        if let Some(limit) = fd_limit {
+            let rlimit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and only affects the child.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command.spawn().expect("starting ringcast");
         let gateway = Gateway {
             child,
             first_port,
@@ -113,6 +130,34 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!("{metric} stuck at {last}");
+    }
+
+    /// utime + stime of the process so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which may contain spaces) start after ") ".
+        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / hz
+    }
+
+    /// VmRSS of the process in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// Sends `signal` to the process.

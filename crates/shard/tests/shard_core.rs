@@ -748,3 +748,45 @@ fn tokens_and_origins_gate_the_handshake() {
         1
     );
 }
+
+#[test]
+fn many_stalled_subscribers_are_all_closed() {
+    let mut node = Node::new(2, |c| c.max_queue_bytes = 4096);
+    let ids: Vec<(usize, ConnId)> = (0..50)
+        .map(|i| (i % 2, node.connect(i % 2, "/feed")))
+        .collect();
+    for i in 0..200 {
+        let owner = ringcast_shard::owner_of("feed", 2);
+        node.shards[owner].on_message(
+            ShardMsg::Publish {
+                channel: "feed".into(),
+                payload: format!("{i:0100}").into_bytes().into(),
+                binary: false,
+            },
+            node.now,
+        );
+        // Deliver cross-shard messages but never complete a send: nobody reads.
+        for from in 0..2 {
+            let out: Vec<(usize, Vec<ShardMsg>)> = node.shards[from]
+                .outbox()
+                .iter_mut()
+                .enumerate()
+                .map(|(to, v)| (to, std::mem::take(v)))
+                .collect();
+            for (to, msgs) in out {
+                for msg in msgs {
+                    node.shards[to].on_message(msg, node.now);
+                }
+            }
+            while let Some((id, _)) = node.shards[from].next_send() {
+                node.shards[from].begin_send(id, &mut |_| {});
+            }
+        }
+    }
+    let closes: u64 = node
+        .shards
+        .iter()
+        .map(|s| s.counters.slow_consumer_closes)
+        .sum();
+    assert_eq!(closes, ids.len() as u64);
+}
