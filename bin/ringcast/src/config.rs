@@ -92,6 +92,14 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_channel(text: &str) -> Result<String, String> {
+    if ringcast_proto::is_valid_channel(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}`: 1-255 bytes of [A-Za-z0-9_.:-]"))
+    }
+}
+
 fn parse_secs_or_zero(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -173,6 +181,22 @@ pub struct Config {
     /// more get HTTP 429. 0 = unlimited.
     #[arg(long, env = "RINGCAST_CONNECT_RATE_PER_IP", default_value_t = 0)]
     pub connect_rate_per_ip: u32,
+
+    /// Most channels one connection may subscribe to (`/?channels=a,b,c` or commands).
+    #[arg(long, env = "RINGCAST_MAX_CHANNELS_PER_CONN", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_channels_per_conn: u64,
+
+    /// Accept client text messages `{"subscribe":"x"}` / `{"unsubscribe":"x"}` on
+    /// channel connections (answered with an ack or an error message). Not available
+    /// with --auth-secret (tokens name the channels).
+    #[arg(long, env = "RINGCAST_CLIENT_COMMANDS")]
+    pub client_commands: bool,
+
+    /// Publish the current time (RFC 3339 with milliseconds, plus a sequence number) to
+    /// this channel every second, from each shard's own clock (no cross-shard traffic).
+    #[arg(long, env = "RINGCAST_TICK_CHANNEL", value_parser = parse_channel)]
+    pub tick_channel: Option<String>,
 
     /// Bytes a connection may have queued for sending; past it the slow-consumer policy
     /// applies, so a client that stops reading never holds memory without bound.

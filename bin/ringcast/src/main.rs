@@ -118,6 +118,9 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 SlowConsumerPolicy::DropOldest => SlowConsumer::DropOldest,
             },
             connect_rate_per_ip: config.connect_rate_per_ip.div_ceil(shards as u32),
+            max_channels_per_conn: config.max_channels_per_conn as usize,
+            client_commands: config.client_commands,
+            tick_channel: config.tick_channel.clone(),
             auth: auth.clone(),
             unix_ms_at_zero: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

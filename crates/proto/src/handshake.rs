@@ -17,6 +17,9 @@ pub enum Route {
     Echo,
     /// `/<name>`: subscribe to channel `name`.
     Channel(String),
+    /// `/` (channels come from the query string, e.g. `/?channels=a,b`, or later from
+    /// client commands).
+    Root,
 }
 
 /// A successful upgrade request.
@@ -279,7 +282,8 @@ pub fn parse_upgrade(buf: &[u8]) -> Result<HandshakeStatus, HandshakeError> {
 fn route_for(target: &str) -> Result<Route, HandshakeError> {
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let name = match path.strip_prefix('/') {
-        Some("") | None => return Err(HandshakeError::NotFound),
+        Some("") => return Ok(Route::Root),
+        None => return Err(HandshakeError::NotFound),
         Some(name) => name,
     };
     if name == "echo" {

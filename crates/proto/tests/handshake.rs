@@ -103,7 +103,9 @@ fn routes() {
             "{bad}"
         );
     }
-    for missing in ["/", "/?x=1", "*", "http://h/news"] {
+    assert_eq!(done(&request("/", "")).route, Route::Root);
+    assert_eq!(done(&request("/?channels=a,b", "")).route, Route::Root);
+    for missing in ["*", "http://h/news"] {
         assert_eq!(
             error(&request(missing, "")),
             HandshakeError::NotFound,

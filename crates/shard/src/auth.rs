@@ -95,6 +95,11 @@ impl AuthPolicy {
         }
     }
 
+    /// Whether connections need a token.
+    pub fn requires_token(&self) -> bool {
+        self.secret.is_some()
+    }
+
     /// Whether any rule is configured.
     pub fn is_open(&self) -> bool {
         self.origins.is_empty() && self.secret.is_none()

@@ -37,6 +37,12 @@ pub struct ShardConfig {
     pub slow_consumer: SlowConsumer,
     /// New connections per second per source address (this shard's share; 0 = off).
     pub connect_rate_per_ip: u32,
+    /// Most channels one connection may subscribe to.
+    pub max_channels_per_conn: usize,
+    /// Accept `{"subscribe":"x"}` / `{"unsubscribe":"x"}` text messages from clients.
+    pub client_commands: bool,
+    /// Channel to which every shard publishes the time once a second, if any.
+    pub tick_channel: Option<String>,
     /// Origin allow-list and token rules for handshakes.
     pub auth: AuthPolicy,
     /// Unix time in milliseconds when the shard clock read 0 (token expiry needs it).
@@ -60,6 +66,9 @@ impl ShardConfig {
             max_queue_bytes: 1 << 20,
             slow_consumer: SlowConsumer::Close,
             connect_rate_per_ip: 0,
+            max_channels_per_conn: 16,
+            client_commands: false,
+            tick_channel: None,
             auth: AuthPolicy::default(),
             unix_ms_at_zero: 0,
             tick_ms: 50,

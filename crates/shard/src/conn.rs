@@ -2,7 +2,7 @@
 //! handshake buffer exists only until the upgrade, the decoder's buffers only while a
 //! frame or a fragmented message is partial, the write queue only while frames wait.
 
-use crate::local_channels::Membership;
+use crate::conn_channels::ConnChannels;
 use crate::write_queue::WriteQueue;
 use ringcast_proto::{Decoder, Role};
 
@@ -39,8 +39,8 @@ pub struct Conn {
     pub echo: bool,
     /// Why it closed, once decided (counted exactly once).
     pub reason: Option<&'static str>,
-    /// Channel subscription, when subscribed.
-    pub membership: Option<Membership>,
+    /// Channel subscriptions.
+    pub channels: ConnChannels,
     /// Shard clock (ms) when the unanswered ping was sent; 0 when none is outstanding.
     pub ping_sent_ms: u64,
     /// Partial upgrade request (empty and unallocated once open).
@@ -65,7 +65,7 @@ impl Conn {
             aborted: false,
             echo: false,
             reason: None,
-            membership: None,
+            channels: ConnChannels::None,
             ping_sent_ms: 0,
             handshake: Vec::new(),
             decoder: Decoder::new(Role::Server, max_message_bytes),

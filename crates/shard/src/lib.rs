@@ -8,10 +8,12 @@
 //! clock, so every behaviour is tested with byte strings and a fake clock; the reactor
 //! glue in `bin/ringcast` turns actions into io_uring submissions.
 
+mod admission;
 mod auth;
 mod channel_owner;
 mod config;
 mod conn;
+mod conn_channels;
 mod conn_table;
 mod connect_limiter;
 mod local_channels;
@@ -19,21 +21,25 @@ mod messages;
 mod routing;
 mod shard;
 mod shard_set;
+mod tick;
 mod timer_wheel;
 mod write_queue;
 
+pub use admission::{Refusal, Target};
 pub use auth::{
     AuthError, AuthPolicy, Claims, Credentials, TOKEN_PROTOCOL_PREFIX, mint_token, verify,
 };
 pub use channel_owner::ChannelOwner;
 pub use config::{ShardConfig, SlowConsumer};
 pub use conn::{Conn, Phase};
+pub use conn_channels::ConnChannels;
 pub use conn_table::{ConnId, ConnTable};
 pub use connect_limiter::ConnectLimiter;
-pub use local_channels::LocalChannels;
+pub use local_channels::{LocalChannels, Membership};
 pub use messages::{BrokerCmd, ChannelName, ShardMsg};
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};
 pub use shard_set::ShardSet;
+pub use tick::{TickClock, rfc3339_millis};
 pub use timer_wheel::{TimerKind, TimerWheel};
 pub use write_queue::{MAX_IOVECS, WriteQueue};

@@ -95,6 +95,11 @@ impl LocalChannels {
         }
     }
 
+    /// The registry slot of `name`, if it has local subscribers.
+    pub fn slot_of(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
+    }
+
     /// The subscriber slots of `name`, if it has local subscribers.
     pub fn subscribers(&self, name: &str) -> Option<&[u32]> {
         let &channel = self.by_name.get(name)?;

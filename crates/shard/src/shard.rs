@@ -3,20 +3,21 @@
 //! through the `on_*` methods with the shard's clock in milliseconds; actions for the
 //! reactor, sends to start and messages for other shards and the broker come out.
 
-use crate::auth::Credentials;
+use crate::admission::{Target, admit};
 use crate::channel_owner::ChannelOwner;
 use crate::config::{ShardConfig, SlowConsumer};
 use crate::conn::{Conn, Phase};
 use crate::conn_table::{ConnId, ConnTable};
 use crate::connect_limiter::ConnectLimiter;
-use crate::local_channels::LocalChannels;
+use crate::local_channels::{LocalChannels, Membership};
 use crate::messages::{BrokerCmd, ChannelName, ShardMsg};
 use crate::routing::owner_of;
+use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
 use bytes::Bytes;
 use ringcast_proto::{
-    HandshakeStatus, Message, OpCode, Route, close_payload, code, encode_frame,
-    http_error_response, parse_upgrade,
+    HandshakeStatus, Message, OpCode, close_payload, code, encode_frame, http_error_response,
+    parse_upgrade,
 };
 use ringcast_telemetry::ShardCounters;
 use std::net::IpAddr;
@@ -75,7 +76,9 @@ pub struct Shard {
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
     slow: Vec<ConnId>,
+    commands: Vec<Vec<u8>>,
     limiter: ConnectLimiter,
+    tick: TickClock,
     drain: Option<Drain>,
     /// The clock of the latest event, for closes decided outside a timed event.
     now_ms: u64,
@@ -107,7 +110,9 @@ impl Shard {
             broker: Vec::new(),
             fired: Vec::new(),
             slow: Vec::new(),
+            commands: Vec::new(),
             limiter,
+            tick: TickClock::default(),
             drain: None,
             now_ms: 0,
         }
@@ -239,6 +244,21 @@ impl Shard {
         }
         self.fired = fired;
         self.drain_step(now_ms);
+        self.tick_channel(now_ms);
+    }
+
+    /// Publishes the time to local subscribers of the tick channel once a second.
+    fn tick_channel(&mut self, now_ms: u64) {
+        let Some(name) = &self.cfg.tick_channel else {
+            return;
+        };
+        let Some(text) = self.tick.due(self.cfg.unix_ms_at_zero + now_ms) else {
+            return;
+        };
+        if self.channels.slot_of(name).is_some() {
+            let name = name.clone();
+            self.deliver(&name, encoded(OpCode::Text, text.as_bytes()));
+        }
     }
 
     /// A message from another shard or the sidecar.
@@ -325,27 +345,11 @@ impl Shard {
                     self.fail_handshake(id, response, now_ms);
                     return;
                 }
-                let target = match &upgrade.route {
-                    Route::Echo => "echo",
-                    Route::Channel(name) => name.as_str(),
-                };
-                let creds = Credentials {
-                    origin: upgrade.origin.as_deref(),
-                    query_token: upgrade.query_param("token"),
-                    protocols: &upgrade.protocols,
-                };
-                let unix_now = (self.cfg.unix_ms_at_zero + now_ms) / 1000;
-                let response = match self.cfg.auth.admit(&creds, target, unix_now) {
-                    Ok(None) => upgrade.response.clone(),
-                    Ok(Some(protocol)) => upgrade.response_with_protocol(protocol),
-                    Err(err) => {
-                        self.counters.handshake_failed(err.label());
-                        let (reason, body) = match err.status() {
-                            401 => ("Unauthorized", "missing, forged or expired token\n"),
-                            _ => ("Forbidden", "not allowed\n"),
-                        };
-                        let response = http_error_response(err.status(), reason, body);
-                        self.fail_handshake(id, response, now_ms);
+                let (target, response) = match admit(&self.cfg, &upgrade, now_ms) {
+                    Ok(admitted) => admitted,
+                    Err(refusal) => {
+                        self.counters.handshake_failed(refusal.label);
+                        self.fail_handshake(id, refusal.response(), now_ms);
                         return;
                     }
                 };
@@ -354,9 +358,13 @@ impl Shard {
                 conn.phase = Phase::Open;
                 conn.queue.push_control(Bytes::from(response));
                 self.open += 1;
-                match upgrade.route {
-                    Route::Echo => conn.echo = true,
-                    Route::Channel(name) => self.subscribe(id, &name),
+                match target {
+                    Target::Echo => conn.echo = true,
+                    Target::Channels(names) => {
+                        for name in names {
+                            self.subscribe(id, &name);
+                        }
+                    }
                 }
                 let offset = self.ping_offset(id);
                 self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
@@ -382,17 +390,31 @@ impl Shard {
             return;
         };
         let echo = conn.echo;
+        let commands = self.cfg.client_commands && !echo;
         let queue = &mut conn.queue;
+        let mut received = std::mem::take(&mut self.commands);
         let mut pong = false;
         let mut peer_close: Option<Option<u16>> = None;
         let result = conn.decoder.feed(data, &mut |msg| match msg {
             Message::Text(p) if echo => queue.push_data(encoded(OpCode::Text, p)),
             Message::Binary(p) if echo => queue.push_data(encoded(OpCode::Binary, p)),
+            Message::Text(p) if commands => received.push(p.to_vec()),
             Message::Text(_) | Message::Binary(_) => {}
             Message::Ping(p) => queue.push_control(encoded(OpCode::Pong, p)),
             Message::Pong(_) => pong = true,
             Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
         });
+        for command in received.drain(..) {
+            let reply = self.client_command(id, &command);
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.queue
+                    .push_data(encoded(OpCode::Text, reply.as_bytes()));
+            }
+        }
+        self.commands = received;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
         if pong && conn.ping_sent_ms != 0 {
             let rtt_ms = now_ms.saturating_sub(conn.ping_sent_ms);
             conn.ping_sent_ms = 0;
@@ -435,7 +457,7 @@ impl Shard {
         };
         if conn.phase == Phase::Open {
             self.open -= 1;
-            self.unsubscribe(id);
+            self.unsubscribe_all(id);
         }
         if let Some(conn) = self.conns.get_mut(id) {
             conn.phase = Phase::Closing;
@@ -453,7 +475,7 @@ impl Shard {
         };
         if conn.phase == Phase::Open {
             self.open -= 1;
-            self.unsubscribe(id);
+            self.unsubscribe_all(id);
         }
         if let Some(conn) = self.conns.get_mut(id) {
             conn.phase = Phase::Closing;
@@ -515,7 +537,7 @@ impl Shard {
             .is_some_and(|c| c.phase == Phase::Open)
         {
             self.open -= 1;
-            self.unsubscribe(id);
+            self.unsubscribe_all(id);
         }
         if let Some(conn) = self.conns.remove(id) {
             self.actions.push(Action::Close(conn.fd));
@@ -588,26 +610,102 @@ impl Shard {
         1 + x % self.cfg.ping_interval_ms.max(1)
     }
 
-    fn subscribe(&mut self, id: ConnId, name: &str) {
-        let (membership, first) = self.channels.subscribe(name, id.idx);
-        if let Some(conn) = self.conns.get_mut(id) {
-            conn.membership = Some(membership);
+    /// Runs a client's `{"subscribe":"x"}` or `{"unsubscribe":"x"}` and returns the JSON
+    /// answer (an ack or an error; never a silent close).
+    fn client_command(&mut self, id: ConnId, text: &[u8]) -> String {
+        let reply_error = |error: &str, channel: Option<&str>| match channel {
+            Some(c) => serde_json::json!({"error": error, "channel": c}).to_string(),
+            None => serde_json::json!({"error": error}).to_string(),
+        };
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(text) else {
+            return reply_error("expected a JSON object like {\"subscribe\":\"news\"}", None);
+        };
+        let (verb, channel) = match (map.len(), map.iter().next()) {
+            (1, Some((verb, serde_json::Value::String(ch)))) => (verb.as_str(), ch.as_str()),
+            _ => {
+                return reply_error(
+                    "expected one of subscribe, unsubscribe with a channel name",
+                    None,
+                );
+            }
+        };
+        if !matches!(verb, "subscribe" | "unsubscribe") {
+            return reply_error("unknown command", None);
         }
-        if let Some(channel) = first {
-            self.send_interest(channel, true);
+        if self.cfg.auth.requires_token() {
+            return reply_error(
+                "commands are off with tokens: name channels in the URL",
+                Some(channel),
+            );
+        }
+        if !ringcast_proto::is_valid_channel(channel) {
+            return reply_error("invalid channel name", Some(channel));
+        }
+        let done = if verb == "subscribe" {
+            self.subscribe(id, channel)
+        } else {
+            self.unsubscribe(id, channel)
+        };
+        match (done, verb) {
+            (true, _) => serde_json::json!({"ok": verb, "channel": channel}).to_string(),
+            (false, "subscribe") => {
+                reply_error("already subscribed or channel limit reached", Some(channel))
+            }
+            (false, _) => reply_error("not subscribed", Some(channel)),
         }
     }
 
-    fn unsubscribe(&mut self, id: ConnId) {
-        let Some(membership) = self.conns.get_mut(id).and_then(|c| c.membership.take()) else {
-            return;
+    /// Subscribes `id` to `name`; false if it already was or is at its channel limit.
+    fn subscribe(&mut self, id: ConnId, name: &str) -> bool {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return false;
         };
+        let already = self
+            .channels
+            .slot_of(name)
+            .is_some_and(|slot| conn.channels.contains(slot));
+        if already || conn.channels.len() >= self.cfg.max_channels_per_conn {
+            return false;
+        }
+        let (membership, first) = self.channels.subscribe(name, id.idx);
+        conn.channels.add(membership);
+        if let Some(channel) = first {
+            self.send_interest(channel, true);
+        }
+        true
+    }
+
+    /// Unsubscribes `id` from `name`; false if it was not subscribed.
+    fn unsubscribe(&mut self, id: ConnId, name: &str) -> bool {
+        let Some(slot) = self.channels.slot_of(name) else {
+            return false;
+        };
+        let Some(membership) = self.conns.get_mut(id).and_then(|c| c.channels.remove(slot)) else {
+            return false;
+        };
+        self.leave(membership);
+        true
+    }
+
+    /// Unsubscribes `id` from every channel.
+    fn unsubscribe_all(&mut self, id: ConnId) {
+        let memberships = match self.conns.get_mut(id) {
+            Some(conn) if !conn.channels.is_empty() => conn.channels.take_all(),
+            _ => return,
+        };
+        for membership in memberships {
+            self.leave(membership);
+        }
+    }
+
+    /// Removes one subscription from the registry, fixing the position of the
+    /// connection that moved into its place, and tells the owner when it was the last.
+    fn leave(&mut self, membership: Membership) {
         let departure = self.channels.unsubscribe(membership);
         if let Some(moved) = departure.moved
             && let Some((_, conn)) = self.conns.get_by_idx_mut(moved)
-            && let Some(m) = &mut conn.membership
         {
-            m.pos = membership.pos;
+            conn.channels.set_pos(membership.channel, membership.pos);
         }
         if let Some(channel) = departure.emptied {
             self.send_interest(channel, false);

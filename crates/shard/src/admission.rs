@@ -1,0 +1,119 @@
+//! Whether and how an upgrade request is admitted: what it subscribes to (`/echo`,
+//! `/<channel>` or `/?channels=a,b`), the channel limit, and the origin/token rules.
+//! Returns the 101 answer to send, or the HTTP refusal.
+
+use crate::auth::Credentials;
+use crate::config::ShardConfig;
+use ringcast_proto::{Route, Upgrade, http_error_response, is_valid_channel};
+
+/// An HTTP refusal of an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub phrase: &'static str,
+    /// Metric label (`ringcast_handshake_failures_total{reason}`).
+    pub label: &'static str,
+    /// Short body.
+    pub body: &'static str,
+}
+
+impl Refusal {
+    const fn new(status: u16, label: &'static str, body: &'static str) -> Self {
+        let phrase = match status {
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            _ => "Error",
+        };
+        Refusal {
+            status,
+            phrase,
+            label,
+            body,
+        }
+    }
+
+    /// The complete HTTP response.
+    pub fn response(&self) -> Vec<u8> {
+        http_error_response(self.status, self.phrase, self.body)
+    }
+}
+
+/// What an admitted connection does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Echo its messages.
+    Echo,
+    /// Subscribe to these channels (may be empty with client commands on).
+    Channels(Vec<String>),
+}
+
+/// Admits `upgrade` at shard time `now_ms`: its target and the 101 response.
+pub fn admit(
+    cfg: &ShardConfig,
+    upgrade: &Upgrade,
+    now_ms: u64,
+) -> Result<(Target, Vec<u8>), Refusal> {
+    let target = target_of(cfg, upgrade)?;
+    let creds = Credentials {
+        origin: upgrade.origin.as_deref(),
+        query_token: upgrade.query_param("token"),
+        protocols: &upgrade.protocols,
+    };
+    let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
+    let names: Vec<&str> = match &target {
+        Target::Echo => vec!["echo"],
+        Target::Channels(list) if list.is_empty() => vec![""],
+        Target::Channels(list) => list.iter().map(String::as_str).collect(),
+    };
+    let mut protocol = None;
+    for name in names {
+        protocol = cfg.auth.admit(&creds, name, unix_now).map_err(|err| {
+            let body = match err.status() {
+                401 => "missing, forged or expired token\n",
+                _ => "not allowed\n",
+            };
+            Refusal::new(err.status(), err.label(), body)
+        })?;
+    }
+    let response = match protocol {
+        Some(p) => upgrade.response_with_protocol(p),
+        None => upgrade.response.clone(),
+    };
+    Ok((target, response))
+}
+
+fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
+    let list = match &upgrade.route {
+        Route::Echo => return Ok(Target::Echo),
+        Route::Channel(name) => return Ok(Target::Channels(vec![name.clone()])),
+        Route::Root => upgrade.query_param("channels").unwrap_or(""),
+    };
+    let mut channels: Vec<String> = Vec::new();
+    for name in list.split(',').filter(|n| !n.is_empty()) {
+        if !is_valid_channel(name) {
+            return Err(Refusal::new(400, "bad_channel", "invalid channel name\n"));
+        }
+        if !channels.iter().any(|c| c == name) {
+            channels.push(name.to_owned());
+        }
+    }
+    if channels.len() > cfg.max_channels_per_conn {
+        return Err(Refusal::new(
+            400,
+            "too_many_channels",
+            "too many channels\n",
+        ));
+    }
+    if channels.is_empty() && !cfg.client_commands {
+        return Err(Refusal::new(
+            404,
+            "not_found",
+            "name a channel: /<channel> or /?channels=a,b\n",
+        ));
+    }
+    Ok(Target::Channels(channels))
+}
