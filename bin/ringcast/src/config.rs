@@ -198,6 +198,17 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_TICK_CHANNEL", value_parser = parse_channel)]
     pub tick_channel: Option<String>,
 
+    /// Seconds a long-poll request (`GET /poll/<channel>?since=<id>`) is held before it
+    /// is answered 204.
+    #[arg(long, env = "RINGCAST_POLL_TIMEOUT", value_parser = parse_secs, default_value = "30")]
+    pub poll_timeout: Duration,
+
+    /// Messages the owner shard keeps per long-poll channel, so a client that re-polls
+    /// quickly loses nothing still kept.
+    #[arg(long, env = "RINGCAST_POLL_RING", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub poll_ring: u64,
+
     /// Bytes a connection may have queued for sending; past it the slow-consumer policy
     /// applies, so a client that stops reading never holds memory without bound.
     #[arg(long, env = "RINGCAST_MAX_QUEUE_BYTES", default_value_t = 1 << 20,

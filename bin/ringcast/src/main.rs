@@ -121,6 +121,8 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             max_channels_per_conn: config.max_channels_per_conn as usize,
             client_commands: config.client_commands,
             tick_channel: config.tick_channel.clone(),
+            poll_timeout_ms: config.poll_timeout.as_millis() as u64,
+            poll_ring: config.poll_ring as usize,
             auth: auth.clone(),
             unix_ms_at_zero: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

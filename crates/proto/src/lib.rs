@@ -13,6 +13,7 @@ pub mod close;
 pub mod decoder;
 pub mod frame;
 pub mod handshake;
+pub mod plain_get;
 pub mod utf8;
 
 pub use channel::{MAX_CHANNEL_LEN, is_valid_channel};
@@ -24,4 +25,5 @@ pub use handshake::{
     HandshakeError, HandshakeStatus, MAX_HANDSHAKE_BYTES, Route, Upgrade, http_error_response,
     parse_upgrade,
 };
+pub use plain_get::{PlainGet, PlainRoute, parse_plain_get};
 pub use utf8::Utf8Validator;

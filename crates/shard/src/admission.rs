@@ -4,7 +4,7 @@
 
 use crate::auth::Credentials;
 use crate::config::ShardConfig;
-use ringcast_proto::{Route, Upgrade, http_error_response, is_valid_channel};
+use ringcast_proto::{PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel};
 
 /// An HTTP refusal of an upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,22 @@ pub fn admit(
         None => upgrade.response.clone(),
     };
     Ok((target, response))
+}
+
+/// Admits a plain `GET /sse/<channel>` or `/poll/<channel>`: the same origin and token
+/// rules as an upgrade (the token comes as `?token=`).
+pub fn admit_plain(cfg: &ShardConfig, get: &PlainGet, now_ms: u64) -> Result<(), Refusal> {
+    let creds = Credentials {
+        origin: get.origin.as_deref(),
+        query_token: get.query_param("token"),
+        protocols: &[],
+    };
+    let (PlainRoute::Sse(channel) | PlainRoute::Poll(channel)) = &get.route;
+    let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
+    cfg.auth
+        .admit(&creds, channel, unix_now)
+        .map(|_| ())
+        .map_err(|err| Refusal::new(err.status(), err.label(), "not allowed\n"))
 }
 
 fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {

@@ -43,6 +43,10 @@ pub struct ShardConfig {
     pub client_commands: bool,
     /// Channel to which every shard publishes the time once a second, if any.
     pub tick_channel: Option<String>,
+    /// How long a long-poll request is held before answering 204.
+    pub poll_timeout_ms: u64,
+    /// Messages kept per long-poll channel by its owner.
+    pub poll_ring: usize,
     /// Origin allow-list and token rules for handshakes.
     pub auth: AuthPolicy,
     /// Unix time in milliseconds when the shard clock read 0 (token expiry needs it).
@@ -69,6 +73,8 @@ impl ShardConfig {
             max_channels_per_conn: 16,
             client_commands: false,
             tick_channel: None,
+            poll_timeout_ms: 30_000,
+            poll_ring: 64,
             auth: AuthPolicy::default(),
             unix_ms_at_zero: 0,
             tick_ms: 50,

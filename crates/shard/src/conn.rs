@@ -17,12 +17,37 @@ pub enum Phase {
     Closing,
 }
 
+/// How the connection talks to its client once admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Transport {
+    /// RFC 6455 frames.
+    WebSocket = 0,
+    /// `text/event-stream` (`GET /sse/<channel>`).
+    Sse = 1,
+    /// One long-poll request (`GET /poll/<channel>`).
+    Poll = 2,
+}
+
+impl Transport {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+            Transport::Poll => "poll",
+        }
+    }
+}
+
 /// State of one client connection.
 pub struct Conn {
     /// The socket, owned by the reactor glue; the shard only names it in actions.
     pub fd: i32,
     /// Life phase.
     pub phase: Phase,
+    /// WebSocket, SSE or long-poll (meaningful once open).
+    pub transport: Transport,
     /// A multishot recv is armed.
     pub recv_active: bool,
     /// A send is in flight; its data is the front of `queue`.
@@ -57,6 +82,7 @@ impl Conn {
         Conn {
             fd,
             phase: Phase::Handshake,
+            transport: Transport::WebSocket,
             recv_active: true,
             send_inflight: false,
             in_ready: false,

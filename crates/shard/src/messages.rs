@@ -1,6 +1,8 @@
 //! Messages that cross threads: between shards (through flume) and from shards to the
 //! sidecar's broker.
 
+use crate::conn_table::ConnId;
+use crate::poll_ring::Kept;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -23,8 +25,30 @@ pub enum ShardMsg {
         payload: Bytes,
         binary: bool,
     },
-    /// From the owner to a shard with subscribers: the encoded frame, shared by all.
-    Deliver { channel: ChannelName, frame: Bytes },
+    /// From the owner to a shard with subscribers: the WebSocket frame encoded once and
+    /// shared by all, plus the raw message and its channel sequence number for the
+    /// SSE and long-poll transports.
+    Deliver {
+        channel: ChannelName,
+        frame: Bytes,
+        payload: Bytes,
+        binary: bool,
+        seq: u64,
+    },
+    /// To the owner: long-poll connection `conn` on `shard` wants the messages of
+    /// `channel` after `since` (None: only new ones).
+    PollRequest {
+        channel: ChannelName,
+        since: Option<u64>,
+        shard: u16,
+        conn: ConnId,
+    },
+    /// From the owner: the kept messages after the poll's `since`, and the last id.
+    PollReply {
+        conn: ConnId,
+        messages: Vec<Kept>,
+        last_seq: u64,
+    },
     /// From the sidecar: stop accepting and close every connection with 1001, spread
     /// evenly over `spread_ms`.
     Drain { spread_ms: u64 },

@@ -3,23 +3,27 @@
 //! through the `on_*` methods with the shard's clock in milliseconds; actions for the
 //! reactor, sends to start and messages for other shards and the broker come out.
 
-use crate::admission::{Target, admit};
+use crate::admission::{Target, admit, admit_plain};
 use crate::channel_owner::ChannelOwner;
 use crate::config::{ShardConfig, SlowConsumer};
+use crate::conn::Transport;
 use crate::conn::{Conn, Phase};
 use crate::conn_table::{ConnId, ConnTable};
 use crate::connect_limiter::ConnectLimiter;
 use crate::local_channels::{LocalChannels, Membership};
 use crate::messages::{BrokerCmd, ChannelName, ShardMsg};
+use crate::poll_ring::Kept;
 use crate::routing::owner_of;
 use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
+use base64::Engine;
 use bytes::Bytes;
 use ringcast_proto::{
-    HandshakeStatus, Message, OpCode, close_payload, code, encode_frame, http_error_response,
-    parse_upgrade,
+    HandshakeError, HandshakeStatus, Message, OpCode, PlainGet, PlainRoute, Upgrade, close_payload,
+    code, encode_frame, http_error_response, parse_plain_get, parse_upgrade,
 };
 use ringcast_telemetry::ShardCounters;
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// An unmasked ping with an empty payload: shared by every connection.
@@ -76,7 +80,11 @@ pub struct Shard {
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
     slow: Vec<ConnId>,
+    answered: Vec<ConnId>,
     commands: Vec<Vec<u8>>,
+    /// Long-poll connections waiting for a message, by slot.
+    polls: HashMap<u32, PollWait>,
+    open_by_transport: [usize; 3],
     limiter: ConnectLimiter,
     tick: TickClock,
     drain: Option<Drain>,
@@ -96,13 +104,16 @@ impl Shard {
         // Keep the wheel at most ~64k slots whatever the intervals.
         let tick_ms = cfg.tick_ms.max(max_delay / 65_536 + 1);
         let limiter = ConnectLimiter::new(cfg.connect_rate_per_ip);
+        // Long-poll rings outlive their last subscriber by two poll timeouts, so a
+        // client that re-polls loses nothing still in the ring.
+        let owned = ChannelOwner::new(cfg.poll_ring, cfg.poll_timeout_ms * 2);
         Shard {
             wheel: TimerWheel::new(tick_ms, max_delay),
             outbox: (0..cfg.shards).map(|_| Vec::new()).collect(),
             cfg,
             conns: ConnTable::default(),
             channels: LocalChannels::default(),
-            owned: ChannelOwner::default(),
+            owned,
             counters: ShardCounters::default(),
             open: 0,
             actions: Vec::new(),
@@ -110,7 +121,10 @@ impl Shard {
             broker: Vec::new(),
             fired: Vec::new(),
             slow: Vec::new(),
+            answered: Vec::new(),
             commands: Vec::new(),
+            polls: HashMap::new(),
+            open_by_transport: [0; 3],
             limiter,
             tick: TickClock::default(),
             drain: None,
@@ -152,6 +166,7 @@ impl Shard {
     /// [`Shard::take_actions`]). The peer address is only needed (and only looked up by
     /// the glue) when [`Shard::needs_peer_address`].
     pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
+        self.now_ms = now_ms;
         let id = self.conns.insert(Conn::new(fd, self.cfg.max_message_bytes));
         self.counters.accepted += 1;
         self.counters.connections = self.conns.len() as u64;
@@ -177,12 +192,17 @@ impl Shard {
 
     /// Bytes arrived for `id` (the slice may be unmasked in place).
     pub fn on_recv(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
+        self.now_ms = now_ms;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         match conn.phase {
             Phase::Handshake => self.recv_handshake(id, data, now_ms),
-            Phase::Open => self.recv_frames(id, data, now_ms),
+            Phase::Open if conn.transport == Transport::WebSocket => {
+                self.recv_frames(id, data, now_ms)
+            }
+            // SSE and long-poll clients have nothing more to say after their request.
+            Phase::Open => {}
             Phase::Closing => {
                 // Only the peer's close reply or its FIN matter now; keep decoding so
                 // a reply is recognised, but send nothing more.
@@ -237,6 +257,7 @@ impl Shard {
 
     /// Advances timers and the drain to `now_ms`.
     pub fn on_tick(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
         let mut fired = std::mem::take(&mut self.fired);
         self.wheel.advance(now_ms, &mut fired);
         for (id, kind) in fired.drain(..) {
@@ -245,6 +266,8 @@ impl Shard {
         self.fired = fired;
         self.drain_step(now_ms);
         self.tick_channel(now_ms);
+        let expired = self.owned.expire(now_ms);
+        self.broker.extend(expired);
     }
 
     /// Publishes the time to local subscribers of the tick channel once a second.
@@ -257,7 +280,10 @@ impl Shard {
         };
         if self.channels.slot_of(name).is_some() {
             let name = name.clone();
-            self.deliver(&name, encoded(OpCode::Text, text.as_bytes()));
+            let payload = Bytes::from(text);
+            let frame = encoded(OpCode::Text, &payload);
+            let seq = self.cfg.unix_ms_at_zero.saturating_add(now_ms) / 1000;
+            self.deliver(&name, frame, &payload, false, seq);
         }
     }
 
@@ -271,8 +297,56 @@ impl Shard {
                 payload,
                 binary,
             } => self.publish(channel, &payload, binary),
-            ShardMsg::Deliver { channel, frame } => self.deliver(&channel, frame),
+            ShardMsg::Deliver {
+                channel,
+                frame,
+                payload,
+                binary,
+                seq,
+            } => self.deliver(&channel, frame, &payload, binary, seq),
+            ShardMsg::PollRequest {
+                channel,
+                since,
+                shard,
+                conn,
+            } => {
+                let (messages, last_seq) = self.owned.poll(&channel, since, now_ms);
+                let reply = ShardMsg::PollReply {
+                    conn,
+                    messages,
+                    last_seq,
+                };
+                if shard == self.cfg.id {
+                    self.on_message(reply, now_ms);
+                } else if let Some(out) = self.outbox.get_mut(usize::from(shard)) {
+                    out.push(reply);
+                }
+            }
+            ShardMsg::PollReply {
+                conn,
+                messages,
+                last_seq,
+            } => self.poll_reply(conn, &messages, last_seq, now_ms),
             ShardMsg::Drain { spread_ms } => self.start_drain(spread_ms, now_ms),
+        }
+    }
+
+    fn poll_reply(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
+        let Some(wait) = self.polls.get_mut(&id.idx) else {
+            return;
+        };
+        if wait.generation != id.generation {
+            return;
+        }
+        match wait.since {
+            Some(since) => {
+                let fresh: Vec<Kept> = messages.iter().filter(|k| k.seq > since).cloned().collect();
+                if !fresh.is_empty() {
+                    self.answer_poll(id, &fresh, last_seq, now_ms);
+                }
+            }
+            // A first poll waits for messages after the current last one.
+            None => wait.since = Some(last_seq),
         }
     }
 
@@ -321,6 +395,8 @@ impl Shard {
     /// Refreshes the gauges in `counters` from the shard's state.
     pub fn refresh_gauges(&mut self) {
         self.counters.connections = self.conns.len() as u64;
+        self.counters.sse_connections = self.open_by_transport[Transport::Sse as usize] as u64;
+        self.counters.poll_connections = self.open_by_transport[Transport::Poll as usize] as u64;
         self.counters.channels = self.owned.len() as u64;
         self.counters.subscriptions = self.channels.subscriptions();
     }
@@ -330,50 +406,164 @@ impl Shard {
             return;
         };
         conn.handshake.extend_from_slice(data);
-        let parsed = parse_upgrade(&conn.handshake);
-        match parsed {
+        match parse_upgrade(&conn.handshake) {
             Ok(HandshakeStatus::Partial) => {}
-            Err(err) => {
-                let response = err.response();
-                self.counters.handshake_failed(err.label());
-                self.fail_handshake(id, response, now_ms);
+            Ok(HandshakeStatus::Done(upgrade)) => self.start_websocket(id, upgrade, now_ms),
+            Err(HandshakeError::NotUpgrade) => match parse_plain_get(&conn.handshake) {
+                Ok(Some(get)) => self.start_plain(id, get, now_ms),
+                Ok(None) => self.refuse(id, HandshakeError::NotUpgrade, now_ms),
+                Err(err) => self.refuse(id, err, now_ms),
+            },
+            Err(err) => self.refuse(id, err, now_ms),
+        }
+    }
+
+    fn refuse(&mut self, id: ConnId, err: HandshakeError, now_ms: u64) {
+        self.counters.handshake_failed(err.label());
+        self.fail_handshake(id, err.response(), now_ms);
+    }
+
+    /// Answers 503 and returns true when the node is full or draining.
+    fn refuse_if_full(&mut self, id: ConnId, now_ms: u64) -> bool {
+        if self.open < self.cfg.max_connections && self.drain.is_none() {
+            return false;
+        }
+        self.counters.handshake_failed("server_full");
+        let response = http_error_response(503, "Service Unavailable", "server full\n");
+        self.fail_handshake(id, response, now_ms);
+        true
+    }
+
+    /// Marks a connection open on `transport` once its request is admitted.
+    fn open_as(&mut self, id: ConnId, transport: Transport) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.handshake = Vec::new();
+            conn.phase = Phase::Open;
+            conn.transport = transport;
+            self.open += 1;
+            self.open_by_transport[transport as usize] += 1;
+        }
+    }
+
+    fn start_websocket(&mut self, id: ConnId, upgrade: Upgrade, now_ms: u64) {
+        if self.refuse_if_full(id, now_ms) {
+            return;
+        }
+        let (target, response) = match admit(&self.cfg, &upgrade, now_ms) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                self.counters.handshake_failed(refusal.label);
+                self.fail_handshake(id, refusal.response(), now_ms);
+                return;
             }
-            Ok(HandshakeStatus::Done(upgrade)) => {
-                if self.open >= self.cfg.max_connections || self.drain.is_some() {
-                    self.counters.handshake_failed("server_full");
-                    let response = http_error_response(503, "Service Unavailable", "server full\n");
-                    self.fail_handshake(id, response, now_ms);
-                    return;
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let mut rest = conn.handshake.split_off(upgrade.consumed);
+        conn.queue.push_control(Bytes::from(response));
+        self.open_as(id, Transport::WebSocket);
+        match target {
+            Target::Echo => {
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.echo = true;
                 }
-                let (target, response) = match admit(&self.cfg, &upgrade, now_ms) {
-                    Ok(admitted) => admitted,
-                    Err(refusal) => {
-                        self.counters.handshake_failed(refusal.label);
-                        self.fail_handshake(id, refusal.response(), now_ms);
-                        return;
-                    }
-                };
-                let mut rest = conn.handshake.split_off(upgrade.consumed);
-                conn.handshake = Vec::new();
-                conn.phase = Phase::Open;
-                conn.queue.push_control(Bytes::from(response));
-                self.open += 1;
-                match target {
-                    Target::Echo => conn.echo = true,
-                    Target::Channels(names) => {
-                        for name in names {
-                            self.subscribe(id, &name);
-                        }
-                    }
-                }
-                let offset = self.ping_offset(id);
-                self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
-                self.mark_ready(id);
-                if !rest.is_empty() {
-                    self.recv_frames(id, &mut rest, now_ms);
+            }
+            Target::Channels(names) => {
+                for name in names {
+                    self.subscribe(id, &name);
                 }
             }
         }
+        let offset = self.ping_offset(id);
+        self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
+        self.mark_ready(id);
+        if !rest.is_empty() {
+            self.recv_frames(id, &mut rest, now_ms);
+        }
+    }
+
+    /// `GET /sse/<channel>` or `GET /poll/<channel>?since=<id>`.
+    fn start_plain(&mut self, id: ConnId, get: PlainGet, now_ms: u64) {
+        if self.refuse_if_full(id, now_ms) {
+            return;
+        }
+        if let Err(refusal) = admit_plain(&self.cfg, &get, now_ms) {
+            self.counters.handshake_failed(refusal.label);
+            self.fail_handshake(id, refusal.response(), now_ms);
+            return;
+        }
+        let since = get.query_param("since").map(str::parse::<u64>);
+        match get.route {
+            PlainRoute::Sse(channel) => {
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.queue.push_control(Bytes::from_static(SSE_HEAD));
+                }
+                self.open_as(id, Transport::Sse);
+                self.subscribe(id, &channel);
+                let offset = self.ping_offset(id);
+                self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
+                self.mark_ready(id);
+            }
+            PlainRoute::Poll(channel) => {
+                let since = match since {
+                    None => None,
+                    Some(Ok(since)) => Some(since),
+                    Some(Err(_)) => {
+                        self.counters.handshake_failed("bad_since");
+                        let response =
+                            http_error_response(400, "Bad Request", "since must be a number\n");
+                        self.fail_handshake(id, response, now_ms);
+                        return;
+                    }
+                };
+                self.open_as(id, Transport::Poll);
+                self.subscribe(id, &channel);
+                self.polls.insert(
+                    id.idx,
+                    PollWait {
+                        generation: id.generation,
+                        since,
+                    },
+                );
+                self.wheel.schedule(
+                    now_ms + self.cfg.poll_timeout_ms,
+                    id,
+                    TimerKind::PollDeadline,
+                );
+                let channel: ChannelName = channel.into();
+                let owner = owner_of(&channel, usize::from(self.cfg.shards));
+                let request = ShardMsg::PollRequest {
+                    channel,
+                    since,
+                    shard: self.cfg.id,
+                    conn: id,
+                };
+                if owner == usize::from(self.cfg.id) {
+                    self.on_message(request, now_ms);
+                } else {
+                    self.outbox[owner].push(request);
+                }
+            }
+        }
+    }
+
+    /// Answers a long-poll connection with `messages` (200, or 204 when empty) and
+    /// closes it.
+    fn answer_poll(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
+        let reason = if messages.is_empty() {
+            "poll_timeout"
+        } else {
+            "poll_done"
+        };
+        self.decide_reason(id, reason);
+        let response = poll_response(messages, last_seq);
+        self.leave_open(id);
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.phase = Phase::Closing;
+            conn.queue.push_control(Bytes::from(response));
+        }
+        self.begin_close(id, now_ms);
     }
 
     fn fail_handshake(&mut self, id: ConnId, response: Vec<u8>, now_ms: u64) {
@@ -445,7 +635,9 @@ impl Shard {
     /// Queues a close frame with `payload`, records `reason`, and closes after the flush.
     fn close_with(&mut self, id: ConnId, reason: &'static str, payload: &[u8], now_ms: u64) {
         self.decide_reason(id, reason);
-        if let Some(conn) = self.conns.get_mut(id) {
+        if let Some(conn) = self.conns.get_mut(id)
+            && conn.transport == Transport::WebSocket
+        {
             conn.queue.push_close(encoded(OpCode::Close, payload));
         }
         self.begin_close(id, now_ms);
@@ -456,8 +648,7 @@ impl Shard {
             return;
         };
         if conn.phase == Phase::Open {
-            self.open -= 1;
-            self.unsubscribe_all(id);
+            self.leave_open(id);
         }
         if let Some(conn) = self.conns.get_mut(id) {
             conn.phase = Phase::Closing;
@@ -474,13 +665,23 @@ impl Shard {
             return;
         };
         if conn.phase == Phase::Open {
-            self.open -= 1;
-            self.unsubscribe_all(id);
+            self.leave_open(id);
         }
         if let Some(conn) = self.conns.get_mut(id) {
             conn.phase = Phase::Closing;
             conn.gone = true;
         }
+    }
+
+    /// An open connection starts closing: it no longer counts as open, holds no
+    /// subscription and no pending poll.
+    fn leave_open(&mut self, id: ConnId) {
+        if let Some(conn) = self.conns.get_mut(id) {
+            self.open -= 1;
+            self.open_by_transport[conn.transport as usize] -= 1;
+        }
+        self.polls.remove(&id.idx);
+        self.unsubscribe_all(id);
     }
 
     fn decide_reason(&mut self, id: ConnId, reason: &'static str) {
@@ -536,8 +737,7 @@ impl Shard {
             .get_mut(id)
             .is_some_and(|c| c.phase == Phase::Open)
         {
-            self.open -= 1;
-            self.unsubscribe_all(id);
+            self.leave_open(id);
         }
         if let Some(conn) = self.conns.remove(id) {
             self.actions.push(Action::Close(conn.fd));
@@ -567,6 +767,16 @@ impl Shard {
             TimerKind::HandshakeDeadline if conn.phase == Phase::Handshake => {
                 self.abort(id, "handshake_timeout");
                 self.progress(id);
+            }
+            TimerKind::Ping if conn.phase == Phase::Open && conn.transport == Transport::Sse => {
+                conn.queue.push_control(Bytes::from_static(SSE_KEEPALIVE));
+                self.mark_ready(id);
+                self.wheel
+                    .schedule(now_ms + self.cfg.ping_interval_ms, id, TimerKind::Ping);
+            }
+            TimerKind::PollDeadline if conn.phase == Phase::Open => {
+                let last = self.polls.get(&id.idx).and_then(|p| p.since).unwrap_or(0);
+                self.answer_poll(id, &[], last, now_ms);
             }
             TimerKind::Ping if conn.phase == Phase::Open => {
                 if conn.ping_sent_ms == 0 {
@@ -726,43 +936,59 @@ impl Shard {
     }
 
     fn interest(&mut self, channel: &ChannelName, shard: u16, on: bool) {
-        if let Some(cmd) = self.owned.interest(channel, shard, on) {
+        if let Some(cmd) = self.owned.interest(channel, shard, on, self.now_ms) {
             self.broker.push(cmd);
         }
     }
 
-    fn publish(&mut self, channel: ChannelName, payload: &[u8], binary: bool) {
-        let Some(shards) = self.owned.interested(&channel) else {
+    fn publish(&mut self, channel: ChannelName, payload: &Bytes, binary: bool) {
+        let Some(publication) = self.owned.publish(&channel, payload, binary) else {
             self.counters.publish_dropped += 1;
             return;
         };
+        let seq = publication.seq;
         let opcode = if binary { OpCode::Binary } else { OpCode::Text };
         let frame = encoded(opcode, payload);
         let mut local = false;
-        for shard in shards.iter() {
+        for shard in publication.shards.iter() {
             if shard == self.cfg.id {
                 local = true;
             } else if let Some(out) = self.outbox.get_mut(usize::from(shard)) {
                 out.push(ShardMsg::Deliver {
                     channel: channel.clone(),
                     frame: frame.clone(),
+                    payload: payload.clone(),
+                    binary,
+                    seq,
                 });
             }
         }
         if local {
-            self.deliver(&channel, frame);
+            self.deliver(&channel, frame, payload, binary, seq);
         }
     }
 
-    fn deliver(&mut self, channel: &str, frame: Bytes) {
+    fn deliver(&mut self, channel: &str, frame: Bytes, payload: &Bytes, binary: bool, seq: u64) {
         let Some(subs) = self.channels.subscribers(channel) else {
             return;
         };
         let limit = self.cfg.max_queue_bytes as usize;
         let mut slow = std::mem::take(&mut self.slow);
+        let mut polls = std::mem::take(&mut self.answered);
+        let mut sse: Option<Bytes> = None;
         for &idx in subs {
             let Some((id, conn)) = self.conns.get_by_idx_mut(idx) else {
                 continue;
+            };
+            let frame = match conn.transport {
+                Transport::WebSocket => frame.clone(),
+                Transport::Sse => sse
+                    .get_or_insert_with(|| sse_event(seq, payload, binary))
+                    .clone(),
+                Transport::Poll => {
+                    polls.push(id);
+                    continue;
+                }
             };
             let queued = conn.queue.queued_bytes() as usize;
             if queued + frame.len() > limit {
@@ -783,7 +1009,7 @@ impl Shard {
                     }
                 }
             }
-            conn.queue.push_data(frame.clone());
+            conn.queue.push_data(frame);
             self.counters.delivered += 1;
             if !conn.in_ready && !conn.send_inflight {
                 conn.in_ready = true;
@@ -796,6 +1022,22 @@ impl Shard {
             self.close_with(id, "slow_consumer", &payload, self.now_ms);
         }
         self.slow = slow;
+        let message = [Kept {
+            seq,
+            payload: payload.clone(),
+            binary,
+        }];
+        for id in polls.drain(..) {
+            let waiting_for_it = self
+                .polls
+                .get(&id.idx)
+                .is_some_and(|w| w.generation == id.generation && w.since.is_none_or(|s| seq > s));
+            if waiting_for_it {
+                self.counters.delivered += 1;
+                self.answer_poll(id, &message, seq, self.now_ms);
+            }
+        }
+        self.answered = polls;
     }
 
     fn start_drain(&mut self, spread_ms: u64, now_ms: u64) {
@@ -849,6 +1091,67 @@ impl Shard {
             drain.issued += issued;
         }
     }
+}
+
+/// The answer that opens an event stream.
+const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\nretry: 2000\n\n";
+/// An SSE comment that keeps proxies from timing the stream out.
+const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
+/// A long-poll connection waiting for its answer.
+#[derive(Debug, Clone, Copy)]
+struct PollWait {
+    generation: u32,
+    /// Answer with messages after this id (None until the owner told the last id).
+    since: Option<u64>,
+}
+
+/// One SSE event: `id`, then one `data:` line per message line (binary as base64
+/// under `event: binary`).
+fn sse_event(seq: u64, payload: &[u8], binary: bool) -> Bytes {
+    let mut out = format!("id: {seq}\n");
+    if binary {
+        out.push_str("event: binary\ndata: ");
+        out.push_str(&base64::engine::general_purpose::STANDARD.encode(payload));
+        out.push('\n');
+    } else {
+        for line in String::from_utf8_lossy(payload).split('\n') {
+            out.push_str("data: ");
+            out.push_str(line.strip_suffix('\r').unwrap_or(line));
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    Bytes::from(out)
+}
+
+/// The HTTP answer to a long poll: 200 with the messages as JSON, or 204.
+fn poll_response(messages: &[Kept], last_seq: u64) -> Vec<u8> {
+    if messages.is_empty() {
+        return format!(
+            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+    }
+    let items: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|k| {
+            if k.binary {
+                let data = base64::engine::general_purpose::STANDARD.encode(&k.payload);
+                serde_json::json!({"id": k.seq, "data": data, "binary": true})
+            } else {
+                let data = String::from_utf8_lossy(&k.payload);
+                serde_json::json!({"id": k.seq, "data": data})
+            }
+        })
+        .collect();
+    let last = messages.last().map_or(last_seq, |k| k.seq);
+    let body = serde_json::json!({"last_id": last, "messages": items}).to_string();
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// One unmasked FIN frame in a fresh shared buffer.

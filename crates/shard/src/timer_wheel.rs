@@ -16,6 +16,8 @@ pub enum TimerKind {
     HandshakeDeadline,
     /// A closing connection must be gone.
     Linger,
+    /// A long poll got no message in time: answer 204.
+    PollDeadline,
 }
 
 #[derive(Debug, Clone, Copy)]

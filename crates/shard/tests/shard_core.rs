@@ -875,8 +875,96 @@ fn every_shard_ticks_its_own_subscribers_once_a_second() {
             .map(|(_, p)| String::from_utf8(p).unwrap())
             .collect();
         assert!((3..=4).contains(&ticks.len()), "{ticks:?}");
-        assert!(ticks[0].starts_with(r#"{"time":"2023-11-14T22:13:2"#), "{}", ticks[0]);
+        assert!(
+            ticks[0].starts_with(r#"{"time":"2023-11-14T22:13:2"#),
+            "{}",
+            ticks[0]
+        );
     }
     // No cross-shard traffic: nothing was published or delivered through owners.
-    assert_eq!(node.shards.iter().map(|s| s.counters.publish_dropped).sum::<u64>(), 0);
+    assert_eq!(
+        node.shards
+            .iter()
+            .map(|s| s.counters.publish_dropped)
+            .sum::<u64>(),
+        0
+    );
+}
+
+fn plain_get(node: &mut Node, shard: usize, path: &str) -> ConnId {
+    let id = node.accept(shard);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    node.send_bytes(shard, id, request.as_bytes());
+    id
+}
+
+fn wire_text(node: &mut Node, shard: usize, id: ConnId) -> String {
+    String::from_utf8_lossy(&node.take_wire(shard, id)).into_owned()
+}
+
+#[test]
+fn sse_streams_events_with_ids_and_keepalives() {
+    let mut node = Node::new(2, |c| c.ping_interval_ms = 1000);
+    let id = plain_get(&mut node, 1, "/sse/news");
+    let head = wire_text(&mut node, 1, id);
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"),
+        "{head}"
+    );
+    node.publish("news", "line one\nline two");
+    node.shards[ringcast_shard::owner_of("news", 2)].on_message(
+        ShardMsg::Publish {
+            channel: "news".into(),
+            payload: vec![0xff, 0x00].into(),
+            binary: true,
+        },
+        node.now,
+    );
+    node.pump();
+    assert_eq!(
+        wire_text(&mut node, 1, id),
+        "id: 1\ndata: line one\ndata: line two\n\nid: 2\nevent: binary\ndata: /wA=\n\n"
+    );
+    node.advance(1100);
+    let keepalives = wire_text(&mut node, 1, id);
+    assert!(!keepalives.is_empty() && keepalives.replace(": keep-alive\n\n", "").is_empty());
+    node.shards[1].refresh_gauges();
+    assert_eq!(node.shards[1].counters.sse_connections, 1);
+    assert_eq!(node.shards[1].counters.ping_timeouts, 0);
+}
+
+#[test]
+fn long_poll_waits_answers_and_resumes_from_the_ring() {
+    let mut node = Node::new(2, |c| c.poll_timeout_ms = 1000);
+    // Whichever shard the poll lands on, the owner keeps the ring.
+    let first = plain_get(&mut node, 0, "/poll/feed");
+    assert!(node.take_wire(0, first).is_empty(), "held until a message");
+    node.publish("feed", "one");
+    let answer = wire_text(&mut node, 0, first);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"last_id":1,"messages":[{"data":"one","id":1}]}"#),
+        "{answer}"
+    );
+    node.shards[0].on_recv_end(first, RecvEnd::Eof);
+    node.pump();
+    // Published while no poll is held: kept by the owner's ring.
+    node.publish("feed", "two");
+    node.publish("feed", "three");
+    let again = plain_get(&mut node, 1, "/poll/feed?since=1");
+    let answer = wire_text(&mut node, 1, again);
+    assert!(
+        answer.ends_with(
+            r#"{"last_id":3,"messages":[{"data":"two","id":2},{"data":"three","id":3}]}"#
+        ),
+        "{answer}"
+    );
+    let idle = plain_get(&mut node, 1, "/poll/feed?since=3");
+    node.advance(1100);
+    let answer = wire_text(&mut node, 1, idle);
+    assert!(answer.starts_with("HTTP/1.1 204 No Content"), "{answer}");
+    let bad = plain_get(&mut node, 0, "/poll/feed?since=x");
+    assert!(wire_text(&mut node, 0, bad).starts_with("HTTP/1.1 400"));
+    let chan = plain_get(&mut node, 0, "/sse/bad%20chan");
+    assert!(wire_text(&mut node, 0, chan).starts_with("HTTP/1.1 400"));
 }

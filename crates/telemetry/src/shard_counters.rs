@@ -21,6 +21,10 @@ pub struct ShardCounters {
     pub pongs_received: u64,
     /// Connections closed for a missing pong.
     pub ping_timeouts: u64,
+    /// Gauge: open Server-Sent-Events connections (included in `connections`).
+    pub sse_connections: u64,
+    /// Gauge: held long-poll requests (included in `connections`).
+    pub poll_connections: u64,
     /// Messages delivered to client connections.
     pub delivered: u64,
     /// Bytes written to client connections.
@@ -195,8 +199,18 @@ impl ShardCounters {
             *last = current;
         }
 
+        let websocket = self
+            .connections
+            .saturating_sub(self.sse_connections + self.poll_connections);
+        for (transport, value) in [
+            ("websocket", websocket),
+            ("sse", self.sse_connections),
+            ("poll", self.poll_connections),
+        ] {
+            gauge!(names::CONNECTIONS, "shard" => shard.clone(), "transport" => transport)
+                .set(value as f64);
+        }
         let gauges = [
-            (names::CONNECTIONS, self.connections),
             (names::CHANNELS, self.channels),
             (names::SUBSCRIPTIONS, self.subscriptions),
             (names::SHARD_QUEUE_DEPTH, self.queue_depth),
@@ -266,7 +280,7 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(
-            value(&text, r#"ringcast_connections{shard="3"}"#),
+            value(&text, r#"ringcast_connections{shard="3",transport="websocket"}"#),
             Some(4.0)
         );
         assert_eq!(
@@ -324,7 +338,7 @@ mod tests {
             Some(1000.0)
         );
         assert_eq!(
-            value(&text, r#"ringcast_connections{shard="3"}"#),
+            value(&text, r#"ringcast_connections{shard="3",transport="websocket"}"#),
             Some(1.0)
         );
         assert_eq!(
