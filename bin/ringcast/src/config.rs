@@ -49,6 +49,17 @@ pub enum SlowConsumerPolicy {
     DropOldest,
 }
 
+/// The `--redis-mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RedisModeArg {
+    /// SUBSCRIBE only channels with local subscribers (batched).
+    Interest,
+    /// One PSUBSCRIBE <prefix>*: every node receives every message.
+    Pattern,
+    /// SSUBSCRIBE/SPUBLISH (Redis 7 sharded pub/sub).
+    Sharded,
+}
+
 /// A listen address with a port range: `ADDR:PORT` or `ADDR:FIRST-LAST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenRange {
@@ -255,6 +266,28 @@ pub struct Config {
     /// Size of each receive buffer in bytes.
     #[arg(long, env = "RINGCAST_RECV_BUFFER_SIZE", default_value_t = 4096)]
     pub recv_buffer_size: u32,
+
+    /// Redis URL, `redis://[user:password@]host:port[/db]` (Redis 6 or later). With it,
+    /// every node behind the same Redis is one cluster: a publish on any node (or a Redis
+    /// `PUBLISH <prefix><channel>` from any backend) reaches every subscriber on every node.
+    /// Without it, publishes stay on this node.
+    #[arg(long, env = "RINGCAST_REDIS", hide_env_values = true)]
+    pub redis: Option<String>,
+
+    /// Prefix of the Redis channels: channel C is the Redis channel `<prefix>C`.
+    #[arg(long, env = "RINGCAST_REDIS_PREFIX", default_value = "ringcast:")]
+    pub redis_prefix: String,
+
+    /// How the node subscribes at Redis: `interest` (SUBSCRIBE only channels with local
+    /// subscribers, batched), `pattern` (one PSUBSCRIBE <prefix>*; every node receives
+    /// every message) or `sharded` (SSUBSCRIBE/SPUBLISH, Redis 7 sharded pub/sub).
+    #[arg(
+        long,
+        env = "RINGCAST_REDIS_MODE",
+        value_enum,
+        default_value = "interest"
+    )]
+    pub redis_mode: RedisModeArg,
 }
 
 #[cfg(test)]
@@ -295,6 +328,25 @@ mod tests {
                 "--{long}"
             );
         }
+    }
+
+    #[test]
+    fn redis_flags_default_to_interest_mode_without_redis() {
+        let config = Config::try_parse_from(["ringcast"]).unwrap();
+        assert_eq!(config.redis, None);
+        assert_eq!(config.redis_prefix, "ringcast:");
+        assert_eq!(config.redis_mode, RedisModeArg::Interest);
+        let config = Config::try_parse_from([
+            "ringcast",
+            "--redis",
+            "redis://127.0.0.1:6379/0",
+            "--redis-mode",
+            "sharded",
+        ])
+        .unwrap();
+        assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
+        assert_eq!(config.redis_mode, RedisModeArg::Sharded);
+        assert!(Config::try_parse_from(["ringcast", "--redis-mode", "gossip"]).is_err());
     }
 
     #[test]

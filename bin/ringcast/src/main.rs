@@ -9,8 +9,9 @@ mod sidecar;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use config::{Command, Config, SlowConsumerPolicy, TokenArgs};
+use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
 use mesh::Mesh;
+use ringcast_broker::{RedisConfig, RedisMode};
 use ringcast_shard::{AuthPolicy, Shard, ShardConfig, ShardMsg, SlowConsumer, mint_token};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
@@ -215,6 +216,20 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
         drain: config.drain_seconds,
         drain_grace: config.drain_grace,
         max_message_bytes,
+        redis: config.redis.as_deref().map(|url| {
+            let mode = match config.redis_mode {
+                RedisModeArg::Interest => RedisMode::Interest,
+                RedisModeArg::Pattern => RedisMode::Pattern,
+                RedisModeArg::Sharded => RedisMode::Sharded,
+            };
+            RedisConfig::new(
+                url,
+                &config.redis_prefix,
+                mode,
+                max_message_bytes,
+                ringcast_proto::is_valid_channel,
+            )
+        }),
     }
     .run()
 }

@@ -3,10 +3,10 @@
 //! handling and the drain. It never touches a connection.
 
 use crate::mesh::Mesh;
-use crate::publisher::{NodePublisher, ShardSink};
+use crate::publisher::{BrokerMetrics, NodePublisher, ShardSink};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use ringcast_broker::{Broker, LocalBroker};
+use ringcast_broker::{Broker, LocalBroker, RedisBroker, RedisConfig};
 use ringcast_shard::{BrokerCmd, ShardMsg};
 use ringcast_telemetry::{AdminState, admin_router, run_upkeep_every, serve_admin};
 use std::net::SocketAddr;
@@ -43,6 +43,8 @@ pub struct Sidecar {
     pub drain_grace: Duration,
     /// Largest publish body.
     pub max_message_bytes: usize,
+    /// The Redis broker's settings; `None` = in-process broker (this node only).
+    pub redis: Option<RedisConfig>,
 }
 
 enum Stop {
@@ -63,9 +65,18 @@ impl Sidecar {
 
     async fn serve(self) -> anyhow::Result<ExitCode> {
         let ready = Arc::new(AtomicBool::new(true));
-        let broker: Arc<dyn Broker> = Arc::new(LocalBroker::new(ShardSink {
+        let sink = ShardSink {
             mesh: self.mesh.clone(),
-        }));
+        };
+        let (broker, broker_up): (Arc<dyn Broker>, _) = match self.redis.clone() {
+            Some(redis) => {
+                let redis = RedisBroker::start(redis, Arc::new(sink), Arc::new(BrokerMetrics))
+                    .context("starting the Redis broker")?;
+                let up = redis.up_flag();
+                (Arc::new(redis), Some(up))
+            }
+            None => (Arc::new(LocalBroker::new(sink)), None),
+        };
         let state = AdminState {
             publisher: Arc::new(NodePublisher {
                 broker: broker.clone(),
@@ -74,6 +85,7 @@ impl Sidecar {
             ready: ready.clone(),
             prometheus: self.prometheus.clone(),
             max_message_bytes: self.max_message_bytes,
+            broker_up,
         };
         let listener = tokio::net::TcpListener::bind(self.admin)
             .await

@@ -3,14 +3,28 @@
 //! A [`Broker`] takes publishes (from the admin API) and subscription changes (from the
 //! channel owners) and hands received messages to a [`DeliverySink`], which routes them
 //! to the owner shard. [`LocalBroker`] is the in-process default: a publish is delivered
-//! straight to this node's sink. The Redis broker (many nodes as one cluster) plugs in
-//! behind the same trait.
+//! straight to this node's sink. [`RedisBroker`] makes many nodes behind one Redis act as
+//! one cluster (see [`redis_broker`] for its modes and [`envelope`] for its wire format).
 
+mod backoff;
+pub mod envelope;
+mod events;
+mod inbound;
+mod interest;
 mod local;
+pub mod redis_broker;
+mod redis_session;
 
+pub use events::{BrokerEvents, RejectReason};
 pub use local::LocalBroker;
+pub use redis_broker::{RedisBroker, RedisConfig, RedisMode, RedisStartError};
 
 use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+
+/// The outcome of a publish, once the backend answered.
+pub type PublishFuture = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>;
 
 /// Why a publish could not be carried out.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -18,6 +32,10 @@ pub enum BrokerError {
     /// The broker cannot reach its backend; local delivery may still have happened.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The backend (Redis) could not take the publish, so other nodes did not get it; the
+    /// message WAS delivered to this node's own subscribers.
+    #[error("delivered on this node only: {0}")]
+    RemoteUnavailable(String),
     /// The node's shards are gone (shutting down).
     #[error("node is shutting down")]
     Closed,
@@ -33,6 +51,11 @@ pub trait DeliverySink: Send + Sync + 'static {
 pub trait Broker: Send + Sync + 'static {
     /// Publishes `payload` to `channel` (for every node that has subscribers).
     fn publish(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError>;
+    /// Like [`Broker::publish`], resolving once the backend confirmed (or refused) the
+    /// publish. The default answers at once with [`Broker::publish`]'s result.
+    fn publish_async(&self, channel: &str, payload: Bytes, binary: bool) -> PublishFuture {
+        Box::pin(std::future::ready(self.publish(channel, payload, binary)))
+    }
     /// The node gained its first subscriber of `channel`.
     fn subscribe(&self, channel: &str);
     /// The node lost its last subscriber of `channel`.

@@ -2,6 +2,7 @@
 //! scrape routes, plus the `Publisher` seam through which publishes reach the shards.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -32,6 +33,10 @@ pub enum PublishError {
     /// The gateway cannot take publishes right now (HTTP 503).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The message reached this node's subscribers, but the broker (Redis) could not
+    /// carry it to the other nodes (HTTP 503, with `"local_delivery": true`).
+    #[error("delivered locally only: {0}")]
+    RemoteUnavailable(String),
 }
 
 /// What happened to an accepted publish.
@@ -40,6 +45,10 @@ pub struct PublishReceipt {
     /// How many shards the message was routed to (0 is fine: nobody subscribed).
     pub shards: u32,
 }
+
+/// The outcome of a publish, once the gateway knows it.
+pub type PublishOutcome =
+    Pin<Box<dyn Future<Output = Result<PublishReceipt, PublishError>> + Send>>;
 
 /// Takes publishes from the admin route into the gateway.
 pub trait Publisher: Send + Sync + 'static {
@@ -50,6 +59,13 @@ pub trait Publisher: Send + Sync + 'static {
         payload: Bytes,
         binary: bool,
     ) -> Result<PublishReceipt, PublishError>;
+
+    /// Like [`Publisher::publish`] for publishers that must wait for a backend (Redis)
+    /// to confirm. The admin route calls this one; the default answers at once with
+    /// [`Publisher::publish`]'s result.
+    fn publish_async(&self, channel: &str, payload: Bytes, binary: bool) -> PublishOutcome {
+        Box::pin(std::future::ready(self.publish(channel, payload, binary)))
+    }
 }
 
 /// Everything the admin routes need.
@@ -63,15 +79,20 @@ pub struct AdminState {
     pub prometheus: PrometheusHandle,
     /// Largest accepted publish body, in bytes.
     pub max_message_bytes: usize,
+    /// With a network broker (Redis): `true` while it is reachable. While it is not,
+    /// `/readyz` still answers 200 (local clients are served) but says `degraded`.
+    pub broker_up: Option<Arc<AtomicBool>>,
 }
 
 /// Builds the admin routes:
 /// - `POST /publish/{channel}`: raw body; larger than `max_message_bytes` → 413 (the body
 ///   is never buffered past the limit), invalid or empty channel → 400, unavailable → 503,
-///   else 202 with `{"channel":..,"bytes":N,"binary":bool,"shards":N}` and
+///   delivered on this node but not through the broker → 503 with
+///   `{"error":..,"local_delivery":true,"remote_delivery":false}`, else 202 with `{"channel":..,"bytes":N,"binary":bool,"shards":N}` and
 ///   `ringcast_messages_published_total` incremented.
 /// - `GET /healthz` → 200 `ok`.
-/// - `GET /readyz` → 200 `ready` or 503 `draining`, from `ready`.
+/// - `GET /readyz` → 200 `ready` or 503 `draining`, from `ready`; 200 with a body starting
+///   `degraded` while `broker_up` says the broker is unreachable.
 /// - `GET /metrics` → Prometheus text, process metrics collected first.
 /// - anything else → 404, or 405 for a known path with the wrong method.
 ///
@@ -125,7 +146,11 @@ async fn publish(
     }
     let bytes = payload.len();
     let binary = std::str::from_utf8(&payload).is_err();
-    match state.publisher.publish(&channel, payload, binary) {
+    match state
+        .publisher
+        .publish_async(&channel, payload, binary)
+        .await
+    {
         Ok(receipt) => {
             metrics::counter!(names::MESSAGES_PUBLISHED).increment(1);
             let body = serde_json::json!({
@@ -149,8 +174,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
+    let broker_down = state
+        .broker_up
+        .as_ref()
+        .is_some_and(|up| !up.load(Ordering::Acquire));
     if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready").into_response()
+        let body = if broker_down {
+            "degraded: broker unreachable; local clients are served, publishes reach this node only"
+        } else {
+            "ready"
+        };
+        (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
     }
@@ -174,8 +208,18 @@ fn publish_error(err: &PublishError) -> Response {
     let status = match err {
         PublishError::BadChannel => StatusCode::BAD_REQUEST,
         PublishError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        PublishError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        PublishError::Unavailable(_) | PublishError::RemoteUnavailable(_) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
     };
+    if let PublishError::RemoteUnavailable(_) = err {
+        let body = serde_json::json!({
+            "error": err.to_string(),
+            "local_delivery": true,
+            "remote_delivery": false,
+        });
+        return json_response(status, &body);
+    }
     json_error(status, &err.to_string())
 }
 

@@ -8,7 +8,9 @@ pub mod names;
 pub mod recorder;
 pub mod shard_counters;
 
-pub use admin::{AdminState, PublishError, PublishReceipt, Publisher, admin_router, serve_admin};
+pub use admin::{
+    AdminState, PublishError, PublishOutcome, PublishReceipt, Publisher, admin_router, serve_admin,
+};
 pub use error::TelemetryError;
 pub use recorder::{build_recorder, install_recorder, process_collector, run_upkeep_every};
 pub use shard_counters::ShardCounters;

@@ -47,6 +47,18 @@ pub const FANOUT_SECONDS: &str = "ringcast_fanout_seconds";
 pub const BROKER_UP: &str = "ringcast_broker_up";
 /// Counter: broker (Redis) reconnects.
 pub const BROKER_RECONNECTS: &str = "ringcast_broker_reconnects_total";
+/// Counter: pub/sub messages received from the broker (Redis), refused ones included.
+pub const BROKER_MESSAGES_RECEIVED: &str = "ringcast_broker_messages_received_total";
+/// Gauge: subscriptions (channels, patterns or shard channels) held at the broker.
+pub const BROKER_SUBSCRIPTIONS: &str = "ringcast_broker_subscriptions";
+/// Counter: publishes the broker (Redis) could not take (delivered locally only).
+pub const BROKER_PUBLISH_ERRORS: &str = "ringcast_broker_publish_errors_total";
+/// Counter `{reason}`: messages from the broker refused (too_large, channel, envelope,
+/// malformed) and broker connections lost (disconnect).
+pub const BROKER_REJECTED: &str = "ringcast_broker_rejected_total";
+/// Histogram: seconds from a node's publish to this node handing the message to its
+/// shards, from the timestamp in the broker envelope.
+pub const BROKER_LATENCY_SECONDS: &str = "ringcast_broker_latency_seconds";
 
 /// Label carrying the shard index.
 pub const LABEL_SHARD: &str = "shard";
@@ -141,4 +153,29 @@ pub fn describe_all() {
         "1 while the broker connection is up, else 0."
     );
     describe_counter!(BROKER_RECONNECTS, Unit::Count, "Broker reconnects.");
+    describe_counter!(
+        BROKER_MESSAGES_RECEIVED,
+        Unit::Count,
+        "Pub/sub messages received from the broker, refused ones included."
+    );
+    describe_gauge!(
+        BROKER_SUBSCRIPTIONS,
+        Unit::Count,
+        "Subscriptions (channels, patterns or shard channels) held at the broker."
+    );
+    describe_counter!(
+        BROKER_PUBLISH_ERRORS,
+        Unit::Count,
+        "Publishes the broker could not take; they reached this node's subscribers only."
+    );
+    describe_counter!(
+        BROKER_REJECTED,
+        Unit::Count,
+        "Messages from the broker refused (too_large, channel, envelope, malformed) and broker connections lost (disconnect)."
+    );
+    describe_histogram!(
+        BROKER_LATENCY_SECONDS,
+        Unit::Seconds,
+        "Seconds from a node's publish to this node handing the message to its shards."
+    );
 }

@@ -31,6 +31,7 @@ impl Publisher for FakePublisher {
         match channel {
             "bad" => Err(PublishError::BadChannel),
             "down" => Err(PublishError::Unavailable("broker down".to_owned())),
+            "partial" => Err(PublishError::RemoteUnavailable("redis down".to_owned())),
             _ => {
                 *self.last.lock().unwrap() = Some((channel.to_owned(), payload, binary));
                 Ok(PublishReceipt { shards: 2 })
@@ -99,6 +100,7 @@ struct Server {
     addr: std::net::SocketAddr,
     publisher: Arc<FakePublisher>,
     ready: Arc<AtomicBool>,
+    broker_up: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -107,11 +109,13 @@ impl Server {
     async fn start(prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Self {
         let publisher = Arc::new(FakePublisher::default());
         let ready = Arc::new(AtomicBool::new(true));
+        let broker_up = Arc::new(AtomicBool::new(true));
         let state = AdminState {
             publisher: publisher.clone(),
             ready: ready.clone(),
             prometheus,
             max_message_bytes: MAX,
+            broker_up: Some(broker_up.clone()),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -124,6 +128,7 @@ impl Server {
             addr,
             publisher,
             ready,
+            broker_up,
             stop: Some(stop),
             task,
         }
@@ -217,6 +222,39 @@ async fn publish_unavailable_is_503() {
     let response = request(server.addr, "POST", "/publish/down", b"x").await;
     assert_eq!(response.status, 503);
     assert_eq!(response.json()["error"], "unavailable: broker down");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn publish_delivered_locally_only_is_503_and_says_so() {
+    let server = Server::start(test_handle()).await;
+    let response = request(server.addr, "POST", "/publish/partial", b"x").await;
+    assert_eq!(response.status, 503);
+    let body = response.json();
+    assert_eq!(body["local_delivery"], true, "{body}");
+    assert_eq!(body["remote_delivery"], false, "{body}");
+    assert_eq!(body["error"], "delivered locally only: redis down");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readyz_stays_200_but_degraded_while_the_broker_is_down() {
+    let server = Server::start(test_handle()).await;
+    server.broker_up.store(false, Ordering::SeqCst);
+    let response = request(server.addr, "GET", "/readyz", b"").await;
+    assert_eq!(response.status, 200);
+    assert!(
+        response.text().starts_with("degraded"),
+        "{}",
+        response.text()
+    );
+    server.ready.store(false, Ordering::SeqCst);
+    let response = request(server.addr, "GET", "/readyz", b"").await;
+    assert_eq!(response.status, 503);
+    server.ready.store(true, Ordering::SeqCst);
+    server.broker_up.store(true, Ordering::SeqCst);
+    let response = request(server.addr, "GET", "/readyz", b"").await;
+    assert_eq!((response.status, response.text().as_str()), (200, "ready"));
     server.stop().await;
 }
 

@@ -1,0 +1,187 @@
+//! Turns one push from Redis into a delivery for this node, or into a counted refusal:
+//! the shape of the push (`message`, `pmessage`, `smessage`), the prefix, the channel
+//! name, the envelope and the size limit are all checked here, so nothing from Redis
+//! reaches the shards unchecked.
+
+use crate::envelope::{self, Opened};
+use crate::events::RejectReason;
+use bytes::Bytes;
+use redis::{PushKind, Value};
+
+/// The checks a received message must pass.
+#[derive(Debug, Clone)]
+pub struct InboundRules {
+    /// Redis channel prefix (`ringcast:`).
+    pub prefix: String,
+    /// Largest payload delivered to clients.
+    pub max_message_bytes: usize,
+    /// Whether a channel name (after the prefix) is valid.
+    pub valid_channel: fn(&str) -> bool,
+}
+
+/// What to do with one push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// Deliver `message` to local subscribers of `channel`.
+    Deliver {
+        /// Channel name without the prefix.
+        channel: String,
+        /// Payload, type and publish time.
+        message: Opened,
+    },
+    /// Count and skip.
+    Reject(RejectReason),
+    /// Not a message (subscription confirmations and other pushes).
+    Ignore,
+}
+
+impl InboundRules {
+    /// Classifies a push of `kind` carrying `data`.
+    pub fn classify(&self, kind: &PushKind, data: Vec<Value>) -> Inbound {
+        let mut parts = data.into_iter();
+        let (channel, payload) = match kind {
+            PushKind::Message | PushKind::SMessage => (parts.next(), parts.next()),
+            PushKind::PMessage => (parts.nth(1), parts.next()),
+            _ => return Inbound::Ignore,
+        };
+        if parts.next().is_some() {
+            return Inbound::Reject(RejectReason::Malformed);
+        }
+        let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+            (channel, payload)
+        else {
+            return Inbound::Reject(RejectReason::Malformed);
+        };
+        let Some(channel) = self.channel_name(&channel) else {
+            return Inbound::Reject(RejectReason::Channel);
+        };
+        // The envelope adds a fixed header; compare the payload proper with the limit.
+        if payload.len() > self.max_message_bytes.saturating_add(envelope::HEADER_LEN) {
+            return Inbound::Reject(RejectReason::TooLarge);
+        }
+        match envelope::open(Bytes::from(payload)) {
+            Ok(message) if message.payload.len() > self.max_message_bytes => {
+                Inbound::Reject(RejectReason::TooLarge)
+            }
+            Ok(message) => Inbound::Deliver { channel, message },
+            Err(_) => Inbound::Reject(RejectReason::Envelope),
+        }
+    }
+
+    /// The channel name inside a Redis channel, if it has the prefix and is valid.
+    fn channel_name(&self, redis_channel: &[u8]) -> Option<String> {
+        let name = redis_channel.strip_prefix(self.prefix.as_bytes())?;
+        let name = std::str::from_utf8(name).ok()?;
+        (self.valid_channel)(name).then(|| name.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> InboundRules {
+        InboundRules {
+            prefix: "rc:".to_owned(),
+            max_message_bytes: 8,
+            valid_channel: |c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric()),
+        }
+    }
+
+    fn bulk(b: &[u8]) -> Value {
+        Value::BulkString(b.to_vec())
+    }
+
+    #[test]
+    fn delivers_messages_of_every_kind() {
+        let sealed = envelope::seal(b"hi", false, 9);
+        for (kind, data) in [
+            (PushKind::Message, vec![bulk(b"rc:news"), bulk(&sealed)]),
+            (PushKind::SMessage, vec![bulk(b"rc:news"), bulk(&sealed)]),
+            (
+                PushKind::PMessage,
+                vec![bulk(b"rc:*"), bulk(b"rc:news"), bulk(&sealed)],
+            ),
+        ] {
+            assert_eq!(
+                rules().classify(&kind, data),
+                Inbound::Deliver {
+                    channel: "news".to_owned(),
+                    message: Opened {
+                        payload: Bytes::from_static(b"hi"),
+                        binary: false,
+                        published_at_ns: Some(9)
+                    }
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn foreign_payloads_are_delivered_raw() {
+        let got = rules().classify(&PushKind::Message, vec![bulk(b"rc:a"), bulk(b"\xfe")]);
+        let Inbound::Deliver { message, .. } = got else {
+            panic!("{got:?}")
+        };
+        assert!(message.binary);
+        assert_eq!(message.published_at_ns, None);
+    }
+
+    #[test]
+    fn refuses_bad_input_with_a_reason() {
+        let r = rules();
+        let msg = |ch: &[u8], p: &[u8]| r.classify(&PushKind::Message, vec![bulk(ch), bulk(p)]);
+        let reject = Inbound::Reject;
+        assert_eq!(msg(b"rc:a", b"123456789"), reject(RejectReason::TooLarge));
+        assert_eq!(
+            msg(b"rc:a", &envelope::seal(b"123456789", false, 1)),
+            reject(RejectReason::TooLarge)
+        );
+        assert_eq!(
+            msg(b"rc:a", &vec![b'x'; 1 << 20]),
+            reject(RejectReason::TooLarge)
+        );
+        assert_eq!(msg(b"rc:bad name", b"x"), reject(RejectReason::Channel));
+        assert_eq!(msg(b"rc:", b"x"), reject(RejectReason::Channel));
+        assert_eq!(msg(b"other:a", b"x"), reject(RejectReason::Channel));
+        assert_eq!(msg(b"rc:\xff", b"x"), reject(RejectReason::Channel));
+        assert_eq!(
+            msg(b"rc:a", b"\xffrc\x01\x00"),
+            reject(RejectReason::Envelope)
+        );
+        for data in [
+            vec![],
+            vec![bulk(b"rc:a")],
+            vec![Value::Int(1), bulk(b"x")],
+            vec![bulk(b"rc:a"), Value::Nil],
+            vec![bulk(b"rc:a"), bulk(b"x"), bulk(b"extra")],
+        ] {
+            assert_eq!(
+                r.classify(&PushKind::Message, data),
+                reject(RejectReason::Malformed)
+            );
+        }
+        assert_eq!(
+            r.classify(&PushKind::PMessage, vec![bulk(b"rc:*"), bulk(b"rc:a")]),
+            reject(RejectReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn confirmations_are_ignored() {
+        let r = rules();
+        for kind in [
+            PushKind::Subscribe,
+            PushKind::Unsubscribe,
+            PushKind::PSubscribe,
+            PushKind::SSubscribe,
+            PushKind::Invalidate,
+            PushKind::Other("x".to_owned()),
+        ] {
+            assert_eq!(
+                r.classify(&kind, vec![bulk(b"rc:a"), Value::Int(1)]),
+                Inbound::Ignore
+            );
+        }
+    }
+}
