@@ -1,0 +1,167 @@
+//! The non-WebSocket transports and multi-channel clients against the real gateway:
+//! curl reads an SSE stream and long-polls, a tungstenite client subscribes to several
+//! channels (URL and commands), and every shard pushes the tick channel.
+
+use ringcast_tests::gateway::Gateway;
+use ringcast_tests::ws_client::{connect, next_message, sync_subscriber};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tungstenite::Message;
+
+fn curl(args: &[&str]) -> std::process::Child {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl is installed by .ci/run")
+}
+
+#[test]
+fn curl_reads_an_event_stream() {
+    let gateway = Gateway::start(1, &["--ping-interval", "1"]);
+    let url = format!("http://{}/sse/feed", gateway.ws_addr());
+    let mut child = curl(&["-N", &url]);
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    gateway.wait_metric("ringcast_channels", 10, |n| n >= 1.0);
+    assert_eq!(gateway.publish("feed", b"first\nsecond"), 202);
+    assert_eq!(gateway.publish("feed", b"third"), 202);
+    let mut events = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let last = line == "data: third";
+        if line.starts_with("id:") || line.starts_with("data:") {
+            events.push(line);
+        }
+        if last {
+            break;
+        }
+    }
+    assert_eq!(
+        events,
+        [
+            "id: 1",
+            "data: first",
+            "data: second",
+            "id: 2",
+            "data: third"
+        ]
+    );
+    // Keep-alive comments arrive at the ping interval.
+    let comment = lines
+        .by_ref()
+        .map(|l| l.expect("line"))
+        .find(|l| l.starts_with(':'));
+    assert_eq!(comment.as_deref(), Some(": keep-alive"));
+    let text = gateway.metrics();
+    let sse = ringcast_tests::metrics::sum_where(
+        &text,
+        "ringcast_connections",
+        Some(("transport", "sse")),
+    );
+    assert_eq!(sse, 1.0);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn curl_long_polls_and_resumes_from_the_last_id() {
+    let gateway = Gateway::start(1, &["--poll-timeout", "2"]);
+    let base = format!("http://{}/poll/feed", gateway.ws_addr());
+    let held = curl(&[&base]);
+    gateway.wait_metric("ringcast_channels", 10, |n| n >= 1.0);
+    assert_eq!(gateway.publish("feed", b"one"), 202);
+    let out = held.wait_with_output().expect("curl");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        body,
+        serde_json::json!({"last_id": 1, "messages": [{"id": 1, "data": "one"}]})
+    );
+    // Nobody polls now; these are kept by the channel's owner.
+    assert_eq!(gateway.publish("feed", b"two"), 202);
+    assert_eq!(gateway.publish("feed", b"three"), 202);
+    let out = curl(&[&format!("{base}?since=1")])
+        .wait_with_output()
+        .expect("curl");
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(body["last_id"], 3, "{body}");
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(2), "{body}");
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{base}?since=3"),
+    ])
+    .wait_with_output()
+    .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "204",
+        "timeout answers 204"
+    );
+}
+
+#[test]
+fn one_client_many_channels_and_commands() {
+    let gateway = Gateway::start(1, &["--client-commands", "--max-channels-per-conn", "3"]);
+    let mut ws = connect(gateway.ws_addr(), "/?channels=a,b");
+    sync_subscriber(&gateway, "a", &mut ws);
+    sync_subscriber(&gateway, "b", &mut ws);
+    ws.send(Message::Text(r#"{"subscribe":"c"}"#.into()))
+        .expect("send");
+    let ack = next_message(&mut ws, Duration::from_secs(5)).expect("ack");
+    assert_eq!(
+        ack,
+        Some(Message::Text(r#"{"channel":"c","ok":"subscribe"}"#.into()))
+    );
+    ws.send(Message::Text(r#"{"subscribe":"d"}"#.into()))
+        .expect("send");
+    let err = next_message(&mut ws, Duration::from_secs(5)).expect("error reply");
+    assert!(
+        matches!(&err, Some(Message::Text(t)) if t.contains("limit")),
+        "{err:?}"
+    );
+    ws.send(Message::Text("{\"jump\":1}".into())).expect("send");
+    let err = next_message(&mut ws, Duration::from_secs(5)).expect("error reply");
+    assert!(
+        matches!(&err, Some(Message::Text(t)) if t.contains("error")),
+        "{err:?}"
+    );
+    sync_subscriber(&gateway, "c", &mut ws);
+    for ch in ["a", "b", "c"] {
+        assert_eq!(gateway.publish(ch, ch.as_bytes()), 202);
+    }
+    let got: Vec<_> = (0..3)
+        .map(|_| next_message(&mut ws, Duration::from_secs(5)).expect("message"))
+        .collect();
+    assert_eq!(
+        got,
+        ["a", "b", "c"]
+            .map(|c| Some(Message::Text(c.into())))
+            .to_vec()
+    );
+}
+
+#[test]
+fn the_tick_channel_pushes_the_time_every_second() {
+    let gateway = Gateway::start(1, &["--tick-channel", "time"]);
+    let mut ws = connect(gateway.ws_addr(), "/time");
+    let mut seqs = Vec::new();
+    while seqs.len() < 2 {
+        match next_message(&mut ws, Duration::from_secs(5)).expect("tick") {
+            Some(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(&t).expect("json");
+                assert!(
+                    v["time"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with('Z') && s.len() == 24)
+                );
+                seqs.push(v["seq"].as_u64().expect("seq"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seqs[1], seqs[0] + 1);
+}
