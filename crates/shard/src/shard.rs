@@ -1094,7 +1094,7 @@ impl Shard {
 }
 
 /// The answer that opens an event stream.
-const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\n\r\nretry: 2000\n\n";
+const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\nretry: 2000\n\n";
 /// An SSE comment that keeps proxies from timing the stream out.
 const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
@@ -1129,7 +1129,7 @@ fn sse_event(seq: u64, payload: &[u8], binary: bool) -> Bytes {
 fn poll_response(messages: &[Kept], last_seq: u64) -> Vec<u8> {
     if messages.is_empty() {
         return format!(
-            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
         )
         .into_bytes();
     }
@@ -1148,7 +1148,7 @@ fn poll_response(messages: &[Kept], last_seq: u64) -> Vec<u8> {
     let last = messages.last().map_or(last_seq, |k| k.seq);
     let body = serde_json::json!({"last_id": last, "messages": items}).to_string();
     format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
