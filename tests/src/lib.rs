@@ -7,4 +7,5 @@ pub mod http;
 pub mod metrics;
 pub mod ports;
 pub mod programs;
+pub mod redis_server;
 pub mod ws_client;

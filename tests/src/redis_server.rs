@@ -1,0 +1,255 @@
+//! A real `redis-server` for one test: started on a free loopback port without
+//! persistence, ready once it answers PING, killed by pid (and restartable on the same
+//! port), plus a tiny blocking RESP client to publish and to ask `PUBSUB` questions.
+
+use crate::ports::free_port;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One RESP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `+OK`.
+    Status(String),
+    /// `-ERR ...`.
+    Error(String),
+    /// `:N`.
+    Int(i64),
+    /// `$N` bulk string (`None` for the null bulk string).
+    Bulk(Option<Vec<u8>>),
+    /// `*N` array.
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The integer of an `Int` reply.
+    pub fn int(&self) -> i64 {
+        match self {
+            Reply::Int(n) => *n,
+            other => panic!("expected an integer reply, got {other:?}"),
+        }
+    }
+
+    /// The bulk strings of an `Array` reply, as text.
+    pub fn strings(&self) -> Vec<String> {
+        match self {
+            Reply::Array(items) => items
+                .iter()
+                .filter_map(|item| match item {
+                    Reply::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                    Reply::Status(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            other => panic!("expected an array reply, got {other:?}"),
+        }
+    }
+}
+
+/// A `redis-server` child process on `127.0.0.1:port`.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// The port it listens on (kept across restarts).
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits until it answers PING.
+    pub fn start() -> RedisServer {
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+        };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The server's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the server with SIGKILL (by pid) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server (again) on the same port and waits until it answers PING.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self
+                .try_command(&[b"PING"])
+                .is_ok_and(|r| r == Reply::Status("PONG".into()))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} never answered PING", self.port);
+    }
+
+    /// Sends one command on a new connection; panics on I/O errors.
+    pub fn command(&self, args: &[&[u8]]) -> Reply {
+        self.try_command(args)
+            .unwrap_or_else(|e| panic!("redis command {:?}: {e}", String::from_utf8_lossy(args[0])))
+    }
+
+    /// Sends one command on a new connection.
+    pub fn try_command(&self, args: &[&[u8]]) -> std::io::Result<Reply> {
+        let mut stream = TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.port).into(),
+            Duration::from_secs(2),
+        )?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&out)?;
+        read_reply(&mut BufReader::new(stream))
+    }
+
+    /// `PUBLISH channel payload`; returns the number of receivers.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> i64 {
+        self.command(&[b"PUBLISH", channel.as_bytes(), payload])
+            .int()
+    }
+
+    /// Runs `redis-cli -p PORT args...` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running redis-cli (apt-get install redis-tools)");
+        assert!(out.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `PUBSUB CHANNELS pattern`.
+    pub fn channels(&self, pattern: &str) -> Vec<String> {
+        let mut names = self
+            .command(&[b"PUBSUB", b"CHANNELS", pattern.as_bytes()])
+            .strings();
+        names.sort();
+        names
+    }
+
+    /// Subscribers of `channel` (`PUBSUB NUMSUB`, or `SHARDNUMSUB` when `sharded`).
+    pub fn subscribers(&self, channel: &str, sharded: bool) -> i64 {
+        let sub: &[u8] = if sharded { b"SHARDNUMSUB" } else { b"NUMSUB" };
+        match self.command(&[b"PUBSUB", sub, channel.as_bytes()]) {
+            Reply::Array(items) => items.get(1).map_or(0, Reply::int),
+            other => panic!("PUBSUB NUMSUB: {other:?}"),
+        }
+    }
+
+    /// Pattern subscriptions over all clients (`PUBSUB NUMPAT`).
+    pub fn patterns(&self) -> i64 {
+        self.command(&[b"PUBSUB", b"NUMPAT"]).int()
+    }
+
+    /// Polls until `done()` holds; panics with `what` after `secs`.
+    pub fn wait_until(&self, what: &str, secs: u64, done: impl Fn(&RedisServer) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if done(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis: {what} did not happen within {secs} s");
+    }
+
+    /// utime + stime of the server so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.pid() else { return 0.0 };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        (ticks(11) + ticks(12)) / hz
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "redis closed the connection",
+        ));
+    }
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn number(text: &str) -> std::io::Result<i64> {
+    text.parse()
+        .map_err(|_| std::io::Error::other(format!("bad RESP number {text:?}")))
+}
+
+/// Reads one RESP2 reply.
+fn read_reply(reader: &mut impl BufRead) -> std::io::Result<Reply> {
+    let line = read_line(reader)?;
+    let (kind, rest) = line.split_at(line.len().min(1));
+    Ok(match kind {
+        "+" => Reply::Status(rest.to_owned()),
+        "-" => Reply::Error(rest.to_owned()),
+        ":" => Reply::Int(number(rest)?),
+        "$" => match number(rest)? {
+            n if n < 0 => Reply::Bulk(None),
+            n => {
+                let mut data = vec![0u8; n as usize + 2];
+                reader.read_exact(&mut data)?;
+                data.truncate(n as usize);
+                Reply::Bulk(Some(data))
+            }
+        },
+        "*" => {
+            let n = number(rest)?;
+            let mut items = Vec::new();
+            for _ in 0..n.max(0) {
+                items.push(read_reply(reader)?);
+            }
+            Reply::Array(items)
+        }
+        _ => return Err(std::io::Error::other(format!("bad RESP line {line:?}"))),
+    })
+}
