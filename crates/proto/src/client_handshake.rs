@@ -8,10 +8,44 @@ use crate::handshake::{
 
 /// The upgrade request for `path` on `host` with `Sec-WebSocket-Key: key`.
 pub fn client_request(host: &str, path: &str, key: &str) -> Vec<u8> {
+    client_request_with_extensions(host, path, key, "")
+}
+
+/// Like [`client_request`], also offering `extensions` in `Sec-WebSocket-Extensions`
+/// (e.g. [`crate::deflate::negotiation::CLIENT_OFFER`]); no such header if empty.
+pub fn client_request_with_extensions(
+    host: &str,
+    path: &str,
+    key: &str,
+    extensions: &str,
+) -> Vec<u8> {
+    let extensions = if extensions.is_empty() {
+        String::new()
+    } else {
+        format!("Sec-WebSocket-Extensions: {extensions}\r\n")
+    };
     format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extensions}\r\n"
     )
     .into_bytes()
+}
+
+/// The `Sec-WebSocket-Extensions` the server accepted in the response at the start of
+/// `buf` (several headers joined with ", "), or `None` if there is none or the response
+/// is incomplete or malformed. Read it after [`parse_response`] returned `Done`, and give
+/// it to [`crate::deflate::client_deflate_params`].
+pub fn accepted_extension(buf: &[u8]) -> Option<String> {
+    let window = &buf[..buf.len().min(MAX_HANDSHAKE_BYTES)];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    if !matches!(response.parse(window), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let values: Vec<String> = header_values(response.headers, "sec-websocket-extensions")
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
 }
 
 /// splitmix64 step: a well-mixed 64-bit value from a counter.

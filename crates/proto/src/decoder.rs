@@ -1,13 +1,16 @@
 //! Incremental frame and message decoder (RFC 6455 5): validates frame headers, unmasks
-//! payloads in place, reassembles fragmented messages, validates text and close frames.
+//! payloads in place, reassembles fragmented messages, validates text and close frames,
+//! and inflates permessage-deflate messages (RFC 7692) once that extension is enabled.
 //!
 //! The decoder is small and holds no heap memory between messages: a trailing partial
-//! frame and a fragmented message are buffered only while they are incomplete.
+//! frame and a fragmented message are buffered only while they are incomplete, and a
+//! compressed message is inflated by an inflater that lives only while it is inflated.
 
 use std::mem;
 
 use crate::close::is_valid_received_code;
-use crate::frame::{MAX_CONTROL_PAYLOAD, MAX_SHORT_LEN, OpCode, apply_mask};
+use crate::deflate::codec::{inflate_message, max_compressed_len};
+use crate::frame::{MAX_CONTROL_PAYLOAD, MAX_SHORT_LEN, OpCode, RSV1, apply_mask};
 use crate::utf8::Utf8Validator;
 
 /// Which side of the connection the decoder is on.
@@ -52,7 +55,8 @@ pub enum ProtocolError {
     /// Client received a masked frame.
     #[error("masked frame from server")]
     Masked,
-    /// RSV1-3 set without a negotiated extension.
+    /// RSV1-3 set without a negotiated extension, or RSV1 on a control or continuation
+    /// frame.
     #[error("reserved bits set")]
     ReservedBits,
     /// Reserved opcode.
@@ -88,6 +92,9 @@ pub enum ProtocolError {
     /// 64-bit payload length with the most significant bit set.
     #[error("payload length out of range")]
     LengthOverflow,
+    /// A compressed message is not valid DEFLATE data.
+    #[error("invalid compressed data")]
+    BadCompressedData,
 }
 
 impl ProtocolError {
@@ -117,14 +124,23 @@ impl ProtocolError {
             Self::TooBig => "too_big",
             Self::NonMinimalLength => "non_minimal_length",
             Self::LengthOverflow => "length_overflow",
+            Self::BadCompressedData => "bad_compressed_data",
         }
     }
 }
+
+/// RSV2 bit of the first header byte (no extension uses it).
+const RSV2: u8 = 0x20;
+
+/// RSV3 bit of the first header byte (no extension uses it).
+const RSV3: u8 = 0x10;
 
 /// A parsed, validated frame header.
 #[derive(Debug, Clone, Copy)]
 struct FrameHeader {
     fin: bool,
+    /// RSV1: first frame of a compressed message.
+    compressed: bool,
     opcode: OpCode,
     mask: Option<[u8; 4]>,
     header_len: usize,
@@ -151,6 +167,26 @@ enum Fragmented {
     None,
     Text,
     Binary,
+    /// Compressed text: fragments are collected compressed and inflated at the end.
+    DeflatedText,
+    /// Compressed binary.
+    DeflatedBinary,
+}
+
+impl Fragmented {
+    /// The kind of message a non-final Text or Binary frame starts.
+    fn start(opcode: OpCode, compressed: bool) -> Self {
+        match (opcode == OpCode::Text, compressed) {
+            (true, false) => Self::Text,
+            (false, false) => Self::Binary,
+            (true, true) => Self::DeflatedText,
+            (false, true) => Self::DeflatedBinary,
+        }
+    }
+
+    fn is_deflated(self) -> bool {
+        matches!(self, Self::DeflatedText | Self::DeflatedBinary)
+    }
 }
 
 /// Lifecycle of the decoder.
@@ -175,6 +211,8 @@ pub struct Decoder {
     role: Role,
     fragmented: Fragmented,
     state: State,
+    /// Whether permessage-deflate was negotiated (RSV1 data messages allowed).
+    deflate: bool,
 }
 
 impl Decoder {
@@ -188,7 +226,23 @@ impl Decoder {
             role,
             fragmented: Fragmented::None,
             state: State::Open,
+            deflate: false,
         }
+    }
+
+    /// Allows compressed (RSV1) data messages from now on, after a handshake that
+    /// negotiated permessage-deflate without client context takeover. Each compressed
+    /// message is inflated by a transient inflater when its last frame arrives (the
+    /// compressed fragments are collected until then), limited to the maximum message
+    /// size while inflating; text is UTF-8 checked after inflating. RSV1 on control or
+    /// continuation frames stays a protocol error.
+    pub fn enable_deflate(&mut self) {
+        self.deflate = true;
+    }
+
+    /// Whether compressed messages are allowed.
+    pub fn deflate_enabled(&self) -> bool {
+        self.deflate
     }
 
     /// Decodes as much of `input` as possible, calling `on_message` for each complete
@@ -304,7 +358,7 @@ impl Decoder {
         piece: &[u8],
     ) -> Result<(), ProtocolError> {
         let is_text = match header.opcode {
-            OpCode::Text => true,
+            OpCode::Text => !header.compressed,
             OpCode::Continuation => self.fragmented == Fragmented::Text,
             _ => false,
         };
@@ -319,7 +373,7 @@ impl Decoder {
     /// Parses the header at the start of `buf` and checks it against the role, limits and
     /// the message in progress. Checking is idempotent until a frame completes.
     fn parse_and_check(&self, buf: &[u8]) -> Result<HeaderParse, ProtocolError> {
-        let header = match parse_header(buf)? {
+        let header = match parse_header(buf, self.deflate)? {
             HeaderParse::Complete(h) => h,
             need => return Ok(need),
         };
@@ -337,15 +391,20 @@ impl Decoder {
             }
             return Ok(HeaderParse::Complete(header));
         }
-        let already = match (header.opcode, self.fragmented) {
+        let (already, compressed) = match (header.opcode, self.fragmented) {
             (OpCode::Continuation, Fragmented::None) => {
                 return Err(ProtocolError::UnexpectedContinuation);
             }
-            (OpCode::Continuation, _) => self.message.len(),
-            (_, Fragmented::None) => 0,
+            (OpCode::Continuation, kind) => (self.message.len(), kind.is_deflated()),
+            (_, Fragmented::None) => (0, header.compressed),
             _ => return Err(ProtocolError::ExpectedContinuation),
         };
-        if header.payload_len > self.max_message.saturating_sub(already) {
+        let limit = if compressed {
+            max_compressed_len(self.max_message)
+        } else {
+            self.max_message
+        };
+        if header.payload_len > limit.saturating_sub(already) {
             return Err(ProtocolError::TooBig);
         }
         Ok(HeaderParse::Complete(header))
@@ -368,7 +427,11 @@ impl Decoder {
                 on_message(Message::Close(close));
             }
             OpCode::Text | OpCode::Binary if header.fin => {
-                if header.opcode == OpCode::Text {
+                let is_text = header.opcode == OpCode::Text;
+                if header.compressed {
+                    let inflated = inflate_message(payload, self.max_message)?;
+                    deliver_inflated(is_text, &inflated, on_message)?;
+                } else if is_text {
                     self.finish_text()?;
                     on_message(Message::Text(payload));
                 } else {
@@ -376,11 +439,7 @@ impl Decoder {
                 }
             }
             OpCode::Text | OpCode::Binary => {
-                self.fragmented = if header.opcode == OpCode::Text {
-                    Fragmented::Text
-                } else {
-                    Fragmented::Binary
-                };
+                self.fragmented = Fragmented::start(header.opcode, header.compressed);
                 self.message.extend_from_slice(payload);
             }
             OpCode::Continuation => {
@@ -388,11 +447,23 @@ impl Decoder {
                 if header.fin {
                     let kind = mem::replace(&mut self.fragmented, Fragmented::None);
                     let message = mem::take(&mut self.message);
-                    if kind == Fragmented::Text {
-                        self.finish_text()?;
-                        on_message(Message::Text(&message));
-                    } else {
-                        on_message(Message::Binary(&message));
+                    match kind {
+                        Fragmented::Text => {
+                            self.finish_text()?;
+                            on_message(Message::Text(&message));
+                        }
+                        Fragmented::DeflatedText | Fragmented::DeflatedBinary => {
+                            let inflated = inflate_message(&message, self.max_message)?;
+                            drop(message);
+                            deliver_inflated(
+                                kind == Fragmented::DeflatedText,
+                                &inflated,
+                                on_message,
+                            )?;
+                        }
+                        Fragmented::Binary | Fragmented::None => {
+                            on_message(Message::Binary(&message));
+                        }
                     }
                 }
             }
@@ -403,6 +474,21 @@ impl Decoder {
     fn finish_text(&mut self) -> Result<(), ProtocolError> {
         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)
     }
+}
+
+/// Delivers an inflated message, checking that text is valid UTF-8.
+fn deliver_inflated(
+    is_text: bool,
+    message: &[u8],
+    on_message: &mut dyn FnMut(Message<'_>),
+) -> Result<(), ProtocolError> {
+    if is_text {
+        simdutf8::basic::from_utf8(message).map_err(|_| ProtocolError::InvalidUtf8)?;
+        on_message(Message::Text(message));
+    } else {
+        on_message(Message::Binary(message));
+    }
+    Ok(())
 }
 
 /// Validates a close payload.
@@ -423,12 +509,19 @@ fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame<'_>>, ProtocolError> 
 }
 
 /// Parses the frame header at the start of `buf` (RFC 6455 5.2). Checks only what the
-/// header alone determines: reserved bits, reserved opcodes and the length encoding.
-fn parse_header(buf: &[u8]) -> Result<HeaderParse, ProtocolError> {
+/// header alone determines: reserved bits (RSV1 is allowed only with `deflate`, and only
+/// on the first frame of a data message, RFC 7692 6), reserved opcodes and the length
+/// encoding.
+fn parse_header(buf: &[u8], deflate: bool) -> Result<HeaderParse, ProtocolError> {
     let [b0, b1, rest @ ..] = buf else {
         return Ok(HeaderParse::Need(2));
     };
-    if b0 & 0x70 != 0 {
+    let data_opcode = matches!(
+        OpCode::from_u8(b0 & 0x0f),
+        Some(OpCode::Text | OpCode::Binary)
+    );
+    let rsv1_allowed = deflate && data_opcode;
+    if b0 & (RSV2 | RSV3) != 0 || (b0 & RSV1 != 0 && !rsv1_allowed) {
         return Err(ProtocolError::ReservedBits);
     }
     let opcode = OpCode::from_u8(b0 & 0x0f).ok_or(ProtocolError::ReservedOpcode)?;
@@ -470,6 +563,7 @@ fn parse_header(buf: &[u8]) -> Result<HeaderParse, ProtocolError> {
     });
     Ok(HeaderParse::Complete(FrameHeader {
         fin: b0 & 0x80 != 0,
+        compressed: b0 & RSV1 != 0,
         opcode,
         mask,
         header_len,

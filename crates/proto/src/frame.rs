@@ -54,11 +54,33 @@ pub fn header_len(payload_len: usize, masked: bool) -> usize {
     2 + length_field + if masked { 4 } else { 0 }
 }
 
+/// FIN bit of the first header byte.
+const FIN: u8 = 0x80;
+
+/// RSV1 bit of the first header byte: the message is compressed (RFC 7692 6).
+pub const RSV1: u8 = 0x40;
+
 /// Appends one FIN frame (header + payload, masked with `mask` if Some) to `out`.
 pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    encode_with_first_byte(out, FIN | opcode as u8, payload, mask);
+}
+
+/// Like [`encode_frame`] but with RSV1 set: one unfragmented permessage-deflate message
+/// whose payload `compressed` came from [`crate::deflate::deflate_message`].
+pub fn encode_compressed_frame(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    compressed: &[u8],
+    mask: Option<[u8; 4]>,
+) {
+    encode_with_first_byte(out, FIN | RSV1 | opcode as u8, compressed, mask);
+}
+
+/// Appends a frame whose first header byte is `first` (FIN, RSV bits and opcode).
+fn encode_with_first_byte(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: Option<[u8; 4]>) {
     let len = payload.len();
     out.reserve(header_len(len, mask.is_some()) + len);
-    out.push(0x80 | opcode as u8);
+    out.push(first);
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match len {
         0..=MAX_SHORT_LEN => out.push(mask_bit | len as u8),
@@ -81,7 +103,7 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], mask: Opt
     }
 }
 
-/// XOR-masks `buf` in place; `offset` is the position of buf[0] within the frame payload
+/// XOR-masks `buf` in place; `offset` is the position of `buf[0]` within the frame payload
 /// (for masking in pieces). Works 8 bytes at a time.
 pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut rotated = [0u8; 8];
@@ -138,6 +160,20 @@ mod tests {
                 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58
             ]
         );
+    }
+
+    #[test]
+    fn compressed_frame_sets_rsv1() {
+        let mut out = Vec::new();
+        let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        encode_compressed_frame(&mut out, OpCode::Text, &hello, None);
+        assert_eq!(out[..2], [0xc1, 0x07]);
+        assert_eq!(out[2..], hello);
+        out.clear();
+        encode_compressed_frame(&mut out, OpCode::Binary, &[9; 300], Some([1, 2, 3, 4]));
+        assert_eq!(out[..4], [0xc2, 0xfe, 0x01, 0x2c]);
+        assert_eq!(out[4..8], [1, 2, 3, 4]);
+        assert_eq!(out[8..12], [8, 11, 10, 13]);
     }
 
     #[test]

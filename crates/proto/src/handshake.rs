@@ -37,6 +37,10 @@ pub struct Upgrade {
     pub query: Option<String>,
     /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in order.
     pub protocols: Vec<String>,
+    /// The raw `Sec-WebSocket-Extensions` header values, one per header, in order (each
+    /// may hold several comma-separated offers; see
+    /// [`crate::deflate::negotiate_deflate`]).
+    pub extensions: Vec<String>,
     /// The `Sec-WebSocket-Accept` value.
     pub accept: String,
 }
@@ -44,7 +48,14 @@ pub struct Upgrade {
 impl Upgrade {
     /// The 101 response selecting `protocol` (which must be one of `protocols`).
     pub fn response_with_protocol(&self, protocol: &str) -> Vec<u8> {
-        switching_response(&self.accept, Some(protocol))
+        switching_response(&self.accept, Some(protocol), None)
+    }
+
+    /// The 101 response selecting `protocol` (one of `protocols`) if any, and accepting
+    /// `extension` (a `Sec-WebSocket-Extensions` answer value, e.g. from
+    /// [`crate::deflate::negotiate_deflate`]) if any.
+    pub fn response_with(&self, protocol: Option<&str>, extension: Option<&str>) -> Vec<u8> {
+        switching_response(&self.accept, protocol, extension)
     }
 
     /// The value of query parameter `name` (no percent-decoding: the values this
@@ -57,12 +68,15 @@ impl Upgrade {
     }
 }
 
-fn switching_response(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+fn switching_response(accept: &str, protocol: Option<&str>, extension: Option<&str>) -> Vec<u8> {
     let protocol = protocol
         .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
         .unwrap_or_default();
+    let extension = extension
+        .map(|e| format!("Sec-WebSocket-Extensions: {e}\r\n"))
+        .unwrap_or_default();
     format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{protocol}{extension}\r\n"
     )
     .into_bytes()
 }
@@ -265,7 +279,7 @@ pub fn parse_upgrade(buf: &[u8]) -> Result<HandshakeStatus, HandshakeError> {
     let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
     Ok(HandshakeStatus::Done(Upgrade {
         route,
-        response: switching_response(&accept, None),
+        response: switching_response(&accept, None, None),
         consumed,
         origin: header_values(headers, "origin").next().map(text),
         query: target.split_once('?').map(|(_, q)| q.to_owned()),
@@ -273,6 +287,10 @@ pub fn parse_upgrade(buf: &[u8]) -> Result<HandshakeStatus, HandshakeError> {
             .flat_map(|v| v.split(|&b| b == b','))
             .map(|p| text(p.trim_ascii()))
             .filter(|p| !p.is_empty())
+            .collect(),
+        extensions: header_values(headers, "sec-websocket-extensions")
+            .filter(|v| !v.is_empty())
+            .map(text)
             .collect(),
         accept,
     }))
