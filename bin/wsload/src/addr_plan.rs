@@ -1,4 +1,4 @@
-//! Address plan for `wsload hold`: parses the target URL (`ws://IP:PORT[-PORT]/path`, where
+//! Address plan of every scenario: parses the target URL (`ws://IP:PORT[-PORT]/path`, where
 //! `{ch}` in the path becomes a channel number), the source IP list (`127.0.0.1-127.0.0.8`,
 //! comma-separated parts allowed) and assigns connection `i` its destination port, source IP
 //! and path. No DNS: hosts are IPv4 literals or `localhost`.
@@ -74,6 +74,19 @@ impl AddrPlan {
             host_header: format!("{}:{port}", self.target.host),
             path,
         }
+    }
+
+    /// The channel of channel number `ch`: the URL path without its leading `/` and any
+    /// query, with `{ch}` replaced by `ch` (`/ch-{ch}` → `ch-7`).
+    pub fn channel_name(&self, ch: usize) -> String {
+        let path = self.target.path.trim_start_matches('/');
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        path.replace(CHANNEL_PLACEHOLDER, &ch.to_string())
+    }
+
+    /// Connections per channel number (`--channels`).
+    pub fn channels(&self) -> usize {
+        self.channels
     }
 }
 
@@ -230,6 +243,15 @@ mod tests {
         let a = plan.assign(7);
         assert_eq!(a.source, Ipv4Addr::new(127, 0, 0, 1));
         assert_eq!(a.path, "/ch-2");
+    }
+
+    #[test]
+    fn channel_names_come_from_the_path() {
+        let plan = AddrPlan::new("ws://127.0.0.1:1/ch-{ch}?token=x", "127.0.0.1", 3).unwrap();
+        assert_eq!(plan.channel_name(2), "ch-2");
+        assert_eq!(plan.channels(), 3);
+        let plan = AddrPlan::new("ws://127.0.0.1:1/tick", "127.0.0.1", 1).unwrap();
+        assert_eq!(plan.channel_name(0), "tick");
     }
 
     #[test]

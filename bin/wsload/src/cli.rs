@@ -1,15 +1,21 @@
-//! Command line of `wsload` (clap derive): the `hold` and `publish` subcommands and the hidden
+//! Command line of `wsload` (clap derive): the scenarios (`hold`, `push`, `tick`, `echo`,
+//! `churn`) with their shared load arguments, the `publish` helper, and the hidden
 //! worker-process arguments.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{Context, ensure};
 use clap::{Args, Parser, Subcommand};
 
-/// WebSocket capacity tester for ringcast (and any server with the same interface).
+/// WebSocket capacity tester for ringcast (and any server with the same interface:
+/// `ws://HOST:PORT/<channel>` subscribes, `/echo` echoes, `POST /publish/<channel>` on an
+/// admin port publishes). Every scenario ramps to `--connections` at `--rate`, runs for
+/// `--duration`, closes its connections and stops by itself; it prints a table on stderr
+/// and one JSON line on stdout (and to `--json FILE`).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, long_about = None)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]
@@ -19,15 +25,29 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Open many connections, hold them, count what they receive, close them, report JSON.
+    /// Open N connections, hold them idle (answering pings), report how many stayed up and
+    /// what they received.
     Hold(HoldArgs),
-    /// Publish numbered messages through the admin HTTP API, report JSON.
+    /// N subscribers over `--channels K`; wsload publishes timestamped, numbered messages at
+    /// `--publish-rate` through the admin API and reports deliveries/s, publish→receive
+    /// latency and lost, duplicated and out-of-order messages.
+    Push(PushArgs),
+    /// N subscribers of one channel; wsload publishes the time once a second and reports
+    /// the spread of arrival times per tick.
+    Tick(TickArgs),
+    /// N connections to `/echo`, each sending `--msg-rate` messages per second; reports
+    /// round-trip times.
+    Echo(EchoArgs),
+    /// Hold N connections; every `--interval` close and reopen `--churn` of them at random;
+    /// reports reconnect latency and failures.
+    Churn(ChurnArgs),
+    /// Publish numbered messages through the admin HTTP API (no connections), report JSON.
     Publish(PublishArgs),
 }
 
-/// Arguments of `wsload hold`.
+/// Arguments every scenario shares.
 #[derive(Args, Debug, Clone)]
-pub struct HoldArgs {
+pub struct LoadArgs {
     /// Target, `ws://IP:PORT[-LAST]/path`; connection i goes to port `ports[i % nports]`.
     /// `{ch}` in the path becomes `i % --channels` (e.g. `/ch-{ch}`).
     #[arg(long)]
@@ -36,32 +56,29 @@ pub struct HoldArgs {
     #[arg(long)]
     pub connections: usize,
     /// Connects started per second, over all workers (0 = no pacing).
-    #[arg(long, default_value_t = 5000)]
-    pub rate: u32,
+    #[arg(long, default_value_t = 5000.0)]
+    pub rate: f64,
     /// Source IPs to bind, e.g. `127.0.0.1-127.0.0.8` (comma-separated lists and ranges).
     #[arg(long, default_value = "127.0.0.1", long_help = SOURCE_IPS_HELP)]
     pub source_ips: String,
-    /// Seconds to hold after the ramp (the run ends by ramp + duration + 5 s).
+    /// Seconds of the measured phase after the ramp (hold, publishing, echo, churn).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
     /// Channels `{ch}` cycles through.
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
-    /// End the hold as soon as every open connection received this many messages; the
-    /// report counts connections that got exactly this many without gaps or duplicates.
-    #[arg(long)]
-    pub expect_messages: Option<u64>,
-    /// Also write the JSON report line to this file.
+    /// Also write the JSON report (every figure and the exact command) to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Worker processes (one process holds at most ~19,900 sockets here).
-    #[arg(long, default_value_t = 1)]
+    /// Worker processes (one process holds at most ~19,900 sockets here); they are children
+    /// that die with the parent, which merges their reports.
+    #[arg(long, default_value_t = 1, long_help = PROCS_HELP)]
     pub procs: usize,
-    /// After the ramp, write the number of connected connections to this file.
+    /// After the ramp (all workers), write the number of open connections to this file.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
-    /// When the hold ends (duration over or every connection has its expected messages),
-    /// before closing, write the number of messages received to this file.
+    /// When the measured phase ends, before closing, write the number of messages received
+    /// to this file.
     #[arg(long)]
     pub done_file: Option<PathBuf>,
     /// Seconds a TCP connect plus handshake may take.
@@ -70,6 +87,15 @@ pub struct HoldArgs {
     /// Connects in flight at once, per worker.
     #[arg(long, default_value_t = 1000)]
     pub max_in_flight: usize,
+    /// Serve wsload's Prometheus metrics on `http://ADDR/metrics` while it runs.
+    #[arg(long, long_help = METRICS_HELP)]
+    pub metrics: Option<SocketAddr>,
+    /// Provided receive buffers per worker (a power of two).
+    #[arg(long, default_value_t = 2048)]
+    pub recv_buffers: u16,
+    /// Bytes per receive buffer.
+    #[arg(long, default_value_t = 2048)]
+    pub recv_buffer_size: u32,
     /// Internal: run as worker `I/P` of a `--procs` parent.
     #[arg(long, hide = true)]
     pub worker: Option<WorkerSlot>,
@@ -87,6 +113,92 @@ its source IP with port 0 and IP_BIND_ADDRESS_NO_PORT, so the port is chosen at 
 per destination: every source IP has its own ~28k ports towards every destination port. \
 Many source IPs (all of 127.0.0.0/8 works on loopback without setup) times many listen ports \
 gives far more than 64k connections from one host.";
+
+const PROCS_HELP: &str = "Worker processes. Each worker is one thread with one io_uring \
+reactor and opens the connections i with i % P == its index. One process may hold at most \
+~19,900 sockets here (fd limit 20,000), so 50,000 connections need --procs 3. Workers are \
+children started with PR_SET_PDEATHSIG: they die with the parent, which merges their \
+reports, serves --metrics and runs the publisher.";
+
+const METRICS_HELP: &str = "Serve wsload's own Prometheus metrics on http://ADDR/metrics \
+while it runs. With --procs the parent serves one endpoint for all workers: every series \
+carries a `worker` label (the worker index), updated twice a second from the workers' \
+progress. Names: wsload_connections_target, wsload_connections, wsload_connects_total, \
+wsload_connect_errors_total{kind=refused|timeout|handshake|reset|other}, \
+wsload_closed_by_server_total, wsload_messages_received_total, wsload_bytes_received_total, \
+wsload_pings_received_total, wsload_latency_seconds (histogram: publish->receive or echo \
+round trip), wsload_seq_gaps_total, wsload_seq_dups_total.";
+
+/// Arguments of `wsload hold`.
+#[derive(Args, Debug, Clone)]
+pub struct HoldArgs {
+    /// Load arguments.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// End the hold as soon as every open connection received this many messages; the
+    /// report counts connections that got exactly this many without gaps or duplicates.
+    #[arg(long)]
+    pub expect_messages: Option<u64>,
+}
+
+/// Arguments of `wsload push`.
+#[derive(Args, Debug, Clone)]
+pub struct PushArgs {
+    /// Load arguments (the URL path names the channels, e.g. `/ch-{ch}`).
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Admin base URL of the server, `http://IP:PORT`.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub admin: String,
+    /// Messages published per second, over all channels (round-robin).
+    #[arg(long, default_value_t = 100.0)]
+    pub publish_rate: f64,
+    /// Body bytes: `"<seq>:<unix-ns>:"` padded with `x`.
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Keep-alive publisher connections (each publishes rate / N, channel-sharded).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+}
+
+/// Arguments of `wsload tick`.
+#[derive(Args, Debug, Clone)]
+pub struct TickArgs {
+    /// Load arguments (every connection subscribes the URL path's channel).
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Admin base URL of the server, `http://IP:PORT`.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    pub admin: String,
+}
+
+/// Arguments of `wsload echo`.
+#[derive(Args, Debug, Clone)]
+pub struct EchoArgs {
+    /// Load arguments (the URL path is usually `/echo`).
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Messages per second each connection sends.
+    #[arg(long, default_value_t = 1.0)]
+    pub msg_rate: f64,
+    /// Body bytes: `"<seq>:<unix-ns>:"` padded with `x`.
+    #[arg(long, default_value_t = 32)]
+    pub size: usize,
+}
+
+/// Arguments of `wsload churn`.
+#[derive(Args, Debug, Clone)]
+pub struct ChurnArgs {
+    /// Load arguments.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Seconds between churn rounds.
+    #[arg(long, default_value_t = 5.0)]
+    pub interval: f64,
+    /// Share of the open connections closed and reopened per round: `20%` or `0.2`.
+    #[arg(long, default_value = "20%")]
+    pub churn: Fraction,
+}
 
 /// Arguments of `wsload publish`.
 #[derive(Args, Debug, Clone)]
@@ -109,7 +221,7 @@ pub struct PublishArgs {
     /// Messages per second (0 = as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     pub rate: f64,
-    /// Body size in bytes: `"<seq>:"` padded with `x` (never shorter than `"<seq>:"`).
+    /// Body size in bytes: `"<seq>:<unix-ns>:"` padded with `x`.
     #[arg(long, default_value_t = 0)]
     pub size: usize,
     /// Seconds the whole run may take.
@@ -120,6 +232,23 @@ pub struct PublishArgs {
     pub json: Option<PathBuf>,
 }
 
+/// A share in `[0, 1]`, written `20%` or `0.2`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fraction(pub f64);
+
+impl FromStr for Fraction {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value = match s.trim().strip_suffix('%') {
+            Some(percent) => percent.trim().parse::<f64>().context("bad percentage")? / 100.0,
+            None => s.trim().parse::<f64>().context("expected 20% or 0.2")?,
+        };
+        ensure!((0.0..=1.0).contains(&value), "must be between 0% and 100%");
+        Ok(Self(value))
+    }
+}
+
 /// Which share of the connections a worker process opens: those with `i % count == index`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSlot {
@@ -127,11 +256,6 @@ pub struct WorkerSlot {
     pub index: usize,
     /// All workers.
     pub count: usize,
-}
-
-impl WorkerSlot {
-    /// The only worker of a single-process run.
-    pub const SOLE: Self = Self { index: 0, count: 1 };
 }
 
 impl FromStr for WorkerSlot {
@@ -173,7 +297,17 @@ mod tests {
     }
 
     #[test]
-    fn parses_hold_defaults() {
+    fn parses_fractions() {
+        assert_eq!("20%".parse::<Fraction>().unwrap(), Fraction(0.2));
+        assert_eq!("0.5".parse::<Fraction>().unwrap(), Fraction(0.5));
+        assert_eq!("100 %".parse::<Fraction>().unwrap(), Fraction(1.0));
+        for bad in ["", "%", "120%", "-0.1", "x"] {
+            assert!(bad.parse::<Fraction>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_hold_defaults_and_scenario_flags() {
         let cli = Cli::try_parse_from([
             "wsload",
             "hold",
@@ -186,8 +320,30 @@ mod tests {
         let Command::Hold(args) = cli.command else {
             panic!("not hold");
         };
-        assert_eq!(args.rate, 5000);
-        assert_eq!(args.procs, 1);
-        assert_eq!(args.worker, None);
+        assert_eq!(args.load.rate, 5000.0);
+        assert_eq!(args.load.procs, 1);
+        assert_eq!(args.load.worker, None);
+        let cli = Cli::try_parse_from([
+            "wsload",
+            "churn",
+            "--url",
+            "ws://127.0.0.1:1/x",
+            "--connections",
+            "3",
+            "--churn",
+            "10%",
+            "--worker",
+            "0/2",
+        ])
+        .unwrap();
+        let Command::Churn(args) = cli.command else {
+            panic!("not churn");
+        };
+        assert_eq!(args.churn, Fraction(0.1));
+        assert_eq!(args.load.worker, Some(WorkerSlot { index: 0, count: 2 }));
+        assert!(
+            Cli::try_parse_from(["wsload", "push", "--url", "ws://127.0.0.1:1/x"]).is_err(),
+            "--connections is required"
+        );
     }
 }

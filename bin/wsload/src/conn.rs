@@ -1,555 +1,389 @@
-//! One client connection of `wsload hold`: bind to its source IP, connect, do the WebSocket
-//! handshake with `ringcast-proto`, then read frames (answering pings with masked pongs,
-//! counting messages and checking sequence numbers) until the run stops it with a close 1000
-//! or the server ends it. Reads land in one scratch buffer shared by all connections of the
-//! worker, so an idle connection holds no read buffer.
+//! One client connection's state (a slab slot of the engine) and what it does with each
+//! decoded WebSocket message: count it, check its sequence number, record its latency,
+//! answer pings with masked pongs, answer a server close. An open idle connection is this
+//! struct and nothing else: no read buffer (reads land in the reactor's shared buffer ring),
+//! no send buffer (borrowed from the pool only while sending), no task, no timer.
 
-use std::cell::RefCell;
-use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::os::fd::RawFd;
+use std::time::Instant;
 
-use ringcast_proto::{
-    ClientHandshakeStatus, Decoder, Message, OpCode, Role, client_request, close_payload, code,
-    encode_frame, generate_key, parse_response,
-};
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::time::{sleep_until, timeout};
+use ringcast_proto::{Decoder, Message, OpCode, Role, close_payload, code, encode_frame};
 
-use crate::addr_plan::Assignment;
-use crate::seq::{SeqEvent, SeqTracker, parse_seq};
-use crate::stats::{ConnectFailure, HoldStats};
+use crate::payload::parse_body;
+use crate::rng::Rng;
+use crate::send_pool::SendPool;
+use crate::seq::{SeqEvent, SeqTracker};
+use crate::tally::Tally;
 
 /// Largest message a connection accepts.
-const MAX_MESSAGE_BYTES: usize = 16 << 20;
-/// Size of the worker's shared read buffer.
-const SCRATCH_BYTES: usize = 64 << 10;
-/// Handshake read step.
-const HANDSHAKE_READ_BYTES: usize = 1024;
-/// How long a connection waits for the server's close answer after sending close 1000.
-const CLOSE_GRACE: Duration = Duration::from_secs(3);
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 
-/// What every connection task of one worker shares.
-#[derive(Debug)]
-pub struct Shared {
-    /// The worker's counters.
-    pub stats: HoldStats,
-    scratch: RefCell<Box<[u8]>>,
-    connect_timeout: Duration,
-    expect_messages: Option<u64>,
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Slot unused.
+    Free,
+    /// TCP connect submitted.
+    Connecting,
+    /// Upgrade request sent, waiting for the 101.
+    Handshaking,
+    /// WebSocket open.
+    Open,
+    /// A close frame was sent or received; waiting for the server to end the TCP connection.
+    Closing,
+    /// Finished (failed, ended or aborted); waiting for in-flight operations before `close`.
+    Done,
 }
 
-impl Shared {
-    /// Shared state for connections that must connect within `connect_timeout` and, when
-    /// `expect_messages` is set, are complete after exactly that many messages.
-    pub fn new(connect_timeout: Duration, expect_messages: Option<u64>) -> Self {
-        Self {
-            stats: HoldStats::default(),
-            scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
-            connect_timeout,
-            expect_messages,
-        }
-    }
-}
-
-/// Runs one connection to its end. `permit` bounds connects in flight and is released once
-/// the handshake is done or failed; `stop` turning `true` closes the connection.
-pub async fn run(
-    assignment: Assignment,
-    seed: u64,
-    shared: Rc<Shared>,
-    permit: OwnedSemaphorePermit,
-    stop: watch::Receiver<bool>,
-) {
-    let established = timeout(shared.connect_timeout, establish(assignment, seed)).await;
-    drop(permit);
-    let (stream, leftover) = match established {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(failure)) => return shared.stats.failed(failure, 1),
-        Err(_) => return shared.stats.failed(ConnectFailure::Timeout, 1),
-    };
-    let session = Session::new(&shared, seed);
-    shared.stats.connected(session.state.awaiting);
-    let (closed_by_server, awaiting) = session.hold(stream, leftover, stop).await;
-    shared.stats.closed(closed_by_server, awaiting);
-}
-
-/// TCP connect from the assigned source IP, then the opening handshake. Returns the stream
-/// and any bytes the server sent after its 101 response.
-async fn establish(
-    assignment: Assignment,
-    seed: u64,
-) -> Result<(TcpStream, Vec<u8>), ConnectFailure> {
-    let mut stream = connect_from(assignment.source, assignment.dest)
-        .await
-        .map_err(|e| match e.kind() {
-            ErrorKind::ConnectionRefused => ConnectFailure::Refused,
-            ErrorKind::TimedOut => ConnectFailure::Timeout,
-            _ => ConnectFailure::Other,
-        })?;
-    let _ = stream.set_nodelay(true);
-    let key = generate_key(seed);
-    let request = client_request(&assignment.host_header, &assignment.path, &key);
-    drop(assignment);
-    stream
-        .write_all(&request)
-        .await
-        .map_err(|_| ConnectFailure::Handshake)?;
-    let mut response = Vec::new();
-    loop {
-        response.reserve(HANDSHAKE_READ_BYTES);
-        match stream.read_buf(&mut response).await {
-            Ok(0) | Err(_) => return Err(ConnectFailure::Handshake),
-            Ok(_) => {}
-        }
-        match parse_response(&response, &key) {
-            Ok(ClientHandshakeStatus::Partial) => {}
-            Ok(ClientHandshakeStatus::Done { consumed }) => {
-                let leftover = response.split_off(consumed);
-                return Ok((stream, leftover));
-            }
-            Err(_) => return Err(ConnectFailure::Handshake),
-        }
-    }
-}
-
-/// A non-blocking TCP connect bound to `source` (port chosen at connect time, see
-/// [`defer_port_choice`]).
-async fn connect_from(source: Ipv4Addr, dest: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_nonblocking(true)?;
-    defer_port_choice(&socket)?;
-    socket.bind(&SocketAddr::new(source.into(), 0).into())?;
-    TcpSocket::from_std_stream(socket.into())
-        .connect(dest)
-        .await
-}
-
-/// Sets `IP_BIND_ADDRESS_NO_PORT`: without it, `bind(ip, 0)` picks the ephemeral port at bind
-/// time, unique per source IP across all destinations (~28k per IP); with it the kernel picks
-/// the port at connect time, unique per (source IP, destination), so each destination port
-/// gets its own ~28k ports per source IP.
-fn defer_port_choice(socket: &Socket) -> std::io::Result<()> {
-    let enable: libc::c_int = 1;
-    // SAFETY: the fd is a live socket owned by `socket`; the option value is a c_int that
-    // outlives the call and its size is passed exactly.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&raw const enable).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// One established connection: its decoder and everything the decoded frames change.
-struct Session<'a> {
-    decoder: Decoder,
-    state: SessionState<'a>,
-}
-
-/// Per-connection counters and flags the frame handler updates.
-struct SessionState<'a> {
-    shared: &'a Shared,
-    seq: SeqTracker,
-    messages: u64,
-    /// Frames to send (pongs, close), written after each read.
-    out: Vec<u8>,
-    mask_state: u64,
-    /// Still waiting for `--expect-messages`.
-    awaiting: bool,
-    /// Counted in `conns_complete`.
-    complete: bool,
-    /// A gap or duplicate was seen.
-    out_of_order: bool,
-    /// The server sent close (or the socket ended) before wsload closed.
-    closed_by_server: bool,
+/// Bits of [`Link::flags`].
+pub mod flag {
+    /// A multishot recv is armed.
+    pub const RECV_ARMED: u16 = 1;
+    /// A send is in flight.
+    pub const SEND_IN_FLIGHT: u16 = 1 << 1;
+    /// A connect is in flight.
+    pub const CONNECT_IN_FLIGHT: u16 = 1 << 2;
     /// wsload sent its close frame.
-    close_sent: bool,
-    /// A close frame arrived.
-    close_received: bool,
+    pub const CLOSE_SENT: u16 = 1 << 3;
+    /// The server's close frame arrived.
+    pub const CLOSE_RECEIVED: u16 = 1 << 4;
+    /// Still waiting for `--expect-messages`.
+    pub const AWAITING: u16 = 1 << 5;
+    /// Counted in `conns_complete`.
+    pub const COMPLETE: u16 = 1 << 6;
+    /// A gap or duplicate was seen.
+    pub const OUT_OF_ORDER: u16 = 1 << 7;
+    /// Reopen the connection once it is closed (churn).
+    pub const REOPEN: u16 = 1 << 8;
+    /// This connection is a reopening (churn).
+    pub const RECONNECT: u16 = 1 << 9;
+    /// `shutdown` was called on the socket.
+    pub const ABORTED: u16 = 1 << 10;
+    /// The server's close frame arrived before wsload sent one.
+    pub const SERVER_CLOSED: u16 = 1 << 11;
 }
 
-/// What one read did.
-enum ReadOutcome {
-    /// Bytes decoded (or a spurious wake-up).
-    Data,
-    /// The socket ended (EOF or error).
-    Ended,
-    /// The server broke the protocol.
-    ProtocolError,
+/// Handshake state, boxed so that open connections do not carry it.
+#[derive(Debug)]
+pub struct Handshake {
+    /// `Sec-WebSocket-Key` sent.
+    pub key: String,
+    /// Response bytes while the response is split over several receives.
+    pub response: Vec<u8>,
+    /// When the connect started.
+    pub started: Instant,
 }
 
-impl<'a> Session<'a> {
-    fn new(shared: &'a Shared, seed: u64) -> Self {
-        let awaiting = shared.expect_messages.is_some_and(|m| m > 0);
-        let complete = shared.expect_messages == Some(0);
-        if complete {
-            shared.stats.set_complete(true);
-        }
+/// Bytes being sent and bytes waiting for the send in flight, boxed and present only while
+/// the connection has something to send.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// The bytes of the send in flight (must not change until it completes).
+    pub sending: Vec<u8>,
+    /// How much of `sending` the kernel has taken.
+    pub offset: usize,
+    /// Frames queued behind the send in flight.
+    pub queued: Vec<u8>,
+}
+
+/// A connection slot: the decoder plus everything else (split so a message callback of the
+/// decoder can update the rest).
+#[derive(Debug)]
+pub struct Slot {
+    /// Frame decoder (client role).
+    pub decoder: Decoder,
+    /// Everything else.
+    pub link: Link,
+}
+
+/// A connection apart from its decoder.
+#[derive(Debug)]
+pub struct Link {
+    /// The socket (or -1).
+    pub fd: RawFd,
+    /// Generation, masked to the reactor's 24 bits; bumped on every reuse of the slot.
+    pub r#gen: u32,
+    /// Connection number in the address plan.
+    pub index: u32,
+    /// Life stage.
+    pub state: State,
+    /// [`flag`] bits.
+    pub flags: u16,
+    /// Next echo sequence number.
+    pub echo_seq: u32,
+    /// Sequence check of received bodies.
+    pub seq: SeqTracker,
+    /// Data messages received.
+    pub messages: u64,
+    /// Present while handshaking.
+    pub handshake: Option<Box<Handshake>>,
+    /// Present while sending.
+    pub out: Option<Box<Outbox>>,
+}
+
+impl Slot {
+    /// An unused slot.
+    pub fn free() -> Self {
         Self {
             decoder: Decoder::new(Role::Client, MAX_MESSAGE_BYTES),
-            state: SessionState {
-                shared,
+            link: Link {
+                fd: -1,
+                r#gen: 0,
+                index: 0,
+                state: State::Free,
+                flags: 0,
+                echo_seq: 0,
                 seq: SeqTracker::default(),
                 messages: 0,
-                out: Vec::new(),
-                mask_state: seed | 1,
-                awaiting,
-                complete,
-                out_of_order: false,
-                closed_by_server: false,
-                close_sent: false,
-                close_received: false,
+                handshake: None,
+                out: None,
             },
         }
     }
-
-    /// Runs the connection until it is closed; returns `(closed_by_server, still_awaiting)`.
-    async fn hold(
-        mut self,
-        mut stream: TcpStream,
-        mut leftover: Vec<u8>,
-        mut stop: watch::Receiver<bool>,
-    ) -> (bool, bool) {
-        let outcome = if leftover.is_empty() {
-            ReadOutcome::Data
-        } else {
-            self.decode(&mut leftover)
-        };
-        drop(leftover);
-        if !matches!(outcome, ReadOutcome::ProtocolError) {
-            self.exchange(&mut stream, &mut stop).await;
-        }
-        let state = self.state;
-        (state.closed_by_server, state.awaiting)
-    }
-
-    async fn exchange(&mut self, stream: &mut TcpStream, stop: &mut watch::Receiver<bool>) {
-        let mut stop_requested = *stop.borrow_and_update();
-        let mut close_deadline = None;
-        loop {
-            let state = &mut self.state;
-            if stop_requested && !state.close_sent && !state.close_received {
-                state.queue_close(code::NORMAL);
-                state.close_sent = true;
-                close_deadline = Some(tokio::time::Instant::now() + CLOSE_GRACE);
-            }
-            if !state.out.is_empty() {
-                if stream.write_all(&state.out).await.is_err() {
-                    state.closed_by_server |= !state.close_sent;
-                    return;
-                }
-                state.out.clear();
-            }
-            if state.close_received {
-                return;
-            }
-            let outcome = tokio::select! {
-                ready = stream.readable() => match ready {
-                    Ok(()) => self.read(stream),
-                    Err(_) => ReadOutcome::Ended,
-                },
-                changed = stop.changed(), if !stop_requested => {
-                    stop_requested = changed.is_err() || *stop.borrow_and_update();
-                    ReadOutcome::Data
-                }
-                () = sleep_until(close_deadline.unwrap_or_else(tokio::time::Instant::now)),
-                    if close_deadline.is_some() => return,
-            };
-            match outcome {
-                ReadOutcome::Data => {}
-                ReadOutcome::Ended => {
-                    self.state.closed_by_server |= !self.state.close_sent;
-                    return;
-                }
-                ReadOutcome::ProtocolError => return,
-            }
-        }
-    }
-
-    /// Reads what the socket has into the shared scratch buffer and decodes it.
-    fn read(&mut self, stream: &TcpStream) -> ReadOutcome {
-        let shared = self.state.shared;
-        let mut scratch = shared.scratch.borrow_mut();
-        match stream.try_read(&mut scratch) {
-            Ok(0) => ReadOutcome::Ended,
-            Ok(n) => self.decode(&mut scratch[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => ReadOutcome::Data,
-            Err(_) => ReadOutcome::Ended,
-        }
-    }
-
-    fn decode(&mut self, input: &mut [u8]) -> ReadOutcome {
-        let now = Instant::now();
-        let state = &mut self.state;
-        match self
-            .decoder
-            .feed(input, &mut |message| state.on_message(message, now))
-        {
-            Ok(()) => ReadOutcome::Data,
-            Err(_) => {
-                state.shared.stats.protocol_error();
-                ReadOutcome::ProtocolError
-            }
-        }
-    }
 }
 
-impl SessionState<'_> {
-    fn on_message(&mut self, message: Message<'_>, now: Instant) {
+/// What the message handler needs besides the connection.
+pub struct MessageCtx<'a> {
+    /// The worker's measurements.
+    pub tally: &'a mut Tally,
+    /// Send buffers.
+    pub pool: &'a mut SendPool,
+    /// Masking keys.
+    pub rng: &'a mut Rng,
+    /// `--expect-messages`.
+    pub expect_messages: Option<u64>,
+    /// Record tick arrivals.
+    pub ticks: bool,
+    /// Receive time.
+    pub now: Instant,
+    /// Receive time, wall clock (Unix ns).
+    pub now_ns: u64,
+}
+
+impl Link {
+    /// Whether `flag` is set.
+    pub fn has(&self, flag: u16) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether bytes are waiting to be sent and no send is in flight.
+    pub fn wants_send(&self) -> bool {
+        !self.has(flag::SEND_IN_FLIGHT)
+            && self
+                .out
+                .as_ref()
+                .is_some_and(|o| o.offset < o.sending.len() || !o.queued.is_empty())
+    }
+
+    /// Queues raw bytes (the upgrade request).
+    pub fn queue_raw(&mut self, pool: &mut SendPool, bytes: &[u8]) {
+        self.outbox(pool).queued.extend_from_slice(bytes);
+    }
+
+    /// Queues one masked frame.
+    pub fn queue_frame(&mut self, pool: &mut SendPool, rng: &mut Rng, op: OpCode, payload: &[u8]) {
+        let mask = rng.mask();
+        encode_frame(&mut self.outbox(pool).queued, op, payload, Some(mask));
+    }
+
+    /// Queues close 1000 and marks it sent.
+    pub fn queue_close(&mut self, pool: &mut SendPool, rng: &mut Rng, close_code: u16) {
+        self.queue_frame(pool, rng, OpCode::Close, &close_payload(close_code, ""));
+        self.flags |= flag::CLOSE_SENT;
+    }
+
+    fn outbox(&mut self, pool: &mut SendPool) -> &mut Outbox {
+        self.out.get_or_insert_with(|| {
+            Box::new(Outbox {
+                sending: pool.take(),
+                offset: 0,
+                queued: pool.take(),
+            })
+        })
+    }
+
+    /// Returns the outbox's buffers to the pool (only when no send is in flight).
+    pub fn drop_outbox(&mut self, pool: &mut SendPool) {
+        if self.has(flag::SEND_IN_FLIGHT) {
+            return;
+        }
+        if let Some(out) = self.out.take() {
+            let Outbox {
+                sending, queued, ..
+            } = *out;
+            pool.give(sending);
+            pool.give(queued);
+        }
+    }
+
+    /// Handles one decoded message.
+    pub fn on_message(&mut self, message: Message<'_>, ctx: &mut MessageCtx<'_>) {
         match message {
-            Message::Text(payload) | Message::Binary(payload) => self.on_data(payload, now),
+            Message::Text(payload) | Message::Binary(payload) => self.on_data(payload, ctx),
             Message::Ping(payload) => {
-                self.shared.stats.ping();
-                let mask = self.next_mask();
-                encode_frame(&mut self.out, OpCode::Pong, payload, Some(mask));
+                ctx.tally.counters.pings += 1;
+                self.queue_frame(ctx.pool, ctx.rng, OpCode::Pong, payload);
             }
             Message::Pong(_) => {}
             Message::Close(frame) => {
-                self.close_received = true;
-                if !self.close_sent {
-                    self.closed_by_server = true;
-                    self.queue_close(frame.map_or(code::NORMAL, |f| f.code));
+                self.flags |= flag::CLOSE_RECEIVED;
+                if !self.has(flag::CLOSE_SENT) {
+                    self.flags |= flag::SERVER_CLOSED;
+                    self.queue_close(ctx.pool, ctx.rng, frame.map_or(code::NORMAL, |f| f.code));
                 }
             }
         }
     }
 
-    fn on_data(&mut self, payload: &[u8], now: Instant) {
-        let stats = &self.shared.stats;
-        stats.message(payload.len(), now);
+    fn on_data(&mut self, payload: &[u8], ctx: &mut MessageCtx<'_>) {
+        let tally = &mut *ctx.tally;
+        let counters = &mut tally.counters;
+        counters.messages += 1;
+        counters.bytes += payload.len() as u64;
+        tally.first_message.get_or_insert(ctx.now);
+        tally.last_message = Some(ctx.now);
         self.messages += 1;
-        if let Some(seq) = parse_seq(payload) {
+        let body = parse_body(payload);
+        if let Some(sent_ns) = body.sent_ns {
+            tally.latency.record_ns(ctx.now_ns.saturating_sub(sent_ns));
+        }
+        if let Some(seq) = body.seq {
+            if ctx.ticks {
+                tally.ticks.record(seq, body.sent_ns, ctx.now_ns);
+            }
             match self.seq.observe(seq) {
                 SeqEvent::InOrder => {}
                 SeqEvent::Gap(missing) => {
-                    stats.seq_gap(missing);
-                    self.out_of_order = true;
+                    counters.seq_gaps += missing;
+                    self.flags |= flag::OUT_OF_ORDER;
                 }
                 SeqEvent::Dup => {
-                    stats.seq_dup();
-                    self.out_of_order = true;
+                    counters.seq_dups += 1;
+                    self.flags |= flag::OUT_OF_ORDER;
+                }
+                SeqEvent::Late => {
+                    counters.seq_dups += 1;
+                    counters.seq_out_of_order += 1;
+                    self.flags |= flag::OUT_OF_ORDER;
                 }
             }
         }
-        let Some(expected) = self.shared.expect_messages else {
+        let Some(expected) = ctx.expect_messages else {
             return;
         };
-        if self.awaiting && self.messages >= expected {
-            self.awaiting = false;
-            stats.reached_expected();
+        if self.has(flag::AWAITING) && self.messages >= expected {
+            self.flags &= !flag::AWAITING;
+            tally.awaiting = tally.awaiting.saturating_sub(1);
         }
-        let complete = self.messages == expected && !self.out_of_order;
-        if complete != self.complete {
-            self.complete = complete;
-            stats.set_complete(complete);
+        let complete = self.messages == expected && !self.has(flag::OUT_OF_ORDER);
+        if complete != self.has(flag::COMPLETE) {
+            self.flags ^= flag::COMPLETE;
+            if complete {
+                tally.counters.conns_complete += 1;
+            } else {
+                tally.counters.conns_complete -= 1;
+            }
         }
-    }
-
-    fn queue_close(&mut self, close_code: u16) {
-        let mask = self.next_mask();
-        encode_frame(
-            &mut self.out,
-            OpCode::Close,
-            &close_payload(close_code, ""),
-            Some(mask),
-        );
-    }
-
-    /// xorshift64: masks need not be secret for a load tester, only non-constant.
-    fn next_mask(&mut self) -> [u8; 4] {
-        let mut x = self.mask_state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.mask_state = x;
-        (x as u32).to_le_bytes()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use ringcast_proto::{HandshakeStatus, parse_upgrade};
-    use tokio::net::TcpListener;
-    use tokio::sync::Semaphore;
-
     use super::*;
 
-    /// Accepts one connection, completes the handshake and sends `first` right after the 101.
-    async fn accept_and_upgrade(listener: &TcpListener, first: &[u8]) -> TcpStream {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let response = loop {
-            request.reserve(1024);
-            assert!(stream.read_buf(&mut request).await.unwrap() > 0);
-            if let HandshakeStatus::Done(upgrade) = parse_upgrade(&request).unwrap() {
-                break upgrade.response;
-            }
-        };
-        let mut out = response;
-        out.extend_from_slice(first);
-        stream.write_all(&out).await.unwrap();
-        stream
-    }
-
-    /// Reads frames from the client until `want` arrives; returns (opcode, payload) pairs.
-    async fn read_client_frames(stream: &mut TcpStream, until: OpCode) -> Vec<(OpCode, Vec<u8>)> {
-        let mut decoder = Decoder::new(Role::Server, 1 << 20);
-        let mut frames = Vec::new();
-        let mut buf = vec![0u8; 4096];
-        while !frames.iter().any(|(op, _)| *op == until) {
-            let n = stream.read(&mut buf).await.unwrap();
-            assert!(n > 0, "client closed early");
-            decoder
-                .feed(&mut buf[..n], &mut |m| {
-                    frames.push(match m {
-                        Message::Pong(p) => (OpCode::Pong, p.to_vec()),
-                        Message::Close(c) => (
-                            OpCode::Close,
-                            c.map(|c| c.code.to_be_bytes().to_vec()).unwrap_or_default(),
-                        ),
-                        other => panic!("unexpected {other:?}"),
-                    })
-                })
-                .unwrap();
+    fn ctx<'a>(
+        tally: &'a mut Tally,
+        pool: &'a mut SendPool,
+        rng: &'a mut Rng,
+        expect: Option<u64>,
+    ) -> MessageCtx<'a> {
+        MessageCtx {
+            tally,
+            pool,
+            rng,
+            expect_messages: expect,
+            ticks: true,
+            now: Instant::now(),
+            now_ns: 10_000_000,
         }
-        frames
     }
 
-    fn frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_frame(&mut out, opcode, payload, None);
-        out
+    fn open_link() -> Link {
+        let mut slot = Slot::free();
+        slot.link.state = State::Open;
+        slot.link
     }
 
-    async fn start_client(
-        listener: &TcpListener,
-        shared: &Rc<Shared>,
-        stop: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let dest = listener.local_addr().unwrap();
-        let assignment = Assignment {
-            dest,
-            source: Ipv4Addr::LOCALHOST,
-            host_header: dest.to_string(),
-            path: "/news".to_owned(),
-        };
-        let permit = Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap();
-        tokio::task::spawn_local(run(assignment, 7, Rc::clone(shared), permit, stop))
+    #[test]
+    fn idle_connection_is_small() {
+        let size = std::mem::size_of::<Slot>();
+        assert!(size <= 160, "slot is {size} bytes");
     }
 
-    fn local_test(test: impl Future<Output = ()>) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    #[test]
+    fn counts_checks_sequence_and_latency() {
+        let (mut tally, mut pool, mut rng) = (Tally::default(), SendPool::default(), Rng::new(1));
+        tally.awaiting = 1;
+        let mut link = open_link();
+        link.flags |= flag::AWAITING;
+        let mut c = ctx(&mut tally, &mut pool, &mut rng, Some(3));
+        link.on_message(Message::Text(b"0:9000000:x"), &mut c);
+        link.on_message(Message::Binary(b"1:9000000:"), &mut c);
+        link.on_message(Message::Text(b"2"), &mut c);
+        assert_eq!(c.tally.counters.conns_complete, 1);
+        assert_eq!(c.tally.awaiting, 0);
+        link.on_message(Message::Text(b"2"), &mut c);
+        link.on_message(Message::Text(b"1"), &mut c);
+        link.on_message(Message::Text(b"5"), &mut c);
+        let counters = c.tally.counters;
+        assert_eq!(counters.messages, 6);
+        assert_eq!(counters.seq_dups, 2);
+        assert_eq!(counters.seq_out_of_order, 1);
+        assert_eq!(counters.seq_gaps, 2);
+        assert_eq!(counters.conns_complete, 0);
+        let latency = c.tally.latency.summary().unwrap();
+        assert_eq!(latency.count, 2);
+        assert!((latency.p50_ms - 1.0).abs() < 0.01, "{latency:?}");
+        assert_eq!(c.tally.ticks.arrivals().len(), 6);
+    }
+
+    #[test]
+    fn answers_ping_and_server_close_with_masked_frames() {
+        let (mut tally, mut pool, mut rng) = (Tally::default(), SendPool::default(), Rng::new(1));
+        let mut link = open_link();
+        let mut c = ctx(&mut tally, &mut pool, &mut rng, None);
+        link.on_message(Message::Ping(b"hi"), &mut c);
+        link.on_message(
+            Message::Close(Some(ringcast_proto::CloseFrame {
+                code: 1001,
+                reason: "bye",
+            })),
+            &mut c,
+        );
+        assert_eq!(c.tally.counters.pings, 1);
+        assert!(link.has(flag::CLOSE_SENT) && link.has(flag::SERVER_CLOSED));
+        assert!(link.wants_send());
+        let out = link.out.as_mut().unwrap();
+        let mut server = Decoder::new(Role::Server, 1 << 10);
+        let mut seen = Vec::new();
+        server
+            .feed(&mut out.queued, &mut |m| seen.push(format!("{m:?}")))
             .unwrap();
-        tokio::task::LocalSet::new().block_on(&runtime, test);
+        assert_eq!(seen.len(), 2);
+        assert!(seen[0].starts_with("Pong"), "{seen:?}");
+        assert!(seen[1].contains("1001"), "{seen:?}");
     }
 
     #[test]
-    fn counts_messages_answers_pings_and_closes_on_stop() {
-        local_test(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let shared = Rc::new(Shared::new(Duration::from_secs(5), Some(3)));
-            let (stop_tx, stop_rx) = watch::channel(false);
-            let client = start_client(&listener, &shared, stop_rx).await;
-            let mut first = frame(OpCode::Text, b"0:a");
-            first.extend(frame(OpCode::Ping, b"hi"));
-            first.extend(frame(OpCode::Binary, b"1:b"));
-            let mut server = accept_and_upgrade(&listener, &first).await;
-            server
-                .write_all(&frame(OpCode::Text, b"3:c"))
-                .await
-                .unwrap();
-            let frames = read_client_frames(&mut server, OpCode::Pong).await;
-            assert_eq!(frames, vec![(OpCode::Pong, b"hi".to_vec())]);
-            stop_tx.send_replace(true);
-            let frames = read_client_frames(&mut server, OpCode::Close).await;
-            assert_eq!(
-                frames,
-                vec![(OpCode::Close, 1000u16.to_be_bytes().to_vec())]
-            );
-            server
-                .write_all(&frame(OpCode::Close, &close_payload(1000, "")))
-                .await
-                .unwrap();
-            client.await.unwrap();
-            let counts = shared.stats.counts();
-            assert_eq!(counts.connected, 1);
-            assert_eq!(counts.messages, 3);
-            assert_eq!(counts.bytes, 9);
-            assert_eq!(counts.pings, 1);
-            assert_eq!(counts.seq_gaps, 1);
-            assert_eq!(counts.seq_dups, 0);
-            assert_eq!(counts.conns_complete, 0);
-            assert_eq!(counts.closed_by_server, 0);
-            assert_eq!(shared.stats.open(), 0);
-            assert_eq!(shared.stats.awaiting(), 0);
-        });
-    }
-
-    #[test]
-    fn complete_connection_and_server_close() {
-        local_test(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let shared = Rc::new(Shared::new(Duration::from_secs(5), Some(2)));
-            let (_stop_tx, stop_rx) = watch::channel(false);
-            let client = start_client(&listener, &shared, stop_rx).await;
-            let mut server = accept_and_upgrade(&listener, &[]).await;
-            let mut frames = frame(OpCode::Text, b"5:x");
-            frames.extend(frame(OpCode::Text, b"6:y"));
-            frames.extend(frame(OpCode::Close, &close_payload(1001, "bye")));
-            server.write_all(&frames).await.unwrap();
-            let echoed = read_client_frames(&mut server, OpCode::Close).await;
-            assert_eq!(
-                echoed,
-                vec![(OpCode::Close, 1001u16.to_be_bytes().to_vec())]
-            );
-            client.await.unwrap();
-            let counts = shared.stats.counts();
-            assert_eq!(counts.messages, 2);
-            assert_eq!(counts.conns_complete, 1);
-            assert_eq!(counts.closed_by_server, 1);
-        });
-    }
-
-    #[test]
-    fn classifies_refused_and_bad_handshakes() {
-        local_test(async {
-            let shared = Rc::new(Shared::new(Duration::from_secs(5), None));
-            let (_stop_tx, stop_rx) = watch::channel(false);
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let client = start_client(&listener, &shared, stop_rx.clone()).await;
-            let (mut stream, _) = listener.accept().await.unwrap();
-            stream
-                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-                .await
-                .unwrap();
-            client.await.unwrap();
-            drop(listener);
-            let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let client = start_client(&closed, &shared, stop_rx).await;
-            drop(closed);
-            client.await.unwrap();
-            let errors = shared.stats.connect_errors();
-            assert_eq!(errors.handshake, 1);
-            assert_eq!(errors.refused, 1);
-            assert_eq!(shared.stats.counts().connected, 0);
-        });
+    fn outbox_goes_back_to_the_pool() {
+        let mut pool = SendPool::default();
+        let mut link = open_link();
+        link.queue_raw(&mut pool, b"GET /");
+        link.flags |= flag::SEND_IN_FLIGHT;
+        link.drop_outbox(&mut pool);
+        assert!(link.out.is_some(), "kept while a send is in flight");
+        link.flags &= !flag::SEND_IN_FLIGHT;
+        link.drop_outbox(&mut pool);
+        assert!(link.out.is_none());
     }
 }

@@ -1,62 +1,156 @@
-//! `wsload`: WebSocket capacity tester. `hold` opens and holds many connections (over many
-//! source IPs, ports and, with `--procs`, worker processes) and counts what they receive;
-//! `publish` feeds numbered messages through the admin API. Each prints one JSON line.
+//! `wsload`: WebSocket capacity tester on ringcast's own io_uring reactor and sans-IO
+//! protocol (client role). Scenarios `hold`, `push`, `tick`, `echo` and `churn` open many
+//! connections (over many source IPs, ports and, with `--procs`, worker processes), run for
+//! `--duration` and report a table on stderr plus one JSON line on stdout; `publish` feeds
+//! numbered messages through an admin API.
 
 mod addr_plan;
+mod admin_client;
 mod cli;
 mod conn;
-mod hold;
+mod coordinator;
+mod engine;
 mod http1;
+mod latency;
+mod metrics;
+mod payload;
 mod procs;
+mod progress;
 mod publish;
+mod publisher;
 mod report;
+mod rng;
+mod scenario;
+mod self_usage;
+mod send_pool;
 mod seq;
 mod stats;
+mod table;
+mod tally;
+mod wire;
+
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, HoldArgs, WorkerSlot};
-use crate::hold::ConsoleObserver;
-use crate::procs::{WorkerEvent, WorkerObserver};
+use crate::admin_client::parse_admin_url;
+use crate::cli::{Cli, Command, LoadArgs};
+use crate::coordinator::{PublishSpec, RunSpec};
+use crate::publisher::PublishMode;
+use crate::scenario::Scenario;
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Hold(args) => hold(&args),
         Command::Publish(args) => {
             let report = publish::run(&args)?;
             report::emit(&report, args.json.as_deref())
         }
+        Command::Hold(args) => run(
+            args.load,
+            Scenario::Hold {
+                expect_messages: args.expect_messages,
+            },
+            None,
+        ),
+        Command::Push(args) => {
+            let publish = PublishSpec {
+                admin: parse_admin_url(&args.admin)?,
+                mode: PublishMode::Push {
+                    rate: args.publish_rate.max(0.0),
+                    size: args.size,
+                },
+                publishers: args.publishers.max(1),
+            };
+            run(args.load, Scenario::Push, Some(publish))
+        }
+        Command::Tick(args) => {
+            let publish = PublishSpec {
+                admin: parse_admin_url(&args.admin)?,
+                mode: PublishMode::Tick,
+                publishers: 1,
+            };
+            run(args.load, Scenario::Tick, Some(publish))
+        }
+        Command::Echo(args) => run(
+            args.load,
+            Scenario::Echo {
+                msg_rate: args.msg_rate.max(0.0),
+                size: args.size,
+            },
+            None,
+        ),
+        Command::Churn(args) => run(
+            args.load,
+            Scenario::Churn {
+                interval: Duration::from_secs_f64(args.interval.max(0.001)),
+                fraction: args.churn.0,
+            },
+            None,
+        ),
     }
 }
 
-fn hold(args: &HoldArgs) -> anyhow::Result<()> {
-    if let Some(slot) = args.worker {
-        let epoch = procs::epoch_from_unix_ms(args.epoch_ms);
-        let mut observer = WorkerObserver;
-        let report = hold::run(args, slot, epoch, &mut observer)?;
-        return observer.send(&WorkerEvent::Report(report));
+/// Runs a scenario as the coordinator, or as one worker process of a `--procs` parent.
+fn run(load: LoadArgs, scenario: Scenario, publish: Option<PublishSpec>) -> anyhow::Result<()> {
+    if let Some(slot) = load.worker {
+        let epoch = procs::epoch_from_unix_ms(load.epoch_ms);
+        return procs::run_worker(&coordinator::worker_params(&load, scenario, slot, epoch));
     }
-    if args.procs > 1 {
-        let outcome = procs::run_parent(args)?;
-        report::emit(&outcome.report, args.json.as_deref())?;
-        if !outcome.missing_workers.is_empty() {
-            bail!(
-                "workers {:?} ended without a report; the line above merges the others",
-                outcome.missing_workers
-            );
-        }
-        return Ok(());
-    }
-    let mut observer = ConsoleObserver {
-        ready_file: args.ready_file.as_deref(),
-        done_file: args.done_file.as_deref(),
+    let json = load.json.clone();
+    let spec = RunSpec {
+        load,
+        scenario,
+        publish,
+        command: command_line(std::env::args()),
     };
-    let report = hold::run(
-        args,
-        WorkerSlot::SOLE,
-        std::time::Instant::now(),
-        &mut observer,
-    )?;
-    report::emit(&report, args.json.as_deref())
+    let report = coordinator::run(&spec)?;
+    eprint!("{}", table::render(&report));
+    report::emit(&report, json.as_deref())?;
+    if !report.missing_workers.is_empty() {
+        bail!(
+            "workers {:?} ended without a report; the line above merges the others",
+            report.missing_workers
+        );
+    }
+    Ok(())
+}
+
+/// The command line as a shell would need it typed (arguments quoted where needed).
+fn command_line(args: impl Iterator<Item = String>) -> String {
+    args.map(|arg| {
+        let plain = !arg.is_empty()
+            && arg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-./:=,@%+{}".contains(&b));
+        if plain {
+            arg
+        } else {
+            format!("'{}'", arg.replace('\'', r"'\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_quotes_what_needs_it() {
+        let args = [
+            "wsload",
+            "hold",
+            "--url",
+            "ws://127.0.0.1:1-2/ch-{ch}",
+            "a b",
+            "it's",
+            "",
+        ];
+        assert_eq!(
+            command_line(args.iter().map(|s| (*s).to_owned())),
+            r"wsload hold --url ws://127.0.0.1:1-2/ch-{ch} 'a b' 'it'\''s' ''"
+        );
+    }
 }

@@ -1,76 +1,226 @@
-//! `wsload hold --procs P`: the parent re-executes itself P times as hidden `--worker I/P`
-//! processes (one process may hold at most ~20,000 fds here), relays their progress, writes
-//! `--ready-file` / `--done-file` once every worker finished its ramp / hold, and merges their
-//! reports. Workers
-//! talk to the parent in JSON lines on stdout and die with it (`PR_SET_PDEATHSIG`).
+//! Workers and how the coordinator talks to them. With `--procs 1` the worker is a thread
+//! of the same process (events over a channel, stop through a flag). With `--procs P` the
+//! parent re-executes itself P times as hidden `--worker I/P` processes (one process may
+//! hold at most ~20,000 fds here): a worker writes its events as JSON lines on stdout,
+//! stops when it reads `stop` (or EOF) on stdin, and dies with the parent
+//! (`PR_SET_PDEATHSIG`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::Context;
 
-use crate::cli::HoldArgs;
-use crate::hold::{HoldObserver, write_marker_file};
-use crate::report::{HoldReport, merge};
-use crate::stats::Progress;
+use crate::engine::{self, EventSink};
+use crate::scenario::WorkerParams;
+use crate::wire::WorkerEvent;
 
-/// Progress period of the parent.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-/// Parent wait granularity.
-const POLL: Duration = Duration::from_millis(200);
-/// Beyond the workers' own bound (ramp + duration + close), before the parent kills them.
-const WORKER_SLACK: Duration = Duration::from_secs(30);
+/// A worker's event, or `None` once the worker has ended (its channel or stdout closed).
+pub type Envelope = (usize, Option<WorkerEvent>);
 
-/// One line a worker writes on stdout.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum WorkerEvent {
-    /// Once a second.
-    Progress(Progress),
-    /// The worker's ramp is over.
-    RampDone {
-        /// Connections open after the ramp.
-        connected: u64,
+/// A running worker.
+pub enum WorkerHandle {
+    /// A thread of this process.
+    Thread {
+        /// Set to end the measured phase.
+        stop: Arc<AtomicBool>,
+        /// The engine thread.
+        join: Option<JoinHandle<anyhow::Result<()>>>,
     },
-    /// The worker's hold is over; it is closing its connections.
-    HoldDone {
-        /// Messages received.
-        messages: u64,
+    /// A child process.
+    Process {
+        /// The child.
+        child: Child,
+        /// Its stdin (`stop` lines).
+        stdin: Option<ChildStdin>,
     },
-    /// The worker's final report.
-    Report(HoldReport),
 }
 
-/// The observer of a worker process: every event becomes a JSON line on stdout.
-pub struct WorkerObserver;
+impl WorkerHandle {
+    /// Asks the worker to end its measured phase, close its connections and report.
+    pub fn stop(&mut self) {
+        match self {
+            Self::Thread { stop, .. } => stop.store(true, Ordering::Relaxed),
+            Self::Process { stdin, .. } => {
+                if let Some(pipe) = stdin {
+                    let _ = pipe.write_all(b"stop\n").and_then(|()| pipe.flush());
+                }
+            }
+        }
+    }
 
-impl WorkerObserver {
-    /// Writes one event line.
-    pub fn send(&mut self, event: &WorkerEvent) -> anyhow::Result<()> {
-        let line = serde_json::to_string(event)?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{line}")?;
-        stdout.flush()?;
+    /// Kills a worker process (a thread is only asked to stop).
+    pub fn kill(&mut self) {
+        match self {
+            Self::Thread { stop, .. } => stop.store(true, Ordering::Relaxed),
+            Self::Process { child, .. } => {
+                let _ = child.kill();
+            }
+        }
+    }
+
+    /// Waits for the worker to end; returns its error, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        match self {
+            Self::Thread { join, .. } => match join.take()?.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(err)) => Some(format!("{err:#}")),
+                Err(_) => Some("the worker thread panicked".to_owned()),
+            },
+            Self::Process { child, stdin } => {
+                drop(stdin.take());
+                match child.wait() {
+                    Ok(status) if status.success() => None,
+                    Ok(status) => Some(format!("worker process exited with {status}")),
+                    Err(err) => Some(format!("waiting for a worker process: {err}")),
+                }
+            }
+        }
+    }
+}
+
+/// Events of an in-process worker go straight to the coordinator's channel.
+struct ChannelSink {
+    index: usize,
+    events: Sender<Envelope>,
+}
+
+impl EventSink for ChannelSink {
+    fn send(&mut self, event: WorkerEvent) -> anyhow::Result<()> {
+        // A coordinator that stopped listening is not the worker's failure.
+        let _ = self.events.send((self.index, Some(event)));
         Ok(())
     }
 }
 
-impl HoldObserver for WorkerObserver {
-    fn progress(&mut self, progress: &Progress) -> anyhow::Result<()> {
-        self.send(&WorkerEvent::Progress(*progress))
+impl Drop for ChannelSink {
+    fn drop(&mut self) {
+        let _ = self.events.send((self.index, None));
     }
+}
 
-    fn ramp_done(&mut self, connected: u64) -> anyhow::Result<()> {
-        self.send(&WorkerEvent::RampDone { connected })
+/// Starts worker 0 of a single-process run on its own thread.
+pub fn spawn_thread(
+    params: WorkerParams,
+    events: Sender<Envelope>,
+) -> anyhow::Result<WorkerHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let join = std::thread::Builder::new()
+        .name("wsload-worker".to_owned())
+        .spawn(move || {
+            let mut sink = ChannelSink { index: 0, events };
+            engine::run(&params, &flag, &mut sink)
+        })
+        .context("starting the worker thread")?;
+    Ok(WorkerHandle::Thread {
+        stop,
+        join: Some(join),
+    })
+}
+
+/// Starts worker `index` of `count` as a child process running this executable with the
+/// same arguments plus `--worker index/count --epoch-ms epoch_ms`.
+pub fn spawn_process(
+    index: usize,
+    count: usize,
+    epoch_ms: u128,
+    events: Sender<Envelope>,
+) -> anyhow::Result<WorkerHandle> {
+    let exe = std::env::current_exe().context("locating wsload's own executable")?;
+    let parent = std::process::id();
+    let mut command = Command::new(exe);
+    command
+        .args(std::env::args_os().skip(1))
+        .arg("--worker")
+        .arg(format!("{index}/{count}"))
+        .arg("--epoch-ms")
+        .arg(epoch_ms.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: the closure runs in the forked child before exec and only calls the
+    // async-signal-safe prctl and getppid.
+    unsafe {
+        command.pre_exec(move || die_with_parent(parent));
     }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting worker {index}"))?;
+    let stdout = child.stdout.take().context("worker has no stdout")?;
+    let stdin = child.stdin.take();
+    std::thread::Builder::new()
+        .name(format!("wsload-relay-{index}"))
+        .spawn(move || relay_worker_lines(index, stdout, &events))
+        .context("starting a relay thread")?;
+    Ok(WorkerHandle::Process { child, stdin })
+}
 
-    fn hold_done(&mut self, messages: u64) -> anyhow::Result<()> {
-        self.send(&WorkerEvent::HoldDone { messages })
+/// In the forked child: get SIGKILL when the parent dies, and exit at once if it already has.
+fn die_with_parent(parent: u32) -> std::io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: getppid has no arguments and cannot fail.
+    if unsafe { libc::getppid() } as u32 != parent {
+        return Err(std::io::Error::other("parent already exited"));
+    }
+    Ok(())
+}
+
+/// Forwards a worker's event lines to the coordinator; other lines go to stderr.
+fn relay_worker_lines(index: usize, stdout: std::process::ChildStdout, events: &Sender<Envelope>) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else {
+            break;
+        };
+        match serde_json::from_str::<WorkerEvent>(&line) {
+            Ok(event) => {
+                if events.send((index, Some(event))).is_err() {
+                    return;
+                }
+            }
+            Err(_) => eprintln!("[wsload worker {index}] {line}"),
+        }
+    }
+    let _ = events.send((index, None));
+}
+
+/// The worker side of a `--procs` run: events as JSON lines on stdout, `stop` on stdin.
+pub fn run_worker(params: &WorkerParams) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("wsload-stdin".to_owned())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                match line {
+                    Ok(line) if line.trim() != "stop" => {}
+                    _ => break,
+                }
+            }
+            flag.store(true, Ordering::Relaxed);
+        })
+        .context("starting the stdin thread")?;
+    engine::run(params, &stop, &mut StdoutSink)
+}
+
+/// Events of a worker process: one JSON line each on stdout.
+struct StdoutSink;
+
+impl EventSink for StdoutSink {
+    fn send(&mut self, event: WorkerEvent) -> anyhow::Result<()> {
+        let line = serde_json::to_string(&event)?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+        Ok(())
     }
 }
 
@@ -87,230 +237,9 @@ pub fn epoch_from_unix_ms(epoch_ms: Option<u64>) -> Instant {
     now.checked_sub(since_epoch).unwrap_or(now)
 }
 
-/// What the workers of a `--procs` run produced.
-#[derive(Debug)]
-pub struct ParentOutcome {
-    /// The merged report of the workers that reported.
-    pub report: HoldReport,
-    /// Workers that ended without a report (crashed or killed).
-    pub missing_workers: Vec<usize>,
-}
-
-/// Runs `args.procs` workers and merges their reports.
-pub fn run_parent(args: &HoldArgs) -> anyhow::Result<ParentOutcome> {
-    let procs = args.procs;
-    let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-    let started = Instant::now();
-    let (events_tx, events_rx) = mpsc::channel();
-    let mut children = Vec::with_capacity(procs);
-    for index in 0..procs {
-        let child = spawn_worker(index, procs, epoch_ms);
-        let mut child = match child {
-            Ok(child) => child,
-            Err(e) => {
-                kill_all(&mut children);
-                return Err(e);
-            }
-        };
-        let Some(stdout) = child.stdout.take() else {
-            kill_all(&mut children);
-            bail!("worker {index} has no stdout");
-        };
-        let events_tx = events_tx.clone();
-        thread::spawn(move || relay_worker_lines(index, stdout, &events_tx));
-        children.push(child);
-    }
-    drop(events_tx);
-
-    let deadline = started + worker_bound(args) + WORKER_SLACK;
-    let mut progress = vec![Progress::default(); procs];
-    let mut ramp_done = MarkerFile::new(args.ready_file.as_deref(), procs);
-    let mut hold_done = MarkerFile::new(args.done_file.as_deref(), procs);
-    let mut reports: Vec<Option<HoldReport>> = vec![None; procs];
-    let mut next_progress = Instant::now() + PROGRESS_EVERY;
-    loop {
-        match events_rx.recv_timeout(POLL) {
-            Ok((index, WorkerEvent::Progress(p))) => progress[index] = p,
-            Ok((index, WorkerEvent::RampDone { connected })) => {
-                ramp_done.record(index, connected)?;
-            }
-            Ok((index, WorkerEvent::HoldDone { messages })) => hold_done.record(index, messages)?,
-            Ok((index, WorkerEvent::Report(report))) => reports[index] = Some(report),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        if Instant::now() >= next_progress {
-            next_progress = Instant::now() + PROGRESS_EVERY;
-            let mut total = Progress::default();
-            progress.iter().for_each(|p| total.add(p));
-            total.elapsed_s = started.elapsed().as_secs_f64();
-            total.target = args.connections as u64;
-            eprintln!("{}", total.line());
-        }
-        if Instant::now() >= deadline {
-            eprintln!("[wsload] workers overran their time bound; killing them");
-            kill_all(&mut children);
-            break;
-        }
-    }
-    for child in &mut children {
-        let _ = child.wait();
-    }
-    let missing_workers = (0..procs).filter(|&i| reports[i].is_none()).collect();
-    let report = merge(&reports.into_iter().flatten().collect::<Vec<_>>());
-    Ok(ParentOutcome {
-        report,
-        missing_workers,
-    })
-}
-
-/// A file written with the sum of the workers' values once every worker has reported one.
-struct MarkerFile<'a> {
-    path: Option<&'a std::path::Path>,
-    values: Vec<Option<u64>>,
-}
-
-impl<'a> MarkerFile<'a> {
-    fn new(path: Option<&'a std::path::Path>, workers: usize) -> Self {
-        Self {
-            path,
-            values: vec![None; workers],
-        }
-    }
-
-    fn record(&mut self, worker: usize, value: u64) -> anyhow::Result<()> {
-        let was_complete = self.values.iter().all(Option::is_some);
-        self.values[worker] = Some(value);
-        match self.path {
-            Some(path) if !was_complete && self.values.iter().all(Option::is_some) => {
-                write_marker_file(path, self.values.iter().flatten().sum())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The longest a worker may run by its own rules: ramp + duration + close, with the ramp at
-/// its own deadline.
-fn worker_bound(args: &HoldArgs) -> Duration {
-    let rate = if args.rate > 0 {
-        f64::from(args.rate)
-    } else {
-        1000.0
-    };
-    let ramp = 2.0 * args.connections as f64 / rate + 2.0 * args.connect_timeout + 5.0;
-    Duration::from_secs_f64(ramp + args.duration.max(0.0) + 5.0)
-}
-
-fn spawn_worker(index: usize, procs: usize, epoch_ms: u128) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating wsload's own executable")?;
-    let parent = std::process::id();
-    let mut command = Command::new(exe);
-    command
-        .args(std::env::args_os().skip(1))
-        .arg("--worker")
-        .arg(format!("{index}/{procs}"))
-        .arg("--epoch-ms")
-        .arg(epoch_ms.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    // SAFETY: the closure runs in the forked child before exec and only calls the
-    // async-signal-safe prctl and getppid.
-    unsafe {
-        command.pre_exec(move || die_with_parent(parent));
-    }
-    command
-        .spawn()
-        .with_context(|| format!("starting worker {index}"))
-}
-
-/// In the forked child: get SIGKILL when the parent dies, and exit at once if it already has.
-fn die_with_parent(parent: u32) -> std::io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and no pointers.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: getppid has no arguments and cannot fail.
-    if unsafe { libc::getppid() } as u32 != parent {
-        return Err(std::io::Error::other("parent already exited"));
-    }
-    Ok(())
-}
-
-/// Forwards a worker's event lines to the parent; other lines go to stderr.
-fn relay_worker_lines(
-    index: usize,
-    stdout: std::process::ChildStdout,
-    events: &mpsc::Sender<(usize, WorkerEvent)>,
-) {
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else {
-            return;
-        };
-        match serde_json::from_str::<WorkerEvent>(&line) {
-            Ok(event) => {
-                if events.send((index, event)).is_err() {
-                    return;
-                }
-            }
-            Err(_) => eprintln!("[wsload worker {index}] {line}"),
-        }
-    }
-}
-
-fn kill_all(children: &mut [Child]) {
-    for child in children {
-        let _ = child.kill();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn worker_events_round_trip() {
-        let events = [
-            WorkerEvent::Progress(Progress {
-                connected: 3,
-                ..Progress::default()
-            }),
-            WorkerEvent::RampDone { connected: 7 },
-            WorkerEvent::HoldDone { messages: 8 },
-            WorkerEvent::Report(HoldReport {
-                scenario: "hold".to_owned(),
-                messages: 9,
-                ..HoldReport::default()
-            }),
-        ];
-        for event in events {
-            let line = serde_json::to_string(&event).unwrap();
-            assert!(line.contains("\"event\""));
-            assert_eq!(serde_json::from_str::<WorkerEvent>(&line).unwrap(), event);
-        }
-    }
-
-    #[test]
-    fn marker_file_waits_for_every_worker() {
-        let path = std::env::temp_dir().join(format!("wsload-marker-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let mut marker = MarkerFile::new(Some(&path), 2);
-        marker.record(1, 5).unwrap();
-        assert!(!path.exists());
-        marker.record(0, 7).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "12\n");
-        std::fs::remove_file(&path).unwrap();
-        marker.record(0, 9).unwrap();
-        assert!(!path.exists(), "written once only");
-        MarkerFile::new(None, 1).record(0, 1).unwrap();
-    }
-
-    #[test]
-    fn foreign_lines_are_not_events() {
-        assert!(serde_json::from_str::<WorkerEvent>("{\"scenario\":\"hold\"}").is_err());
-        assert!(serde_json::from_str::<WorkerEvent>("panicked at").is_err());
-    }
 
     #[test]
     fn epoch_is_in_the_past() {
@@ -321,5 +250,23 @@ mod tests {
         let epoch = epoch_from_unix_ms(Some(now_ms - 2_000));
         assert!(epoch <= Instant::now());
         assert!(epoch_from_unix_ms(Some(u64::MAX)) <= Instant::now());
+        assert!(epoch_from_unix_ms(None) <= Instant::now());
+    }
+
+    #[test]
+    fn channel_sink_announces_the_end() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sink = ChannelSink {
+            index: 3,
+            events: tx,
+        };
+        sink.send(WorkerEvent::RampDone { connected: 1 }).unwrap();
+        drop(sink);
+        assert_eq!(
+            rx.recv().unwrap(),
+            (3, Some(WorkerEvent::RampDone { connected: 1 }))
+        );
+        assert_eq!(rx.recv().unwrap(), (3, None));
+        assert!(rx.recv().is_err());
     }
 }

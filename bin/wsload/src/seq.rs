@@ -1,5 +1,5 @@
-//! Per-connection sequence check for publisher bodies of the form `"<seq>:<anything>"` (or just
-//! `"<seq>"`): from the first number seen, each next one must be exactly one more.
+//! Per-connection sequence check: from the first number seen, each next one must be exactly
+//! one more. Eight bytes per connection (`u64::MAX` means "nothing seen yet").
 
 /// What one observed sequence number means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,48 +8,46 @@ pub enum SeqEvent {
     InOrder,
     /// Numbers were skipped; how many.
     Gap(u64),
-    /// Not larger than the last one seen.
+    /// Equal to the last one seen.
     Dup,
+    /// Smaller than the last one seen (arrived after a later one).
+    Late,
 }
 
 /// Tracks the sequence numbers one connection received.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct SeqTracker {
-    /// Largest number seen so far.
-    last: Option<u64>,
+    /// Largest number seen so far, `u64::MAX` before the first.
+    last: u64,
+}
+
+impl Default for SeqTracker {
+    fn default() -> Self {
+        Self { last: u64::MAX }
+    }
 }
 
 impl SeqTracker {
-    /// Records `seq` and classifies it.
+    /// Records `seq` and classifies it. `u64::MAX` itself is treated as a duplicate.
     pub fn observe(&mut self, seq: u64) -> SeqEvent {
-        match self.last {
-            Some(last) if seq <= last => SeqEvent::Dup,
-            Some(last) => {
-                self.last = Some(seq);
-                let skipped = seq - last - 1;
+        if self.last == u64::MAX {
+            self.last = seq;
+            return SeqEvent::InOrder;
+        }
+        match seq.cmp(&self.last) {
+            std::cmp::Ordering::Equal => SeqEvent::Dup,
+            std::cmp::Ordering::Less => SeqEvent::Late,
+            std::cmp::Ordering::Greater => {
+                let skipped = seq - self.last - 1;
+                self.last = seq;
                 if skipped == 0 {
                     SeqEvent::InOrder
                 } else {
                     SeqEvent::Gap(skipped)
                 }
             }
-            None => {
-                self.last = Some(seq);
-                SeqEvent::InOrder
-            }
         }
     }
-}
-
-/// The leading decimal number of `body` when it is followed by `:` or the end of the body.
-pub fn parse_seq(body: &[u8]) -> Option<u64> {
-    let digits = body.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || (digits < body.len() && body[digits] != b':') {
-        return None;
-    }
-    body[..digits].iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
 }
 
 #[cfg(test)]
@@ -57,30 +55,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_publisher_bodies() {
-        assert_eq!(parse_seq(b"0:"), Some(0));
-        assert_eq!(parse_seq(b"42:xxxx"), Some(42));
-        assert_eq!(parse_seq(b"7"), Some(7));
-        assert_eq!(parse_seq(b"18446744073709551615:"), Some(u64::MAX));
-    }
-
-    #[test]
-    fn ignores_other_bodies() {
-        assert_eq!(parse_seq(b""), None);
-        assert_eq!(parse_seq(b":1"), None);
-        assert_eq!(parse_seq(b"12a:"), None);
-        assert_eq!(parse_seq(b"hello"), None);
-        assert_eq!(parse_seq(b"18446744073709551616:"), None);
-    }
-
-    #[test]
-    fn classifies_in_order_gaps_and_dups() {
+    fn classifies_in_order_gaps_dups_and_late() {
         let mut t = SeqTracker::default();
         assert_eq!(t.observe(5), SeqEvent::InOrder);
         assert_eq!(t.observe(6), SeqEvent::InOrder);
         assert_eq!(t.observe(9), SeqEvent::Gap(2));
         assert_eq!(t.observe(9), SeqEvent::Dup);
-        assert_eq!(t.observe(3), SeqEvent::Dup);
+        assert_eq!(t.observe(3), SeqEvent::Late);
         assert_eq!(t.observe(10), SeqEvent::InOrder);
+        assert_eq!(std::mem::size_of::<SeqTracker>(), 8);
+    }
+
+    #[test]
+    fn starts_anywhere_including_zero() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.observe(0), SeqEvent::InOrder);
+        assert_eq!(t.observe(0), SeqEvent::Dup);
+        assert_eq!(t.observe(1), SeqEvent::InOrder);
     }
 }

@@ -1,14 +1,9 @@
-//! Counters of one `hold` worker, shared by its connection tasks on a single-threaded runtime
-//! (plain `Cell`s, no atomics), and the snapshot they turn into for progress and the report.
-
-use std::cell::Cell;
-use std::time::Instant;
+//! Plain counters of one worker (owned by its single engine thread: no atomics), the failure
+//! kinds of a connection attempt, and how counters of several workers add up.
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::ConnectErrors;
-
-/// Why a connection attempt failed.
+/// Why a connection attempt failed (the `kind` label of `wsload_connect_errors_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectFailure {
     /// Connection refused.
@@ -17,236 +12,151 @@ pub enum ConnectFailure {
     Timeout,
     /// Bad or rejected handshake response.
     Handshake,
-    /// Anything else.
+    /// The connection was reset (or ended) before the handshake finished.
+    Reset,
+    /// Anything else (bind, address exhaustion, fd limit, ...).
     Other,
 }
 
-/// Live counters of one worker.
-#[derive(Debug, Default)]
-pub struct HoldStats {
-    connected: Cell<u64>,
-    open: Cell<u64>,
-    refused: Cell<u64>,
-    timeout: Cell<u64>,
-    handshake: Cell<u64>,
-    other: Cell<u64>,
-    closed_by_server: Cell<u64>,
-    protocol_errors: Cell<u64>,
-    messages: Cell<u64>,
-    bytes: Cell<u64>,
-    pings: Cell<u64>,
-    seq_gaps: Cell<u64>,
-    seq_dups: Cell<u64>,
-    complete: Cell<u64>,
-    awaiting: Cell<u64>,
-    first_message: Cell<Option<Instant>>,
-    last_message: Cell<Option<Instant>>,
+impl ConnectFailure {
+    /// Classifies the errno of a failed connect, send or receive during connection setup.
+    pub fn from_errno(errno: i32) -> Self {
+        match errno {
+            libc::ECONNREFUSED => Self::Refused,
+            libc::ETIMEDOUT | libc::ECANCELED => Self::Timeout,
+            libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED => Self::Reset,
+            _ => Self::Other,
+        }
+    }
 }
 
-fn bump(cell: &Cell<u64>, by: u64) {
-    cell.set(cell.get() + by);
+/// Connection attempts that failed, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectErrors {
+    /// The server refused the TCP connection.
+    pub refused: u64,
+    /// TCP connect or WebSocket handshake did not finish in time (or was never attempted
+    /// because the ramp ran out of time).
+    pub timeout: u64,
+    /// The server answered the handshake with something other than a valid 101.
+    pub handshake: u64,
+    /// Reset or closed by the server before the handshake finished.
+    #[serde(default)]
+    pub reset: u64,
+    /// Any other error (bind, address exhaustion, fd limit, ...).
+    pub other: u64,
 }
 
-fn drop_one(cell: &Cell<u64>) {
-    cell.set(cell.get().saturating_sub(1));
-}
+impl ConnectErrors {
+    /// All failures.
+    pub fn total(&self) -> u64 {
+        self.refused + self.timeout + self.handshake + self.reset + self.other
+    }
 
-impl HoldStats {
-    /// A connection attempt failed.
-    pub fn failed(&self, why: ConnectFailure, count: u64) {
+    /// Counts one failure of kind `why`.
+    pub fn count(&mut self, why: ConnectFailure, n: u64) {
         let cell = match why {
-            ConnectFailure::Refused => &self.refused,
-            ConnectFailure::Timeout => &self.timeout,
-            ConnectFailure::Handshake => &self.handshake,
-            ConnectFailure::Other => &self.other,
+            ConnectFailure::Refused => &mut self.refused,
+            ConnectFailure::Timeout => &mut self.timeout,
+            ConnectFailure::Handshake => &mut self.handshake,
+            ConnectFailure::Reset => &mut self.reset,
+            ConnectFailure::Other => &mut self.other,
         };
-        bump(cell, count);
+        *cell += n;
     }
 
-    /// A handshake succeeded; `awaiting` says whether it still waits for expected messages.
-    pub fn connected(&self, awaiting: bool) {
-        bump(&self.connected, 1);
-        bump(&self.open, 1);
-        if awaiting {
-            bump(&self.awaiting, 1);
-        }
+    /// `(kind label, count)` pairs in a fixed order.
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("refused", self.refused),
+            ("timeout", self.timeout),
+            ("handshake", self.handshake),
+            ("reset", self.reset),
+            ("other", self.other),
+        ]
     }
 
-    /// A connection ended; `by_server` when the server ended it first, `was_awaiting` when it
-    /// had not yet received the expected messages.
-    pub fn closed(&self, by_server: bool, was_awaiting: bool) {
-        drop_one(&self.open);
-        if by_server {
-            bump(&self.closed_by_server, 1);
-        }
-        if was_awaiting {
-            drop_one(&self.awaiting);
-        }
-    }
-
-    /// The server broke the protocol on a connection.
-    pub fn protocol_error(&self) {
-        bump(&self.protocol_errors, 1);
-    }
-
-    /// A data message of `len` payload bytes arrived at `now`.
-    pub fn message(&self, len: usize, now: Instant) {
-        bump(&self.messages, 1);
-        bump(&self.bytes, len as u64);
-        if self.first_message.get().is_none() {
-            self.first_message.set(Some(now));
-        }
-        self.last_message.set(Some(now));
-    }
-
-    /// A ping arrived.
-    pub fn ping(&self) {
-        bump(&self.pings, 1);
-    }
-
-    /// `count` sequence numbers were skipped.
-    pub fn seq_gap(&self, count: u64) {
-        bump(&self.seq_gaps, count);
-    }
-
-    /// A sequence number repeated or went backwards.
-    pub fn seq_dup(&self) {
-        bump(&self.seq_dups, 1);
-    }
-
-    /// A connection reached the expected message count.
-    pub fn reached_expected(&self) {
-        drop_one(&self.awaiting);
-    }
-
-    /// A connection became complete (`true`) or stopped being complete (`false`).
-    pub fn set_complete(&self, complete: bool) {
-        if complete {
-            bump(&self.complete, 1);
-        } else {
-            drop_one(&self.complete);
-        }
-    }
-
-    /// Attempts resolved so far (connected or failed).
-    pub fn resolved(&self) -> u64 {
-        self.connected.get() + self.connect_errors().total()
-    }
-
-    /// Open connections still waiting for expected messages.
-    pub fn awaiting(&self) -> u64 {
-        self.awaiting.get()
-    }
-
-    /// Open connections.
-    pub fn open(&self) -> u64 {
-        self.open.get()
-    }
-
-    /// Failures so far, by cause.
-    pub fn connect_errors(&self) -> ConnectErrors {
-        ConnectErrors {
-            refused: self.refused.get(),
-            timeout: self.timeout.get(),
-            handshake: self.handshake.get(),
-            other: self.other.get(),
-        }
-    }
-
-    /// Progress snapshot.
-    pub fn progress(&self, target: u64, elapsed_s: f64) -> Progress {
-        Progress {
-            elapsed_s,
-            target,
-            connected: self.connected.get(),
-            open: self.open.get(),
-            failed: self.connect_errors().total(),
-            messages: self.messages.get(),
-        }
-    }
-
-    /// Counts of the report (the caller fills scenario, target, times and rates).
-    pub fn counts(&self) -> Counts {
-        Counts {
-            connected: self.connected.get(),
-            connect_errors: self.connect_errors(),
-            closed_by_server: self.closed_by_server.get(),
-            protocol_errors: self.protocol_errors.get(),
-            messages: self.messages.get(),
-            bytes: self.bytes.get(),
-            pings: self.pings.get(),
-            seq_gaps: self.seq_gaps.get(),
-            seq_dups: self.seq_dups.get(),
-            conns_complete: self.complete.get(),
-            first_message: self.first_message.get(),
-            last_message: self.last_message.get(),
-        }
+    /// Adds another worker's failures.
+    pub fn add(&mut self, other: &Self) {
+        self.refused += other.refused;
+        self.timeout += other.timeout;
+        self.handshake += other.handshake;
+        self.reset += other.reset;
+        self.other += other.other;
     }
 }
 
-/// Counter values at the end of a run.
-#[derive(Debug, Clone, Copy)]
-pub struct Counts {
-    /// Handshakes that succeeded.
-    pub connected: u64,
-    /// Failures by cause.
-    pub connect_errors: ConnectErrors,
-    /// Connections the server ended.
-    pub closed_by_server: u64,
-    /// Connections dropped for protocol errors.
-    pub protocol_errors: u64,
-    /// Data messages.
-    pub messages: u64,
-    /// Payload bytes.
-    pub bytes: u64,
-    /// Pings.
-    pub pings: u64,
-    /// Skipped sequence numbers.
-    pub seq_gaps: u64,
-    /// Repeated sequence numbers.
-    pub seq_dups: u64,
-    /// Complete connections.
-    pub conns_complete: u64,
-    /// First data message.
-    pub first_message: Option<Instant>,
-    /// Last data message.
-    pub last_message: Option<Instant>,
-}
-
-/// Once-a-second progress of one worker (or all workers, summed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Progress {
-    /// Seconds since the run started.
-    pub elapsed_s: f64,
-    /// Connections to open.
+/// Counters of one worker (or the sum over workers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Connections wsload tries to hold.
     pub target: u64,
-    /// Handshakes that succeeded.
+    /// Handshakes that succeeded (reconnects included).
     pub connected: u64,
     /// Connections open now.
     pub open: u64,
-    /// Attempts that failed.
-    pub failed: u64,
-    /// Data messages received.
+    /// Failed attempts by cause.
+    pub connect_errors: ConnectErrors,
+    /// Connections the server closed (close frame, EOF or reset) before wsload did.
+    pub closed_by_server: u64,
+    /// Connections dropped because the server broke the protocol.
+    pub protocol_errors: u64,
+    /// Text and binary messages received.
     pub messages: u64,
+    /// Payload bytes of those messages.
+    pub bytes: u64,
+    /// Pings received (each answered with a pong).
+    pub pings: u64,
+    /// Sequence numbers skipped (sum over connections).
+    pub seq_gaps: u64,
+    /// Sequence numbers not larger than the last one seen on their connection.
+    pub seq_dups: u64,
+    /// Of those, the ones smaller than the last one (late, out of order).
+    pub seq_out_of_order: u64,
+    /// With `--expect-messages M`: connections that got exactly M messages in order.
+    pub conns_complete: u64,
+    /// Echo messages sent.
+    pub echo_sent: u64,
+    /// Connections wsload closed to reopen them (churn).
+    pub churn_closed: u64,
+    /// Reopened connections whose handshake succeeded.
+    pub reconnects: u64,
+    /// Reopened connections that failed.
+    pub reconnect_failures: u64,
+    /// Churned connections still closing or reconnecting when the run stopped.
+    #[serde(default)]
+    pub churn_interrupted: u64,
+    /// Receives that found wsload's buffer ring empty (re-armed).
+    pub recv_enobufs: u64,
 }
 
-impl Progress {
-    /// Adds another worker's progress (elapsed time is the later one).
-    pub fn add(&mut self, other: &Self) {
-        self.elapsed_s = self.elapsed_s.max(other.elapsed_s);
-        self.target += other.target;
-        self.connected += other.connected;
-        self.open += other.open;
-        self.failed += other.failed;
-        self.messages += other.messages;
+impl Counters {
+    /// Adds another worker's counters.
+    pub fn add(&mut self, o: &Self) {
+        self.target += o.target;
+        self.connected += o.connected;
+        self.open += o.open;
+        self.connect_errors.add(&o.connect_errors);
+        self.closed_by_server += o.closed_by_server;
+        self.protocol_errors += o.protocol_errors;
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+        self.pings += o.pings;
+        self.seq_gaps += o.seq_gaps;
+        self.seq_dups += o.seq_dups;
+        self.seq_out_of_order += o.seq_out_of_order;
+        self.conns_complete += o.conns_complete;
+        self.echo_sent += o.echo_sent;
+        self.churn_closed += o.churn_closed;
+        self.reconnects += o.reconnects;
+        self.reconnect_failures += o.reconnect_failures;
+        self.churn_interrupted += o.churn_interrupted;
+        self.recv_enobufs += o.recv_enobufs;
     }
 
-    /// The human-readable stderr line.
-    pub fn line(&self) -> String {
-        format!(
-            "[wsload] {:7.1}s connected {}/{} open {} failed {} msgs {}",
-            self.elapsed_s, self.connected, self.target, self.open, self.failed, self.messages
-        )
+    /// Attempts that failed.
+    pub fn failed(&self) -> u64 {
+        self.connect_errors.total()
     }
 }
 
@@ -255,34 +165,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tracks_connections_and_awaiting() {
-        let stats = HoldStats::default();
-        stats.connected(true);
-        stats.connected(true);
-        stats.failed(ConnectFailure::Refused, 1);
-        stats.failed(ConnectFailure::Timeout, 2);
-        assert_eq!(stats.resolved(), 5);
-        assert_eq!(stats.awaiting(), 2);
-        stats.reached_expected();
-        stats.closed(true, true);
-        assert_eq!(stats.awaiting(), 0);
-        assert_eq!(stats.open(), 1);
-        let counts = stats.counts();
-        assert_eq!(counts.closed_by_server, 1);
-        assert_eq!(counts.connect_errors.total(), 3);
+    fn classifies_errnos() {
+        assert_eq!(
+            ConnectFailure::from_errno(libc::ECONNREFUSED),
+            ConnectFailure::Refused
+        );
+        assert_eq!(
+            ConnectFailure::from_errno(libc::ETIMEDOUT),
+            ConnectFailure::Timeout
+        );
+        assert_eq!(
+            ConnectFailure::from_errno(libc::ECONNRESET),
+            ConnectFailure::Reset
+        );
+        assert_eq!(
+            ConnectFailure::from_errno(libc::EADDRNOTAVAIL),
+            ConnectFailure::Other
+        );
     }
 
     #[test]
-    fn progress_sums() {
-        let stats = HoldStats::default();
-        stats.connected(false);
-        stats.message(10, Instant::now());
-        let mut total = stats.progress(4, 1.0);
-        total.add(&stats.progress(4, 2.0));
-        assert_eq!(total.target, 8);
-        assert_eq!(total.connected, 2);
-        assert_eq!(total.messages, 2);
-        assert_eq!(total.elapsed_s, 2.0);
-        assert!(total.line().contains("2/8"));
+    fn counts_and_adds() {
+        let mut a = Counters::default();
+        a.connect_errors.count(ConnectFailure::Reset, 2);
+        a.connect_errors.count(ConnectFailure::Refused, 1);
+        a.messages = 5;
+        let mut b = a;
+        b.add(&a);
+        assert_eq!(b.failed(), 6);
+        assert_eq!(b.messages, 10);
+        assert_eq!(b.connect_errors.by_kind()[3], ("reset", 4));
     }
 }

@@ -1,0 +1,72 @@
+//! wsload's own cost: CPU seconds (user + system) of the calling thread from
+//! `getrusage(RUSAGE_THREAD)` (the engine thread, so the publisher and progress threads of a
+//! single-process run are not counted) and the process's resident set size from
+//! `/proc/self/statm`, so reports can say what the load generator itself spent per
+//! connection and per message.
+
+use serde::{Deserialize, Serialize};
+
+/// CPU seconds (user + system) the calling thread has used so far.
+pub fn thread_cpu_seconds() -> f64 {
+    // SAFETY: zero is a valid `rusage`; getrusage only writes the struct passed by pointer.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD with a pointer to a live, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Resident set size of this process in bytes (0 if `/proc` is unreadable).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// Snapshot of CPU and RSS with the number of open connections at that moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsagePoint {
+    /// CPU seconds of the calling thread so far.
+    pub cpu_s: f64,
+    /// Resident bytes.
+    pub rss: u64,
+    /// Connections open at that moment.
+    pub open: u64,
+}
+
+impl UsagePoint {
+    /// Measures now (CPU of the calling thread).
+    pub fn now(open: u64) -> Self {
+        Self {
+            cpu_s: thread_cpu_seconds(),
+            rss: rss_bytes(),
+            open,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_something() {
+        let v: Vec<u8> = vec![1; 1 << 20];
+        assert!(rss_bytes() > (1 << 20));
+        let mut x = 0u64;
+        for i in 0..2_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1 || v[0] == 1);
+        assert!(thread_cpu_seconds() > 0.0);
+        assert_eq!(UsagePoint::now(3).open, 3);
+    }
+}
