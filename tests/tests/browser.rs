@@ -1,0 +1,421 @@
+//! A real browser against the real gateway: headless Chromium (the Debian `chromium`
+//! package) loads `tests/browser/page.html` from a tiny static HTTP server, subscribes
+//! to one channel with the WebSocket API (permessage-deflate negotiated, `--compression`
+//! on) and with EventSource (SSE), and both receive every published message in order.
+//! The test drives the page over the Chrome DevTools Protocol (tungstenite client,
+//! `Runtime.evaluate` reading `window.results`).
+
+use ringcast_tests::gateway::Gateway;
+use ringcast_tests::ports::free_port;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+const CHANNEL: &str = "news";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// Largest HTTP head read (requests to the page server, answers from DevTools).
+const MAX_HEAD: usize = 16 * 1024;
+/// Metric counting fan-out messages compressed (once each, however many receive them).
+const COMPRESSED_METRIC: &str = "ringcast_messages_compressed_total";
+
+/// Polls `probe` every 100 ms until it returns `Some`, or panics naming `what` after
+/// `secs`.
+fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Serves `tests/browser/page.html` (and 404 for anything else) on a loopback port from
+/// a std `TcpListener` thread; stopped and joined when dropped.
+struct StaticServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StaticServer {
+    fn start(page: PathBuf) -> StaticServer {
+        let listener = TcpListener::bind(("127.0.0.1", free_port())).expect("bind page server");
+        let addr = listener.local_addr().expect("page server address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    serve_one(stream, &page);
+                }
+            }
+        });
+        StaticServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the blocking accept so the thread sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads an HTTP head from `stream`: the head as text and the bytes read after it.
+/// `None` on EOF, error or a head larger than [`MAX_HEAD`].
+fn read_head(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = raw.split_off(end + 4);
+            return Some((String::from_utf8_lossy(&raw).into_owned(), rest));
+        }
+        if raw.len() >= MAX_HEAD {
+            return None;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Answers one HTTP/1.1 request and closes the connection.
+fn serve_one(mut stream: TcpStream, page: &Path) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let Some((head, _)) = read_head(&mut stream) else {
+        return;
+    };
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (head.starts_with("GET "), path) {
+        (true, "/page.html") => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            std::fs::read(page).expect("read page.html"),
+        ),
+        _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
+    };
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes());
+    let _ = stream.write_all(&body);
+}
+
+/// `GET path` from Chromium's DevTools HTTP endpoint, parsed as JSON. Its server keeps
+/// connections alive, so the body is read by Content-Length, not to EOF.
+fn devtools_json(addr: SocketAddr, path: &str) -> Option<Value> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let (head, mut body) = read_head(&mut stream)?;
+    let length: usize = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("content-length") {
+            return None;
+        }
+        value.trim().parse().ok()
+    })?;
+    let mut chunk = [0u8; 4096];
+    while body.len() < length {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
+    }
+    serde_json::from_slice(&body[..length]).ok()
+}
+
+/// Headless Chromium in its own process group with a fresh profile, driven over the
+/// DevTools protocol. Dropping it stops the browser (SIGTERM, then SIGKILL to its
+/// group) and removes the profile; when the test is failing it first prints the page's
+/// last results and the tail of Chromium's stderr.
+struct Browser {
+    child: Child,
+    profile: PathBuf,
+    stderr_log: PathBuf,
+    debug_port: u16,
+    devtools: Option<WebSocket<TcpStream>>,
+    next_id: u64,
+    last_results: String,
+}
+
+impl Browser {
+    fn launch(url: &str) -> Browser {
+        assert!(
+            Path::new(CHROMIUM).exists(),
+            "{CHROMIUM} missing: install the Debian `chromium` package (.ci/apt-packages)"
+        );
+        let debug_port = free_port();
+        let profile = std::env::temp_dir().join(format!(
+            "ringcast-chromium-{}-{debug_port}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&profile);
+        std::fs::create_dir_all(&profile).expect("create the profile dir");
+        let stderr_log = profile.join("chromium.stderr");
+        let stderr = std::fs::File::create(&stderr_log).expect("create chromium.stderr");
+        let child = Command::new(CHROMIUM)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.join("data").display()
+            ))
+            .arg(format!("--remote-debugging-port={debug_port}"))
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .expect("starting chromium");
+        Browser {
+            child,
+            profile,
+            stderr_log,
+            debug_port,
+            devtools: None,
+            next_id: 0,
+            last_results: String::from("(never read)"),
+        }
+    }
+
+    /// Connects to the DevTools socket of the page whose URL contains `page`.
+    fn attach(&mut self, page: &str) {
+        let debug = SocketAddr::from(([127, 0, 0, 1], self.debug_port));
+        let url = wait_for(20, "the page's DevTools target", || {
+            let targets = devtools_json(debug, "/json")?;
+            targets.as_array()?.iter().find_map(|target| {
+                let is_page = target["type"] == "page"
+                    && target["url"].as_str().is_some_and(|u| u.contains(page));
+                if !is_page {
+                    return None;
+                }
+                target["webSocketDebuggerUrl"].as_str().map(str::to_owned)
+            })
+        });
+        let stream = TcpStream::connect_timeout(&debug, Duration::from_secs(5))
+            .expect("connect to DevTools");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .expect("write timeout");
+        let (socket, _) =
+            tungstenite::client::client(url.as_str(), stream).expect("DevTools handshake");
+        self.devtools = Some(socket);
+    }
+
+    /// Evaluates `expression` in the page and returns its value (by value).
+    fn evaluate(&mut self, expression: &str) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let socket = self.devtools.as_mut().expect("attach() first");
+        let call = json!({
+            "id": id,
+            "method": "Runtime.evaluate",
+            "params": {"expression": expression, "returnByValue": true},
+        });
+        socket
+            .send(Message::text(call.to_string()))
+            .expect("send to DevTools");
+        loop {
+            let text = match socket.read().expect("read from DevTools") {
+                Message::Text(text) => text,
+                _ => continue,
+            };
+            let answer: Value = serde_json::from_str(text.as_str()).expect("DevTools JSON");
+            if answer["id"] != id {
+                continue;
+            }
+            let result = &answer["result"];
+            assert!(
+                result.get("exceptionDetails").is_none() && answer.get("error").is_none(),
+                "evaluating {expression}: {answer}"
+            );
+            return result["result"]["value"].clone();
+        }
+    }
+
+    /// The page's `window.results` (null before the page script ran).
+    fn results(&mut self) -> Value {
+        let text = self.evaluate("JSON.stringify(window.results ?? null)");
+        let text = text.as_str().unwrap_or("null").to_owned();
+        let results = serde_json::from_str(&text).expect("results JSON");
+        self.last_results = text;
+        results
+    }
+
+    fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("page results: {}", self.last_results);
+            eprintln!("chromium stderr (tail):\n{}", self.stderr_tail());
+        }
+        self.devtools = None;
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of the browser this test started.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: the group was created for the browser (process_group(0)), so its id is
+        // the browser's pid; this ends the browser and any helper it left behind.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Strings in `results[transport].messages` (the SSE entries' `data`).
+fn received(results: &Value, transport: &str) -> Vec<String> {
+    results[transport]["messages"]
+        .as_array()
+        .map(|messages| {
+            messages
+                .iter()
+                .filter_map(|m| m.as_str().or_else(|| m["data"].as_str()))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A JSON object of exactly `bytes` bytes, compressible like real app payloads.
+fn json_message(bytes: usize) -> String {
+    let head = r#"{"type":"quote","symbol":"RING","items":""#;
+    let tail = r#""}"#;
+    let mut pad = String::new();
+    let mut i = 0u32;
+    while pad.len() < bytes - head.len() - tail.len() {
+        pad.push_str(&format!("price={}.{:02};", 100 + i % 37, i % 100));
+        i += 1;
+    }
+    pad.truncate(bytes - head.len() - tail.len());
+    format!("{head}{pad}{tail}")
+}
+
+#[test]
+fn chromium_receives_publishes_over_websocket_with_deflate_and_over_event_source() {
+    let gateway = Gateway::start(1, &["--compression"]);
+    let page = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/page.html");
+    let server = StaticServer::start(page);
+    let url = format!(
+        "http://{}/page.html?gw={}&channel={CHANNEL}",
+        server.addr, gateway.first_port
+    );
+    let mut browser = Browser::launch(&url);
+    browser.attach("/page.html");
+
+    wait_for(20, "the WebSocket and the EventSource to open", || {
+        let results = browser.results();
+        (results["ws"]["state"] == "open" && results["sse"]["state"] == "open").then_some(())
+    });
+    gateway.wait_metric("ringcast_subscriptions", 10, |n| n == 2.0);
+    // Both subscriptions are live end to end once each client has received a marker;
+    // the owner shard learns of each subscribing shard through a mailbox.
+    let mut k = 0;
+    wait_for(10, "a sync marker on both transports", || {
+        k += 1;
+        assert_eq!(
+            gateway.publish(CHANNEL, format!("sync-{k}").as_bytes()),
+            202
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let results = browser.results();
+        let live = !received(&results, "ws").is_empty() && !received(&results, "sse").is_empty();
+        live.then_some(())
+    });
+
+    let big = json_message(2048);
+    let short = "short text ✓";
+    assert_eq!(gateway.publish(CHANNEL, big.as_bytes()), 202);
+    assert_eq!(gateway.publish(CHANNEL, short.as_bytes()), 202);
+    let results = wait_for(10, "both messages on both transports", || {
+        let results = browser.results();
+        let done = ["ws", "sse"]
+            .iter()
+            .all(|t| received(&results, t).last().map(String::as_str) == Some(short));
+        done.then_some(results)
+    });
+
+    for transport in ["ws", "sse"] {
+        let got: Vec<String> = received(&results, transport)
+            .into_iter()
+            .filter(|m| !m.starts_with("sync-"))
+            .collect();
+        assert_eq!(got, [big.as_str(), short], "{transport} messages in order");
+    }
+    let ids: Vec<u64> = results["sse"]["messages"]
+        .as_array()
+        .expect("sse messages")
+        .iter()
+        .map(|m| m["id"].as_str().and_then(|id| id.parse().ok()).expect("id"))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "SSE ids {ids:?}");
+    assert_eq!(results["ws"]["events"], json!([]), "WebSocket errors");
+
+    let extensions = results["ws"]["extensions"].as_str().unwrap_or("");
+    assert!(
+        extensions.contains("permessage-deflate"),
+        "negotiated extensions: {extensions:?}"
+    );
+    assert!(
+        extensions.contains("server_no_context_takeover"),
+        "negotiated extensions: {extensions:?}"
+    );
+    // Compressed once for the WebSocket client; the markers and the short text are under
+    // --compression-min-bytes. Shards flush their counters periodically.
+    let compressed = gateway.wait_metric(COMPRESSED_METRIC, 10, |n| n >= 1.0);
+    assert_eq!(compressed, 1.0, "only the 2 KiB message is compressed");
+}
