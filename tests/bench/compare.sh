@@ -1,61 +1,84 @@
 #!/usr/bin/env bash
-# Benchmark ringcast against bench-peer (plain tokio + tokio-tungstenite) on this host.
-#
-# For each server: start it on its own ports, open CONNS connections with `wsload hold`
-# (PROCS worker processes, source IPs SOURCE_IPS), then measure
-#   - idle memory per connection: (server VmRSS after the ramp - VmRSS before) / connected
-#   - connections/s of the ramp (wsload's connect_rate_per_s)
-#   - phase A: all connections on one channel (`/bench`), M messages published to it
-#   - phase B: CHANNELS_B channels (`/ch-{ch}`), M messages published to each, round-robin
-#   For A and B: deliveries/s (wsload, first to last message), server CPU seconds
-#   (utime+stime from /proc/PID/stat) from the publish start to the end of the hold, per
-#   million deliveries, and how many connections got all M messages in order.
-# Prints a table `metric | ringcast | bench-peer | ratio` and writes target/bench/compare.json
-# (per-run logs and wsload JSON lines are kept in target/bench/<server>-<phase>/).
+# Comparative benchmark: ringcast against the servers users would otherwise pick, on this
+# host, with the same wsload scenarios, in one run. Servers (same interface: ws on a port
+# range, /<channel> subscribes, /echo echoes, POST /publish/<channel> on an admin port):
+#   ringcast     this repository (2 shards; --no-pin by default, wsload shares the cores)
+#   bench-peer   tokio + tokio-tungstenite with 4 KiB buffers (bin/bench-peer)
+#   node-ws      Node.js `ws` from npm (tests/bench/node-peer, installed with `npm ci`)
+#   tokio-uring-peer, glommio-peer   the io_uring runtimes DESIGN.md decided against
+#                (tests/bench/runtime-peers, a separate Cargo workspace), with
+#                BUILD_RUNTIME_PEERS=1; they run the idle, connect and fan-out phases.
+# Phases per server (each one wsload run that ramps, measures, closes and exits):
+#   idle     hold CONNS connections: idle server memory per connection (VmRSS growth over
+#            the ramp / connected), connect rate, server CPU per 1,000 connects
+#   fan1     push: CONNS subscribers of 1 channel, M messages published unpaced:
+#            deliveries/s, server CPU s per 1M deliveries, lost
+#   fan100   push: CONNS subscribers over 100 channels, M messages per channel, unpaced
+#   latency  push: CONNS subscribers over 100 channels, PUSH_RATE messages/s for
+#            LATENCY_SECONDS: publish->receive p50/p99/p99.9/max, lost
+#   echo     ECHO_CONNS connections to /echo, ECHO_RATE messages/s each: round trip
+#   churn    CHURN_CONNS connections, 20% reopened every second: reconnect latency, failures
+# Server CPU seconds (utime+stime) and VmRSS come from /proc/PID. Results: a markdown table
+# with ratios to ringcast in tests/bench/RESULTS.md (with date, machine and load average),
+# raw data in target/bench/ (compare.json and one directory per server and phase).
 #
 # Usage:   tests/bench/compare.sh
-#          SERVERS=bench-peer CONNS=2000 tests/bench/compare.sh     # quick check of one server
+#          SERVERS="ringcast node-ws" CONNS=2000 RESULTS=/tmp/r.md tests/bench/compare.sh
 # Environment (defaults in brackets):
-#   SERVERS ["ringcast bench-peer"]  CONNS [19000]  M [200]  CHANNELS_B [100]  PROCS [2]
-#   RATE [5000 connects/s; 0 = as fast as the server accepts]  SOURCE_IPS [127.0.0.1-127.0.0.20]  SIZE [64 body bytes]
-#   HOLD_SECONDS [90: longest a phase waits for its messages]  SETTLE [2 s after the ramp]
-#   BUILD [1; 0 skips `cargo build --release`]  CARGO_TARGET_DIR [<repo>/target]
-#   RINGCAST_FLAGS [--no-pin: extra ringcast flags]
+#   SERVERS ["ringcast bench-peer node-ws"; plus the runtime peers with BUILD_RUNTIME_PEERS=1]
+#   CONNS [19000]  M [200]  PROCS [2]  RATE [5000 connects/s]  SOURCE_IPS [127.0.0.1-127.0.0.20]
+#   SIZE [64]  PUSH_RATE [500]  LATENCY_SECONDS [10]  ECHO_CONNS [2000]  ECHO_RATE [10]
+#   CHURN_CONNS [5000]  PHASES [idle fan1 fan100 latency echo churn]
+#   BUILD [1]  BUILD_RUNTIME_PEERS [0]  RESULTS [tests/bench/RESULTS.md]
+#   RINGCAST_FLAGS [--no-pin]  CARGO_TARGET_DIR [<repo>/target]
 #
 # Every process this script starts is stopped by its pid on exit; every wait is bounded.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-SERVERS=${SERVERS:-"ringcast bench-peer"}
+BUILD_RUNTIME_PEERS=${BUILD_RUNTIME_PEERS:-0}
+DEFAULT_SERVERS="ringcast bench-peer node-ws"
+((BUILD_RUNTIME_PEERS)) && DEFAULT_SERVERS="$DEFAULT_SERVERS tokio-uring-peer glommio-peer"
+SERVERS=${SERVERS:-$DEFAULT_SERVERS}
 CONNS=${CONNS:-19000}
 M=${M:-200}
-CHANNELS_B=${CHANNELS_B:-100}
 PROCS=${PROCS:-2}
 RATE=${RATE:-5000}
 SOURCE_IPS=${SOURCE_IPS:-127.0.0.1-127.0.0.20}
 SIZE=${SIZE:-64}
-HOLD_SECONDS=${HOLD_SECONDS:-90}
-SETTLE=${SETTLE:-2}
+PUSH_RATE=${PUSH_RATE:-500}
+LATENCY_SECONDS=${LATENCY_SECONDS:-10}
+ECHO_CONNS=${ECHO_CONNS:-2000}
+ECHO_RATE=${ECHO_RATE:-10}
+CHURN_CONNS=${CHURN_CONNS:-5000}
+PHASES=${PHASES:-"idle fan1 fan100 latency echo churn"}
 BUILD=${BUILD:-1}
+RESULTS=${RESULTS:-$ROOT/tests/bench/RESULTS.md}
 # The load generator runs on the same cores as the server here, so shards are not pinned
 # by default (a pinned shard cannot move away from a busy wsload worker); set
 # RINGCAST_FLAGS= to measure pinned shards.
 RINGCAST_FLAGS=${RINGCAST_FLAGS---no-pin}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release
+RT_DIR=$ROOT/tests/bench/runtime-peers
+RT_BIN=$TARGET_DIR/runtime-peers/release
+NODE_DIR=$ROOT/tests/bench/node-peer
 OUT=$ROOT/target/bench
 CLK_TCK=$(getconf CLK_TCK)
-# wsload bounds its own run by ramp + duration + 5 s; these are the script's outer bounds.
-RAMP_BOUND=$(( RATE > 0 ? 2 * CONNS / RATE + 40 : 60 ))
-HOLD_BOUND=$((RAMP_BOUND + HOLD_SECONDS + 30))
+RAMP_BOUND=$((RATE > 0 ? 2 * CONNS / RATE + 40 : 60))
 
-declare -A WS_PORTS=([ringcast]=10000-10003 [bench-peer]=11000-11003)
-declare -A ADMIN=([ringcast]=127.0.0.1:9090 [bench-peer]=127.0.0.1:9190)
-declare -A METRIC_PREFIX=([ringcast]=ringcast [bench-peer]=benchpeer)
-declare -A PACKAGE=([ringcast]=ringcast [bench-peer]=ringcast-bench-peer)
+declare -A WS_PORTS=([ringcast]=10000-10003 [bench-peer]=11000-11003 [node-ws]=12000-12003
+    [tokio-uring-peer]=13000-13003 [glommio-peer]=14000-14003)
+declare -A ADMIN=([ringcast]=127.0.0.1:9090 [bench-peer]=127.0.0.1:9190 [node-ws]=127.0.0.1:9290
+    [tokio-uring-peer]=127.0.0.1:9390 [glommio-peer]=127.0.0.1:9490)
+declare -A METRIC=([ringcast]=ringcast_connections [bench-peer]=benchpeer_connections
+    [node-ws]=nodepeer_connections [tokio-uring-peer]=runtimepeer_connections
+    [glommio-peer]=runtimepeer_connections)
+# The runtime peers implement subscribe and echo only: they run these phases.
+RUNTIME_PEER_PHASES="idle fan1 fan100"
 
 SERVER_PID=""
-HOLD_PID=""
+LOAD_PID=""
 
 log() { echo "[compare] $*" >&2; }
 die() {
@@ -76,19 +99,19 @@ stop_pid() { # pid grace_seconds: TERM, wait up to grace, then KILL
 }
 
 cleanup() {
-    [[ -n $HOLD_PID ]] && stop_pid "$HOLD_PID" 5
+    [[ -n $LOAD_PID ]] && stop_pid "$LOAD_PID" 5
     [[ -n $SERVER_PID ]] && stop_pid "$SERVER_PID" 15
-    HOLD_PID=""
+    LOAD_PID=""
     SERVER_PID=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status"; }
+rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 cpu_ticks() { # utime + stime of the whole process (fields 14 and 15 of /proc/PID/stat)
     local stat rest
-    stat=$(<"/proc/$1/stat")
+    stat=$(<"/proc/$1/stat") || { echo 0; return; }
     rest=${stat##*) }
     # shellcheck disable=SC2086
     set -- $rest
@@ -107,10 +130,18 @@ wait_file() { # path seconds pid: until the file exists, the time is up or pid e
     return 1
 }
 
-open_connections() { # server: the server's connection gauge summed over shards (or -1)
-    local prefix=${METRIC_PREFIX[$1]}
+wait_exit() { # pid seconds
+    local pid=$1 seconds=$2 i
+    for ((i = 0; i < seconds * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_pid "$pid" 5
+}
+
+open_connections() { # server: the server's connection gauge summed over series (or -1)
     curl -s --max-time 2 "http://${ADMIN[$1]}/metrics" |
-        awk -v m="${prefix}_connections" '
+        awk -v m="${METRIC[$1]}" '
             $1 == m || index($1, m "{") == 1 { sum += $2; found = 1 }
             END { print found ? sum : -1 }'
 }
@@ -127,88 +158,159 @@ wait_drained() { # server: until no connection is open (at most 30 s)
 }
 
 start_server() { # server
-    local server=$1 i
-    http_ok "http://${ADMIN[$server]}/metrics" &&
-        die "something already answers on ${ADMIN[$server]}; stop it first"
+    local server=$1 i listen="127.0.0.1:${WS_PORTS[$1]}" admin=${ADMIN[$1]}
+    http_ok "http://$admin/metrics" && die "something already answers on $admin; stop it first"
     case $server in
     ringcast)
-        "$BIN/ringcast" --listen "127.0.0.1:${WS_PORTS[$server]}" --admin "${ADMIN[$server]}" \
-            --shards 2 --drain-seconds 1 $RINGCAST_FLAGS >"$OUT/$server.log" 2>&1 &
+        # shellcheck disable=SC2086
+        "$BIN/ringcast" --listen "$listen" --admin "$admin" --shards 2 --drain-seconds 1 \
+            $RINGCAST_FLAGS >"$OUT/$server.log" 2>&1 &
         ;;
     bench-peer)
-        "$BIN/bench-peer" --listen "127.0.0.1:${WS_PORTS[$server]}" --admin "${ADMIN[$server]}" \
-            --threads 2 >"$OUT/$server.log" 2>&1 &
+        "$BIN/bench-peer" --listen "$listen" --admin "$admin" --threads 2 >"$OUT/$server.log" 2>&1 &
+        ;;
+    node-ws)
+        node "$NODE_DIR/server.js" --listen "$listen" --admin "$admin" >"$OUT/$server.log" 2>&1 &
+        ;;
+    tokio-uring-peer | glommio-peer)
+        "$RT_BIN/$server" --listen "$listen" --admin "$admin" --threads 2 \
+            >"$OUT/$server.log" 2>&1 &
         ;;
     *) die "unknown server $server" ;;
     esac
     SERVER_PID=$!
     for ((i = 0; i < 100; i++)); do
-        kill -0 "$SERVER_PID" 2>/dev/null || die "$server exited: $(tail -5 "$OUT/$server.log")"
-        http_ok "http://${ADMIN[$server]}/metrics" && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || {
+            log "$server exited: $(tail -5 "$OUT/$server.log")"
+            SERVER_PID=""
+            return 1
+        }
+        http_ok "http://$admin/metrics" && return 0
         sleep 0.1
     done
-    die "$server did not answer on ${ADMIN[$server]} within 10 s"
+    die "$server did not answer on $admin within 10 s"
 }
 
-run_phase() { # server phase path channels publish-args...
-    local server=$1 phase=$2 path=$3 channels=$4
-    shift 4
-    local dir=$OUT/$server-$phase
+run_phase() { # server phase bound_seconds wsload-args...: one wsload run with measurements
+    local server=$1 phase=$2 bound=$3
+    shift 3
+    local dir=$OUT/$server-$phase rss0 rss1 cpu0 cpu1 cpu2 t1 t2
     rm -rf "$dir"
     mkdir -p "$dir"
-    local rss0 rss1 cpu0 cpu1 t0 t1 hold_rc=0
     rss0=$(rss_bytes "$SERVER_PID")
-    log "$server phase $phase: ramp of $CONNS connections to $path"
-    timeout -k 5 "$HOLD_BOUND" "$BIN/wsload" hold \
-        --url "ws://127.0.0.1:${WS_PORTS[$server]}$path" --channels "$channels" \
-        --connections "$CONNS" --rate "$RATE" --source-ips "$SOURCE_IPS" --procs "$PROCS" \
-        --duration "$HOLD_SECONDS" --expect-messages "$M" \
-        --ready-file "$dir/ready" --done-file "$dir/done" --json "$dir/hold.json" \
-        >/dev/null 2>"$dir/hold.log" &
-    HOLD_PID=$!
-    wait_file "$dir/ready" "$RAMP_BOUND" "$HOLD_PID" ||
-        die "$server phase $phase: ramp did not finish (see $dir/hold.log)"
-    log "$server phase $phase: $(<"$dir/ready") connected; settling ${SETTLE}s"
-    sleep "$SETTLE"
-    rss1=$(rss_bytes "$SERVER_PID")
     cpu0=$(cpu_ticks "$SERVER_PID")
-    t0=$(date +%s.%N)
-    log "$server phase $phase: publishing"
-    "$BIN/wsload" publish --admin "http://${ADMIN[$server]}" --size "$SIZE" \
-        --timeout "$HOLD_SECONDS" --json "$dir/publish.json" "$@" >/dev/null ||
-        log "warning: publish failed"
-    wait_file "$dir/done" "$((HOLD_SECONDS + 10))" "$HOLD_PID" ||
-        log "warning: $server phase $phase: hold did not end in time"
+    log "$server $phase: wsload $1"
+    timeout -k 5 "$bound" "$BIN/wsload" "$@" --procs "$PROCS" --source-ips "$SOURCE_IPS" \
+        --ready-file "$dir/ready" --done-file "$dir/done" --json "$dir/report.json" \
+        >/dev/null 2>"$dir/wsload.log" &
+    LOAD_PID=$!
+    if ! wait_file "$dir/ready" "$RAMP_BOUND" "$LOAD_PID"; then
+        log "warning: $server $phase: ramp did not finish (see $dir/wsload.log)"
+        stop_pid "$LOAD_PID" 5
+        LOAD_PID=""
+        return 0
+    fi
+    if [[ $phase == idle ]]; then sleep 2; fi
+    rss1=$(rss_bytes "$SERVER_PID")
     cpu1=$(cpu_ticks "$SERVER_PID")
     t1=$(date +%s.%N)
-    wait "$HOLD_PID" || hold_rc=$?
-    HOLD_PID=""
-    ((hold_rc == 0)) || log "warning: wsload hold exited with $hold_rc (see $dir/hold.log)"
+    wait_file "$dir/done" "$bound" "$LOAD_PID" || log "warning: $server $phase: no done file"
+    cpu2=$(cpu_ticks "$SERVER_PID")
+    t2=$(date +%s.%N)
+    wait_exit "$LOAD_PID" 30
+    LOAD_PID=""
     cat >"$dir/measure.json" <<JSON
-{"rss_before": $rss0, "rss_after_ramp": $rss1, "cpu_ticks": $((cpu1 - cpu0)), "clk_tck": $CLK_TCK, "t0": $t0, "t1": $t1}
+{"rss_before": $rss0, "rss_after_ramp": $rss1, "cpu_ramp_ticks": $((cpu1 - cpu0)), "cpu_phase_ticks": $((cpu2 - cpu1)), "clk_tck": $CLK_TCK, "t_ready": $t1, "t_done": $t2}
 JSON
     wait_drained "$server"
 }
 
-mkdir -p "$OUT"
-if ((BUILD)); then
-    packages=(-p wsload)
-    for server in $SERVERS; do
-        [[ -n ${PACKAGE[$server]:-} ]] || die "unknown server $server (ringcast, bench-peer)"
-        packages+=(-p "${PACKAGE[$server]}")
-    done
-    log "cargo build --release ${packages[*]}"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release "${packages[@]}")
-fi
+phases_of() { # server
+    case $1 in
+    tokio-uring-peer | glommio-peer) echo "$RUNTIME_PEER_PHASES" ;;
+    *) echo "$PHASES" ;;
+    esac
+}
 
-for server in $SERVERS; do
-    start_server "$server"
-    run_phase "$server" A /bench 1 --channel bench --count "$M"
-    run_phase "$server" B "/ch-{ch}" "$CHANNELS_B" \
-        --channel-prefix ch- --channels "$CHANNELS_B" --count "$((CHANNELS_B * M))"
+run_server() { # server
+    local server=$1 url admin phase
+    url="ws://127.0.0.1:${WS_PORTS[$server]}"
+    admin="http://${ADMIN[$server]}"
+    start_server "$server" || return 0
+    for phase in $(phases_of "$server"); do
+        [[ " $PHASES " == *" $phase "* ]] || continue
+        case $phase in
+        idle)
+            run_phase "$server" idle $((RAMP_BOUND + 40)) hold --url "$url/idle-{ch}" \
+                --channels 100 --connections "$CONNS" --rate "$RATE" --duration 3
+            ;;
+        fan1)
+            run_phase "$server" fan1 $((RAMP_BOUND + 120)) push --url "$url/bench" \
+                --connections "$CONNS" --rate "$RATE" --admin "$admin" --publish-rate 0 \
+                --messages-per-channel "$M" --size "$SIZE" --duration 90
+            ;;
+        fan100)
+            run_phase "$server" fan100 $((RAMP_BOUND + 120)) push --url "$url/ch-{ch}" \
+                --channels 100 --connections "$CONNS" --rate "$RATE" --admin "$admin" \
+                --publish-rate 0 --publishers 4 --messages-per-channel "$M" --size "$SIZE" \
+                --duration 90
+            ;;
+        latency)
+            run_phase "$server" latency $((RAMP_BOUND + LATENCY_SECONDS + 60)) push \
+                --url "$url/ch-{ch}" --channels 100 --connections "$CONNS" --rate "$RATE" \
+                --admin "$admin" --publish-rate "$PUSH_RATE" --size "$SIZE" \
+                --duration "$LATENCY_SECONDS"
+            ;;
+        echo)
+            run_phase "$server" echo $((RAMP_BOUND + 60)) echo --url "$url/echo" \
+                --connections "$ECHO_CONNS" --rate "$RATE" --msg-rate "$ECHO_RATE" \
+                --size "$SIZE" --duration 5
+            ;;
+        churn)
+            run_phase "$server" churn $((RAMP_BOUND + 60)) churn --url "$url/churn-{ch}" \
+                --channels 100 --connections "$CHURN_CONNS" --rate "$RATE" --interval 1 \
+                --churn 20% --duration 5.5
+            ;;
+        *) die "unknown phase $phase" ;;
+        esac
+    done
     stop_pid "$SERVER_PID" 15
     SERVER_PID=""
-done
+}
 
-python3 "$ROOT/tests/bench/compare_table.py" --out "$OUT" --conns "$CONNS" --m "$M" \
-    --channels-b "$CHANNELS_B" --procs "$PROCS" --rate "$RATE" --size "$SIZE" $SERVERS
+mkdir -p "$OUT"
+if ((BUILD)); then
+    log "cargo build --release -p ringcast -p wsload -p ringcast-bench-peer"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q \
+        -p ringcast -p wsload -p ringcast-bench-peer)
+fi
+if [[ " $SERVERS " == *" node-ws "* ]]; then
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "node/npm not found: skipping node-ws"
+        SERVERS=${SERVERS//node-ws/}
+    elif [[ ! -d $NODE_DIR/node_modules/ws ]]; then
+        log "npm ci in $NODE_DIR"
+        (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
+    fi
+fi
+if [[ $SERVERS =~ (tokio-uring|glommio)-peer ]]; then
+    log "cargo build --release in $RT_DIR (separate workspace)"
+    if ! (cd "$RT_DIR" && CARGO_TARGET_DIR=$TARGET_DIR/runtime-peers \
+        cargo build --release -q 2>"$OUT/runtime-peers-build.log"); then
+        log "runtime peers did not build (see $OUT/runtime-peers-build.log); skipping them"
+        SERVERS=$(echo "$SERVERS" | tr ' ' '\n' | grep -v -e tokio-uring-peer -e glommio-peer | xargs)
+    fi
+fi
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u +"%Y-%m-%d %H:%M UTC")
+for server in $SERVERS; do
+    run_server "$server"
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# shellcheck disable=SC2086
+python3 "$ROOT/tests/bench/compare_table.py" --out "$OUT" --results "$RESULTS" \
+    --started "$STARTED" --load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
+    --config "CONNS=$CONNS M=$M PROCS=$PROCS RATE=$RATE SIZE=$SIZE PUSH_RATE=$PUSH_RATE LATENCY_SECONDS=$LATENCY_SECONDS ECHO_CONNS=$ECHO_CONNS ECHO_RATE=$ECHO_RATE CHURN_CONNS=$CHURN_CONNS RINGCAST_FLAGS='$RINGCAST_FLAGS'" \
+    $SERVERS

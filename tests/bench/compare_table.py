@@ -1,29 +1,20 @@
 #!/usr/bin/env python3
-"""Table and JSON for tests/bench/compare.sh (stdlib only).
+"""Tables for tests/bench/compare.sh (stdlib only).
 
-Reads <out>/<server>-<phase>/{hold.json,publish.json,measure.json} for phases A and B of each
-server, derives the metrics, prints `metric | ringcast | bench-peer | ratio` and writes
-<out>/compare.json.
+Reads <out>/<server>-<phase>/{report.json,measure.json} (the wsload JSON report and the
+server's /proc measurements of each phase), derives the figures, writes the markdown
+results (ratios to ringcast, machine, date, load average) to --results, the raw figures to
+<out>/compare.json, and prints the table.
 """
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import sys
 
-# (key, label, decimals)
-METRICS = [
-    ("idle_bytes_per_conn", "idle memory per connection (B)", 0),
-    ("server_rss_mib_after_ramp", "server RSS after ramp (MiB)", 1),
-    ("connect_rate_per_s", "connections/s (ramp)", 0),
-    ("connected", "connected (phase A)", 0),
-    ("a_deliveries_per_s", "A: 1 channel, deliveries/s", 0),
-    ("a_cpu_s_per_million", "A: server CPU s per 1M deliveries", 3),
-    ("a_complete", "A: connections with all M in order", 0),
-    ("b_deliveries_per_s", "B: N channels, deliveries/s", 0),
-    ("b_cpu_s_per_million", "B: server CPU s per 1M deliveries", 3),
-    ("b_complete", "B: connections with all M in order", 0),
-]
+LOWER, HIGHER = "lower", "higher"
 
 
 def load(path):
@@ -34,107 +25,245 @@ def load(path):
         return None
 
 
-def phase_metrics(out, server, phase):
-    directory = os.path.join(out, f"{server}-{phase}")
-    hold = load(os.path.join(directory, "hold.json"))
-    measure = load(os.path.join(directory, "measure.json"))
-    publish = load(os.path.join(directory, "publish.json"))
-    return hold, measure, publish
+def get(d, *keys):
+    for k in keys:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return None
+        d = d[k]
+    return d
 
 
-def cpu_per_million(hold, measure):
-    if not hold or not measure or not hold.get("messages"):
+def cpu_s(measure, key):
+    if not measure:
         return None
-    cpu_s = measure["cpu_ticks"] / measure["clk_tck"]
-    return cpu_s / (hold["messages"] / 1e6)
+    return measure[key] / measure["clk_tck"]
 
 
-def server_metrics(out, server):
-    hold_a, measure_a, publish_a = phase_metrics(out, server, "A")
-    hold_b, measure_b, publish_b = phase_metrics(out, server, "B")
-    metrics = {}
-    if hold_a and measure_a:
-        connected = hold_a["connected"]
-        grown = measure_a["rss_after_ramp"] - measure_a["rss_before"]
-        metrics["idle_bytes_per_conn"] = grown / connected if connected else None
-        metrics["server_rss_mib_after_ramp"] = measure_a["rss_after_ramp"] / 2**20
-        metrics["connect_rate_per_s"] = hold_a["connect_rate_per_s"]
-        metrics["connected"] = connected
-    for prefix, hold, measure in (("a", hold_a, measure_a), ("b", hold_b, measure_b)):
-        if hold:
-            metrics[f"{prefix}_deliveries_per_s"] = hold["deliveries_per_s"]
-            metrics[f"{prefix}_complete"] = hold["conns_complete"]
-        metrics[f"{prefix}_cpu_s_per_million"] = cpu_per_million(hold, measure)
-    metrics["raw"] = {
-        "A": {"hold": hold_a, "publish": publish_a, "measure": measure_a},
-        "B": {"hold": hold_b, "publish": publish_b, "measure": measure_b},
-    }
-    return metrics
+def idle_bytes(report, measure):
+    if not report or not measure or not report.get("connected"):
+        return None
+    return (measure["rss_after_ramp"] - measure["rss_before"]) / report["connected"]
+
+
+def per_million(report, measure):
+    if not report or not measure or not report.get("messages"):
+        return None
+    return cpu_s(measure, "cpu_phase_ticks") / (report["messages"] / 1e6)
+
+
+def ms_per_1k_connects(report, measure):
+    if not report or not measure or not report.get("connected"):
+        return None
+    return cpu_s(measure, "cpu_ramp_ticks") / report["connected"] * 1e6
+
+
+def lost(report):
+    if not report:
+        return None
+    return (get(report, "push", "lost") or 0) + report.get("failed", 0) + report.get(
+        "closed_by_server", 0
+    )
+
+
+# (key, label, phase, function(report, measure), decimals, better)
+METRICS = [
+    ("idle_bytes_per_conn", "idle memory per connection (B)", "idle", idle_bytes, 0, LOWER),
+    ("idle_rss_mib", "server RSS with all connections idle (MiB)", "idle",
+     lambda r, m: m and m["rss_after_ramp"] / 2**20, 1, LOWER),
+    ("idle_connected", "connections held (of CONNS)", "idle",
+     lambda r, m: r and r["connected"], 0, HIGHER),
+    ("connect_rate", "connect rate (connections/s)", "idle",
+     lambda r, m: r and r["connect_rate_per_s"], 0, HIGHER),
+    ("connect_cpu", "server CPU per 1,000 connects (ms)", "idle", ms_per_1k_connects, 1, LOWER),
+    ("fan1_rate", "fan-out 1 channel: deliveries/s", "fan1",
+     lambda r, m: r and r["deliveries_per_s"], 0, HIGHER),
+    ("fan1_cpu", "fan-out 1 channel: server CPU s per 1M deliveries", "fan1", per_million, 3,
+     LOWER),
+    ("fan1_lost", "fan-out 1 channel: lost + failed + closed", "fan1",
+     lambda r, m: lost(r), 0, LOWER),
+    ("fan100_rate", "fan-out 100 channels: deliveries/s", "fan100",
+     lambda r, m: r and r["deliveries_per_s"], 0, HIGHER),
+    ("fan100_cpu", "fan-out 100 channels: server CPU s per 1M deliveries", "fan100",
+     per_million, 3, LOWER),
+    ("fan100_lost", "fan-out 100 channels: lost + failed + closed", "fan100",
+     lambda r, m: lost(r), 0, LOWER),
+    ("lat_p50", "fixed rate: publish->receive p50 (ms)", "latency",
+     lambda r, m: get(r, "latency", "p50_ms"), 2, LOWER),
+    ("lat_p99", "fixed rate: publish->receive p99 (ms)", "latency",
+     lambda r, m: get(r, "latency", "p99_ms"), 2, LOWER),
+    ("lat_p999", "fixed rate: publish->receive p99.9 (ms)", "latency",
+     lambda r, m: get(r, "latency", "p999_ms"), 2, LOWER),
+    ("lat_max", "fixed rate: publish->receive max (ms)", "latency",
+     lambda r, m: get(r, "latency", "max_ms"), 2, LOWER),
+    ("lat_cpu", "fixed rate: server CPU s per 1M deliveries", "latency", per_million, 3, LOWER),
+    ("lat_lost", "fixed rate: lost + failed + closed", "latency",
+     lambda r, m: lost(r), 0, LOWER),
+    ("echo_p50", "echo: round trip p50 (ms)", "echo",
+     lambda r, m: get(r, "latency", "p50_ms"), 2, LOWER),
+    ("echo_p99", "echo: round trip p99 (ms)", "echo",
+     lambda r, m: get(r, "latency", "p99_ms"), 2, LOWER),
+    ("echo_rate", "echo: echoes/s", "echo",
+     lambda r, m: get(r, "echo", "echoes_per_s"), 0, HIGHER),
+    ("echo_cpu", "echo: server CPU s per 1M echoes", "echo", per_million, 3, LOWER),
+    ("echo_lost", "echo: lost", "echo", lambda r, m: get(r, "echo", "lost"), 0, LOWER),
+    ("churn_p50", "churn: reconnect p50 (ms)", "churn",
+     lambda r, m: get(r, "churn", "reconnect_latency", "p50_ms"), 2, LOWER),
+    ("churn_p99", "churn: reconnect p99 (ms)", "churn",
+     lambda r, m: get(r, "churn", "reconnect_latency", "p99_ms"), 2, LOWER),
+    ("churn_failures", "churn: reconnect failures", "churn",
+     lambda r, m: get(r, "churn", "reconnect_failures"), 0, LOWER),
+    ("churn_cpu", "churn: server CPU s during 5 s of churn", "churn",
+     lambda r, m: cpu_s(m, "cpu_phase_ticks"), 2, LOWER),
+]
+
+# wsload's own cost, from the ringcast runs.
+CLIENT = [
+    ("idle", "client memory per connection (B)", lambda r: get(r, "client", "rss_per_conn_bytes"), 0),
+    ("idle", "client memory basis", lambda r: get(r, "client", "rss_per_conn_basis"), None),
+    ("fan1", "client CPU s per 1M received messages (fan-out 1)",
+     lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
+    ("fan100", "client CPU s per 1M received messages (fan-out 100)",
+     lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
+    ("latency", "client CPU s per 1M received messages (fixed rate)",
+     lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
+]
+
+RUNTIME_PEERS = ("tokio-uring-peer", "glommio-peer")
 
 
 def fmt(value, decimals):
     if value is None:
         return "-"
+    if decimals is None:
+        return str(value)
     return f"{value:,.{decimals}f}"
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores (nproc), Linux {platform.release()}, {model}"
+
+
+def better(a, b, direction):
+    """Whether a is strictly better than b."""
+    return a < b if direction == LOWER else a > b
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--conns", type=int, required=True)
-    parser.add_argument("--m", type=int, required=True)
-    parser.add_argument("--channels-b", type=int, required=True)
-    parser.add_argument("--procs", type=int, required=True)
-    parser.add_argument("--rate", type=int, required=True)
-    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--started", required=True)
+    parser.add_argument("--load-before", required=True)
+    parser.add_argument("--load-after", required=True)
+    parser.add_argument("--config", required=True)
     parser.add_argument("servers", nargs="+")
     args = parser.parse_args()
 
-    results = {server: server_metrics(args.out, server) for server in args.servers}
-    ratios = {}
-    if "ringcast" in results and "bench-peer" in results:
-        for key, _, _ in METRICS:
-            ours, theirs = results["ringcast"].get(key), results["bench-peer"].get(key)
-            if ours is not None and theirs:
-                ratios[key] = ours / theirs
+    raw, values = {}, {}
+    for server in args.servers:
+        raw[server], values[server] = {}, {}
+        for phase in ("idle", "fan1", "fan100", "latency", "echo", "churn"):
+            d = os.path.join(args.out, f"{server}-{phase}")
+            raw[server][phase] = {
+                "report": load(os.path.join(d, "report.json")),
+                "measure": load(os.path.join(d, "measure.json")),
+            }
+        for key, _, phase, fn, _, _ in METRICS:
+            r, m = raw[server][phase]["report"], raw[server][phase]["measure"]
+            try:
+                values[server][key] = fn(r, m)
+            except (KeyError, TypeError, ZeroDivisionError):
+                values[server][key] = None
 
-    columns = ["metric"] + args.servers + (["ratio"] if ratios else [])
+    base = values.get("ringcast", {})
+    header = ["metric"] + args.servers
     rows = []
-    for key, label, decimals in METRICS:
-        row = [label] + [fmt(results[s].get(key), decimals) for s in args.servers]
-        if ratios:
-            row.append(fmt(ratios.get(key), 2))
+    wins = []
+    for key, label, _, _, decimals, direction in METRICS:
+        if all(values[s].get(key) is None for s in args.servers):
+            continue
+        arrow = "↓" if direction == LOWER else "↑"
+        row = [f"{label} {arrow}"]
+        for server in args.servers:
+            v = values[server].get(key)
+            cell = fmt(v, decimals)
+            ours = base.get(key)
+            if server != "ringcast" and v is not None and ours:
+                cell += f" ({v / ours:.2f}×)"
+            if server != "ringcast" and v is not None and ours is not None:
+                if better(v, ours, direction) and not (v == 0 and ours == 0):
+                    wins.append((server, label, fmt(v, decimals), fmt(ours, decimals)))
+            row.append(cell)
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows + [columns]) for i in range(len(columns))]
-    print(
-        f"{args.conns} connections, M={args.m}, phase B over {args.channels_b} channels, "
-        f"{args.size}-byte bodies"
-    )
-    for i, row in enumerate([columns] + rows):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        print(" | ".join(cells))
-        if i == 0:
-            print("-+-".join("-" * w for w in widths))
-    if ratios:
-        print("ratio = ringcast / bench-peer")
 
-    summary = {
-        "config": {
-            "conns": args.conns,
-            "m": args.m,
-            "channels_b": args.channels_b,
-            "procs": args.procs,
-            "rate": args.rate,
-            "size": args.size,
-        },
-        "servers": results,
-        "ratio_ringcast_over_bench_peer": ratios,
-    }
+    lines = [
+        "# Benchmark results: ringcast and the servers users would otherwise pick",
+        "",
+        f"Written by `tests/bench/compare.sh` (run started {args.started}; this file is "
+        f"rewritten by every full run).",
+        "",
+        f"- Machine: {machine()}.",
+        f"- Load average (1, 5, 15 min) before the run: {args.load_before}; after: "
+        f"{args.load_after}.",
+        f"- Settings: `{args.config}`.",
+        "- Load generator: `wsload` (io_uring client on ringcast's own reactor) with its "
+        "worker processes on the same two cores as the server, so every server shares "
+        "the CPU with the load generator; server CPU seconds and RSS come from "
+        "`/proc/PID`. Ratios in parentheses are server / ringcast; ↓ lower is better, "
+        "↑ higher is better.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" + "---:|" * len(args.servers),
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["", "## Where another server beats ringcast", ""]
+    if wins:
+        lines += [f"- {s}: {label}: {v} vs ringcast {o}" for s, label, v, o in wins]
+    else:
+        lines.append("- Nowhere in this run.")
+    lines += ["", "## Runtime check (tokio-uring and glommio)", ""]
+    present = [s for s in args.servers if s in RUNTIME_PEERS]
+    if not present:
+        lines.append(
+            "- Not run (set `BUILD_RUNTIME_PEERS=1`; see tests/bench/runtime-peers/README.md)."
+        )
+    for peer in present:
+        peer_wins = [w for w in wins if w[0] == peer]
+        if peer_wins:
+            lines += [f"- **{peer} wins** on {label}: {v} vs ringcast {o}."
+                      for _, label, v, o in peer_wins]
+        elif any(values[peer].get(k) is not None for k, *_ in METRICS):
+            lines.append(f"- {peer} wins nowhere against ringcast in this run.")
+        else:
+            lines.append(f"- {peer} produced no figures (see target/bench/{peer}.log).")
+    ours = raw.get("ringcast", {})
+    if ours:
+        lines += ["", "## wsload's own cost (during the ringcast runs)", ""]
+        for phase, label, fn, decimals in CLIENT:
+            report = ours.get(phase, {}).get("report")
+            value = fn(report) if report else None
+            lines.append(f"- {label}: {fmt(value, decimals)}")
+    text = "\n".join(lines) + "\n"
+    with open(args.results, "w") as f:
+        f.write(text)
+    print(text)
+
+    summary = {"values": values, "raw": raw, "config": args.config,
+               "started": args.started, "written": datetime.datetime.now().isoformat()}
     path = os.path.join(args.out, "compare.json")
     with open(path, "w") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
-    print(f"wrote {path}", file=sys.stderr)
+    print(f"wrote {args.results} and {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

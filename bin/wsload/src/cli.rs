@@ -150,9 +150,14 @@ pub struct PushArgs {
     /// Admin base URL of the server, `http://IP:PORT`.
     #[arg(long, default_value = "http://127.0.0.1:9090")]
     pub admin: String,
-    /// Messages published per second, over all channels (round-robin).
+    /// Messages published per second, over all channels (round-robin); 0 = as fast as the
+    /// admin API answers.
     #[arg(long, default_value_t = 100.0)]
     pub publish_rate: f64,
+    /// Stop publishing after this many messages per channel (and at the latest after
+    /// `--duration`).
+    #[arg(long)]
+    pub messages_per_channel: Option<u64>,
     /// Body bytes: `"<seq>:<unix-ns>:"` padded with `x`.
     #[arg(long, default_value_t = 64)]
     pub size: usize,

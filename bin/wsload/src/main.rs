@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
                 mode: PublishMode::Push {
                     rate: args.publish_rate.max(0.0),
                     size: args.size,
+                    per_channel: args.messages_per_channel,
                 },
                 publishers: args.publishers.max(1),
             };

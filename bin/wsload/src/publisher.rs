@@ -21,10 +21,12 @@ const MAX_CONSECUTIVE_ERRORS: u64 = 20;
 pub enum PublishMode {
     /// `rate` messages per second over all channels, bodies of `size` bytes.
     Push {
-        /// Messages per second.
+        /// Messages per second (0 = as fast as the admin API answers).
         rate: f64,
         /// Body bytes.
         size: usize,
+        /// Stop after this many messages per channel.
+        per_channel: Option<u64>,
     },
     /// One message per second to the first channel.
     Tick,
@@ -106,11 +108,19 @@ pub fn run(plan: &PublishPlan, stop: &AtomicBool) -> PublishStats {
             stats.elapsed_s = start.elapsed().as_secs_f64();
             total.add(&stats);
         }
-        PublishMode::Push { rate, size } => {
+        PublishMode::Push {
+            rate,
+            size,
+            per_channel,
+        } => {
             let threads = plan.publishers.clamp(1, plan.channels.len().max(1));
             let results: Vec<PublishStats> = std::thread::scope(|scope| {
                 let handles: Vec<_> = (0..threads)
-                    .map(|t| scope.spawn(move || push_thread(plan, t, threads, rate, size, stop)))
+                    .map(|t| {
+                        scope.spawn(move || {
+                            push_thread(plan, t, threads, (rate, size, per_channel), stop)
+                        })
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -131,13 +141,13 @@ pub fn run(plan: &PublishPlan, stop: &AtomicBool) -> PublishStats {
     total
 }
 
-/// Publisher thread `t` of `threads`: channels `c` with `c % threads == t`, round-robin.
+/// Publisher thread `t` of `threads`: channels `c` with `c % threads == t`, round-robin;
+/// `(rate, size, per_channel)` as in [`PublishMode::Push`].
 fn push_thread(
     plan: &PublishPlan,
     t: usize,
     threads: usize,
-    rate: f64,
-    size: usize,
+    (rate, size, per_channel): (f64, usize, Option<u64>),
     stop: &AtomicBool,
 ) -> PublishStats {
     let mine: Vec<usize> = (t..plan.channels.len()).step_by(threads).collect();
@@ -163,10 +173,10 @@ fn push_thread(
         } else if Instant::now() >= end || stop.load(Ordering::Relaxed) {
             break;
         }
-        if consecutive_errors >= MAX_CONSECUTIVE_ERRORS {
+        let n = mine.len() as u64;
+        if consecutive_errors >= MAX_CONSECUTIVE_ERRORS || per_channel.is_some_and(|m| j >= m * n) {
             break;
         }
-        let n = mine.len() as u64;
         let channel = mine[(j % n) as usize];
         body.clear();
         write_body(&mut body, j / n, realtime_ns(), size);
@@ -294,6 +304,7 @@ mod tests {
             mode: PublishMode::Push {
                 rate: 200.0,
                 size: 40,
+                per_channel: None,
             },
             duration: Duration::from_millis(300),
             publishers: 2,
@@ -318,6 +329,26 @@ mod tests {
                 "{seqs:?}"
             );
         }
+    }
+
+    #[test]
+    fn push_stops_after_the_per_channel_count() {
+        let (admin, seen) = fake_admin();
+        let plan = PublishPlan {
+            admin,
+            channels: vec!["a".into(), "b".into(), "c".into()],
+            mode: PublishMode::Push {
+                rate: 0.0,
+                size: 0,
+                per_channel: Some(5),
+            },
+            duration: Duration::from_secs(20),
+            publishers: 2,
+        };
+        let stats = run(&plan, &AtomicBool::new(false));
+        assert_eq!(stats.published, 15);
+        assert_eq!(stats.per_channel, vec![5, 5, 5]);
+        assert_eq!(seen.lock().unwrap().len(), 15);
     }
 
     #[test]
@@ -346,7 +377,11 @@ mod tests {
         let plan = PublishPlan {
             admin,
             channels: vec!["a".into()],
-            mode: PublishMode::Push { rate: 0.0, size: 0 },
+            mode: PublishMode::Push {
+                rate: 0.0,
+                size: 0,
+                per_channel: None,
+            },
             duration: Duration::from_secs(5),
             publishers: 1,
         };
