@@ -209,6 +209,16 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_TICK_CHANNEL", value_parser = parse_channel)]
     pub tick_channel: Option<String>,
 
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it. A fan-out
+    /// message is compressed once and the frame shared by every deflate subscriber; no
+    /// connection keeps compression state while idle.
+    #[arg(long, env = "RINGCAST_COMPRESSION")]
+    pub compression: bool,
+
+    /// Messages smaller than this are sent uncompressed even to deflate clients.
+    #[arg(long, env = "RINGCAST_COMPRESSION_MIN_BYTES", default_value_t = 256)]
+    pub compression_min_bytes: usize,
+
     /// Seconds a long-poll request (`GET /poll/<channel>?since=<id>`) is held before it
     /// is answered 204.
     #[arg(long, env = "RINGCAST_POLL_TIMEOUT", value_parser = parse_secs, default_value = "30")]

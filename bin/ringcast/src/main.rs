@@ -122,6 +122,8 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             max_channels_per_conn: config.max_channels_per_conn as usize,
             client_commands: config.client_commands,
             tick_channel: config.tick_channel.clone(),
+            compression: config.compression,
+            compression_min_bytes: config.compression_min_bytes,
             poll_timeout_ms: config.poll_timeout.as_millis() as u64,
             poll_ring: config.poll_ring as usize,
             auth: auth.clone(),

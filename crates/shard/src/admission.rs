@@ -4,7 +4,10 @@
 
 use crate::auth::Credentials;
 use crate::config::ShardConfig;
-use ringcast_proto::{PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel};
+use ringcast_proto::{
+    DeflateParams, PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel,
+    negotiate_deflate,
+};
 
 /// An HTTP refusal of an upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,12 +54,20 @@ pub enum Target {
     Channels(Vec<String>),
 }
 
-/// Admits `upgrade` at shard time `now_ms`: its target and the 101 response.
-pub fn admit(
-    cfg: &ShardConfig,
-    upgrade: &Upgrade,
-    now_ms: u64,
-) -> Result<(Target, Vec<u8>), Refusal> {
+/// An admitted upgrade.
+#[derive(Debug)]
+pub struct Admitted {
+    /// What the connection does.
+    pub target: Target,
+    /// The 101 answer.
+    pub response: Vec<u8>,
+    /// Negotiated permessage-deflate, if any.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// Admits `upgrade` at shard time `now_ms`: its target, the 101 response, and the
+/// compression negotiated (when `cfg.compression` is on and the client offered it).
+pub fn admit(cfg: &ShardConfig, upgrade: &Upgrade, now_ms: u64) -> Result<Admitted, Refusal> {
     let target = target_of(cfg, upgrade)?;
     let creds = Credentials {
         origin: upgrade.origin.as_deref(),
@@ -79,11 +90,17 @@ pub fn admit(
             Refusal::new(err.status(), err.label(), body)
         })?;
     }
-    let response = match protocol {
-        Some(p) => upgrade.response_with_protocol(p),
-        None => upgrade.response.clone(),
+    let negotiated = if cfg.compression {
+        negotiate_deflate(&upgrade.extensions)
+    } else {
+        None
     };
-    Ok((target, response))
+    let response = upgrade.response_with(protocol, negotiated.as_ref().map(|(_, h)| h.as_str()));
+    Ok(Admitted {
+        target,
+        response,
+        deflate: negotiated.map(|(params, _)| params),
+    })
 }
 
 /// Admits a plain `GET /sse/<channel>` or `/poll/<channel>`: the same origin and token

@@ -43,6 +43,10 @@ pub struct ShardConfig {
     pub client_commands: bool,
     /// Channel to which every shard publishes the time once a second, if any.
     pub tick_channel: Option<String>,
+    /// Negotiate permessage-deflate with clients that offer it.
+    pub compression: bool,
+    /// Messages smaller than this go uncompressed even to deflate clients.
+    pub compression_min_bytes: usize,
     /// How long a long-poll request is held before answering 204.
     pub poll_timeout_ms: u64,
     /// Messages kept per long-poll channel by its owner.
@@ -73,6 +77,8 @@ impl ShardConfig {
             max_channels_per_conn: 16,
             client_commands: false,
             tick_channel: None,
+            compression: false,
+            compression_min_bytes: 256,
             poll_timeout_ms: 30_000,
             poll_ring: 64,
             auth: AuthPolicy::default(),

@@ -62,6 +62,8 @@ pub struct Conn {
     pub aborted: bool,
     /// The route is `/echo`.
     pub echo: bool,
+    /// permessage-deflate window (log2) for messages to this client; 0 = not negotiated.
+    pub deflate_bits: u8,
     /// Why it closed, once decided (counted exactly once).
     pub reason: Option<&'static str>,
     /// Channel subscriptions.
@@ -90,6 +92,7 @@ impl Conn {
             gone: false,
             aborted: false,
             echo: false,
+            deflate_bits: 0,
             reason: None,
             channels: ConnChannels::None,
             ping_sent_ms: 0,

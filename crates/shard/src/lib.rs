@@ -11,6 +11,7 @@
 mod admission;
 mod auth;
 mod channel_owner;
+mod compression;
 mod config;
 mod conn;
 mod conn_channels;
@@ -31,6 +32,7 @@ pub use auth::{
     AuthError, AuthPolicy, Claims, Credentials, TOKEN_PROTOCOL_PREFIX, mint_token, verify,
 };
 pub use channel_owner::ChannelOwner;
+pub use compression::{Compression, FANOUT_WINDOW_BITS};
 pub use config::{ShardConfig, SlowConsumer};
 pub use conn::{Conn, Phase, Transport};
 pub use conn_channels::ConnChannels;

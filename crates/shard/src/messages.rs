@@ -31,6 +31,9 @@ pub enum ShardMsg {
     Deliver {
         channel: ChannelName,
         frame: Bytes,
+        /// The same message as one compressed frame (window 15), when compression is on
+        /// and the message is large enough; shared by every deflate subscriber.
+        deflated: Option<Bytes>,
         payload: Bytes,
         binary: bool,
         seq: u64,

@@ -3,8 +3,9 @@
 //! through the `on_*` methods with the shard's clock in milliseconds; actions for the
 //! reactor, sends to start and messages for other shards and the broker come out.
 
-use crate::admission::{Target, admit, admit_plain};
+use crate::admission::{Admitted, Target, admit, admit_plain};
 use crate::channel_owner::ChannelOwner;
+use crate::compression::{Compression, FANOUT_WINDOW_BITS};
 use crate::config::{ShardConfig, SlowConsumer};
 use crate::conn::Transport;
 use crate::conn::{Conn, Phase};
@@ -87,6 +88,7 @@ pub struct Shard {
     open_by_transport: [usize; 3],
     limiter: ConnectLimiter,
     tick: TickClock,
+    compression: Compression,
     drain: Option<Drain>,
     /// The clock of the latest event, for closes decided outside a timed event.
     now_ms: u64,
@@ -94,7 +96,12 @@ pub struct Shard {
 
 impl Shard {
     /// A shard with no connections.
-    pub fn new(cfg: ShardConfig) -> Self {
+    pub fn new(mut cfg: ShardConfig) -> Self {
+        // A queue must hold at least one whole message (plus its frame header), or a
+        // single large message would make every receiver a slow consumer.
+        let one_message =
+            u32::try_from(cfg.max_message_bytes.saturating_add(14)).unwrap_or(u32::MAX);
+        cfg.max_queue_bytes = cfg.max_queue_bytes.max(one_message);
         let max_delay = cfg
             .ping_interval_ms
             .max(cfg.pong_timeout_ms)
@@ -104,6 +111,7 @@ impl Shard {
         // Keep the wheel at most ~64k slots whatever the intervals.
         let tick_ms = cfg.tick_ms.max(max_delay / 65_536 + 1);
         let limiter = ConnectLimiter::new(cfg.connect_rate_per_ip);
+        let compression = Compression::new(cfg.compression, cfg.compression_min_bytes);
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
         let owned = ChannelOwner::new(cfg.poll_ring, cfg.poll_timeout_ms * 2);
@@ -127,6 +135,7 @@ impl Shard {
             open_by_transport: [0; 3],
             limiter,
             tick: TickClock::default(),
+            compression,
             drain: None,
             now_ms: 0,
         }
@@ -283,7 +292,7 @@ impl Shard {
             let payload = Bytes::from(text);
             let frame = encoded(OpCode::Text, &payload);
             let seq = self.cfg.unix_ms_at_zero.saturating_add(now_ms) / 1000;
-            self.deliver(&name, frame, &payload, false, seq);
+            self.deliver(&name, frame, None, &payload, false, seq);
         }
     }
 
@@ -300,10 +309,11 @@ impl Shard {
             ShardMsg::Deliver {
                 channel,
                 frame,
+                deflated,
                 payload,
                 binary,
                 seq,
-            } => self.deliver(&channel, frame, &payload, binary, seq),
+            } => self.deliver(&channel, frame, deflated, &payload, binary, seq),
             ShardMsg::PollRequest {
                 channel,
                 since,
@@ -449,7 +459,11 @@ impl Shard {
         if self.refuse_if_full(id, now_ms) {
             return;
         }
-        let (target, response) = match admit(&self.cfg, &upgrade, now_ms) {
+        let Admitted {
+            target,
+            response,
+            deflate,
+        } = match admit(&self.cfg, &upgrade, now_ms) {
             Ok(admitted) => admitted,
             Err(refusal) => {
                 self.counters.handshake_failed(refusal.label);
@@ -462,6 +476,10 @@ impl Shard {
         };
         let mut rest = conn.handshake.split_off(upgrade.consumed);
         conn.queue.push_control(Bytes::from(response));
+        if let Some(params) = deflate {
+            conn.deflate_bits = params.server_max_window_bits;
+            conn.decoder.enable_deflate();
+        }
         self.open_as(id, Transport::WebSocket);
         match target {
             Target::Echo => {
@@ -580,14 +598,24 @@ impl Shard {
             return;
         };
         let echo = conn.echo;
+        let bits = conn.deflate_bits;
         let commands = self.cfg.client_commands && !echo;
         let queue = &mut conn.queue;
+        let compression = &mut self.compression;
+        let mut echo_frame = |opcode: OpCode, payload: &[u8]| {
+            let compressed = if bits == 0 {
+                None
+            } else {
+                compression.frame(opcode, payload, bits)
+            };
+            compressed.unwrap_or_else(|| encoded(opcode, payload))
+        };
         let mut received = std::mem::take(&mut self.commands);
         let mut pong = false;
         let mut peer_close: Option<Option<u16>> = None;
         let result = conn.decoder.feed(data, &mut |msg| match msg {
-            Message::Text(p) if echo => queue.push_data(encoded(OpCode::Text, p)),
-            Message::Binary(p) if echo => queue.push_data(encoded(OpCode::Binary, p)),
+            Message::Text(p) if echo => queue.push_data(echo_frame(OpCode::Text, p)),
+            Message::Binary(p) if echo => queue.push_data(echo_frame(OpCode::Binary, p)),
             Message::Text(p) if commands => received.push(p.to_vec()),
             Message::Text(_) | Message::Binary(_) => {}
             Message::Ping(p) => queue.push_control(encoded(OpCode::Pong, p)),
@@ -949,6 +977,10 @@ impl Shard {
         let seq = publication.seq;
         let opcode = if binary { OpCode::Binary } else { OpCode::Text };
         let frame = encoded(opcode, payload);
+        let deflated = self.compression.frame(opcode, payload, FANOUT_WINDOW_BITS);
+        if deflated.is_some() {
+            self.counters.compressed += 1;
+        }
         let mut local = false;
         for shard in publication.shards.iter() {
             if shard == self.cfg.id {
@@ -957,6 +989,7 @@ impl Shard {
                 out.push(ShardMsg::Deliver {
                     channel: channel.clone(),
                     frame: frame.clone(),
+                    deflated: deflated.clone(),
                     payload: payload.clone(),
                     binary,
                     seq,
@@ -964,11 +997,19 @@ impl Shard {
             }
         }
         if local {
-            self.deliver(&channel, frame, payload, binary, seq);
+            self.deliver(&channel, frame, deflated, payload, binary, seq);
         }
     }
 
-    fn deliver(&mut self, channel: &str, frame: Bytes, payload: &Bytes, binary: bool, seq: u64) {
+    fn deliver(
+        &mut self,
+        channel: &str,
+        frame: Bytes,
+        deflated: Option<Bytes>,
+        payload: &Bytes,
+        binary: bool,
+        seq: u64,
+    ) {
         let Some(subs) = self.channels.subscribers(channel) else {
             return;
         };
@@ -981,7 +1022,10 @@ impl Shard {
                 continue;
             };
             let frame = match conn.transport {
-                Transport::WebSocket => frame.clone(),
+                Transport::WebSocket => match &deflated {
+                    Some(d) if conn.deflate_bits == FANOUT_WINDOW_BITS => d.clone(),
+                    _ => frame.clone(),
+                },
                 Transport::Sse => sse
                     .get_or_insert_with(|| sse_event(seq, payload, binary))
                     .clone(),

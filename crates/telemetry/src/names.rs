@@ -27,6 +27,9 @@ pub const MESSAGES_DELIVERED: &str = "ringcast_messages_delivered_total";
 pub const BYTES_SENT: &str = "ringcast_bytes_sent_total";
 /// Counter `{shard}`: connections closed for being slow consumers.
 pub const SLOW_CONSUMER_CLOSES: &str = "ringcast_slow_consumer_closes_total";
+/// Counter `{shard}`: messages compressed with permessage-deflate (once per message,
+/// however many connections receive it).
+pub const MESSAGES_COMPRESSED: &str = "ringcast_messages_compressed_total";
 /// Counter `{shard}`: messages dropped from slow consumers' queues (drop-oldest policy).
 pub const SLOW_CONSUMER_DROPPED: &str = "ringcast_slow_consumer_dropped_total";
 /// Gauge `{shard}`: channels this shard owns that have subscribers somewhere.
@@ -110,6 +113,11 @@ pub fn describe_all() {
         SLOW_CONSUMER_CLOSES,
         Unit::Count,
         "Connections closed for being slow consumers."
+    );
+    describe_counter!(
+        MESSAGES_COMPRESSED,
+        Unit::Count,
+        "Messages compressed with permessage-deflate, once per message however many receive it."
     );
     describe_counter!(
         SLOW_CONSUMER_DROPPED,

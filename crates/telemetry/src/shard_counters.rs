@@ -27,6 +27,8 @@ pub struct ShardCounters {
     pub poll_connections: u64,
     /// Messages delivered to client connections.
     pub delivered: u64,
+    /// Messages compressed (permessage-deflate), each once however many receive it.
+    pub compressed: u64,
     /// Bytes written to client connections.
     pub bytes_sent: u64,
     /// Connections closed for being slow consumers.
@@ -62,6 +64,7 @@ struct FlushedCounters {
     bytes_sent: u64,
     slow_consumer_closes: u64,
     slow_consumer_dropped: u64,
+    compressed: u64,
     recv_enobufs: u64,
     accept_errors: u64,
     publish_dropped: u64,
@@ -174,6 +177,11 @@ impl ShardCounters {
                 &mut flushed.slow_consumer_closes,
             ),
             (
+                names::MESSAGES_COMPRESSED,
+                self.compressed,
+                &mut flushed.compressed,
+            ),
+            (
                 names::SLOW_CONSUMER_DROPPED,
                 self.slow_consumer_dropped,
                 &mut flushed.slow_consumer_dropped,
@@ -280,7 +288,10 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(
-            value(&text, r#"ringcast_connections{shard="3",transport="websocket"}"#),
+            value(
+                &text,
+                r#"ringcast_connections{shard="3",transport="websocket"}"#
+            ),
             Some(4.0)
         );
         assert_eq!(
@@ -338,7 +349,10 @@ mod tests {
             Some(1000.0)
         );
         assert_eq!(
-            value(&text, r#"ringcast_connections{shard="3",transport="websocket"}"#),
+            value(
+                &text,
+                r#"ringcast_connections{shard="3",transport="websocket"}"#
+            ),
             Some(1.0)
         );
         assert_eq!(
