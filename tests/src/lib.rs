@@ -7,5 +7,6 @@ pub mod http;
 pub mod metrics;
 pub mod ports;
 pub mod programs;
+pub mod prometheus;
 pub mod redis_server;
 pub mod ws_client;

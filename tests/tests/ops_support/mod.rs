@@ -1,0 +1,238 @@
+//! Shared by the ops_* tests: paths into the repository, finding the external checkers
+//! (Debian packages on PATH, PyPI tools in the project's .venv), running them with a
+//! time limit, and skipping loudly when one is missing (failing instead under CI, where
+//! .ci/run installs every one of them).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `path` relative to the repository root.
+pub fn repo_file(path: &str) -> PathBuf {
+    repo().join(path)
+}
+
+/// Reads a repository file as text.
+pub fn read(path: &str) -> String {
+    std::fs::read_to_string(repo_file(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// The directory of the project's Python venv tools: next to $RINGCAST_PYTHON (set by
+/// .ci/run) or `<repo>/.venv/bin`.
+pub fn venv_bin() -> PathBuf {
+    std::env::var_os("RINGCAST_PYTHON")
+        .map(PathBuf::from)
+        .and_then(|python| python.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| repo().join(".venv/bin"))
+}
+
+/// A tool installed in the venv from PyPI (`pypi` names its package), or None.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let path = venv_bin().join(name);
+    path.exists().then_some(path)
+}
+
+/// A program on PATH (from a Debian package), or None.
+pub fn system_tool(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Reports a checker that is not installed: under CI (CI set, as in .ci/run) that is a
+/// failure; elsewhere the test prints why it skips and returns.
+pub fn missing(tool: &str, install: &str) {
+    let message = format!(
+        "SKIP: `{tool}` is not installed ({install}); .ci/run installs it before the tests"
+    );
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("{message}");
+}
+
+/// Runs `cmd` with stdin closed, killing it (by its pid) after `secs`.
+pub fn run(cmd: &mut Command, secs: u64) -> Output {
+    let shown = format!("{cmd:?}");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {shown}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(output) => {
+            let _ = waiter.join();
+            output.unwrap_or_else(|e| panic!("waiting for {shown}: {e}"))
+        }
+        Err(_) => {
+            // SAFETY: kill(2) on the pid of a child this function started and has not reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+            let _ = waiter.join();
+            panic!("{shown} did not finish within {secs} s");
+        }
+    }
+}
+
+/// Runs `cmd` and asserts it exits 0 and prints nothing on stderr matching a warning:
+/// returns stdout.
+pub fn run_ok(cmd: &mut Command, secs: u64) -> String {
+    let shown = format!("{cmd:?}");
+    let out = run(cmd, secs);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+/// Text of both output streams.
+pub fn both(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A child process killed (by its pid) and reaped when dropped, so a failing assertion
+/// never leaves it running.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls GET `path` on `addr` until `done(body)` holds, at most `secs`.
+pub fn wait_http(
+    addr: std::net::SocketAddr,
+    path: &str,
+    secs: u64,
+    done: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if ringcast_tests::http::get(addr, path).is_ok_and(|r| r.status == 200 && done(&r.body)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A scratch directory removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Creates `<tmp>/ringcast-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> Scratch {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ringcast-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    /// A path inside.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `key = value` lines of a sysctl.d / env-style file, comments and blanks skipped; a
+/// leading `-` (optional key) is kept on the key.
+pub fn key_values(text: &str, separator: char) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
+        .filter_map(|l| l.split_once(separator))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Python (Debian's /usr/bin/python3 with python3-seccomp) program that loads a seccomp
+/// profile in the OCI/Docker JSON format (defaultAction, defaultErrnoRet,
+/// architectures, syscalls[names, action, errnoRet, args]) with libseccomp and execs a
+/// command under it. argv: PROFILE DROP_NAMES(comma list, may be empty) CMD ARGS...
+pub const SECCOMP_EXEC_PY: &str = r#"
+import json, os, sys
+import seccomp
+profile = json.load(open(sys.argv[1]))
+drop = set(filter(None, sys.argv[2].split(",")))
+arch = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[os.uname().machine]
+if arch not in profile["architectures"]:
+    sys.exit("profile lacks this machine's architecture " + arch)
+default_errno = profile.get("defaultErrnoRet", 1)
+def action(name, errno_ret):
+    if name == "SCMP_ACT_ALLOW":
+        return seccomp.ALLOW
+    if name == "SCMP_ACT_ERRNO":
+        return seccomp.ERRNO(errno_ret)
+    sys.exit("unsupported action " + name)
+ops = {"SCMP_CMP_MASKED_EQ": seccomp.MASKED_EQ, "SCMP_CMP_EQ": seccomp.EQ, "SCMP_CMP_NE": seccomp.NE}
+f = seccomp.SyscallFilter(action(profile["defaultAction"], default_errno))
+for rule in profile["syscalls"]:
+    act = action(rule["action"], rule.get("errnoRet", default_errno))
+    args = []
+    for a in rule.get("args", []):
+        if a["op"] == "SCMP_CMP_MASKED_EQ":
+            args.append(seccomp.Arg(a["index"], seccomp.MASKED_EQ, a["value"], a["valueTwo"]))
+        else:
+            args.append(seccomp.Arg(a["index"], ops[a["op"]], a["value"]))
+    for name in rule["names"]:
+        if name in drop:
+            continue
+        try:
+            if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) < 0:
+                continue
+        except Exception:
+            continue
+        f.add_rule(act, name, *args)
+f.load()
+os.execv(sys.argv[3], sys.argv[3:])
+"#;
+
+/// Whether Debian's python3 has the libseccomp bindings (package python3-seccomp).
+pub fn python_seccomp() -> bool {
+    Path::new("/usr/bin/python3").exists()
+        && Command::new("/usr/bin/python3")
+            .args(["-c", "import seccomp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
