@@ -165,3 +165,48 @@ fn the_tick_channel_pushes_the_time_every_second() {
     }
     assert_eq!(seqs[1], seqs[0] + 1);
 }
+
+#[test]
+fn batch_publish_answers_per_item_and_keeps_order() {
+    let gateway = Gateway::start(1, &[]);
+    let mut ws = connect(gateway.ws_addr(), "/?channels=x,y");
+    sync_subscriber(&gateway, "x", &mut ws);
+    sync_subscriber(&gateway, "y", &mut ws);
+    let batch = br#"[{"channel":"x","data":"1"},{"channel":"bad chan","data":"2"},{"channel":"y","base64":"/wA="},{"channel":"x","data":"3"}]"#;
+    let answer = ringcast_tests::http::post(gateway.admin, "/publish", batch).expect("batch");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
+    assert_eq!(body["published"], 3, "{body}");
+    assert_eq!(body["failed"], 1, "{body}");
+    assert_eq!(
+        body["results"][1]["error"], "invalid channel name",
+        "{body}"
+    );
+    let got: Vec<_> = (0..3)
+        .map(|_| next_message(&mut ws, Duration::from_secs(5)).expect("message"))
+        .collect();
+    // Order holds per channel (x and y may be owned by different shards).
+    let texts: Vec<_> = got
+        .iter()
+        .filter(|m| matches!(m, Some(Message::Text(_))))
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            Some(Message::Text("1".into())),
+            Some(Message::Text("3".into()))
+        ]
+        .iter()
+        .collect::<Vec<_>>()
+    );
+    assert!(got.contains(&Some(Message::Binary(vec![0xff, 0].into()))));
+    let ndjson = b"{\"channel\":\"x\",\"data\":\"4\"}\n{\"channel\":\"x\",\"data\":\"5\"}\n";
+    let answer = ringcast_tests::http::post(gateway.admin, "/publish", ndjson).expect("batch");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for want in ["4", "5"] {
+        let got = next_message(&mut ws, Duration::from_secs(5)).expect("message");
+        assert_eq!(got, Some(Message::Text(want.into())));
+    }
+    let answer = ringcast_tests::http::post(gateway.admin, "/publish", b"nonsense").expect("post");
+    assert_eq!(answer.status, 400);
+}

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::batch::parse_batch;
 use crate::names;
 use crate::recorder::process_collector;
 
@@ -90,6 +91,10 @@ pub struct AdminState {
 ///   delivered on this node but not through the broker → 503 with
 ///   `{"error":..,"local_delivery":true,"remote_delivery":false}`, else 202 with `{"channel":..,"bytes":N,"binary":bool,"shards":N}` and
 ///   `ringcast_messages_published_total` incremented.
+/// - `POST /publish`: a batch (JSON array or NDJSON of `{"channel","data"}` or
+///   `{"channel","base64"}`), published in order; 200 with `{"published","failed",
+///   "results":[{"channel","ok":true,"bytes"} | {"channel","error"}]}`, 400 when the body
+///   is not a batch at all.
 /// - `GET /healthz` → 200 `ok`.
 /// - `GET /readyz` → 200 `ready` or 503 `draining`, from `ready`; 200 with a body starting
 ///   `degraded` while `broker_up` says the broker is unreachable.
@@ -99,9 +104,10 @@ pub struct AdminState {
 /// Errors are JSON `{"error": "..."}`.
 pub fn admin_router(state: AdminState) -> Router {
     let body_limit = DefaultBodyLimit::max(state.max_message_bytes);
+    let batch_limit = DefaultBodyLimit::max(batch_body_limit(state.max_message_bytes));
     Router::new()
         .route("/publish/{channel}", post(publish).layer(body_limit))
-        .route("/publish", post(empty_channel))
+        .route("/publish", post(publish_batch).layer(batch_limit))
         .route("/publish/", post(empty_channel))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -163,6 +169,54 @@ async fn publish(
         }
         Err(err) => publish_error(&err),
     }
+}
+
+/// Largest batch body: 16 messages of the largest size, and at least 1 MiB.
+fn batch_body_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_mul(16).max(1 << 20)
+}
+
+async fn publish_batch(
+    State(state): State<AdminState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return json_error(rejection.status(), &rejection.body_text()),
+    };
+    let items = match parse_batch(&body) {
+        Ok(items) => items,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+    };
+    let mut results = Vec::with_capacity(items.len());
+    let mut published = 0;
+    for item in items {
+        let result = match item {
+            Err(message) => serde_json::json!({ "error": message }),
+            Ok((channel, payload, _)) if payload.len() > state.max_message_bytes => {
+                serde_json::json!({ "channel": channel, "error": PublishError::TooLarge.to_string() })
+            }
+            Ok((channel, payload, binary)) => {
+                let bytes = payload.len();
+                match state
+                    .publisher
+                    .publish_async(&channel, payload, binary)
+                    .await
+                {
+                    Ok(_) => {
+                        published += 1;
+                        metrics::counter!(names::MESSAGES_PUBLISHED).increment(1);
+                        serde_json::json!({ "channel": channel, "ok": true, "bytes": bytes })
+                    }
+                    Err(err) => serde_json::json!({ "channel": channel, "error": err.to_string() }),
+                }
+            }
+        };
+        results.push(result);
+    }
+    let failed = results.len() - published;
+    let body = serde_json::json!({ "published": published, "failed": failed, "results": results });
+    json_response(StatusCode::OK, &body)
 }
 
 async fn empty_channel() -> Response {

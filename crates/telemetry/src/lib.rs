@@ -3,6 +3,7 @@
 //! served on the sidecar tokio thread.
 
 pub mod admin;
+pub mod batch;
 pub mod error;
 pub mod names;
 pub mod recorder;
