@@ -1,5 +1,8 @@
-//! grafana/ dashboards and provisioning: valid JSON at the current dashboard
-//! schemaVersion (42, as in @grafana/schema 13), the two dashboards the issue names, the
+//! grafana/ dashboards and provisioning: type-checked by tsc against Grafana's own
+//! schema package (@grafana/schema from npm: the dashboard model and the timeseries, stat
+//! and heatmap panel options, installed with `npm ci` from grafana/schema-check's lock
+//! file into the target directory), the current dashboard schemaVersion (42, as in
+//! @grafana/schema 13), the two dashboards the issue names, the
 //! datasource/job/instance/shard template variables, every panel on the $datasource
 //! variable with a unique id and a grid position that fits and overlaps nothing, every
 //! query target with an expression, and provisioning files that point at them. The
@@ -10,6 +13,9 @@ mod ops_support;
 use ops_support::*;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
 
 /// Grafana's current dashboard JSON schema version.
 const SCHEMA_VERSION: u64 = 42;
@@ -176,4 +182,117 @@ fn provisioning_points_at_the_dashboards_and_a_prometheus() {
     let datasource = read("grafana/provisioning/datasources/prometheus.yaml");
     assert!(datasource.contains("type: prometheus"));
     assert!(datasource.contains("timeInterval:"));
+}
+
+/// Panel types the dashboards use: (type, @grafana/schema panel module, has FieldConfig).
+const PANEL_SCHEMAS: [(&str, &str, bool); 3] = [
+    ("timeseries", "TimeSeries", true),
+    ("stat", "Stat", false),
+    ("heatmap", "Heatmap", true),
+];
+
+/// TypeScript that assigns each dashboard to `Dashboard` and each panel's options and
+/// custom field config to its panel plugin's types. `Loose<T>` turns the schema's string
+/// enums into their literal values (JSON holds strings, not enum members); object
+/// literals keep TypeScript's excess-property check, so an unknown key is an error.
+fn schema_check_source() -> String {
+    let mut ts = String::from("import type { Dashboard } from \"@grafana/schema\";\n");
+    for (_, module, field_config) in PANEL_SCHEMAS {
+        let extra = if field_config {
+            format!(", FieldConfig as {module}FieldConfig")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            ts,
+            "import type {{ Options as {module}Options{extra} }} from \"@grafana/schema/dist/esm/raw/composable/{}/panelcfg/x/{module}PanelCfg_types.gen\";",
+            module.to_lowercase()
+        );
+    }
+    ts.push_str(
+        "type Loose<T> = T extends string ? `${T}` : T extends ReadonlyArray<infer U> ? Array<Loose<U>> : T extends object ? { [K in keyof T]: Loose<T[K]> } : T;\n",
+    );
+    for (file, uid, _) in DASHBOARDS {
+        let dashboard: Value = serde_json::from_str(&read(file)).expect("dashboard JSON");
+        let name = uid.replace('-', "_");
+        let _ = writeln!(ts, "export const {name}: Loose<Dashboard> = {dashboard};");
+        for panel in all_panels(&dashboard) {
+            let kind = panel["type"].as_str().expect("type");
+            if kind == "row" {
+                continue;
+            }
+            let (_, module, field_config) = PANEL_SCHEMAS
+                .iter()
+                .find(|(t, _, _)| *t == kind)
+                .unwrap_or_else(|| panic!("{file}: add panel type {kind} to PANEL_SCHEMAS"));
+            let id = &panel["id"];
+            let _ = writeln!(
+                ts,
+                "export const {name}_{id}_options: Loose<{module}Options> = {};",
+                panel["options"]
+            );
+            let custom = &panel["fieldConfig"]["defaults"]["custom"];
+            if *field_config && !custom.is_null() {
+                let _ = writeln!(
+                    ts,
+                    "export const {name}_{id}_custom: Loose<{module}FieldConfig> = {custom};"
+                );
+            }
+        }
+    }
+    ts
+}
+
+#[test]
+fn dashboards_type_check_against_grafanas_schema() {
+    let (Some(node), Some(npm)) = (system_tool("node"), system_tool("npm")) else {
+        return missing("node and npm", "the machine's Node.js");
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("grafana-schema-check");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let lock = read("grafana/schema-check/package-lock.json");
+    let installed = std::fs::read_to_string(dir.join("installed-lock.json")).unwrap_or_default();
+    if installed != lock || !dir.join("node_modules/typescript/bin/tsc").exists() {
+        for name in ["package.json", "package-lock.json"] {
+            std::fs::copy(
+                repo_file(&format!("grafana/schema-check/{name}")),
+                dir.join(name),
+            )
+            .expect("copy npm manifest");
+        }
+        let out = run(
+            Command::new(npm)
+                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&dir),
+            300,
+        );
+        if !out.status.success() {
+            return missing(
+                "@grafana/schema + typescript",
+                &format!("npm ci failed: {}", both(&out).trim()),
+            );
+        }
+        std::fs::write(dir.join("installed-lock.json"), &lock).expect("record lock");
+    }
+    std::fs::write(dir.join("check.ts"), schema_check_source()).expect("write check.ts");
+    std::fs::write(
+        dir.join("tsconfig.json"),
+        r#"{"compilerOptions": {"strict": true, "noEmit": true, "module": "esnext",
+            "moduleResolution": "bundler", "target": "es2022", "types": []},
+            "files": ["check.ts"]}"#,
+    )
+    .expect("write tsconfig.json");
+    let out = run(
+        Command::new(node)
+            .arg(dir.join("node_modules/typescript/bin/tsc"))
+            .arg("-p")
+            .arg(&dir),
+        120,
+    );
+    assert!(
+        out.status.success(),
+        "tsc against @grafana/schema (check.ts in {}):\n{}",
+        dir.display(),
+        both(&out)
+    );
 }
