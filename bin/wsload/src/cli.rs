@@ -94,7 +94,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 2048)]
     pub recv_buffers: u16,
     /// Bytes per receive buffer.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, default_value_t = 4096)]
     pub recv_buffer_size: u32,
     /// Internal: run as worker `I/P` of a `--procs` parent.
     #[arg(long, hide = true)]

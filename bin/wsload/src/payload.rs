@@ -64,17 +64,22 @@ pub fn parse_body(body: &[u8]) -> Body {
 }
 
 /// A decimal number at the start of `bytes` followed by `:` or the end; returns it and what
-/// follows the `:`.
+/// follows the `:`. A plain loop: this runs once per received message.
 fn leading_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || (digits < bytes.len() && bytes[digits] != b':') {
+    let mut value: u64 = 0;
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b':' {
+        let digit = bytes[i].wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
+        i += 1;
+    }
+    if i == 0 {
         return None;
     }
-    let value = bytes[..digits].iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })?;
-    let rest = bytes.get(digits + 1..).unwrap_or_default();
-    Some((value, rest))
+    Some((value, bytes.get(i + 1..).unwrap_or_default()))
 }
 
 #[cfg(test)]
