@@ -96,6 +96,10 @@ pub struct LoadArgs {
     /// Bytes per receive buffer.
     #[arg(long, default_value_t = 4096)]
     pub recv_buffer_size: u32,
+    /// Offer permessage-deflate (RFC 7692); compressed messages are inflated per message,
+    /// so a connection keeps no compression state between messages.
+    #[arg(long)]
+    pub deflate: bool,
     /// Internal: run as worker `I/P` of a `--procs` parent.
     #[arg(long, hide = true)]
     pub worker: Option<WorkerSlot>,

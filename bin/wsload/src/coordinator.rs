@@ -79,6 +79,7 @@ pub fn worker_params(
         epoch,
         recv_buffers: load.recv_buffers,
         recv_buffer_size: load.recv_buffer_size,
+        deflate: load.deflate,
     }
 }
 

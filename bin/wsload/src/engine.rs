@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ringcast_proto::{
-    ClientHandshakeStatus, Decoder, OpCode, ProtocolError, Role, client_request, code,
+    ClientHandshakeStatus, Decoder, OpCode, ProtocolError, Role, accepted_extension,
+    client_request, client_request_with_extensions, code, deflate::CLIENT_OFFER as DEFLATE_OFFER,
     generate_key, parse_response,
 };
 use ringcast_uring::{
@@ -529,7 +530,16 @@ impl<'p> Engine<'p> {
         };
         let id = reuse.unwrap_or_else(|| self.alloc());
         let key = generate_key(self.rng.next_u64());
-        let request = client_request(&assignment.host_header, &assignment.path, &key);
+        let request = if self.params.deflate {
+            client_request_with_extensions(
+                &assignment.host_header,
+                &assignment.path,
+                &key,
+                DEFLATE_OFFER,
+            )
+        } else {
+            client_request(&assignment.host_header, &assignment.path, &key)
+        };
         let slot = &mut self.slots[id];
         slot.decoder = Decoder::new(Role::Client, MAX_MESSAGE_BYTES);
         let link = &mut slot.link;
@@ -993,6 +1003,15 @@ fn handshake_bytes(slot: &mut Slot, data: &mut [u8], ctx: &mut MessageCtx<'_>) -
         return Step::Failed;
     };
     let mut hs = *hs;
+    let head = if hs.response.is_empty() {
+        &data[..consumed]
+    } else {
+        &hs.response[..consumed]
+    };
+    if accepted_extension(head).is_some() {
+        slot.decoder.enable_deflate();
+    }
+    let link = &mut slot.link;
     let setup_ns = ctx.now.saturating_duration_since(hs.started).as_nanos() as u64;
     open_connection(link, ctx.tally, ctx.expect_messages, setup_ns);
     let leftover: &mut [u8] = if hs.response.is_empty() {

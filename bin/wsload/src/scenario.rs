@@ -80,6 +80,8 @@ pub struct WorkerParams {
     pub recv_buffers: u16,
     /// Bytes per receive buffer.
     pub recv_buffer_size: u32,
+    /// Offer permessage-deflate.
+    pub deflate: bool,
 }
 
 impl WorkerParams {
@@ -113,6 +115,7 @@ mod tests {
             epoch: Instant::now(),
             recv_buffers: 64,
             recv_buffer_size: 1024,
+            deflate: false,
         }
     }
 
