@@ -9,4 +9,5 @@ pub mod ports;
 pub mod programs;
 pub mod prometheus;
 pub mod redis_server;
+pub mod waits;
 pub mod ws_client;

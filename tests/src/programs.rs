@@ -33,3 +33,16 @@ pub fn binary(name: &str) -> PathBuf {
     assert!(path.exists(), "{} missing after build", path.display());
     path
 }
+
+/// The Python interpreter with `websockets`: `$RINGCAST_PYTHON`, else `.venv/bin/python`
+/// at the workspace root (both set up by `.ci/run`), else `python3`.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("RINGCAST_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}

@@ -6,25 +6,13 @@
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::{sum, sum_where};
 use ringcast_tests::programs::binary;
-use std::path::Path;
+use ringcast_tests::waits::wait_for_file;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONNS: u64 = 5_000;
 const CHANNELS: u64 = 10;
 const PER_CHANNEL: u64 = 100;
-
-fn wait_for_file(path: &Path, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn every_subscriber_gets_every_message_of_its_channel_once_in_order() {

@@ -5,20 +5,10 @@
 //! (both set up by `.ci/run`), else `python3`; it must have `websockets` installed.
 
 use ringcast_tests::gateway::Gateway;
+use ringcast_tests::programs::python;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("RINGCAST_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
 
 #[test]
 fn python_websockets_client_receives_publishes() {

@@ -8,6 +8,7 @@
 //! (both set up by `.ci/run`), else `python3`; it must have `websockets` installed.
 
 use ringcast_tests::gateway::Gateway;
+use ringcast_tests::programs::python;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
@@ -17,17 +18,6 @@ use std::time::Duration;
 
 const CHANNEL: &str = "py-deflate";
 const ECHO_BYTES: usize = 10 * 1024;
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("RINGCAST_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() {
-        return venv;
-    }
-    PathBuf::from("python3")
-}
 
 /// A text payload of exactly `bytes` bytes that compresses well.
 fn json_text(bytes: usize, tag: &str) -> String {

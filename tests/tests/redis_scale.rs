@@ -8,6 +8,7 @@ use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::sum;
 use ringcast_tests::programs::binary;
 use ringcast_tests::redis_server::RedisServer;
+use ringcast_tests::waits::wait_for_file;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,18 +17,6 @@ const NODES: usize = 3;
 const PER_NODE: u64 = 3_000;
 const CHANNELS: u64 = 10;
 const PER_CHANNEL: u64 = 5;
-
-fn wait_for_file(path: &Path, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn hold(gateway: &Gateway, source_ip: &str, ready: &Path) -> Child {
     Command::new(binary("wsload"))

@@ -8,8 +8,9 @@ mod wsload_support;
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::http;
 use ringcast_tests::metrics::{sum, sum_where};
+use ringcast_tests::waits::wait_for_file;
 use std::net::SocketAddr;
-use wsload_support::{Run, free_port, num, temp_path, wait_for_file};
+use wsload_support::{Run, free_port, num, temp_path};
 
 const CONNS: u64 = 3_000;
 

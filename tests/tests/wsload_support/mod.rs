@@ -6,7 +6,7 @@
 
 use ringcast_tests::programs::binary;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -69,19 +69,6 @@ pub fn temp_path(name: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("wsload-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     path
-}
-
-/// Waits until `path` exists (at most `secs`).
-pub fn wait_for_file(path: &Path, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A free TCP port on loopback (for `--metrics`).
