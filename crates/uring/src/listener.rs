@@ -6,12 +6,16 @@ use std::os::fd::OwnedFd;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-/// TCP listener with SO_REUSEADDR + SO_REUSEPORT, CLOEXEC, bound and listening with `backlog`.
+/// TCP listener with SO_REUSEADDR + SO_REUSEPORT, CLOEXEC and TCP_NODELAY, bound and
+/// listening with `backlog`. Accepted sockets inherit TCP_NODELAY from the listener on
+/// Linux, so pushes are never held back by Nagle's algorithm waiting for a delayed ACK
+/// (40-200 ms), at no per-accept cost; frames are coalesced in user space instead.
 pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
     // socket2 creates sockets with SOCK_CLOEXEC on Linux.
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
     socket.bind(&SockAddr::from(addr))?;
     socket.listen(backlog)?;
     Ok(OwnedFd::from(socket))
@@ -34,6 +38,15 @@ mod tests {
         let port = local_port(&first);
         let second = bind_reuseport((Ipv4Addr::LOCALHOST, port).into(), 128).unwrap();
         assert_eq!(local_port(&second), port);
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let listener = bind_reuseport((Ipv4Addr::LOCALHOST, 0).into(), 16).unwrap();
+        let port = local_port(&listener);
+        let _client = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+        let (accepted, _) = TcpListener::from(listener).accept().unwrap();
+        assert!(accepted.nodelay().unwrap());
     }
 
     #[test]
