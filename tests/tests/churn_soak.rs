@@ -48,9 +48,13 @@ fn fifteen_thousand_connections_with_twenty_percent_churn_leak_nothing() {
     );
     let churn = &report["wsload"]["churn"];
     assert_eq!(churn["reconnect_failures"], 0, "{report}");
-    assert!(
-        churn["reconnects"].as_u64().expect("reconnects") >= 15_000,
+    // Every connection churned was reopened, except the few the end of the run cut off.
+    let count = |k: &str| churn[k].as_u64().expect("churn figure");
+    assert_eq!(
+        count("reconnects") + count("interrupted"),
+        count("closed"),
         "{report}"
     );
+    assert!(count("closed") >= 15_000, "{report}");
     assert_eq!(report["wsload"]["seq_gaps"], 0, "{report}");
 }
