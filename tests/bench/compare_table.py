@@ -215,6 +215,16 @@ def main():
         f"- Load average (1, 5, 15 min) before the run: {args.load_before}; after: "
         f"{args.load_after}.",
         f"- Settings: `{args.config}`.",
+    ]
+    loads = [float(x) for x in (args.load_before + " " + args.load_after).split()]
+    if max(loads, default=0.0) > (os.cpu_count() or 1):
+        lines.append(
+            "- **Caution**: the load average exceeded the number of cores around this run "
+            "(other jobs shared the machine), so throughput and latency figures are noisy "
+            "and the servers, run one after another, did not see the same load; repeat on a "
+            "quiet machine before relying on a single figure."
+        )
+    lines += [
         "- Load generator: `wsload` (io_uring client on ringcast's own reactor) with its "
         "worker processes on the same two cores as the server, so every server shares "
         "the CPU with the load generator; server CPU seconds and RSS come from "

@@ -2,7 +2,8 @@
 //! meant to be used: one `LocalExecutor` per thread (glommio's thread-per-core model),
 //! glommio's SO_REUSEPORT listeners, a task per connection split into a reader (the
 //! unbuffered stream reads into a `READ_BYTES` array in the task; glommio 0.9 has no
-//! provided buffers) and a writer fed by a per-connection queue. `io_memory` is kept small because RLIMIT_MEMLOCK is 8 MiB here. Publishes arrive
+//! provided buffers) and a writer fed by a per-connection queue (everything queued in one
+//! write). `io_memory` is kept small because RLIMIT_MEMLOCK is 8 MiB here. Publishes arrive
 //! from the admin thread through one flume inbox per executor.
 
 use std::cell::{Cell, RefCell};
@@ -41,10 +42,20 @@ impl Conn {
                     conn.writing.set(false);
                     return;
                 };
+                // Everything queued goes out in one write.
                 loop {
-                    let next = conn.queue.borrow_mut().pop_front();
-                    let Some(frame) = next else { break };
-                    if writer.write_all(&frame).await.is_err() {
+                    let batch: Vec<u8> =
+                        conn.queue
+                            .borrow_mut()
+                            .drain(..)
+                            .fold(Vec::new(), |mut batch, frame| {
+                                batch.extend_from_slice(&frame);
+                                batch
+                            });
+                    if batch.is_empty() {
+                        break;
+                    }
+                    if writer.write_all(&batch).await.is_err() {
                         conn.queue.borrow_mut().clear();
                         break;
                     }

@@ -3,8 +3,8 @@
 //! accepts on SO_REUSEPORT listeners, a task per connection reading with an owned buffer
 //! (tokio-uring 0.5 has no provided buffer rings or multishot receives, so every idle
 //! connection keeps a `READ_BYTES` buffer in its pending read), and per-connection write
-//! queues drained by a writer task. Publishes arrive from the admin thread through one
-//! flume inbox per runtime thread.
+//! queues drained by a writer task (everything queued in one write). Publishes arrive from
+//! the admin thread through one flume inbox per runtime thread.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -35,10 +35,20 @@ impl Conn {
         if !self.writing.replace(true) {
             let conn = Rc::clone(self);
             tokio_uring::spawn(async move {
+                // Everything queued goes out in one write.
                 loop {
-                    let next = conn.queue.borrow_mut().pop_front();
-                    let Some(frame) = next else { break };
-                    let (result, _) = conn.stream.write_all(frame.to_vec()).await;
+                    let batch: Vec<u8> =
+                        conn.queue
+                            .borrow_mut()
+                            .drain(..)
+                            .fold(Vec::new(), |mut batch, frame| {
+                                batch.extend_from_slice(&frame);
+                                batch
+                            });
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let (result, _) = conn.stream.write_all(batch).await;
                     if result.is_err() {
                         conn.queue.borrow_mut().clear();
                         break;
