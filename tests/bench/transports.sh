@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Transport benchmark (protocol breadth issue): idle gateway RSS per connection for
-# WebSocket, Server-Sent Events and held long-polls, and fan-out of a 2 KiB JSON message
-# with permessage-deflate off vs on (compress once per message).
+# WebSocket (with and without permessage-deflate negotiated: no per-connection zlib state
+# means no difference), Server-Sent Events and held long-polls, and fan-out of a 2 KiB
+# message with compression off vs on (compressed once per message). The fan-out body is
+# wsload's padded sequence-numbered payload, which compresses far better than real JSON.
 #
 # Usage:  tests/bench/transports.sh            (CONNS [10000] per transport, M [200])
 # Environment: BIN_DIR [target/release; built unless BUILD=0], PORT [12300], ADMIN
@@ -51,21 +53,27 @@ PY
   rm -f "$WORK/plain.ready"
 }
 
-idle_ws() {
+idle_ws() { # [--deflate]
   rm -f "$WORK/ws.ready"
   "$BIN_DIR/wsload" hold --url "ws://127.0.0.1:$PORT/idle-{ch}" --channels 10 --connections "$CONNS" \
-    --rate 0 --source-ips 127.0.0.2-127.0.0.3 --duration 20 --ready-file "$WORK/ws.ready" \
+    --rate 0 --source-ips 127.0.0.2-127.0.0.3 --duration 20 --ready-file "$WORK/ws.ready" "$@" \
     >/dev/null 2>&1 &
   HOLDER=$!; pids+=("$HOLDER")
   for _ in $(seq 600); do [ -f "$WORK/ws.ready" ] && break; sleep 0.1; done
 }
 
 declare -A IDLE
-for transport in websocket sse poll; do
-  start_gateway
+for transport in websocket websocket-deflate sse poll; do
+  start_gateway --compression
   before=$(rss)
   case $transport in
     websocket) idle_ws ;;
+    websocket-deflate)
+      idle_ws --deflate
+      # Every connection has inflated and received one compressed message before measuring.
+      wait_conns "$CONNS"
+      head -c 2048 /dev/zero | tr '\0' 'a' | curl -sf -o /dev/null --data-binary @- "http://$ADMIN/publish/idle-1"
+      ;;
     sse) hold_plain /sse/idle- ;;
     poll) hold_plain /poll/idle- ;;
   esac
@@ -105,19 +113,20 @@ for mode in off on; do
   stop_gateway
 done
 
-python3 - "$OUT" "$CONNS" "$M" "${IDLE[websocket]}" "${IDLE[sse]}" "${IDLE[poll]}" \
+python3 - "$OUT" "$CONNS" "$M" "${IDLE[websocket]}" "${IDLE[websocket-deflate]}" "${IDLE[sse]}" "${IDLE[poll]}" \
   "${FAN_RATE[off]}" "${FAN_RATE[on]}" "${FAN_CPU[off]}" "${FAN_CPU[on]}" <<'PY'
 import json, sys
-out, conns, m, ws, sse, poll, r_off, r_on, c_off, c_on = sys.argv[1:]
+out, conns, m, ws, wsd, sse, poll, r_off, r_on, c_off, c_on = sys.argv[1:]
 report = {
     "connections": int(conns), "messages": int(m), "message_bytes": 2048,
-    "idle_rss_per_conn_bytes": {"websocket": int(ws), "sse": int(sse), "poll": int(poll)},
+    "idle_rss_per_conn_bytes": {"websocket": int(ws), "websocket_deflate": int(wsd),
+                                "sse": int(sse), "poll": int(poll)},
     "fanout": {"off": {"deliveries_per_s": int(r_off), "cpu_s_per_million": float(c_off)},
                "on": {"deliveries_per_s": int(r_on), "cpu_s_per_million": float(c_on)}},
 }
 json.dump(report, open(out, "w"), indent=2)
-print(f"{'idle RSS per connection (B)':40}{'websocket':>10}{'sse':>10}{'poll':>10}")
-print(f"{'':40}{ws:>10}{sse:>10}{poll:>10}")
+print(f"{'idle RSS per connection (B)':40}{'websocket':>10}{'ws+deflate':>11}{'sse':>10}{'poll':>10}")
+print(f"{'':40}{ws:>10}{wsd:>11}{sse:>10}{poll:>10}")
 print(f"{'fan-out 2 KiB JSON':40}{'off':>10}{'on':>10}{'on/off':>10}")
 print(f"{'  deliveries/s':40}{r_off:>10}{r_on:>10}{int(r_on)/max(int(r_off),1):>10.2f}")
 print(f"{'  CPU s per 1M deliveries':40}{c_off:>10}{c_on:>10}{float(c_on)/max(float(c_off),1e-9):>10.2f}")
