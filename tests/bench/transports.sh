@@ -108,6 +108,7 @@ for mode in off on; do
   wait "$h" || true
   FAN_RATE[$mode]=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["deliveries_per_s"]))' "$WORK/fan-$mode.json")
   FAN_CPU[$mode]=$(python3 -c "print(round(($c1 - $c0) / ($CONNS * $M / 1e6), 3))")
+  sleep 1.2 # shards flush their counters once a second
   compressed=$(curl -sf "http://$ADMIN/metrics" | awk '/^ringcast_messages_compressed_total/ {s += $2} END {print s + 0}')
   log "compression $mode: ${FAN_RATE[$mode]} deliveries/s, ${FAN_CPU[$mode]} CPU s per 1M deliveries, $compressed compressions"
   stop_gateway
