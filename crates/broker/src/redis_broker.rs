@@ -277,3 +277,103 @@ impl Broker for RedisBroker {
         let _ = self.interest.send((channel.into(), false));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::RejectReason;
+    use std::sync::atomic::AtomicUsize;
+
+    #[derive(Default)]
+    struct Recorder {
+        delivered: Mutex<Vec<(String, Bytes, bool)>>,
+        publish_failures: AtomicUsize,
+    }
+
+    impl DeliverySink for Recorder {
+        fn deliver(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
+            if let Ok(mut list) = self.delivered.lock() {
+                list.push((channel.to_owned(), payload, binary));
+            }
+            Ok(())
+        }
+    }
+
+    impl BrokerEvents for Recorder {
+        fn up(&self, _up: bool) {}
+        fn reconnected(&self) {}
+        fn received(&self) {}
+        fn rejected(&self, _reason: RejectReason) {}
+        fn subscriptions(&self, _count: usize) {}
+        fn publish_failed(&self) {
+            self.publish_failures.fetch_add(1, Ordering::SeqCst);
+        }
+        fn latency(&self, _seconds: f64) {}
+    }
+
+    fn config(url: &str) -> RedisConfig {
+        RedisConfig::new(url, "rc:", RedisMode::Interest, 1024, |c| !c.is_empty())
+    }
+
+    /// A loopback port nothing listens on.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn without_redis_a_publish_is_delivered_locally_and_reported() {
+        let recorder = Arc::new(Recorder::default());
+        let url = format!("redis://127.0.0.1:{}/0", closed_port());
+        let broker = RedisBroker::start(config(&url), recorder.clone(), recorder.clone()).unwrap();
+        assert!(!broker.is_up());
+        let result = broker
+            .publish_async("news", Bytes::from_static(b"hi"), false)
+            .await;
+        assert!(
+            matches!(result, Err(BrokerError::RemoteUnavailable(_))),
+            "{result:?}"
+        );
+        let sync = broker.publish("news", Bytes::from_static(b"\xff"), true);
+        assert!(
+            matches!(sync, Err(BrokerError::RemoteUnavailable(_))),
+            "{sync:?}"
+        );
+        let delivered = recorder.delivered.lock().unwrap().clone();
+        assert_eq!(
+            delivered,
+            vec![
+                ("news".to_owned(), Bytes::from_static(b"hi"), false),
+                ("news".to_owned(), Bytes::from_static(b"\xff"), true),
+            ]
+        );
+        assert_eq!(recorder.publish_failures.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn unusable_urls_are_refused_at_start() {
+        for url in [
+            "http://127.0.0.1:6379",
+            "not a url",
+            "rediss://127.0.0.1:6379",
+        ] {
+            let recorder = Arc::new(Recorder::default());
+            let started = RedisBroker::start(config(url), recorder.clone(), recorder);
+            assert!(
+                matches!(started, Err(RedisStartError::Url { .. })),
+                "{url} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn starting_outside_a_runtime_is_an_error() {
+        let recorder = Arc::new(Recorder::default());
+        let started = RedisBroker::start(
+            config("redis://127.0.0.1:6379/0"),
+            recorder.clone(),
+            recorder,
+        );
+        assert!(matches!(started, Err(RedisStartError::NoRuntime)));
+    }
+}

@@ -1,6 +1,6 @@
 //! The Redis broker's connection task: connect, subscribe what the node wants, hand
-//! received messages to the shards, batch subscription changes, watch the connection with
-//! PING, and on any loss report down, back off with jitter and start over.
+//! received messages to the shards, batch subscription changes, watch an idle connection
+//! with PING, and on any loss report down, back off with jitter and start over.
 
 use crate::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
 use crate::events::RejectReason;
@@ -62,21 +62,31 @@ impl Session {
         let seed = unix_nanos() ^ u64::from(std::process::id()).rotate_left(32);
         let mut backoff = Backoff::new(FIRST_DELAY, MAX_DELAY, seed);
         let mut connected_before = false;
+        let mut failing = false;
         loop {
             let (push_tx, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
-            if let Ok(connection) = self.connect(push_tx).await {
-                if connected_before {
-                    self.shared.events.reconnected();
+            match self.connect(push_tx).await {
+                Ok(connection) => {
+                    if connected_before {
+                        self.shared.events.reconnected();
+                    }
+                    connected_before = true;
+                    failing = false;
+                    backoff.reset();
+                    let end = self.serve(connection, &mut pushes).await;
+                    self.shared.set_connection(None);
+                    self.shared.events.subscriptions(0);
+                    if matches!(end, End::Closed) {
+                        return;
+                    }
+                    self.shared.events.rejected(RejectReason::Disconnect);
+                    tracing::warn!("Redis connection lost; serving local clients, reconnecting");
                 }
-                connected_before = true;
-                backoff.reset();
-                let end = self.serve(connection, &mut pushes).await;
-                self.shared.set_connection(None);
-                self.shared.events.subscriptions(0);
-                if matches!(end, End::Closed) {
-                    return;
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(%err, "cannot reach Redis; retrying with backoff");
                 }
-                self.shared.events.rejected(RejectReason::Disconnect);
+                Err(_) => {}
             }
             self.interest.connection_lost();
             if matches!(self.pause(backoff.next_delay()).await, End::Closed) {
@@ -117,10 +127,17 @@ impl Session {
             return End::Lost;
         }
         self.shared.set_connection(Some(connection.clone()));
+        tracing::info!(
+            channels = self.interest.active_len(),
+            "Redis broker connected and subscribed"
+        );
         let mut ping = tokio::time::interval(self.config.ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
         let mut flush_at: Option<Instant> = None;
+        // Pushes prove the connection alive; PING only checks an idle one (a PING behind
+        // a burst of pushes could time out on a busy host and cost a needless reconnect).
+        let mut last_push = Instant::now();
         loop {
             let flush_due = async {
                 match flush_at {
@@ -131,6 +148,7 @@ impl Session {
             tokio::select! {
                 push = pushes.recv() => {
                     let Some(push) = push else { return End::Lost };
+                    last_push = Instant::now();
                     if !self.on_push(push) {
                         return End::Lost;
                     }
@@ -157,7 +175,7 @@ impl Session {
                         return End::Lost;
                     }
                 }
-                _ = ping.tick() => {
+                _ = ping.tick(), if last_push.elapsed() >= self.config.ping_every => {
                     let pong = redis::cmd("PING").query_async::<redis::Value>(&mut connection).await;
                     if pong.is_err() {
                         return End::Lost;
