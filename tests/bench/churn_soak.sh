@@ -50,9 +50,16 @@ sleep 2
 start=$(sample); log "after ramp: $start"
 count=$(( DURATION * PUBLISH_RATE ))
 "$BIN_DIR/wsload" publish --admin "http://$ADMIN" --channel-prefix soak- --channels 10 \
-  --count "$count" --rate "$PUBLISH_RATE" >"$WORK/publish.out" 2>/dev/null &
+  --count "$count" --rate "$PUBLISH_RATE" --timeout $((DURATION + 60)) \
+  >"$WORK/publish.out" 2>/dev/null &
 pub=$!; pids+=("$pub")
-for _ in $(seq $(( (DURATION + 60) * 10 ))); do [ -f "$WORK/done" ] && break; sleep 0.1; done
+rss_trace=()
+for i in $(seq $(( (DURATION + 60) * 10 ))); do
+  [ -f "$WORK/done" ] && break
+  [ $(( i % 600 )) = 0 ] && rss_trace+=("$(rss)")
+  sleep 0.1
+done
+log "RSS every minute: ${rss_trace[*]}"
 end=$(sample); log "at the end: $end"
 wait "$ws" || log "wsload churn exited non-zero"
 kill "$pub" 2>/dev/null || true
