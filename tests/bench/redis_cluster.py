@@ -315,7 +315,7 @@ class Cluster:
                    "--shards", str(self.args.shards), "--no-pin"]
             env = dict(os.environ, RUST_LOG="warn")
             proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                    stderr=open(os.path.join(self.workdir, f"node{i}.log"), "w"))
+                                    stderr=open(os.path.join(self.workdir, f"{self.mode}-node{i}.log"), "w"))
             self.nodes.append((proc, first, admin))
         for proc, _, admin in self.nodes:
             wait("node up", 20, lambda a=admin: self._broker_up(a))

@@ -88,6 +88,12 @@ impl Interest {
         }
     }
 
+    /// These channels' last change was not confirmed: consider them again at the next
+    /// flush (whatever Redis did, the next flush converges on `wanted`).
+    pub fn retry(&mut self, channels: &[Arc<str>]) {
+        self.dirty.extend(channels.iter().cloned());
+    }
+
     /// The connection is gone, and with it every subscription: all wanted channels must be
     /// subscribed again on the next one.
     pub fn connection_lost(&mut self) {
@@ -156,6 +162,22 @@ mod tests {
         assert_eq!(again.subscribe.concat().len(), 2_499);
         assert!(again.unsubscribe.is_empty());
         assert!(!interest.wants("ch-0") && interest.wants("ch-1"));
+    }
+
+    #[test]
+    fn unconfirmed_changes_are_sent_again() {
+        let mut interest = Interest::default();
+        interest.set("a", true);
+        interest.set("b", true);
+        let changes = interest.take_changes(10);
+        interest.retry(&changes.subscribe.concat());
+        let again = interest.take_changes(10);
+        assert_eq!(names(&again.subscribe), [["a", "b"]]);
+        interest.subscribed(&again.subscribe.concat());
+        interest.set("a", false);
+        let changes = interest.take_changes(10);
+        interest.retry(&changes.unsubscribe.concat());
+        assert_eq!(names(&interest.take_changes(10).unsubscribe), [["a"]]);
     }
 
     #[test]

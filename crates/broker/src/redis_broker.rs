@@ -23,7 +23,9 @@
 //! lost the broker reports down, reconnects with capped, jittered backoff
 //! ([`crate::backoff`]), resubscribes every channel with local interest, and reports up
 //! again. While it is down a publish is delivered to this node's subscribers and answered
-//! with [`BrokerError::RemoteUnavailable`].
+//! with [`BrokerError::RemoteUnavailable`]. A publish Redis took but did not confirm in
+//! time is answered [`BrokerError::Unavailable`] and not delivered locally (Redis may
+//! still deliver it, and twice would break exactly-once).
 
 use crate::events::BrokerEvents;
 use crate::redis_session::Session;
@@ -231,6 +233,14 @@ async fn publish_via_redis(
                 .await;
             match sent {
                 Ok(_) => return Ok(()),
+                // Redis may still carry it (it answered late): delivering it here too
+                // could deliver it twice, so only report the unknown outcome.
+                Err(err) if err.is_timeout() => {
+                    shared.events.publish_failed();
+                    return Err(BrokerError::Unavailable(format!(
+                        "Redis did not confirm the publish in time; it may still be delivered: {err}"
+                    )));
+                }
                 Err(err) => format!("Redis publish failed: {err}"),
             }
         }

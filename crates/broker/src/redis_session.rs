@@ -16,11 +16,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 /// Pushes handled per wake-up before other work gets a turn.
 const PUSH_BATCH: usize = 1_024;
+/// Wait before resending subscription changes whose confirmation timed out while the
+/// connection was busy with pushes.
+const RETRY_BUSY_FLUSH: Duration = Duration::from_millis(200);
 
 /// Why a connection's serving loop ended.
 enum End {
-    /// The connection is gone; reconnect.
-    Lost,
+    /// The connection is gone, for the reason given; reconnect.
+    Lost(String),
     /// The broker handle was dropped; stop.
     Closed,
 }
@@ -76,11 +79,9 @@ impl Session {
                     let end = self.serve(connection, &mut pushes).await;
                     self.shared.set_connection(None);
                     self.shared.events.subscriptions(0);
-                    if matches!(end, End::Closed) {
-                        return;
-                    }
+                    let End::Lost(reason) = end else { return };
                     self.shared.events.rejected(RejectReason::Disconnect);
-                    tracing::warn!("Redis connection lost; serving local clients, reconnecting");
+                    tracing::warn!(%reason, "Redis connection lost; serving local clients, reconnecting");
                 }
                 Err(err) if !failing => {
                     failing = true;
@@ -89,7 +90,7 @@ impl Session {
                 Err(_) => {}
             }
             self.interest.connection_lost();
-            if matches!(self.pause(backoff.next_delay()).await, End::Closed) {
+            if !self.pause(backoff.next_delay()).await {
                 return;
             }
         }
@@ -123,8 +124,8 @@ impl Session {
             }
             RedisMode::Interest | RedisMode::Sharded => self.flush(&mut connection).await,
         };
-        if subscribed.is_err() {
-            return End::Lost;
+        if let Err(err) = subscribed {
+            return End::Lost(format!("subscribing: {err}"));
         }
         self.shared.set_connection(Some(connection.clone()));
         tracing::info!(
@@ -147,15 +148,15 @@ impl Session {
             };
             tokio::select! {
                 push = pushes.recv() => {
-                    let Some(push) = push else { return End::Lost };
+                    let Some(push) = push else { return End::Lost("push stream ended".into()) };
                     last_push = Instant::now();
                     if !self.on_push(push) {
-                        return End::Lost;
+                        return End::Lost("disconnected".into());
                     }
                     for _ in 0..PUSH_BATCH {
                         let Ok(push) = pushes.try_recv() else { break };
                         if !self.on_push(push) {
-                            return End::Lost;
+                            return End::Lost("disconnected".into());
                         }
                     }
                 }
@@ -171,14 +172,24 @@ impl Session {
                     while let Ok((channel, on)) = self.changes.try_recv() {
                         self.interest.set(&channel, on);
                     }
-                    if self.flush(&mut connection).await.is_err() {
-                        return End::Lost;
+                    match self.flush(&mut connection).await {
+                        Ok(()) => {}
+                        // Confirmations stuck behind a flood of pushes: the connection is
+                        // busy, not dead; send the unconfirmed changes again shortly.
+                        Err(err) if err.is_timeout() && !pushes.is_empty() => {
+                            flush_at = Some(Instant::now() + RETRY_BUSY_FLUSH);
+                        }
+                        Err(err) => return End::Lost(format!("subscription change: {err}")),
                     }
                 }
                 _ = ping.tick(), if last_push.elapsed() >= self.config.ping_every => {
                     let pong = redis::cmd("PING").query_async::<redis::Value>(&mut connection).await;
-                    if pong.is_err() {
-                        return End::Lost;
+                    // A late PONG behind pushes that arrived meanwhile is a busy
+                    // connection, not a dead one.
+                    if let Err(err) = pong
+                        && pushes.is_empty()
+                    {
+                        return End::Lost(format!("PING: {err}"));
                     }
                 }
             }
@@ -223,19 +234,33 @@ impl Session {
             return Ok(());
         }
         let changes = self.interest.take_changes(self.config.batch_size);
-        for batch in &changes.subscribe {
+        let sharded = self.config.mode == RedisMode::Sharded;
+        for (i, batch) in changes.subscribe.iter().enumerate() {
             let keys = self.keys(batch);
-            match self.config.mode {
-                RedisMode::Sharded => one_per_command(connection, "SSUBSCRIBE", &keys).await?,
-                _ => connection.subscribe(&keys).await?,
+            let sent = if sharded {
+                one_per_command(connection, "SSUBSCRIBE", &keys).await
+            } else {
+                connection.subscribe(&keys).await
+            };
+            if let Err(err) = sent {
+                // Unconfirmed: try these (and everything not sent yet) again later;
+                // (un)subscribing twice is harmless.
+                self.interest.retry(&changes.subscribe[i..].concat());
+                self.interest.retry(&changes.unsubscribe.concat());
+                return Err(err);
             }
             self.interest.subscribed(batch);
         }
-        for batch in &changes.unsubscribe {
+        for (i, batch) in changes.unsubscribe.iter().enumerate() {
             let keys = self.keys(batch);
-            match self.config.mode {
-                RedisMode::Sharded => one_per_command(connection, "SUNSUBSCRIBE", &keys).await?,
-                _ => connection.unsubscribe(&keys).await?,
+            let sent = if sharded {
+                one_per_command(connection, "SUNSUBSCRIBE", &keys).await
+            } else {
+                connection.unsubscribe(&keys).await
+            };
+            if let Err(err) = sent {
+                self.interest.retry(&changes.unsubscribe[i..].concat());
+                return Err(err);
             }
             self.interest.unsubscribed(batch);
         }
@@ -250,14 +275,15 @@ impl Session {
             .collect()
     }
 
-    /// Waits `delay` before the next connect, keeping up with interest changes meanwhile.
-    async fn pause(&mut self, delay: Duration) -> End {
+    /// Waits `delay` before the next connect, keeping up with interest changes meanwhile;
+    /// `false` when the broker handle was dropped.
+    async fn pause(&mut self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(until) => return End::Lost,
+                () = tokio::time::sleep_until(until) => return true,
                 change = self.changes.recv() => {
-                    let Some((channel, on)) = change else { return End::Closed };
+                    let Some((channel, on)) = change else { return false };
                     self.interest.set(&channel, on);
                 }
             }
