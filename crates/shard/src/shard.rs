@@ -648,7 +648,13 @@ impl Shard {
             }
             (Ok(()), Some(code)) => {
                 let frame = code.map_or_else(Vec::new, |c| close_payload(c, ""));
-                self.close_with(id, "client_close", &frame, now_ms);
+                // The client asked to close: what was queued before its close frame
+                // (echoes, messages) still goes out, then our close reply.
+                self.decide_reason(id, "client_close");
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.queue.push_final(encoded(OpCode::Close, &frame));
+                }
+                self.begin_close(id, now_ms);
             }
             (Ok(()), None) if conn.queue.queued_bytes() > self.cfg.max_queue_bytes => {
                 // Echoes and pongs of a client that sends but does not read.

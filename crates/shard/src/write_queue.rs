@@ -65,6 +65,16 @@ impl WriteQueue {
         dropped
     }
 
+    /// Queues a close frame after everything already queued (a graceful close: the data
+    /// the peer is owed still goes out first).
+    pub fn push_final(&mut self, frame: Bytes) {
+        self.bytes = self.bytes.saturating_add(frame.len() as u32);
+        self.entries.push_back(Entry {
+            frame,
+            control: true,
+        });
+    }
+
     /// Drops waiting data frames, oldest first, until at least `need` bytes are freed or
     /// none is left. Returns how many frames were dropped.
     pub fn drop_waiting_data(&mut self, need: usize) -> usize {
@@ -211,6 +221,14 @@ mod tests {
         assert_eq!(q.drop_waiting_data(5), 2);
         assert_eq!(pending(&mut q), b"1013333");
         assert_eq!(q.queued_bytes(), 7);
+    }
+
+    #[test]
+    fn final_close_goes_after_waiting_data() {
+        let mut q = WriteQueue::default();
+        data(&mut q, b"owed ");
+        q.push_final(Bytes::from_static(b"CLOSE"));
+        assert_eq!(pending(&mut q), b"owed CLOSE");
     }
 
     #[test]

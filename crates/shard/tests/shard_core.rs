@@ -1075,3 +1075,27 @@ fn compressed_echo_round_trips() {
     node.send_bytes(0, id, &frame);
     assert_eq!(deflate_texts(&mut node, 0, id), vec![(true, text)]);
 }
+
+#[test]
+fn echoes_queued_before_a_client_close_are_still_sent() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.accept(0);
+    let mut bytes = client_request("x", "/echo", &generate_key(4));
+    for text in ["one", "two"] {
+        encode_frame(&mut bytes, OpCode::Text, text.as_bytes(), MASK);
+    }
+    encode_frame(&mut bytes, OpCode::Close, &close_payload(1000, ""), MASK);
+    node.send_bytes(0, id, &bytes);
+    let wire = node.take_wire(0, id);
+    let end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut rest = wire[end..].to_vec();
+    let mut got = Vec::new();
+    Decoder::new(Role::Client, 1024)
+        .feed(&mut rest, &mut |m| match m {
+            Message::Text(p) => got.push(String::from_utf8(p.to_vec()).unwrap()),
+            Message::Close(c) => got.push(format!("close {:?}", c.map(|c| c.code))),
+            _ => {}
+        })
+        .unwrap();
+    assert_eq!(got, ["one", "two", "close Some(1000)"]);
+}
