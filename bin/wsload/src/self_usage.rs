@@ -61,9 +61,13 @@ mod tests {
     fn measures_something() {
         let v: Vec<u8> = vec![1; 1 << 20];
         assert!(rss_bytes() > (1 << 20));
+        // Burn CPU until the kernel's tick-granular accounting shows some (bounded).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut x = 0u64;
-        for i in 0..2_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while thread_cpu_seconds() == 0.0 && std::time::Instant::now() < deadline {
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
         }
         assert!(x != 1 || v[0] == 1);
         assert!(thread_cpu_seconds() > 0.0);
