@@ -585,10 +585,9 @@ fn pump_except(node: &mut Node, stuck: ConnId) {
         .extend(node.shards[0].take_actions().map(|a| (0, a)));
 }
 
-#[test]
-fn slow_consumer_is_closed_with_1008_and_healthy_reader_gets_everything() {
-    let (mut node, healthy, stuck) = slow_reader_node(ringcast_shard::SlowConsumer::Close);
-    for i in 0..200 {
+/// Publishes `count` 100-byte messages to `feed`, completing every send but `stuck`'s.
+fn publish_while_stuck(node: &mut Node, stuck: ConnId, count: usize) {
+    for i in 0..count {
         node.shards[0].on_message(
             ShardMsg::Publish {
                 channel: "feed".into(),
@@ -597,8 +596,14 @@ fn slow_consumer_is_closed_with_1008_and_healthy_reader_gets_everything() {
             },
             node.now,
         );
-        pump_except(&mut node, stuck);
+        pump_except(node, stuck);
     }
+}
+
+#[test]
+fn slow_consumer_is_closed_with_1008_and_healthy_reader_gets_everything() {
+    let (mut node, healthy, stuck) = slow_reader_node(ringcast_shard::SlowConsumer::Close);
+    publish_while_stuck(&mut node, stuck, 200);
     let got = node.messages(0, healthy);
     assert_eq!(got.len(), 201, "healthy reader got every message");
     assert_eq!(node.shards[0].counters.slow_consumer_closes, 1);
@@ -624,17 +629,7 @@ fn slow_consumer_is_closed_with_1008_and_healthy_reader_gets_everything() {
 #[test]
 fn drop_oldest_keeps_the_connection_and_bounds_its_queue() {
     let (mut node, healthy, stuck) = slow_reader_node(ringcast_shard::SlowConsumer::DropOldest);
-    for i in 0..200 {
-        node.shards[0].on_message(
-            ShardMsg::Publish {
-                channel: "feed".into(),
-                payload: format!("{i:0100}").into_bytes().into(),
-                binary: false,
-            },
-            node.now,
-        );
-        pump_except(&mut node, stuck);
-    }
+    publish_while_stuck(&mut node, stuck, 200);
     assert_eq!(node.messages(0, healthy).len(), 201);
     let c = &node.shards[0].counters;
     assert_eq!(c.slow_consumer_closes, 0);
