@@ -5,6 +5,17 @@
 //! are still waiting, so a slow reader never delays a pong or a close behind megabytes of
 //! messages, and only data frames are ever dropped. Frames handed to the send in flight
 //! (and a partly sent front frame) are never moved or dropped: the kernel reads them.
+//!
+//! Waiting control frames stay few, so placing one is O(1): at most one pong waits
+//! ([`WriteQueue::push_pong`] replaces it, as RFC 6455 §5.5.3 allows answering only the
+//! latest ping), at most one keep-alive (a server ping or an SSE comment,
+//! [`WriteQueue::push_keepalive`]), plus a connection's one-off answers (handshake, poll
+//! reply, close). A client that floods pings without reading therefore holds one pong,
+//! not one per ping.
+//!
+//! Limits are checked against [`WriteQueue::charged_bytes`]: the frames' bytes plus
+//! [`ENTRY_OVERHEAD`] per queued frame, so a flood of tiny frames is bounded by what it
+//! really costs, not by its payload alone.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -12,10 +23,34 @@ use std::collections::VecDeque;
 /// Most chunks handed to one vectored send.
 pub const MAX_IOVECS: usize = 64;
 
+/// What one queued frame costs beyond its bytes: its slot in the queue (a `Bytes` handle
+/// and its kind, 40 bytes, in a ring that may be up to half empty) and the allocator's
+/// share of a small frame's own buffer. Counted by [`WriteQueue::charged_bytes`].
+pub const ENTRY_OVERHEAD: u32 = 64;
+
 #[derive(Debug)]
 struct Entry {
     frame: Bytes,
-    control: bool,
+    kind: Kind,
+}
+
+/// Where a frame may go and whether it may be replaced or dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A message: queued in order, may be dropped by the slow-consumer policy.
+    Data,
+    /// A control frame that jumps waiting data and is never dropped.
+    Control,
+    /// The answer to the latest ping: a newer ping replaces it while it waits.
+    Pong,
+    /// A keep-alive (server ping, SSE comment): one waiting is enough.
+    Keepalive,
+}
+
+impl Kind {
+    fn jumps_data(self) -> bool {
+        self != Kind::Data
+    }
 }
 
 /// Queued frames of one connection. Holds no allocation while empty.
@@ -36,25 +71,55 @@ impl WriteQueue {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {
             frame,
-            control: false,
+            kind: Kind::Data,
         });
     }
 
     /// Queues a control frame ahead of every waiting data frame (after frames already
     /// being sent and after earlier control frames).
     pub fn push_control(&mut self, frame: Bytes) {
+        self.insert_control(frame, Kind::Control);
+    }
+
+    /// Queues the answer to a ping; a pong still waiting (not yet handed to a send) is
+    /// replaced by this one instead, so at most one pong ever waits.
+    pub fn push_pong(&mut self, frame: Bytes) {
+        let (new_len, mut bytes) = (frame.len() as u32, self.bytes);
+        if let Some(waiting) = self.waiting_control(Kind::Pong) {
+            bytes = bytes - waiting.frame.len() as u32 + new_len;
+            waiting.frame = frame;
+            self.bytes = bytes;
+        } else {
+            self.insert_control(frame, Kind::Pong);
+        }
+    }
+
+    /// Queues a keep-alive frame unless one is already waiting (it says the same).
+    pub fn push_keepalive(&mut self, frame: Bytes) {
+        if self.waiting_control(Kind::Keepalive).is_none() {
+            self.insert_control(frame, Kind::Keepalive);
+        }
+    }
+
+    /// Inserts a frame that jumps waiting data, behind the waiting control frames (few:
+    /// see the module doc).
+    fn insert_control(&mut self, frame: Bytes, kind: Kind) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         let mut pos = self.pinned();
-        while self.entries.get(pos).is_some_and(|e| e.control) {
+        while self.entries.get(pos).is_some_and(|e| e.kind.jumps_data()) {
             pos += 1;
         }
-        self.entries.insert(
-            pos,
-            Entry {
-                frame,
-                control: true,
-            },
-        );
+        self.entries.insert(pos, Entry { frame, kind });
+    }
+
+    /// The waiting (not in flight) control frame of `kind`, if any.
+    fn waiting_control(&mut self, kind: Kind) -> Option<&mut Entry> {
+        let pinned = self.pinned();
+        self.entries
+            .iter_mut()
+            .skip(pinned)
+            .take_while(|e| e.kind.jumps_data())
+            .find(|e| e.kind == kind)
     }
 
     /// Queues a close frame: nothing may follow it, so waiting data frames are dropped.
@@ -71,7 +136,7 @@ impl WriteQueue {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {
             frame,
-            control: true,
+            kind: Kind::Control,
         });
     }
 
@@ -82,7 +147,7 @@ impl WriteQueue {
         let mut dropped = 0;
         let mut i = self.pinned();
         while i < self.entries.len() && freed < need {
-            if self.entries[i].control {
+            if self.entries[i].kind.jumps_data() {
                 i += 1;
                 continue;
             }
@@ -103,6 +168,14 @@ impl WriteQueue {
     /// Bytes queued and not yet sent (including the send in flight).
     pub fn queued_bytes(&self) -> u32 {
         self.bytes
+    }
+
+    /// What the queue costs against a limit: [`WriteQueue::queued_bytes`] plus
+    /// [`ENTRY_OVERHEAD`] per queued frame.
+    pub fn charged_bytes(&self) -> u32 {
+        let entries = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
+        self.bytes
+            .saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
     }
 
     /// Hands the unsent slices, oldest first, at most [`MAX_IOVECS`], to `chunk` and marks
@@ -229,6 +302,50 @@ mod tests {
         data(&mut q, b"owed ");
         q.push_final(Bytes::from_static(b"CLOSE"));
         assert_eq!(pending(&mut q), b"owed CLOSE");
+    }
+
+    #[test]
+    fn a_ping_flood_holds_one_pong_with_the_latest_payload() {
+        let mut q = WriteQueue::default();
+        data(&mut q, b"D");
+        for i in 0..100_000u32 {
+            q.push_pong(Bytes::from(i.to_be_bytes().to_vec()));
+        }
+        assert_eq!(q.entries.len(), 2);
+        assert_eq!(pending(&mut q), [0, 1, 0x86, 0x9f, b'D']);
+        assert_eq!(q.queued_bytes(), 5);
+    }
+
+    #[test]
+    fn a_pong_in_flight_is_not_replaced() {
+        let mut q = WriteQueue::default();
+        q.push_pong(Bytes::from_static(b"1"));
+        q.begin_send(|_| {});
+        q.push_pong(Bytes::from_static(b"2"));
+        q.push_pong(Bytes::from_static(b"3"));
+        q.advance(1);
+        assert_eq!(pending(&mut q), b"3");
+    }
+
+    #[test]
+    fn one_keepalive_waits_at_a_time() {
+        let mut q = WriteQueue::default();
+        data(&mut q, b"D");
+        q.push_keepalive(Bytes::from_static(b"k"));
+        q.push_keepalive(Bytes::from_static(b"k"));
+        q.push_pong(Bytes::from_static(b"p"));
+        assert_eq!(pending(&mut q), b"kpD");
+    }
+
+    #[test]
+    fn charged_bytes_count_each_frame_overhead() {
+        let mut q = WriteQueue::default();
+        assert_eq!(q.charged_bytes(), 0);
+        data(&mut q, b"ab");
+        q.push_control(Bytes::from_static(b"c"));
+        assert_eq!(q.charged_bytes(), 3 + 2 * ENTRY_OVERHEAD);
+        q.advance(3);
+        assert_eq!(q.charged_bytes(), 0);
     }
 
     #[test]
