@@ -2,12 +2,16 @@
 //! which shards have subscribers, each channel's message sequence numbers (the ids of
 //! SSE events and long-poll messages), the recent-message ring of channels used by
 //! long-poll clients, and when the node gains or loses interest (for the broker).
+//!
+//! Channels that lost their last subscriber but keep a ring linger for a while; they are
+//! found again through an idle list in the order they went idle (the linger is the same
+//! for all), so expiry costs O(expired) per tick, not O(owned channels).
 
 use crate::messages::{BrokerCmd, ChannelName};
 use crate::poll_ring::{Kept, PollRing};
 use crate::shard_set::ShardSet;
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// One owned channel.
 #[derive(Debug, Default)]
@@ -25,6 +29,9 @@ struct Owned {
 #[derive(Default)]
 pub struct ChannelOwner {
     channels: HashMap<ChannelName, Owned>,
+    /// Channels in the order they went idle, with the time; an entry whose channel has
+    /// become busy again (or idle again later) since is skipped when it comes up.
+    idle: VecDeque<(ChannelName, u64)>,
     ring_cap: usize,
     linger_ms: u64,
 }
@@ -43,6 +50,7 @@ impl ChannelOwner {
     pub fn new(ring_cap: usize, linger_ms: u64) -> Self {
         ChannelOwner {
             channels: HashMap::new(),
+            idle: VecDeque::new(),
             ring_cap,
             linger_ms,
         }
@@ -71,6 +79,7 @@ impl ChannelOwner {
         }
         if owned.ring.is_some() {
             owned.idle_since_ms = Some(now_ms);
+            self.idle.push_back((channel.clone(), now_ms));
             return None;
         }
         self.channels.remove(&**channel);
@@ -113,6 +122,7 @@ impl ChannelOwner {
         let owned = self.channels.entry(channel.clone()).or_default();
         if owned.shards.is_empty() && owned.idle_since_ms.is_none() {
             owned.idle_since_ms = Some(now_ms);
+            self.idle.push_back((channel.clone(), now_ms));
         }
         let ring = owned.ring.get_or_insert_with(|| PollRing::new(cap));
         let kept = since.map_or_else(Vec::new, |s| ring.after(s));
@@ -120,19 +130,26 @@ impl ChannelOwner {
     }
 
     /// Forgets long-poll channels idle for longer than the linger; returns the broker
-    /// commands for them.
+    /// commands for them. Costs O(entries that came due), whatever the number of
+    /// channels owned.
     pub fn expire(&mut self, now_ms: u64) -> Vec<BrokerCmd> {
-        let linger = self.linger_ms;
         let mut gone = Vec::new();
-        self.channels.retain(|name, owned| {
-            let keep = owned
-                .idle_since_ms
-                .is_none_or(|since| now_ms.saturating_sub(since) < linger);
-            if !keep {
-                gone.push(BrokerCmd::Unsubscribe(name.clone()));
+        while let Some((_, since)) = self.idle.front() {
+            if now_ms.saturating_sub(*since) < self.linger_ms {
+                break;
             }
-            keep
-        });
+            let Some((name, since)) = self.idle.pop_front() else {
+                break;
+            };
+            let still_idle = self
+                .channels
+                .get(&*name)
+                .is_some_and(|owned| owned.idle_since_ms == Some(since));
+            if still_idle {
+                self.channels.remove(&*name);
+                gone.push(BrokerCmd::Unsubscribe(name));
+            }
+        }
         gone
     }
 
@@ -219,5 +236,29 @@ mod tests {
         assert!(owner.expire(1000).is_empty());
         assert_eq!(owner.expire(1300), vec![BrokerCmd::Unsubscribe(ch.clone())]);
         assert!(owner.is_empty());
+    }
+
+    #[test]
+    fn expiry_visits_only_channels_that_came_due() {
+        let mut owner = ChannelOwner::new(2, 1000);
+        for i in 0..10_000u32 {
+            owner.poll(&format!("c{i}").as_str().into(), None, u64::from(i / 1000));
+        }
+        let busy: ChannelName = "c0".into();
+        owner.interest(&busy, 0, true, 10);
+        assert!(owner.expire(999).is_empty());
+        assert_eq!(
+            owner.idle.len(),
+            10_000,
+            "nothing came due, nothing visited"
+        );
+        assert_eq!(owner.expire(1000).len(), 999, "c1..c999; c0 became busy");
+        assert_eq!(owner.idle.len(), 9_000);
+        // c0 goes idle again later: its stale entry was dropped, the new one counts.
+        owner.interest(&busy, 0, false, 2000);
+        assert_eq!(owner.expire(1999).len(), 9_000);
+        assert!(owner.expire(2999).is_empty());
+        assert_eq!(owner.expire(3000), vec![BrokerCmd::Unsubscribe(busy)]);
+        assert!(owner.is_empty() && owner.idle.is_empty());
     }
 }
