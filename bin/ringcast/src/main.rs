@@ -1,9 +1,10 @@
 //! ringcast: starts one pinned io_uring shard per core and the sidecar, then waits for
 //! a signal to drain. Glue only: the logic lives in the crates.
 
+mod broker_metrics;
 mod config;
 mod mesh;
-mod publisher;
+mod shard_sink;
 mod shard_thread;
 mod sidecar;
 

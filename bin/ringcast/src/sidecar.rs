@@ -1,14 +1,16 @@
 //! The sidecar: one tokio thread beside the shards for everything async: the admin HTTP
-//! server (publish, metrics, health), the broker and its subscription commands, signal
-//! handling and the drain. It never touches a connection.
+//! server (`ringcast-admin`: publish, metrics, health), the broker and its subscription
+//! commands, signal handling and the drain. It never touches a connection.
 
+use crate::broker_metrics::BrokerMetrics;
 use crate::mesh::Mesh;
-use crate::publisher::{BrokerMetrics, NodePublisher, ShardSink};
+use crate::shard_sink::ShardSink;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
+use ringcast_admin::{AdminState, admin_router, serve_admin};
 use ringcast_broker::{Broker, LocalBroker, RedisBroker, RedisConfig};
 use ringcast_shard::{BrokerCmd, ShardMsg};
-use ringcast_telemetry::{AdminState, admin_router, run_upkeep_every, serve_admin};
+use ringcast_telemetry::run_upkeep_every;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -78,10 +80,7 @@ impl Sidecar {
             None => (Arc::new(LocalBroker::new(sink)), None),
         };
         let state = AdminState {
-            publisher: Arc::new(NodePublisher {
-                broker: broker.clone(),
-                max_message_bytes: self.max_message_bytes,
-            }),
+            broker: broker.clone(),
             ready: ready.clone(),
             prometheus: self.prometheus.clone(),
             max_message_bytes: self.max_message_bytes,

@@ -1,43 +1,42 @@
-//! Admin HTTP routes over a real loopback listener, with raw HTTP/1.1 requests.
+//! Admin HTTP routes over a real loopback listener, with raw HTTP/1.1 requests, in front
+//! of a fake broker.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use ringcast_telemetry::{
-    AdminState, PublishError, PublishReceipt, Publisher, admin_router, build_recorder, serve_admin,
-};
+use ringcast_admin::{AdminState, admin_router, serve_admin};
+use ringcast_broker::{Broker, BrokerError};
+use ringcast_telemetry::build_recorder;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 const MAX: usize = 16;
 
-/// Records publishes; channels named "bad" are refused, "down" is unavailable.
+/// Records publishes; the channel "down" is unavailable, "partial" reaches this node only.
 #[derive(Default)]
-struct FakePublisher {
+struct FakeBroker {
     calls: AtomicUsize,
     last: Mutex<Option<(String, Bytes, bool)>>,
 }
 
-impl Publisher for FakePublisher {
-    fn publish(
-        &self,
-        channel: &str,
-        payload: Bytes,
-        binary: bool,
-    ) -> Result<PublishReceipt, PublishError> {
+impl Broker for FakeBroker {
+    fn publish(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         match channel {
-            "bad" => Err(PublishError::BadChannel),
-            "down" => Err(PublishError::Unavailable("broker down".to_owned())),
-            "partial" => Err(PublishError::RemoteUnavailable("redis down".to_owned())),
+            "down" => Err(BrokerError::Unavailable("broker down".to_owned())),
+            "partial" => Err(BrokerError::RemoteUnavailable("redis down".to_owned())),
             _ => {
                 *self.last.lock().unwrap() = Some((channel.to_owned(), payload, binary));
-                Ok(PublishReceipt { shards: 2 })
+                Ok(())
             }
         }
     }
+
+    fn subscribe(&self, _channel: &str) {}
+
+    fn unsubscribe(&self, _channel: &str) {}
 }
 
 struct Response {
@@ -98,7 +97,7 @@ fn decode_body(head: &str, mut raw: &[u8]) -> Vec<u8> {
 
 struct Server {
     addr: std::net::SocketAddr,
-    publisher: Arc<FakePublisher>,
+    broker: Arc<FakeBroker>,
     ready: Arc<AtomicBool>,
     broker_up: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
@@ -107,11 +106,11 @@ struct Server {
 
 impl Server {
     async fn start(prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Self {
-        let publisher = Arc::new(FakePublisher::default());
+        let broker = Arc::new(FakeBroker::default());
         let ready = Arc::new(AtomicBool::new(true));
         let broker_up = Arc::new(AtomicBool::new(true));
         let state = AdminState {
-            publisher: publisher.clone(),
+            broker: broker.clone(),
             ready: ready.clone(),
             prometheus,
             max_message_bytes: MAX,
@@ -126,7 +125,7 @@ impl Server {
         let task = tokio::spawn(serve_admin(listener, admin_router(state), shutdown));
         Server {
             addr,
-            publisher,
+            broker,
             ready,
             broker_up,
             stop: Some(stop),
@@ -161,9 +160,13 @@ async fn publish_text_is_accepted() {
     assert_eq!(json["channel"], "news");
     assert_eq!(json["bytes"], 5);
     assert_eq!(json["binary"], false);
-    assert_eq!(json["shards"], 2);
-    assert_eq!(server.publisher.calls.load(Ordering::SeqCst), 1);
-    let last = server.publisher.last.lock().unwrap().clone();
+    // Nothing else: the route cannot know how many shards or nodes the message reaches.
+    assert_eq!(
+        json,
+        serde_json::json!({ "channel": "news", "bytes": 5, "binary": false })
+    );
+    assert_eq!(server.broker.calls.load(Ordering::SeqCst), 1);
+    let last = server.broker.last.lock().unwrap().clone();
     assert_eq!(
         last,
         Some(("news".to_owned(), Bytes::from_static(b"hello"), false))
@@ -193,26 +196,28 @@ async fn publish_too_large_is_413() {
     let response = request(server.addr, "POST", "/publish/news", &body).await;
     assert_eq!(response.status, 413, "{}", response.text());
     assert!(response.json()["error"].is_string());
-    assert_eq!(server.publisher.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(server.broker.calls.load(Ordering::SeqCst), 0);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn publish_bad_or_empty_channel_is_400() {
     let server = Server::start(test_handle()).await;
-    let response = request(server.addr, "POST", "/publish/bad", b"x").await;
-    assert_eq!(response.status, 400);
-    assert_eq!(response.json()["error"], "invalid channel name");
-    for path in ["/publish/", "/publish"] {
+    // Percent-decoding to invalid UTF-8 (%FF) is a bad channel, not a server error.
+    let cases = [
+        ("/publish/a+b", "invalid channel name"),
+        ("/publish/a%20b", "invalid channel name"),
+        ("/publish/%FF", "invalid channel name"),
+        ("/publish/", "empty channel name"),
+        ("/publish", "body is neither a JSON array nor NDJSON"),
+    ];
+    for (path, error) in cases {
         let response = request(server.addr, "POST", path, b"x").await;
         assert_eq!(response.status, 400, "{path}");
-        assert!(response.json()["error"].is_string(), "{path}");
+        assert_eq!(response.json()["error"], error, "{path}");
     }
-    // Percent-decoding to invalid UTF-8 is a bad channel, not a server error.
-    let response = request(server.addr, "POST", "/publish/%FF", b"x").await;
-    assert_eq!(response.status, 400);
-    assert!(response.json()["error"].is_string());
-    assert_eq!(server.publisher.calls.load(Ordering::SeqCst), 1);
+    // Refused before the broker.
+    assert_eq!(server.broker.calls.load(Ordering::SeqCst), 0);
     server.stop().await;
 }
 
@@ -221,7 +226,10 @@ async fn publish_unavailable_is_503() {
     let server = Server::start(test_handle()).await;
     let response = request(server.addr, "POST", "/publish/down", b"x").await;
     assert_eq!(response.status, 503);
-    assert_eq!(response.json()["error"], "unavailable: broker down");
+    assert_eq!(
+        response.json()["error"],
+        "unavailable: broker unavailable: broker down"
+    );
     server.stop().await;
 }
 
@@ -234,6 +242,42 @@ async fn publish_delivered_locally_only_is_503_and_says_so() {
     assert_eq!(body["local_delivery"], true, "{body}");
     assert_eq!(body["remote_delivery"], false, "{body}");
     assert_eq!(body["error"], "delivered locally only: redis down");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn batch_items_are_checked_once_and_answered_one_by_one() {
+    let server = Server::start(test_handle()).await;
+    let body = br#"[{"channel":"news","data":"hi"},{"channel":"a b","data":"x"},
+        {"channel":"news","data":"seventeen bytes.."},{"channel":"down","data":"x"},
+        {"channel":"partial","base64":"/wA="},{"data":"x"}]"#;
+    let response = request(server.addr, "POST", "/publish", body).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        response.json(),
+        serde_json::json!({
+            "published": 1,
+            "failed": 5,
+            "results": [
+                { "channel": "news", "ok": true, "bytes": 2 },
+                { "channel": "a b", "error": "invalid channel name" },
+                { "channel": "news", "error": "message too large" },
+                { "channel": "down", "error": "unavailable: broker unavailable: broker down" },
+                { "channel": "partial", "error": "delivered locally only: redis down" },
+                { "error": "missing \"channel\"" },
+            ],
+        })
+    );
+    // Only the three valid items reached the broker; the last one it took was "news".
+    assert_eq!(server.broker.calls.load(Ordering::SeqCst), 3);
+    let last = server.broker.last.lock().unwrap().clone();
+    assert_eq!(
+        last,
+        Some(("news".to_owned(), Bytes::from_static(b"hi"), false))
+    );
+    let response = request(server.addr, "POST", "/publish", b"not a batch").await;
+    assert_eq!(response.status, 400);
+    assert!(response.json()["error"].is_string());
     server.stop().await;
 }
 
@@ -304,7 +348,7 @@ async fn metrics_render_published_counter_and_process_metrics() {
         let response = request(server.addr, "POST", "/publish/news", b"hi").await;
         assert_eq!(response.status, 202);
     }
-    let response = request(server.addr, "POST", "/publish/bad", b"hi").await;
+    let response = request(server.addr, "POST", "/publish/a+b", b"hi").await;
     assert_eq!(response.status, 400);
 
     let response = request(server.addr, "GET", "/metrics", b"").await;

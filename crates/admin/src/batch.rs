@@ -8,11 +8,13 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::message::Message;
+
 /// One message of a batch, or why its item could not be read.
-pub type BatchItem = Result<(String, Bytes, bool), String>;
+pub(crate) type BatchItem = Result<Message, String>;
 
 /// Reads a batch body. An error means the body as a whole is not a batch.
-pub fn parse_batch(body: &[u8]) -> Result<Vec<BatchItem>, String> {
+pub(crate) fn parse_batch(body: &[u8]) -> Result<Vec<BatchItem>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "body is not UTF-8".to_owned())?;
     let values: Vec<Value> = if text.trim_start().starts_with('[') {
         serde_json::from_str(text).map_err(|e| format!("invalid JSON array: {e}"))?
@@ -40,13 +42,10 @@ fn item(value: Value) -> BatchItem {
         _ => return Err("missing \"channel\"".to_owned()),
     };
     match (map.get("data"), map.get("base64")) {
-        (Some(Value::String(text)), None) => Ok((channel, Bytes::from(text.clone()), false)),
+        (Some(Value::String(text)), None) => Ok(Message::new(channel, Bytes::from(text.clone()))),
         (None, Some(Value::String(b64))) => STANDARD
             .decode(b64)
-            .map(|bytes| {
-                let binary = std::str::from_utf8(&bytes).is_err();
-                (channel, Bytes::from(bytes), binary)
-            })
+            .map(|bytes| Message::new(channel, Bytes::from(bytes)))
             .map_err(|_| "\"base64\" is not valid base64".to_owned()),
         _ => Err("exactly one of \"data\" (string) or \"base64\" is required".to_owned()),
     }
@@ -60,11 +59,13 @@ mod tests {
     fn arrays_and_ndjson() {
         let array = br#"[{"channel":"a","data":"1"},{"channel":"b","base64":"/wA="}]"#;
         let items = parse_batch(array).unwrap();
-        assert_eq!(items[0], Ok(("a".into(), Bytes::from_static(b"1"), false)));
-        assert_eq!(
-            items[1],
-            Ok(("b".into(), Bytes::from_static(&[0xff, 0]), true))
-        );
+        let message = |channel: &str, payload: &'static [u8], binary| Message {
+            channel: channel.to_owned(),
+            payload: Bytes::from_static(payload),
+            binary,
+        };
+        assert_eq!(items[0], Ok(message("a", b"1", false)));
+        assert_eq!(items[1], Ok(message("b", &[0xff, 0], true)));
         let nd = b"{\"channel\":\"a\",\"data\":\"x\"}\n\n{\"channel\":\"a\",\"data\":\"y\"}\n";
         assert_eq!(parse_batch(nd).unwrap().len(), 2);
     }
