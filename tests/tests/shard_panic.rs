@@ -2,6 +2,8 @@
 //! supervisor restarts it, instead of serving on with a dead shard.
 
 use ringcast_tests::gateway::Gateway;
+use ringcast_tests::ws_client::raw_upgrade;
+use std::time::Duration;
 
 #[test]
 fn a_panicking_shard_stops_the_process_with_a_failure_code() {
@@ -16,4 +18,44 @@ fn a_panicking_shard_stops_the_process_with_a_failure_code() {
         .wait_exit(10)
         .expect("process exits after a shard panic");
     assert_eq!(status.code(), Some(70), "{status}");
+}
+
+#[test]
+fn a_shard_panic_in_the_drain_grace_exits_70() {
+    let mut gateway = Gateway::start(
+        1,
+        &[
+            "--panic-on-channel",
+            "boom",
+            "--drain-grace",
+            "1",
+            "--drain-seconds",
+            "2",
+        ],
+    );
+    gateway.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gateway.publish("boom", b"x"), 202);
+    let status = gateway
+        .wait_exit(10)
+        .expect("process exits after the drain");
+    assert_eq!(status.code(), Some(70), "{status}");
+}
+
+#[test]
+fn a_shard_panic_while_connections_drain_exits_70() {
+    let mut gateway = Gateway::start(1, &["--panic-on-channel", "boom", "--drain-seconds", "4"]);
+    // Clients that never answer the close keep both shards draining for a while.
+    let clients: Vec<_> = (0..16)
+        .map(|_| raw_upgrade(gateway.ws_addr(), "/news"))
+        .collect();
+    gateway.wait_metric("ringcast_connections", 5, |n| n >= 16.0);
+    gateway.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gateway.publish("boom", b"x"), 202);
+    let status = gateway
+        .wait_exit(10)
+        .expect("process exits after the drain");
+    assert_eq!(status.code(), Some(70), "{status}");
+    drop(clients);
 }
