@@ -6,6 +6,7 @@
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::ports::free_port;
 use ringcast_tests::programs::binary;
+use ringcast_tests::waits::wait_child_exit;
 use ringcast_tests::ws_client::read_head;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -47,7 +48,7 @@ impl Logged {
             std::env::temp_dir().join(format!("ringcast-startup-{}-{n}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(binary("ringcast"));
-        if !args.first().is_some_and(|a| *a == "token") {
+        if args.first() != Some(&"token") {
             command
                 .args(["--listen", &listen.to_string()])
                 .args(["--admin", &admin.to_string()])
@@ -79,14 +80,7 @@ impl Logged {
 
     /// Waits at most `secs` for the process to exit.
     fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_child_exit(&mut self.child, secs)
     }
 
     /// Waits at most `secs` for `text` to appear in the log; returns the log.
