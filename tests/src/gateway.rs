@@ -170,14 +170,7 @@ impl Gateway {
 
     /// Waits for the process to exit, at most `secs`.
     pub fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        crate::waits::wait_child_exit(&mut self.child, secs)
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 use tungstenite::Message;
 
-const SECRET: &str = "test-secret-not-for-production";
+const SECRET: &str = "test-secret-not-for-production-32b";
 
 fn mint(channel: &str, ttl: &str) -> String {
     let out = Command::new(binary("ringcast"))

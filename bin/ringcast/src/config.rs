@@ -17,10 +17,13 @@ pub struct TokenArgs {
     /// A channel the token allows (repeatable; `*` = every channel).
     #[arg(long = "channel", required = true)]
     pub channels: Vec<String>,
-    /// How long the token is valid: `90s`, `30m`, `1h`, `7d` or seconds.
+    /// How long the token is valid: `90s`, `30m`, `1h`, `7d` or seconds; 1 s to 3650 d.
     #[arg(long, value_parser = parse_ttl, default_value = "1h")]
     pub ttl: Duration,
 }
+
+/// Longest `ringcast token --ttl`: ten years. Longer is a token that never expires.
+const MAX_TOKEN_TTL_SECS: u64 = 3650 * 86_400;
 
 fn parse_ttl(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(
@@ -30,14 +33,50 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("`{text}`: expected e.g. 90s, 30m, 1h, 7d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("`{text}`: unit must be s, m, h or d")),
     };
-    Ok(Duration::from_secs(secs))
+    match n.checked_mul(unit_secs) {
+        Some(secs @ 1..=MAX_TOKEN_TTL_SECS) => Ok(Duration::from_secs(secs)),
+        _ => Err(format!("`{text}`: a token lives from 1s to 3650d")),
+    }
+}
+
+/// Shortest accepted `--auth-secret`: the 32 bytes of an HMAC-SHA256 output. A shorter
+/// (or empty) key makes every token guessable offline.
+pub const MIN_AUTH_SECRET_BYTES: usize = 32;
+
+/// Why `--auth-secret` is refused; never shows the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShortSecret {
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl std::fmt::Display for ShortSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "--auth-secret (RINGCAST_AUTH_SECRET) must be at least {MIN_AUTH_SECRET_BYTES} bytes, \
+             got {}; generate one with `openssl rand -hex 32`",
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for ShortSecret {}
+
+/// The `--log-format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human readable lines (colours only when stderr is a terminal).
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// The `--slow-consumer` values.
@@ -103,6 +142,12 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn parse_origin(text: &str) -> Result<String, String> {
+    ringcast_shard::check_origin_pattern(text)
+        .map(|()| text.to_owned())
+        .map_err(|err| err.to_string())
+}
+
 fn parse_channel(text: &str) -> Result<String, String> {
     if ringcast_proto::is_valid_channel(text) {
         Ok(text.to_owned())
@@ -157,8 +202,9 @@ pub struct Config {
     pub max_message_bytes: u64,
 
     /// Most open WebSocket connections on this node (split evenly over shards); further
-    /// handshakes get HTTP 503. Default: unlimited.
-    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS")]
+    /// handshakes get HTTP 503. At least 1. Default: unlimited.
+    #[arg(long, env = "RINGCAST_MAX_CONNECTIONS",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: Option<usize>,
 
     /// Seconds a client has to complete its HTTP upgrade before it is closed.
@@ -171,15 +217,17 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_DRAIN_SECONDS", value_parser = parse_secs, default_value = "10")]
     pub drain_seconds: Duration,
 
-    /// Browser origins allowed to connect, comma separated, `*` wildcards
-    /// (`https://*.example.com`); others get 403. Requests without an Origin header
-    /// (non-browser clients) are not affected. Default: any origin.
-    #[arg(long, env = "RINGCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    /// Browser origins allowed to connect, comma separated, each `scheme://host[:port]`;
+    /// a `*` stands for one or more characters within one DNS label or the port
+    /// (`https://*.example.com` admits `https://a.example.com`, not `https://a.b.example.com`);
+    /// others get 403. Requests without an Origin header (non-browser clients) are not
+    /// affected. Default: any origin.
+    #[arg(long, env = "RINGCAST_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub allowed_origins: Vec<String>,
 
-    /// HMAC-SHA256 secret. When set, every connection needs a token naming its channel
-    /// (`?token=` or subprotocol `token.<token>`); missing, forged or expired tokens get
-    /// 401. Mint one with `ringcast token --channel NAME --ttl 1h`.
+    /// HMAC-SHA256 secret, at least 32 bytes. When set, every connection needs a token
+    /// naming its channel (`?token=` or subprotocol `token.<token>`); missing, forged or
+    /// expired tokens get 401. Mint one with `ringcast token --channel NAME --ttl 1h`.
     #[arg(
         long,
         env = "RINGCAST_AUTH_SECRET",
@@ -298,6 +346,30 @@ pub struct Config {
         default_value = "interest"
     )]
     pub redis_mode: RedisModeArg,
+
+    /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json`
+    /// (one object per line, for log shippers). The level comes from RUST_LOG (`info`).
+    #[arg(
+        long,
+        env = "RINGCAST_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The token secret as bytes, refused when shorter than [`MIN_AUTH_SECRET_BYTES`]
+    /// (an empty `RINGCAST_AUTH_SECRET` counts as set, and is refused).
+    pub fn auth_secret_bytes(&self) -> Result<Option<&[u8]>, ShortSecret> {
+        match self.auth_secret.as_deref() {
+            Some(secret) if secret.len() < MIN_AUTH_SECRET_BYTES => {
+                Err(ShortSecret { len: secret.len() })
+            }
+            secret => Ok(secret.map(str::as_bytes)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -368,6 +440,82 @@ mod tests {
         for bad in ["", "h", "1y", "-1h", "1.5h"] {
             assert!(parse_ttl(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_ttls_that_overflow_or_never_end_are_refused() {
+        assert_eq!(
+            parse_ttl("3650d").unwrap(),
+            Duration::from_secs(315_360_000)
+        );
+        for bad in [
+            "213503982334602d",
+            "213503982334601d",
+            "5124095576030432h",
+            "307445734561825861m",
+            "18446744073709551615",
+            "99999999999999999999",
+            "3651d",
+            "0",
+            "0d",
+        ] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn short_auth_secrets_are_refused_without_being_shown() {
+        let parse = |args: &[&str]| Config::try_parse_from(args).unwrap();
+        assert_eq!(parse(&["ringcast"]).auth_secret_bytes(), Ok(None));
+        let good = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            parse(&["ringcast", "--auth-secret", good]).auth_secret_bytes(),
+            Ok(Some(good.as_bytes()))
+        );
+        for short in ["", "zQ", "0123456789abcdef0123456789abcde"] {
+            let config = parse(&["ringcast", "--auth-secret", short]);
+            let err = config.auth_secret_bytes().unwrap_err();
+            assert_eq!(err, ShortSecret { len: short.len() });
+            let text = err.to_string();
+            assert!(text.contains("at least 32 bytes"), "{text}");
+            assert!(short.is_empty() || !text.contains(short), "{text}");
+        }
+    }
+
+    #[test]
+    fn max_connections_must_be_positive() {
+        let parsed = Config::try_parse_from(["ringcast", "--max-connections", "3"]).unwrap();
+        assert_eq!(parsed.max_connections, Some(3));
+        let err = Config::try_parse_from(["ringcast", "--max-connections", "0"]).unwrap_err();
+        assert!(err.to_string().contains("--max-connections"), "{err}");
+    }
+
+    #[test]
+    fn allowed_origins_need_a_scheme() {
+        let parsed = Config::try_parse_from([
+            "ringcast",
+            "--allowed-origins",
+            "https://app.example.com,https://*.example.com",
+        ])
+        .unwrap();
+        assert_eq!(parsed.allowed_origins.len(), 2);
+        for bad in [
+            "app.example.com",
+            "https://ok.example.com,*.example.com",
+            "*",
+        ] {
+            let err = Config::try_parse_from(["ringcast", "--allowed-origins", bad]).unwrap_err();
+            assert!(err.to_string().contains("needs a scheme"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_format_defaults_to_text() {
+        let parsed = Config::try_parse_from(["ringcast"]).unwrap();
+        assert_eq!(parsed.log_format, LogFormat::Text);
+        let parsed = Config::try_parse_from(["ringcast", "--log-format", "json"]).unwrap();
+        assert_eq!(parsed.log_format, LogFormat::Json);
+        assert!(Config::try_parse_from(["ringcast", "--log-format", "xml"]).is_err());
     }
 
     #[test]

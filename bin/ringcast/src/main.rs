@@ -1,13 +1,16 @@
 //! ringcast: starts one pinned io_uring shard per core and the sidecar, then waits for
 //! a signal to drain. Glue only: the logic lives in the crates.
 
+mod address_check;
 mod broker_metrics;
 mod config;
+mod logging;
 mod mesh;
 mod shard_sink;
 mod shard_thread;
 mod sidecar;
 
+use address_check::{Purpose, ensure_unserved};
 use anyhow::{Context, bail};
 use clap::Parser;
 use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
@@ -23,13 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(config.log_format);
     match run(config) {
         Ok(code) => code,
         Err(err) => {
@@ -55,34 +52,32 @@ impl Drop for ExitGuard {
 }
 
 /// `ringcast token`: prints a token signed with the configured secret.
-fn print_token(secret: Option<&str>, args: &TokenArgs) -> anyhow::Result<ExitCode> {
+fn print_token(secret: Option<&[u8]>, args: &TokenArgs) -> anyhow::Result<ExitCode> {
     let secret = secret.context("--auth-secret (or RINGCAST_AUTH_SECRET) is required")?;
-    for channel in &args.channels {
-        if channel != "*" && !ringcast_proto::is_valid_channel(channel) {
-            bail!("`{channel}` is not a valid channel name");
-        }
-    }
     let expires = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock before 1970")?
         .saturating_add(args.ttl)
         .as_secs();
-    println!("{}", mint_token(secret.as_bytes(), &args.channels, expires));
+    let token = mint_token(secret, &args.channels, expires).context("--channel")?;
+    println!("{token}");
     Ok(ExitCode::SUCCESS)
 }
 
 fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let secret = config.auth_secret_bytes()?;
     if let Some(Command::Token(args)) = &config.command {
-        return print_token(config.auth_secret.as_deref(), args);
+        return print_token(secret, args);
     }
-    let auth = AuthPolicy::new(
-        config.allowed_origins.clone(),
-        config.auth_secret.as_ref().map(|s| s.as_bytes().to_vec()),
-    );
+    let auth = AuthPolicy::new(config.allowed_origins.clone(), secret.map(<[u8]>::to_vec));
     let prometheus = ringcast_telemetry::install_recorder().context("installing metrics")?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let shards = usize::from(config.shards.unwrap_or(cores.len().max(1) as u16));
     let addrs: Vec<_> = config.listen.iter().flat_map(|r| r.addrs.clone()).collect();
+    for addr in &addrs {
+        ensure_unserved(*addr, Purpose::Listen)?;
+    }
+    ensure_unserved(config.admin, Purpose::Admin)?;
     let max_message_bytes = config.max_message_bytes as usize;
     let per_shard_max = config
         .max_connections

@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
+/// Exit code when a shard panicked or ended on its own (EX_SOFTWARE), also mid-drain.
+const SHARD_FAILED: u8 = 70;
+
 /// A shard thread ended; `panicked` when it unwound.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardExit {
@@ -125,15 +128,18 @@ impl Sidecar {
                     panicked = exit.panicked,
                     "a shard stopped unexpectedly; exiting so the supervisor restarts the node"
                 );
-                ExitCode::from(70)
+                ExitCode::from(SHARD_FAILED)
             }
             Stop::Signal(name) => {
                 tracing::info!(signal = name, drain = ?self.drain, "draining");
                 ready.store(false, Ordering::SeqCst);
                 // Load balancers see /readyz fail before any connection is closed.
                 tokio::time::sleep(self.drain_grace).await;
-                self.drain_shards().await;
-                ExitCode::SUCCESS
+                if self.drain_shards().await {
+                    ExitCode::from(SHARD_FAILED)
+                } else {
+                    ExitCode::SUCCESS
+                }
             }
         };
         let _ = stop_admin.send(());
@@ -143,17 +149,24 @@ impl Sidecar {
 
     /// Tells every shard to close its listeners and its connections with 1001, spread
     /// evenly over four fifths of the drain window (the rest is for the clients' close
-    /// replies), then waits for all of them to end, at most the drain window.
-    async fn drain_shards(&self) {
+    /// replies), then waits for all of them to end, at most the drain window. Returns
+    /// whether a shard panicked meanwhile (or during the grace before).
+    async fn drain_shards(&self) -> bool {
         let spread_ms = (self.drain.as_millis() as u64 * 4 / 5).max(1);
         for shard in 0..self.mesh.len() {
             self.mesh.send(shard, ShardMsg::Drain { spread_ms });
             self.mesh.nudge(shard);
         }
+        let mut panicked = false;
         let wait_all = async {
             for _ in 0..self.mesh.len() {
-                if self.exits.recv_async().await.is_err() {
-                    return;
+                match self.exits.recv_async().await {
+                    Ok(exit) if exit.panicked => {
+                        tracing::error!(shard = exit.shard, "a shard panicked while draining");
+                        panicked = true;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
                 }
             }
         };
@@ -163,5 +176,6 @@ impl Sidecar {
         {
             tracing::warn!("drain window over with shards still closing; exiting anyway");
         }
+        panicked
     }
 }

@@ -12,11 +12,13 @@ mod events;
 mod inbound;
 mod interest;
 mod local;
+mod redacted_url;
 pub mod redis_broker;
 mod redis_session;
 
 pub use events::{BrokerEvents, RejectReason};
 pub use local::LocalBroker;
+pub use redacted_url::redact_url;
 pub use redis_broker::{RedisBroker, RedisConfig, RedisMode, RedisStartError};
 
 use bytes::Bytes;

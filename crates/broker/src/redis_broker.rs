@@ -48,8 +48,8 @@ pub enum RedisMode {
     Sharded,
 }
 
-/// Settings of the Redis broker.
-#[derive(Debug, Clone)]
+/// Settings of the Redis broker (its `Debug` hides the URL's password).
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
@@ -101,7 +101,7 @@ pub enum RedisStartError {
     /// The URL is not a usable Redis URL (TLS `rediss://` is not built in).
     #[error("invalid Redis URL `{url}`: {reason}")]
     Url {
-        /// The URL as given.
+        /// The URL, its password replaced by `***`.
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -193,7 +193,7 @@ impl RedisBroker {
 /// A RESP3 client for `url` (RESP3 lets one connection publish while subscribed).
 fn redis_client(url: &str) -> Result<redis::Client, RedisStartError> {
     let bad = |reason: String| RedisStartError::Url {
-        url: url.to_owned(),
+        url: crate::redact_url(url),
         reason,
     };
     let info =

@@ -8,6 +8,12 @@
 //! claims = "exp=<unix seconds>&ch=<channel>,<channel>,..."   (`*` = every channel)
 //! ```
 //!
+//! Both keys appear exactly once, no other key is allowed, `exp` is decimal digits and
+//! every channel is a valid name or `*`; anything else is a bad token even when signed.
+//!
+//! An allowed origin is `scheme://host[:port]` ([`check_origin_pattern`]); a `*` in it
+//! stands for one or more characters inside one DNS label (never `.`, `/` or `:`).
+//!
 //! A client passes it as `?token=<token>` or offers the subprotocol `token.<token>`
 //! (browsers cannot set headers), which the server then selects in its 101 answer.
 
@@ -66,6 +72,57 @@ pub struct Credentials<'a> {
     pub protocols: &'a [String],
 }
 
+/// Why [`mint_token`] refuses to sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// No channel at all: the token would allow nothing.
+    #[error("a token needs at least one channel")]
+    NoChannels,
+    /// A name that is neither a channel name nor `*` (such as `x,*`, which would widen
+    /// the token to every channel).
+    #[error("`{0}` is neither a channel name (1-255 bytes of [A-Za-z0-9_.:-]) nor `*`")]
+    InvalidChannel(String),
+}
+
+/// Why an `--allowed-origins` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginPatternError {
+    /// No `scheme://` (such as `app.example.com`): it could never match a browser's
+    /// `Origin`, which always has one.
+    #[error(
+        "`{0}`: an allowed origin needs a scheme, e.g. `https://app.example.com` \
+         (leave the list empty to allow any origin)"
+    )]
+    NoScheme(String),
+    /// Nothing after `scheme://`, or a path, query, fragment, user or space in it.
+    #[error("`{0}`: an allowed origin is `scheme://host[:port]`, without a path or a trailing `/`")]
+    NotAnOrigin(String),
+}
+
+/// Checks one allowed-origin pattern: `scheme://host[:port]`, `*` wildcards only in the
+/// host and port.
+pub fn check_origin_pattern(pattern: &str) -> Result<(), OriginPatternError> {
+    let Some((scheme, host)) = pattern.split_once("://") else {
+        return Err(OriginPatternError::NoScheme(pattern.to_owned()));
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return Err(OriginPatternError::NoScheme(pattern.to_owned()));
+    }
+    let host_ok = !host.is_empty()
+        && !host
+            .bytes()
+            .any(|b| matches!(b, b'/' | b'?' | b'#' | b'@') || b.is_ascii_whitespace());
+    if host_ok {
+        Ok(())
+    } else {
+        Err(OriginPatternError::NotAnOrigin(pattern.to_owned()))
+    }
+}
+
 /// The node's admission rules.
 #[derive(Clone, Default)]
 pub struct AuthPolicy {
@@ -83,8 +140,9 @@ impl std::fmt::Debug for AuthPolicy {
 }
 
 impl AuthPolicy {
-    /// `origins`: allowed `Origin` values, each may contain `*` wildcards (empty = any);
-    /// `secret`: tokens are required and checked with it when set.
+    /// `origins`: allowed `Origin` values, each may contain `*` wildcards (empty = any;
+    /// check each with [`check_origin_pattern`] first); `secret`: tokens are required
+    /// and checked with it when set.
     pub fn new(origins: Vec<String>, secret: Option<Vec<u8>>) -> Self {
         AuthPolicy {
             origins: origins
@@ -165,12 +223,24 @@ fn signature(secret: &[u8], signed: &str) -> Hmac<Sha256> {
     mac
 }
 
-/// Creates a token for `channels` that expires at `expires` (unix seconds).
-pub fn mint_token(secret: &[u8], channels: &[String], expires: u64) -> String {
+/// Whether `name` may appear in a token's channel list.
+fn is_token_channel(name: &str) -> bool {
+    name == "*" || ringcast_proto::is_valid_channel(name)
+}
+
+/// Creates a token for `channels` (each a channel name or `*`) that expires at
+/// `expires` (unix seconds).
+pub fn mint_token(secret: &[u8], channels: &[String], expires: u64) -> Result<String, TokenError> {
+    if channels.is_empty() {
+        return Err(TokenError::NoChannels);
+    }
+    if let Some(bad) = channels.iter().find(|c| !is_token_channel(c)) {
+        return Err(TokenError::InvalidChannel(bad.clone()));
+    }
     let claims = format!("exp={expires}&ch={}", channels.join(","));
     let signed = format!("v1.{}", URL_SAFE_NO_PAD.encode(claims));
     let sig = signature(secret, &signed).finalize().into_bytes();
-    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    Ok(format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig)))
 }
 
 /// Checks a token's signature (in constant time) and reads its claims.
@@ -187,41 +257,110 @@ pub fn verify(secret: &[u8], token: &str) -> Result<Claims, AuthError> {
         .decode(claims_b64)
         .map_err(|_| AuthError::BadToken)?;
     let claims = std::str::from_utf8(&claims).map_err(|_| AuthError::BadToken)?;
+    parse_claims(claims).ok_or(AuthError::BadToken)
+}
+
+/// Reads `exp=<digits>&ch=<names>`: each key exactly once, in any order, nothing else.
+fn parse_claims(text: &str) -> Option<Claims> {
     let mut expires = None;
-    let mut channels = Vec::new();
-    for pair in claims.split('&') {
-        match pair.split_once('=') {
-            Some(("exp", v)) => expires = v.parse().ok(),
-            Some(("ch", v)) => channels = v.split(',').map(str::to_owned).collect(),
-            _ => return Err(AuthError::BadToken),
+    let mut channels = None;
+    for pair in text.split('&') {
+        let (key, value) = pair.split_once('=')?;
+        let repeated = match key {
+            "exp" => expires.replace(parse_unix_secs(value)?).is_some(),
+            "ch" => channels.replace(parse_channels(value)?).is_some(),
+            _ => return None,
+        };
+        if repeated {
+            return None;
         }
     }
-    Ok(Claims {
-        expires: expires.ok_or(AuthError::BadToken)?,
-        channels,
+    Some(Claims {
+        expires: expires?,
+        channels: channels?,
     })
 }
 
-/// `*` matches any run of characters; everything else literally.
+/// Decimal digits only (no sign, no spaces), within u64.
+fn parse_unix_secs(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A comma separated, non-empty list of channel names or `*`.
+fn parse_channels(text: &str) -> Option<Vec<String>> {
+    let channels: Vec<String> = text.split(',').map(str::to_owned).collect();
+    channels
+        .iter()
+        .all(|c| is_token_channel(c))
+        .then_some(channels)
+}
+
+/// Characters a `*` never stands for: an origin's label, scheme and port separators.
+fn is_origin_separator(c: char) -> bool {
+    matches!(c, '.' | '/' | ':')
+}
+
+/// Matches an origin against a pattern piece by piece: both are cut after every `.`,
+/// `/` and `:`, the separators must be the same, and inside one piece `*` stands for one
+/// or more characters.
 fn wildcard_match(pattern: &str, text: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return pattern == text;
-    };
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
+    let mut patterns = pattern.split_inclusive(is_origin_separator);
+    let mut texts = text.split_inclusive(is_origin_separator);
+    loop {
+        match (patterns.next(), texts.next()) {
+            (None, None) => return true,
+            (Some(p), Some(t)) if piece_match(p, t) => {}
+            _ => return false,
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// One piece: the same trailing separator (or none) and a matching label.
+fn piece_match(pattern: &str, text: &str) -> bool {
+    let (p_label, p_sep) = split_separator(pattern);
+    let (t_label, t_sep) = split_separator(text);
+    p_sep == t_sep && label_match(p_label.as_bytes(), t_label.as_bytes())
+}
+
+/// A piece's label and its trailing separator (empty for the last piece).
+fn split_separator(piece: &str) -> (&str, &str) {
+    match piece.strip_suffix(is_origin_separator) {
+        Some(label) => (label, &piece[label.len()..]),
+        None => (piece, ""),
+    }
+}
+
+/// `*` is one or more bytes, everything else literal. Greedy with a retry from the last
+/// `*` only, so a long label costs O(pattern × label) at worst, never exponential.
+fn label_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    // After the last `*`: where the pattern resumes and where in the text it next may.
+    let mut retry: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                retry = Some((p + 1, t + 1));
+                p += 1;
+                t += 1;
+            }
+            Some(&b) if b == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match retry {
+                Some((resume, from)) => {
+                    p = resume;
+                    t = from + 1;
+                    retry = Some((resume, from + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p == pattern.len()
 }
 
 #[cfg(test)]
@@ -245,8 +384,8 @@ mod tests {
             "https://a.example.com"
         ));
         assert!(wildcard_match(
-            "https://*.example.com",
-            "https://a.b.example.com"
+            "https://app-*.example.com",
+            "https://app-42.example.com"
         ));
         assert!(!wildcard_match(
             "https://*.example.com",
@@ -265,6 +404,82 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_stays_inside_one_dns_label() {
+        for (pattern, origin) in [
+            ("https://*.example.com", "https://a.b.example.com"),
+            ("https://*.example.com", "https://evil.net/.example.com"),
+            ("https://*.example.com", "https://evil.net:1.example.com"),
+            (
+                "https://app.example.com*",
+                "https://app.example.com.evil.net",
+            ),
+            ("https://app.example.com*", "https://app.example.com:8443"),
+            ("http://localhost:*", "http://localhost:3000.evil.net"),
+            ("http://localhost:*", "http://localhost:"),
+            ("https://*", "https://evil.net"),
+            ("*", "https://a.example.com"),
+        ] {
+            assert!(!wildcard_match(pattern, origin), "{pattern} {origin}");
+        }
+        assert!(wildcard_match(
+            "https://*.*.example.com",
+            "https://a.b.example.com"
+        ));
+        assert!(wildcard_match("https://*", "https://localhost"));
+    }
+
+    #[test]
+    fn a_long_origin_is_matched_in_linear_time() {
+        let origin = format!("https://{}.example.com", "a".repeat(100_000));
+        let pattern = "https://*a*a*a*a*a*a*a*a*b.example.com";
+        let started = std::time::Instant::now();
+        assert!(!wildcard_match(pattern, &origin));
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn origin_patterns_need_a_scheme_and_no_path() {
+        for good in [
+            "https://app.example.com",
+            "https://*.example.com",
+            "http://localhost:*",
+            "http://127.0.0.1:3000",
+            "chrome-extension://abcdef",
+        ] {
+            assert_eq!(check_origin_pattern(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "app.example.com",
+            "*.example.com",
+            "*",
+            "",
+            "://x",
+            "*://x",
+            "1http://x",
+        ] {
+            assert_eq!(
+                check_origin_pattern(bad),
+                Err(OriginPatternError::NoScheme(bad.into())),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "https://",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://app.example.com?x",
+            "https://user@app.example.com",
+            "https://app example.com",
+        ] {
+            assert_eq!(
+                check_origin_pattern(bad),
+                Err(OriginPatternError::NotAnOrigin(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn origins_are_checked_case_insensitively() {
         let policy = AuthPolicy::new(vec!["https://*.Example.com".into()], None);
         let ok = creds(Some("https://App.example.com"), None);
@@ -277,7 +492,8 @@ mod tests {
     #[test]
     fn tokens_allow_their_channels_until_they_expire() {
         let policy = AuthPolicy::new(vec![], Some(SECRET.to_vec()));
-        let token = mint_token(SECRET, &["news".into(), "sport".into()], 1000);
+        let token =
+            mint_token(SECRET, &["news".into(), "sport".into()], 1000).expect("valid names");
         assert_eq!(
             policy.admit(&creds(None, Some(&token)), "news", 999),
             Ok(None)
@@ -294,15 +510,15 @@ mod tests {
             policy.admit(&creds(None, None), "news", 0),
             Err(AuthError::MissingToken)
         );
-        let all = mint_token(SECRET, &["*".into()], 1000);
+        let all = mint_token(SECRET, &["*".into()], 1000).expect("valid names");
         assert_eq!(policy.admit(&creds(None, Some(&all)), "x", 1), Ok(None));
     }
 
     #[test]
     fn forged_and_garbled_tokens_are_refused() {
         let policy = AuthPolicy::new(vec![], Some(SECRET.to_vec()));
-        let other = mint_token(b"other secret", &["news".into()], u64::MAX);
-        let good = mint_token(SECRET, &["news".into()], u64::MAX);
+        let other = mint_token(b"other secret", &["news".into()], u64::MAX).expect("valid names");
+        let good = mint_token(SECRET, &["news".into()], u64::MAX).expect("valid names");
         let tampered = good.replacen("v1.", "v1.A", 1);
         for bad in [
             other.as_str(),
@@ -321,10 +537,93 @@ mod tests {
         }
     }
 
+    /// A token over raw `claims` text, signed with [`SECRET`].
+    fn signed(claims: &str) -> String {
+        let signed = format!("v1.{}", URL_SAFE_NO_PAD.encode(claims));
+        let sig = signature(SECRET, &signed).finalize().into_bytes();
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    #[test]
+    fn well_formed_claims_are_read() {
+        assert_eq!(
+            verify(SECRET, &signed("exp=7&ch=news,sport")),
+            Ok(Claims {
+                expires: 7,
+                channels: vec!["news".into(), "sport".into()],
+            })
+        );
+        assert_eq!(
+            verify(SECRET, &signed("ch=*&exp=7")).map(|c| c.channels),
+            Ok(vec!["*".to_owned()])
+        );
+    }
+
+    #[test]
+    fn claims_with_duplicate_or_unknown_keys_are_refused() {
+        for claims in [
+            "exp=1&exp=99999&ch=news",
+            "exp=99999&ch=news&ch=*",
+            "exp=99999&ch=news&admin=1",
+            "exp=99999&ch=news&",
+            "exp=99999&ch=news&exp",
+            "ch=news",
+            "exp=99999",
+            "exp=+99999&ch=news",
+            "exp=99999999999999999999&ch=news",
+        ] {
+            assert_eq!(
+                verify(SECRET, &signed(claims)),
+                Err(AuthError::BadToken),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn claims_with_invalid_or_no_channels_are_refused() {
+        for claims in [
+            "exp=99999&ch=",
+            "exp=99999&ch=,",
+            "exp=99999&ch=news,",
+            "exp=99999&ch=news,,sport",
+            "exp=99999&ch=news sport",
+            "exp=99999&ch=new*",
+            "exp=99999&ch=**",
+        ] {
+            assert_eq!(
+                verify(SECRET, &signed(claims)),
+                Err(AuthError::BadToken),
+                "{claims}"
+            );
+        }
+    }
+
+    #[test]
+    fn mint_token_refuses_names_that_would_widen_the_token() {
+        assert_eq!(
+            mint_token(SECRET, &["x,*".into()], 1),
+            Err(TokenError::InvalidChannel("x,*".into()))
+        );
+        for bad in ["", "news&exp=99999", "a b", "new*", "x=y"] {
+            assert_eq!(
+                mint_token(SECRET, &["news".into(), bad.into()], 1),
+                Err(TokenError::InvalidChannel(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(mint_token(SECRET, &[], 1), Err(TokenError::NoChannels));
+        let token = mint_token(SECRET, &["news".into(), "*".into()], 9).expect("valid names");
+        assert_eq!(
+            verify(SECRET, &token).map(|c| c.channels),
+            Ok(vec!["news".to_owned(), "*".to_owned()])
+        );
+    }
+
     #[test]
     fn token_in_a_subprotocol_is_selected() {
         let policy = AuthPolicy::new(vec![], Some(SECRET.to_vec()));
-        let token = mint_token(SECRET, &["news".into()], 50);
+        let token = mint_token(SECRET, &["news".into()], 50).expect("valid names");
         let protocols = vec!["chat".to_owned(), format!("{TOKEN_PROTOCOL_PREFIX}{token}")];
         let c = Credentials {
             origin: None,

@@ -29,7 +29,8 @@ mod write_queue;
 
 pub use admission::{Refusal, Target};
 pub use auth::{
-    AuthError, AuthPolicy, Claims, Credentials, TOKEN_PROTOCOL_PREFIX, mint_token, verify,
+    AuthError, AuthPolicy, Claims, Credentials, OriginPatternError, TOKEN_PROTOCOL_PREFIX,
+    TokenError, check_origin_pattern, mint_token, verify,
 };
 pub use channel_owner::ChannelOwner;
 pub use compression::{Compression, FANOUT_WINDOW_BITS};

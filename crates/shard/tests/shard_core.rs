@@ -712,7 +712,7 @@ fn request(path: &str, extra: &str) -> String {
 #[test]
 fn tokens_and_origins_gate_the_handshake() {
     let mut node = token_node();
-    let token = ringcast_shard::mint_token(b"s3cret", &["news".into()], 2_000);
+    let token = ringcast_shard::mint_token(b"s3cret", &["news".into()], 2_000).expect("valid");
     let answer = handshake_answer(&mut node, &request(&format!("/news?token={token}"), ""));
     assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
     let answer = handshake_answer(&mut node, &request("/news", ""));
@@ -722,7 +722,7 @@ fn tokens_and_origins_gate_the_handshake() {
         answer.starts_with("HTTP/1.1 403"),
         "other channel: {answer}"
     );
-    let forged = ringcast_shard::mint_token(b"guess", &["news".into()], 2_000);
+    let forged = ringcast_shard::mint_token(b"guess", &["news".into()], 2_000).expect("valid");
     let answer = handshake_answer(&mut node, &request(&format!("/news?token={forged}"), ""));
     assert!(answer.starts_with("HTTP/1.1 401"), "forged: {answer}");
     let origin = "Origin: https://evil.org\r\n";
