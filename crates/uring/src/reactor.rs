@@ -16,6 +16,10 @@
 //! Teardown: the reactor counts pushed operations whose final completion has not been reaped
 //! yet. [`Reactor::cancel_all_and_reap`] (in `shutdown`, also run by `Drop`) cancels them and
 //! waits for every one of those completions, so memory they reference may be freed afterwards.
+//!
+//! The tests run against a real kernel and cannot run under Miri (`io_uring_setup`, syscall
+//! 425, is unsupported there); the buffer ring's shared-memory protocol has Miri-runnable
+//! tests in `buf_ring`. They do run under AddressSanitizer (nightly, `-Zsanitizer=address`).
 
 use std::cell::UnsafeCell;
 use std::io;
