@@ -162,7 +162,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                     return;
                 };
                 ShardThread {
-                    shard: Shard::new(shard_cfg),
+                    shard: std::mem::ManuallyDrop::new(Shard::new(shard_cfg)),
                     reactor,
                     listeners,
                     inbox,

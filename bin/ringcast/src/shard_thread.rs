@@ -1,10 +1,17 @@
 //! The reactor loop of one shard: thin glue that turns io_uring completions into
 //! [`Shard`] events and the shard's actions into submissions, drains the shard's inbox,
 //! forwards its outbox, and flushes its counters about once a second.
+//!
+//! Teardown order matters: the shard owns the bytes behind every in-flight `sendmsg`, so on
+//! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
+//! and only then is the shard freed (see the `Drop` impl).
 
 use crate::mesh::Mesh;
 use ringcast_shard::{Action, ConnId, RecvEnd, Shard, ShardMsg};
-use ringcast_uring::{Completion, Reactor, close_fd, peer_ip, shutdown_socket, shutdown_write};
+use ringcast_uring::{
+    CancelOutcome, Completion, Reactor, close_fd, peer_ip, shutdown_socket, shutdown_write,
+};
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,11 +22,14 @@ const MAX_WAIT_MS: u64 = 250;
 const ACCEPT_BACKOFF_MS: u64 = 100;
 /// How often counters are pushed into the metrics registry.
 const FLUSH_EVERY_MS: u64 = 1000;
+/// How long teardown waits for cancelled operations' completions before leaking the shard.
+const REAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Everything one shard thread owns.
 pub struct ShardThread {
-    /// The deterministic shard state.
-    pub shard: Shard,
+    /// The deterministic shard state. Dropped by `Drop` only after the reactor reaped every
+    /// operation whose iovecs point into it.
+    pub shard: ManuallyDrop<Shard>,
     /// This shard's io_uring.
     pub reactor: Reactor,
     /// One SO_REUSEPORT listener per listen port.
@@ -228,5 +238,27 @@ impl ShardThread {
         self.shard.refresh_gauges();
         self.shard.counters.queue_depth = self.inbox.len() as u64;
         self.shard.counters.flush(id);
+    }
+}
+
+/// Frees the shard only once the kernel holds no pointer into it: in-flight sends reference
+/// its queued bytes until their completions are reaped. (The reactor's own `Drop` also
+/// reaps, but as a field it would run after the shard was freed.) If operations outlive the
+/// timeout, the shard is leaked rather than freed under the kernel.
+impl Drop for ShardThread {
+    fn drop(&mut self) {
+        match self.reactor.cancel_all_and_reap(REAP_TIMEOUT) {
+            CancelOutcome::AllReaped => {
+                // SAFETY: the only place the shard is dropped, and nothing uses it afterwards.
+                unsafe { ManuallyDrop::drop(&mut self.shard) };
+            }
+            CancelOutcome::StillInFlight { in_flight } => {
+                tracing::error!(
+                    shard = self.shard.id(),
+                    in_flight,
+                    "io_uring operations outlived shutdown; leaking their buffers"
+                );
+            }
+        }
     }
 }

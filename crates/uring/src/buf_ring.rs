@@ -1,6 +1,6 @@
 //! The provided buffer ring shared by every connection of one reactor.
 //!
-//! Owns two anonymous mappings: the ring of `count` [`BufRingEntry`] descriptors the kernel
+//! Owns two anonymous mappings: the ring of `count` [`RingEntry`] descriptors the kernel
 //! picks receive buffers from (page aligned, as the kernel requires), and one contiguous slab
 //! of `count * size` bytes holding the buffers themselves (pages are only touched when data
 //! lands in them). Buffer ids are the kernel's 16-bit ids: buffer `bid` lives at
@@ -9,12 +9,71 @@
 //! A buffer handed out by a completion is *lent* to the caller until it is recycled. Recycled
 //! buffers are written to the ring immediately but the tail is published to the kernel in a
 //! batch by [`BufRing::publish`], which the reactor calls right before every submit.
+//!
+//! Concurrency with the kernel: the ring tail is the `resv` field of entry 0, which the kernel
+//! reads at any time while the ring is registered. So no Rust reference ever covers a ring
+//! entry: fields are written through raw field pointers ([`write_entry`]) and the tail only
+//! through an atomic with release ordering ([`store_tail`]), which orders the entry writes
+//! before the kernel's acquire load of the tail.
+//!
+//! Miri: the reactor tests need io_uring syscalls and cannot run under Miri, but the entry
+//! arithmetic and the tail publication can. `cargo +nightly miri test -p ringcast-uring
+//! buf_ring` runs this module's tests, including one where a thread plays the kernel and
+//! reads the ring while it is filled, so Miri's data race detector checks the ordering (a
+//! `&mut` over entry 0 is reported there as a retag racing with the tail load).
 
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
+
+/// The kernel's `struct io_uring_buf`. Spelled out here (rather than going through
+/// [`BufRingEntry`]'s `&mut self` setters) so each field can be written through its own raw
+/// pointer; the `resv` field of entry 0 is the ring tail.
+#[repr(C)]
+struct RingEntry {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    resv: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<RingEntry>() == std::mem::size_of::<BufRingEntry>());
+const _: () = assert!(std::mem::align_of::<RingEntry>() == std::mem::align_of::<BufRingEntry>());
+const _: () = assert!(std::mem::offset_of!(RingEntry, resv) == 14);
+
+/// Writes buffer `bid` at `addr` of `len` bytes into entry `index` of the ring at `base`.
+///
+/// Only the entry's `addr`, `len` and `bid` bytes are written, never `resv`, so writing
+/// entry 0 does not touch the tail the kernel may be reading.
+///
+/// # Safety
+/// `base` must point to a live, writable ring of more than `index` entries, and entry
+/// `index` must not be one the kernel may read (it is past the published tail).
+unsafe fn write_entry(base: NonNull<RingEntry>, index: usize, addr: u64, len: u32, bid: u16) {
+    // SAFETY: in bounds per the caller's contract; raw field pointers create no reference, so
+    // nothing asserts exclusive access to the `resv` bytes the kernel reads.
+    unsafe {
+        let entry = base.as_ptr().add(index);
+        std::ptr::addr_of_mut!((*entry).addr).write(addr);
+        std::ptr::addr_of_mut!((*entry).len).write(len);
+        std::ptr::addr_of_mut!((*entry).bid).write(bid);
+    }
+}
+
+/// Publishes `tail` to the kernel: every entry written before is visible to a reader that
+/// loads the tail with acquire ordering and sees this value.
+///
+/// # Safety
+/// `base` must point to the live first entry of a ring whose tail is only ever accessed
+/// atomically.
+unsafe fn store_tail(base: NonNull<RingEntry>, tail: u16) {
+    // SAFETY: `resv` of entry 0 is a naturally aligned u16 inside the live ring; all accesses
+    // to it (ours and the kernel's) are atomic.
+    let tail_atomic = unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*base.as_ptr()).resv)) };
+    tail_atomic.store(tail, Ordering::Release);
+}
 
 /// The largest ring the kernel accepts.
 pub(crate) const MAX_ENTRIES: u16 = 1 << 15;
@@ -81,7 +140,7 @@ impl BufRing {
                 "buffer count must be a power of two <= 32768 and buffer size non-zero",
             ));
         }
-        let ring_len = usize::from(count) * std::mem::size_of::<BufRingEntry>();
+        let ring_len = usize::from(count) * std::mem::size_of::<RingEntry>();
         let slab_len = usize::from(count)
             .checked_mul(buf_size as usize)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "buffer slab too large"))?;
@@ -116,15 +175,9 @@ impl BufRing {
         if self.tail == self.published_tail {
             return;
         }
-        let base = self.ring.ptr.as_ptr().cast::<BufRingEntry>();
-        // SAFETY: `base` is the page-aligned start of the ring, whose first entry is
-        // initialised; `BufRingEntry::tail` returns its `resv` field, which the kernel reads
-        // as the ring tail.
-        let tail_ptr = unsafe { BufRingEntry::tail(base) }.cast_mut();
-        // SAFETY: the tail is a naturally aligned u16 inside our live mapping; the kernel only
-        // reads it, and all our other accesses to it go through this atomic.
-        let tail = unsafe { AtomicU16::from_ptr(tail_ptr) };
-        tail.store(self.tail, Ordering::Release);
+        // SAFETY: the ring mapping is live for `self`'s lifetime and its tail is only
+        // accessed through `store_tail` (and the kernel's atomic loads).
+        unsafe { store_tail(self.entries(), self.tail) };
         self.published_tail = self.tail;
     }
 
@@ -175,15 +228,18 @@ impl BufRing {
         self.lent.capacity() * std::mem::size_of::<u64>()
     }
 
+    /// The first ring entry.
+    fn entries(&self) -> NonNull<RingEntry> {
+        self.ring.ptr.cast::<RingEntry>()
+    }
+
     fn push_entry(&mut self, bid: u16) {
         let index = usize::from(self.tail & (self.count - 1));
         let addr = self.slab.ptr.as_ptr() as u64 + u64::from(bid) * u64::from(self.buf_size);
-        // SAFETY: `index < count`, so the entry lies inside the ring mapping. The slot is free:
-        // at most `count` buffers exist and this one was neither in the ring nor lent twice.
-        let entry = unsafe { &mut *self.ring.ptr.as_ptr().cast::<BufRingEntry>().add(index) };
-        entry.set_addr(addr);
-        entry.set_len(self.buf_size);
-        entry.set_bid(bid);
+        // SAFETY: `index < count`, so the entry lies inside the ring mapping. The slot is past
+        // the published tail and free: at most `count` buffers exist and this one was neither
+        // in the ring nor lent twice.
+        unsafe { write_entry(self.entries(), index, addr, self.buf_size, bid) };
         self.tail = self.tail.wrapping_add(1);
     }
 }
@@ -199,21 +255,132 @@ mod tests {
         assert!(BufRing::new(4, 0).is_err());
     }
 
+    /// Reads entry `index` field by field, as the kernel does: no reference to the entry.
+    fn read_entry(base: NonNull<RingEntry>, index: usize) -> (u64, u32, u16) {
+        // SAFETY: every caller passes an index inside its live ring.
+        unsafe {
+            let entry = base.as_ptr().add(index);
+            (
+                std::ptr::addr_of!((*entry).addr).read(),
+                std::ptr::addr_of!((*entry).len).read(),
+                std::ptr::addr_of!((*entry).bid).read(),
+            )
+        }
+    }
+
+    /// The tail as the kernel reads it.
+    fn load_tail(base: NonNull<RingEntry>) -> u16 {
+        // SAFETY: entry 0 is live for the caller's ring; its `resv` is only accessed atomically.
+        unsafe { AtomicU16::from_ptr(std::ptr::addr_of_mut!((*base.as_ptr()).resv)) }
+            .load(Ordering::Acquire)
+    }
+
+    /// A zeroed ring on the plain heap (no mmap), so the tests using it also run under Miri.
+    fn heap_ring(count: usize) -> Vec<RingEntry> {
+        (0..count)
+            .map(|_| RingEntry {
+                addr: 0,
+                len: 0,
+                bid: 0,
+                resv: 0,
+            })
+            .collect()
+    }
+
+    /// The ring pointer handed to a thread that plays the kernel.
+    struct SharedRing(NonNull<RingEntry>);
+
+    // SAFETY: the test threads only access the ring through raw field pointers and the atomic
+    // tail, exactly like the kernel; the owning vector outlives both threads.
+    unsafe impl Send for SharedRing {}
+
+    #[test]
+    fn entries_are_written_field_by_field_and_the_tail_is_entry_zeros_resv() {
+        let mut ring = heap_ring(4);
+        let base = NonNull::new(ring.as_mut_ptr()).unwrap();
+        for index in 0..4u16 {
+            // SAFETY: index < 4 and no reader exists yet.
+            unsafe {
+                write_entry(
+                    base,
+                    usize::from(index),
+                    0x1000 * u64::from(index),
+                    64,
+                    index,
+                )
+            };
+        }
+        // SAFETY: the tail of this ring is only accessed atomically.
+        unsafe { store_tail(base, 4) };
+        for index in 0..4u16 {
+            assert_eq!(
+                read_entry(base, usize::from(index)),
+                (0x1000 * u64::from(index), 64, index)
+            );
+        }
+        assert_eq!(load_tail(base), 4);
+        // SAFETY: `base` is the first entry of the ring.
+        let kernel_tail = unsafe { BufRingEntry::tail(base.as_ptr().cast::<BufRingEntry>()) };
+        // SAFETY: entry 0 is live.
+        let our_tail = unsafe { std::ptr::addr_of!((*base.as_ptr()).resv) };
+        assert_eq!(kernel_tail, our_tail, "the tail is entry 0's resv field");
+        for index in 1..4 {
+            // SAFETY: index < 4; nobody else accesses the ring now.
+            let resv = unsafe { std::ptr::addr_of!((*base.as_ptr().add(index)).resv).read() };
+            assert_eq!(resv, 0, "writing entry {index} left its resv alone");
+        }
+        drop(ring);
+    }
+
+    /// One thread fills the ring one entry at a time while another loads the tail and reads
+    /// every entry below it, as the kernel does. Under Miri this is a data race check: an
+    /// entry written after its tail was published, or a reference covering entry 0 while
+    /// the reader loads the tail, is reported.
+    #[test]
+    fn a_concurrent_reader_sees_complete_entries_below_the_tail() {
+        const COUNT: u16 = 8;
+        let mut ring = heap_ring(usize::from(COUNT));
+        let base = NonNull::new(ring.as_mut_ptr()).unwrap();
+        let shared = SharedRing(base);
+        let kernel = std::thread::spawn(move || {
+            let shared = shared;
+            let base = shared.0;
+            let mut seen = 0u16;
+            for _ in 0..1_000_000 {
+                let tail = load_tail(base);
+                while seen < tail {
+                    let index = usize::from(seen);
+                    assert_eq!(read_entry(base, index), (u64::from(seen) << 12, 512, seen));
+                    seen += 1;
+                }
+                if seen == COUNT {
+                    break;
+                }
+                std::thread::yield_now();
+            }
+            seen
+        });
+        for index in 0..COUNT {
+            // SAFETY: entry `index` is past the published tail, so the reader does not read it.
+            unsafe { write_entry(base, usize::from(index), u64::from(index) << 12, 512, index) };
+            // SAFETY: the tail of this ring is only accessed atomically.
+            unsafe { store_tail(base, index + 1) };
+        }
+        assert_eq!(kernel.join().unwrap(), COUNT);
+        drop(ring);
+    }
+
     #[test]
     fn ring_memory_is_page_aligned_and_filled() {
         let ring = BufRing::new(8, 100).unwrap();
         assert_eq!(ring.ring_addr() % 4096, 0);
         assert_eq!(ring.tail, 8);
         assert_eq!(ring.published_tail, 8);
-        let base = ring.ring.ptr.as_ptr().cast::<BufRingEntry>();
+        assert_eq!(load_tail(ring.entries()), 8);
         for i in 0..8u16 {
-            // SAFETY: i < count, inside the mapping.
-            let entry = unsafe { &*base.add(usize::from(i)) };
-            assert_eq!(entry.bid(), i);
-            assert_eq!(entry.len(), 100);
             assert_eq!(
-                entry.addr(),
-                ring.slab.ptr.as_ptr() as u64 + u64::from(i) * 100
+                read_entry(ring.entries(), usize::from(i)),
+                (ring.slab.ptr.as_ptr() as u64 + u64::from(i) * 100, 100, i)
             );
         }
     }

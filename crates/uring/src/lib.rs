@@ -18,7 +18,9 @@ mod waker;
 
 pub use error::ReactorError;
 pub use listener::bind_reuseport;
-pub use reactor::{Completion, NO_BUFFER, Reactor, ReactorConfig, ReactorStats, RecvBuf};
+pub use reactor::{
+    CancelOutcome, Completion, NO_BUFFER, Reactor, ReactorConfig, ReactorStats, RecvBuf,
+};
 pub use socket::{
     close_fd, peer_ip, set_nodelay, shutdown_socket, shutdown_write, tcp_socket_bound,
 };

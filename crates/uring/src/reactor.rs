@@ -12,21 +12,31 @@
 //!
 //! Syscalls are batched: pushes only write SQEs; one `io_uring_enter` per [`Reactor::wait`]
 //! submits them and waits. A full submission queue is flushed and the push retried, never dropped.
+//!
+//! Teardown: the reactor counts pushed operations whose final completion has not been reaped
+//! yet. [`Reactor::cancel_all_and_reap`] (in `shutdown`, also run by `Drop`) cancels them and
+//! waits for every one of those completions, so memory they reference may be freed afterwards.
+//!
+//! The tests run against a real kernel and cannot run under Miri (`io_uring_setup`, syscall
+//! 425, is unsupported there); the buffer ring's shared-memory protocol has Miri-runnable
+//! tests in `buf_ring`. They do run under AddressSanitizer (nightly, `-Zsanitizer=address`).
 
 use std::cell::UnsafeCell;
 use std::io;
 use std::marker::PhantomData;
-use std::mem::MaybeUninit;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use socket2::SockAddr;
 
 use crate::buf_ring::{BufRing, MAX_ENTRIES};
 use crate::error::ReactorError;
+pub use crate::reactor::shutdown::CancelOutcome;
+use crate::reactor::shutdown::DROP_REAP_TIMEOUT;
 use crate::token::{OpKind, Token};
 use crate::waker::Waker;
 
@@ -150,7 +160,8 @@ struct ConnectSlot {
 /// One io_uring with its provided buffer ring and wake eventfd. Not `Send`: one per thread.
 pub struct Reactor {
     ring: IoUring,
-    buf_ring: BufRing,
+    /// Dropped by `Drop` only once no request can write into it any more (leaked otherwise).
+    buf_ring: ManuallyDrop<BufRing>,
     waker: Waker,
     /// Target of the eventfd read; written by the kernel while the read is in flight.
     wake_buf: Box<UnsafeCell<u64>>,
@@ -164,6 +175,11 @@ pub struct Reactor {
     /// Completions reaped while flushing a full queue, delivered by the next `wait`.
     backlog: Vec<Completion>,
     stats: ReactorStats,
+    /// Pushed operations whose final completion (one without `IORING_CQE_F_MORE`) has not
+    /// been reaped yet: the kernel may still access the memory they reference.
+    in_flight: u64,
+    /// Set by `cancel_all_and_reap`: the wake read is not re-armed any more.
+    cancelling: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -226,10 +242,11 @@ impl Reactor {
             });
         }
         let capacity = ring.params().sq_entries() as usize;
+        let waker = Waker::new().map_err(ReactorError::Setup)?;
         let mut reactor = Reactor {
             ring,
-            buf_ring,
-            waker: Waker::new().map_err(ReactorError::Setup)?,
+            buf_ring: ManuallyDrop::new(buf_ring),
+            waker,
             wake_buf: Box::new(UnsafeCell::new(0)),
             wake_armed: false,
             send_msgs: Vec::with_capacity(capacity),
@@ -238,6 +255,8 @@ impl Reactor {
             free_connects: Vec::new(),
             backlog: Vec::new(),
             stats: ReactorStats::default(),
+            in_flight: 0,
+            cancelling: false,
             _not_send: PhantomData,
         };
         reactor.arm_wake();
@@ -312,8 +331,9 @@ impl Reactor {
         // reallocates nor is cleared before this SQE is submitted (scratch is only cleared when
         // the SQ is empty). The iovec data is the caller's contract, documented above.
         let pushed = unsafe { self.ring.submission().push(&entry) };
-        if pushed.is_err() {
-            self.fail(token, libc::EBUSY);
+        match pushed {
+            Ok(()) => self.in_flight += 1,
+            Err(_) => self.fail(token, libc::EBUSY),
         }
     }
 
@@ -401,7 +421,16 @@ impl Reactor {
         self.stats
     }
 
+    /// Pushed operations whose final completion has not been reaped yet (the wake read
+    /// counts as one while armed).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
     fn arm_wake(&mut self) {
+        if self.cancelling {
+            return;
+        }
         let token = Token::new(OpKind::Wake, 0, 0);
         let entry = opcode::Read::new(
             Fd(self.waker.raw_fd()),
@@ -417,6 +446,9 @@ impl Reactor {
         // writes; it outlives the read because `Drop` cancels all requests first. The eventfd
         // is kept open by `waker`.
         self.wake_armed = unsafe { self.ring.submission().push(&entry) }.is_ok();
+        if self.wake_armed {
+            self.in_flight += 1;
+        }
     }
 
     /// Pushes an SQE, flushing a full queue first; on failure posts an error completion.
@@ -429,8 +461,9 @@ impl Reactor {
             return;
         }
         // SAFETY: forwarded from the caller's contract.
-        if unsafe { self.ring.submission().push(entry) }.is_err() {
-            self.fail(token, libc::EBUSY);
+        match unsafe { self.ring.submission().push(entry) } {
+            Ok(()) => self.in_flight += 1,
+            Err(_) => self.fail(token, libc::EBUSY),
         }
     }
 
@@ -492,6 +525,9 @@ impl Reactor {
                 let Some(token) = Token::decode(cqe.user_data()) else {
                     continue;
                 };
+                if !cqueue::more(cqe.flags()) {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                }
                 if let Some(completion) = self.decode(token, cqe.result(), cqe.flags()) {
                     out.push(completion);
                 }
@@ -585,18 +621,25 @@ impl Reactor {
     }
 }
 
-/// Cancels every in-flight request (bounded by one second), unregisters the buffer ring and
-/// frees the ring memory. Sockets accepted by completions that were never reaped stay open.
+/// Cancels every in-flight request and reaps its completion (bounded by one second), then
+/// unregisters the buffer ring and unmaps it. If requests outlive that bound, the memory they
+/// may still access (receive buffers, wake cell, connect addresses) is leaked instead.
 impl Drop for Reactor {
     fn drop(&mut self) {
-        // Cancel everything first so no request still references the buffers, the wake cell
-        // or connect addresses; then hand the buffer ring back before its memory is unmapped.
-        let timeout = Timespec::new().sec(1);
-        let _ = self
-            .ring
-            .submitter()
-            .register_sync_cancel(Some(timeout), CancelBuilder::any());
-        let _ = self.ring.submitter().unregister_buf_ring(BUF_GROUP);
+        match self.cancel_all_and_reap(DROP_REAP_TIMEOUT) {
+            CancelOutcome::AllReaped => {
+                let _ = self.ring.submitter().unregister_buf_ring(BUF_GROUP);
+                // SAFETY: no request is in flight, so the kernel no longer picks or writes these
+                // buffers; this is the only place the ring is dropped and it is not used after.
+                unsafe { ManuallyDrop::drop(&mut self.buf_ring) };
+            }
+            CancelOutcome::StillInFlight { .. } => {
+                // `buf_ring` stays undropped (leaked) with these.
+                std::mem::forget(std::mem::take(&mut self.connects));
+                let wake_buf = std::mem::replace(&mut self.wake_buf, Box::new(UnsafeCell::new(0)));
+                std::mem::forget(wake_buf);
+            }
+        }
     }
 }
 
@@ -643,5 +686,6 @@ fn is_transient(err: &io::Error) -> bool {
     )
 }
 
+mod shutdown;
 #[cfg(test)]
 mod tests;
