@@ -12,7 +12,7 @@ pub fn client_request(host: &str, path: &str, key: &str) -> Vec<u8> {
 }
 
 /// Like [`client_request`], also offering `extensions` in `Sec-WebSocket-Extensions`
-/// (e.g. [`crate::deflate::negotiation::CLIENT_OFFER`]); no such header if empty.
+/// (e.g. [`crate::deflate::CLIENT_OFFER`]); no such header if empty.
 pub fn client_request_with_extensions(
     host: &str,
     path: &str,

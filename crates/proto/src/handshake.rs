@@ -8,7 +8,7 @@ use crate::channel::is_valid_channel;
 pub const MAX_HANDSHAKE_BYTES: usize = 8192;
 
 /// Most headers accepted in a request or response.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// Where an upgraded connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
