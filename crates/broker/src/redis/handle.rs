@@ -74,7 +74,7 @@ impl RedisBroker {
     }
 
     /// Whether the broker is connected and subscribed.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.shared.up.load(Ordering::Acquire)
     }
 }
