@@ -72,14 +72,10 @@ impl Gateway {
     }
 
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if http::get(self.admin, "/healthz").is_ok_and(|r| r.status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let every = Duration::from_millis(50);
+        if !http::wait_until(self.admin, "/healthz", 20, every, |_| true) {
+            panic!("ringcast did not become healthy on {}", self.admin);
         }
-        panic!("ringcast did not become healthy on {}", self.admin);
     }
 
     /// The process id.

@@ -9,11 +9,13 @@ mod ops_support;
 
 use ops_support::seccomp::{SeccompGateway, python_seccomp};
 use ops_support::*;
+use ringcast_tests::http;
 use ringcast_tests::programs::binary;
 use ringcast_tests::ws_client::connect;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 use tungstenite::Message;
 
 const SYSCTL: &str = "ops/sysctl/99-ringcast.conf";
@@ -318,8 +320,13 @@ fn serves_and_drains(mut gateway: SeccompGateway) {
     let back = echo.read().expect("echo");
     assert_eq!(back, Message::text("ping through seccomp"));
     assert!(
-        wait_http(gateway.admin, "/metrics", 10, |body| body
-            .contains("ringcast_connections{")),
+        http::wait_until(
+            gateway.admin,
+            "/metrics",
+            10,
+            Duration::from_millis(100),
+            |body| { body.contains("ringcast_connections{") }
+        ),
         "no shard metrics under the filter"
     );
     let status = gateway.terminate("the seccomp filter");

@@ -129,23 +129,6 @@ impl Drop for Killed {
     }
 }
 
-/// Polls GET `path` on `addr` until `done(body)` holds, at most `secs`.
-pub fn wait_http(
-    addr: std::net::SocketAddr,
-    path: &str,
-    secs: u64,
-    done: impl Fn(&str) -> bool,
-) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if ringcast_tests::http::get(addr, path).is_ok_and(|r| r.status == 200 && done(&r.body)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 /// A scratch directory removed when dropped.
 pub struct Scratch(pub PathBuf);
 
