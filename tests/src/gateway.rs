@@ -2,6 +2,7 @@
 
 use crate::http;
 use crate::ports::{free_port, free_range};
+use crate::proc_stats;
 use crate::programs::binary;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -71,14 +72,10 @@ impl Gateway {
     }
 
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if http::get(self.admin, "/healthz").is_ok_and(|r| r.status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let every = Duration::from_millis(50);
+        if !http::wait_until(self.admin, "/healthz", 20, every, |_| true) {
+            panic!("ringcast did not become healthy on {}", self.admin);
         }
-        panic!("ringcast did not become healthy on {}", self.admin);
     }
 
     /// The process id.
@@ -134,30 +131,12 @@ impl Gateway {
 
     /// utime + stime of the process so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which may contain spaces) start after ") ".
-        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        (ticks(11) + ticks(12)) / hz
+        proc_stats::cpu_seconds(self.pid())
     }
 
     /// VmRSS of the process in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        proc_stats::rss_bytes(self.pid())
     }
 
     /// Sends `signal` to the process.

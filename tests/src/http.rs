@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Status and body of one response.
 #[derive(Debug, Clone)]
@@ -51,4 +51,23 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
 /// `POST path` with `body`.
 pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> std::io::Result<Response> {
     request(addr, "POST", path, body)
+}
+
+/// Polls GET `path` on `addr` every `every` until it answers 200 with a body for which
+/// `done` holds, for at most `secs`; whether it did.
+pub fn wait_until(
+    addr: SocketAddr,
+    path: &str,
+    secs: u64,
+    every: Duration,
+    done: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if get(addr, path).is_ok_and(|r| r.status == 200 && done(&r.body)) {
+            return true;
+        }
+        std::thread::sleep(every);
+    }
+    false
 }

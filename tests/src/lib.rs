@@ -6,6 +6,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod ports;
+pub mod proc_stats;
 pub mod programs;
 pub mod prometheus;
 pub mod redis_server;

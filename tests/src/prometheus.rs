@@ -89,14 +89,10 @@ impl Prometheus {
     }
 
     fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if http::get(self.addr, "/-/ready").is_ok_and(|r| r.status == 200) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let every = Duration::from_millis(100);
+        if !http::wait_until(self.addr, "/-/ready", 30, every, |_| true) {
+            panic!("prometheus did not become ready on {}", self.addr);
         }
-        panic!("prometheus did not become ready on {}", self.addr);
     }
 
     /// `GET path` on the API, parsed as JSON (any status: the API answers errors in JSON).

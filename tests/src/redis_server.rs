@@ -3,6 +3,7 @@
 //! port), plus a tiny blocking RESP client to publish and to ask `PUBSUB` questions.
 
 use crate::ports::free_port;
+use crate::proc_stats;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -187,19 +188,7 @@ impl RedisServer {
 
     /// utime + stime of the server so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let Some(pid) = self.pid() else { return 0.0 };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // SAFETY: sysconf has no preconditions.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        (ticks(11) + ticks(12)) / hz
+        self.pid().map_or(0.0, proc_stats::cpu_seconds)
     }
 }
 

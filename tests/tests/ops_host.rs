@@ -7,16 +7,15 @@
 
 mod ops_support;
 
+use ops_support::seccomp::{SeccompGateway, python_seccomp};
 use ops_support::*;
 use ringcast_tests::http;
-use ringcast_tests::ports::free_port;
 use ringcast_tests::programs::binary;
 use ringcast_tests::ws_client::connect;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use tungstenite::Message;
 
 const SYSCTL: &str = "ops/sysctl/99-ringcast.conf";
@@ -312,66 +311,29 @@ fn syscall_set(analyze: &Path, group: &str, into: &mut BTreeSet<String>) {
     }
 }
 
-/// Starts ringcast under the seccomp profile at `profile` (minus `drop`), on free ports.
-fn ringcast_under(profile: &Path, drop: &str) -> (std::process::Child, SocketAddr, SocketAddr) {
-    let ws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(SECCOMP_EXEC_PY)
-        .arg(profile)
-        .arg(drop)
-        .arg(binary("ringcast"))
-        .args(["--listen", &ws.to_string(), "--admin", &admin.to_string()])
-        .args(["--shards", "2", "--drain-seconds", "1"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3 seccomp runner");
-    (child, ws, admin)
-}
-
 /// Health, an echo round trip and a publish delivered, then SIGTERM and a clean exit.
-fn serves_and_drains(child: std::process::Child, ws: SocketAddr, admin: SocketAddr) {
-    let mut guard = Killed(child);
-    let child = &mut guard.0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !http::get(admin, "/healthz").is_ok_and(|r| r.status == 200) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("ringcast exited under the seccomp filter: {status}");
-        }
-        assert!(Instant::now() < deadline, "ringcast never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut echo = connect(ws, "/echo");
+fn serves_and_drains(mut gateway: SeccompGateway) {
+    gateway.wait_healthy("the seccomp filter");
+    let mut echo = connect(gateway.ws, "/echo");
     echo.send(Message::text("ping through seccomp"))
         .expect("send");
     let back = echo.read().expect("echo");
     assert_eq!(back, Message::text("ping through seccomp"));
     assert!(
-        wait_http(admin, "/metrics", 10, |body| body
-            .contains("ringcast_connections{")),
+        http::wait_until(
+            gateway.admin,
+            "/metrics",
+            10,
+            Duration::from_millis(100),
+            |body| { body.contains("ringcast_connections{") }
+        ),
         "no shard metrics under the filter"
     );
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            assert!(
-                status.success(),
-                "ringcast exited with {status} after SIGTERM"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ringcast did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = gateway.terminate("the seccomp filter");
+    assert!(
+        status.success(),
+        "ringcast exited with {status} after SIGTERM"
+    );
 }
 
 #[test]
@@ -419,6 +381,5 @@ fn systemd_syscall_filter_lets_ringcast_serve() {
     let scratch = Scratch::new("systemd-filter");
     let path = scratch.join("filter.json");
     std::fs::write(&path, profile.to_string()).expect("write profile");
-    let (child, ws, admin) = ringcast_under(&path, "");
-    serves_and_drains(child, ws, admin);
+    serves_and_drains(SeccompGateway::start(&path, ""));
 }

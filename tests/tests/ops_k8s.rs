@@ -11,14 +11,13 @@
 
 mod ops_support;
 
+use ops_support::seccomp::{SeccompGateway, python_seccomp, ringcast_under_seccomp};
 use ops_support::*;
 use ringcast_tests::http;
-use ringcast_tests::ports::free_port;
 use ringcast_tests::programs::binary;
 use ringcast_tests::ws_client::connect;
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -298,13 +297,15 @@ fn host_tuning_init_script_runs_against_a_scratch_proc_sys() {
         std::fs::write(&path, "0\n").expect("seed");
     }
     let seccomp = Scratch::new("fake-kubelet-seccomp");
-    let out = run_ok(
-        Command::new("/bin/sh")
+    let apply = || {
+        let mut command = Command::new("/bin/sh");
+        command
             .arg(mounted.join("apply.sh"))
             .env("SYSCTL_ROOT", &proc_sys.0)
-            .env("SECCOMP_DIR", seccomp.join("ringcast")),
-        30,
-    );
+            .env("SECCOMP_DIR", seccomp.join("ringcast"));
+        command
+    };
+    let out = run_ok(&mut apply(), 30);
     for (key, value) in &entries {
         let optional = key.starts_with('-');
         let key = key.trim_start_matches('-');
@@ -322,13 +323,7 @@ fn host_tuning_init_script_runs_against_a_scratch_proc_sys() {
     );
     // A mandatory key this kernel lacks must stop the init container.
     std::fs::remove_file(proc_sys.0.join("net/core/somaxconn")).expect("rm");
-    let out = run(
-        Command::new("/bin/sh")
-            .arg(mounted.join("apply.sh"))
-            .env("SYSCTL_ROOT", &proc_sys.0)
-            .env("SECCOMP_DIR", seccomp.join("ringcast")),
-        30,
-    );
+    let out = run(&mut apply(), 30);
     assert!(
         !out.status.success(),
         "missing key accepted: {}",
@@ -405,41 +400,14 @@ fn seccomp_profile_names_real_syscalls_and_denies_the_dangerous_ones() {
     }
 }
 
-fn ringcast_under_profile(drop: &str) -> (std::process::Child, SocketAddr, SocketAddr) {
-    let ws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let child = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(SECCOMP_EXEC_PY)
-        .arg(repo_file(PROFILE))
-        .arg(drop)
-        .arg(binary("ringcast"))
-        .args(["--listen", &ws.to_string(), "--admin", &admin.to_string()])
-        .args(["--shards", "2", "--drain-seconds", "1"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 seccomp runner");
-    (child, ws, admin)
-}
-
 #[test]
 fn ringcast_serves_under_the_seccomp_profile_and_fails_without_io_uring() {
     if !python_seccomp() {
         return missing("python3 -c 'import seccomp'", "Debian python3-seccomp");
     }
-    let (child, ws, admin) = ringcast_under_profile("");
-    let mut guard = Killed(child);
-    let child = &mut guard.0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !http::get(admin, "/healthz").is_ok_and(|r| r.status == 200) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("ringcast exited under the profile: {status}");
-        }
-        assert!(Instant::now() < deadline, "ringcast never became healthy");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut gateway = SeccompGateway::start(&repo_file(PROFILE), "");
+    gateway.wait_healthy("the profile");
+    let (ws, admin) = (gateway.ws, gateway.admin);
     let mut subscriber = connect(ws, "/news");
     let mut echo = connect(ws, "/echo");
     echo.send(Message::text("through the profile"))
@@ -465,43 +433,16 @@ fn ringcast_serves_under_the_seccomp_profile_and_fails_without_io_uring() {
         }
     };
     assert_eq!(delivered, "hello");
-    // SAFETY: kill(2) on the pid of our own child.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ringcast did not exit after SIGTERM under the profile"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = gateway.terminate("the profile");
     assert!(status.success(), "exit after SIGTERM: {status}");
 
     // The same profile without its io_uring rule is what runtimes ship: ringcast must
     // refuse to start, which proves the rule is what makes it work.
-    let (child, _, _) = ringcast_under_profile("io_uring_setup,io_uring_enter,io_uring_register");
-    let out = {
-        let pid = child.id();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        });
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(out) => out.expect("wait"),
-            Err(_) => {
-                // SAFETY: kill(2) on the pid of our own child.
-                unsafe {
-                    libc::kill(pid as libc::pid_t, libc::SIGKILL);
-                }
-                panic!("ringcast kept running without io_uring syscalls");
-            }
-        }
-    };
+    let (mut without_io_uring, _, _) = ringcast_under_seccomp(
+        &repo_file(PROFILE),
+        "io_uring_setup,io_uring_enter,io_uring_register",
+    );
+    let out = run(&mut without_io_uring, 20);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("io_uring"),

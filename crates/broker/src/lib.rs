@@ -4,22 +4,20 @@
 //! channel owners) and hands received messages to a [`DeliverySink`], which routes them
 //! to the owner shard. [`LocalBroker`] is the in-process default: a publish is delivered
 //! straight to this node's sink. [`RedisBroker`] makes many nodes behind one Redis act as
-//! one cluster (see [`redis_broker`] for its modes and [`envelope`] for its wire format).
+//! one cluster (see [`redis`] for its modes and [`redis::envelope`] for its wire format).
 
-mod backoff;
-pub mod envelope;
-mod events;
-mod inbound;
-mod interest;
+#![warn(unreachable_pub)]
+
 mod local;
 mod redacted_url;
-pub mod redis_broker;
-mod redis_session;
+pub mod redis;
 
-pub use events::{BrokerEvents, RejectReason};
 pub use local::LocalBroker;
 pub use redacted_url::redact_url;
-pub use redis_broker::{RedisBroker, RedisConfig, RedisMode, RedisStartError};
+// `self::`: the module `redis` and the `redis` crate share a name here.
+pub use self::redis::{
+    BrokerEvents, RedisBroker, RedisConfig, RedisMode, RedisStartError, RejectReason,
+};
 
 use bytes::Bytes;
 use std::future::Future;

@@ -3,7 +3,7 @@
 
 use crate::base64;
 use crate::handshake::{
-    HandshakeError, MAX_HANDSHAKE_BYTES, MAX_HEADERS, has_token, header_values,
+    HandshakeError, MAX_HANDSHAKE_BYTES, MAX_HEADERS, has_token, head_length, header_values,
 };
 
 /// The upgrade request for `path` on `host` with `Sec-WebSocket-Key: key`.
@@ -12,7 +12,7 @@ pub fn client_request(host: &str, path: &str, key: &str) -> Vec<u8> {
 }
 
 /// Like [`client_request`], also offering `extensions` in `Sec-WebSocket-Extensions`
-/// (e.g. [`crate::deflate::negotiation::CLIENT_OFFER`]); no such header if empty.
+/// (e.g. [`crate::deflate::CLIENT_OFFER`]); no such header if empty.
 pub fn client_request_with_extensions(
     host: &str,
     path: &str,
@@ -84,15 +84,8 @@ pub fn parse_response(buf: &[u8], key: &str) -> Result<ClientHandshakeStatus, Ha
     let window = &buf[..buf.len().min(MAX_HANDSHAKE_BYTES)];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
-    let consumed = match response.parse(window) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if window.len() < MAX_HANDSHAKE_BYTES => {
-            return Ok(ClientHandshakeStatus::Partial);
-        }
-        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(HandshakeError::TooLarge);
-        }
-        Err(_) => return Err(HandshakeError::Malformed),
+    let Some(consumed) = head_length(response.parse(window), window.len())? else {
+        return Ok(ClientHandshakeStatus::Partial);
     };
     if response.version != Some(1) {
         return Err(HandshakeError::NotHttp11);

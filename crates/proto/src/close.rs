@@ -21,7 +21,7 @@ pub mod code {
 }
 
 /// Longest close reason that fits a control frame (125 - 2 code bytes).
-pub const MAX_REASON_LEN: usize = 123;
+pub(crate) const MAX_REASON_LEN: usize = 123;
 
 /// Close frame payload: 2-byte big-endian code + reason (reason truncated to fit 123 bytes
 /// at a char boundary).

@@ -20,7 +20,7 @@ pub enum OpCode {
 
 impl OpCode {
     /// The opcode for a 4-bit wire value; `None` for reserved values (3-7, 11-15).
-    pub fn from_u8(value: u8) -> Option<Self> {
+    pub(crate) fn from_u8(value: u8) -> Option<Self> {
         match value {
             0 => Some(Self::Continuation),
             1 => Some(Self::Text),
@@ -33,16 +33,16 @@ impl OpCode {
     }
 
     /// Whether this is a control opcode (close, ping, pong).
-    pub fn is_control(self) -> bool {
+    pub(crate) fn is_control(self) -> bool {
         self as u8 & 0x08 != 0
     }
 }
 
 /// Largest payload length encoded in the 7-bit length field.
-pub const MAX_SHORT_LEN: usize = 125;
+pub(crate) const MAX_SHORT_LEN: usize = 125;
 
 /// Largest payload length of a control frame.
-pub const MAX_CONTROL_PAYLOAD: usize = 125;
+pub(crate) const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// Size of the frame header for a payload of `payload_len` bytes.
 pub fn header_len(payload_len: usize, masked: bool) -> usize {
@@ -105,7 +105,7 @@ fn encode_with_first_byte(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: Op
 
 /// XOR-masks `buf` in place; `offset` is the position of `buf[0]` within the frame payload
 /// (for masking in pieces). Works 8 bytes at a time.
-pub fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+pub(crate) fn apply_mask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut rotated = [0u8; 8];
     for (i, byte) in rotated.iter_mut().enumerate() {
         *byte = mask[(offset + i) % 4];

@@ -8,7 +8,7 @@ use crate::channel::is_valid_channel;
 pub const MAX_HANDSHAKE_BYTES: usize = 8192;
 
 /// Most headers accepted in a request or response.
-pub const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 
 /// Where an upgraded connection goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,21 +235,31 @@ pub(crate) fn header_values<'h>(
         .map(|h| h.value.trim_ascii())
 }
 
+/// httparse's verdict on a head read from a window of `window_len` bytes (at most
+/// [`MAX_HANDSHAKE_BYTES`] of the input): its length when complete, `None` while more
+/// bytes may still complete it, else why it is refused (too large or malformed).
+pub(crate) fn head_length(
+    parsed: httparse::Result<usize>,
+    window_len: usize,
+) -> Result<Option<usize>, HandshakeError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if window_len < MAX_HANDSHAKE_BYTES => Ok(None),
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            Err(HandshakeError::TooLarge)
+        }
+        Err(_) => Err(HandshakeError::Malformed),
+    }
+}
+
 /// Parses an HTTP/1.1 upgrade request from the start of `buf` (httparse, max 64 headers).
 /// Partial if the header block is not complete yet and buf.len() < MAX_HANDSHAKE_BYTES.
 pub fn parse_upgrade(buf: &[u8]) -> Result<HandshakeStatus, HandshakeError> {
     let window = &buf[..buf.len().min(MAX_HANDSHAKE_BYTES)];
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    let consumed = match request.parse(window) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) if window.len() < MAX_HANDSHAKE_BYTES => {
-            return Ok(HandshakeStatus::Partial);
-        }
-        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(HandshakeError::TooLarge);
-        }
-        Err(_) => return Err(HandshakeError::Malformed),
+    let Some(consumed) = head_length(request.parse(window), window.len())? else {
+        return Ok(HandshakeStatus::Partial);
     };
     if request.method != Some("GET") {
         return Err(HandshakeError::NotGet);

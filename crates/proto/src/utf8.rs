@@ -6,12 +6,12 @@ use simdutf8::compat::from_utf8;
 /// Invalid UTF-8 was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid UTF-8")]
-pub struct InvalidUtf8;
+pub(crate) struct InvalidUtf8;
 
 /// Validates UTF-8 fed in pieces. Holds only the (at most 3) bytes of a code point that
 /// is split between pieces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Utf8Validator {
+pub(crate) struct Utf8Validator {
     pending: [u8; 3],
     pending_len: u8,
 }
@@ -27,7 +27,7 @@ fn sequence_len(lead: u8) -> usize {
 
 impl Utf8Validator {
     /// A validator at the start of a text.
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             pending: [0; 3],
             pending_len: 0,
@@ -35,7 +35,7 @@ impl Utf8Validator {
     }
 
     /// Validates the next piece. Fails if the text so far cannot be a valid prefix.
-    pub fn feed(&mut self, mut input: &[u8]) -> Result<(), InvalidUtf8> {
+    pub(crate) fn feed(&mut self, mut input: &[u8]) -> Result<(), InvalidUtf8> {
         if self.pending_len > 0 {
             let have = usize::from(self.pending_len);
             let want = sequence_len(self.pending[0]);
@@ -68,14 +68,15 @@ impl Utf8Validator {
     }
 
     /// Ends the text: fails if it stops inside a code point. Resets the validator.
-    pub fn finish(&mut self) -> Result<(), InvalidUtf8> {
+    pub(crate) fn finish(&mut self) -> Result<(), InvalidUtf8> {
         let complete = self.pending_len == 0;
         *self = Self::new();
         if complete { Ok(()) } else { Err(InvalidUtf8) }
     }
 
     /// Whether no partial code point is pending.
-    pub fn is_clean(&self) -> bool {
+    #[cfg(test)]
+    fn is_clean(&self) -> bool {
         self.pending_len == 0
     }
 }

@@ -1,49 +1,14 @@
 //! Decoder tests: frames as byte strings in, messages and protocol errors out.
 
+mod common;
+
+use common::{Got, MASK, MAX, Outcome, feed_whole, next_random, raw_frame};
 use ringcast_proto::{
     CloseFrame, Decoder, Message, OpCode, ProtocolError, Role, close_payload, encode_frame,
 };
 
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const MAX: usize = 1 << 20;
-
-/// Owned copy of a delivered message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Got {
-    Text(Vec<u8>),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-fn own(message: Message<'_>) -> Got {
-    match message {
-        Message::Text(b) => Got::Text(b.to_vec()),
-        Message::Binary(b) => Got::Binary(b.to_vec()),
-        Message::Ping(b) => Got::Ping(b.to_vec()),
-        Message::Pong(b) => Got::Pong(b.to_vec()),
-        Message::Close(c) => Got::Close(c.map(|c| (c.code, c.reason.to_owned()))),
-    }
-}
-
-fn feed(decoder: &mut Decoder, bytes: &[u8]) -> (Vec<Got>, Result<(), ProtocolError>) {
-    let mut input = bytes.to_vec();
-    let mut got = Vec::new();
-    let result = decoder.feed(&mut input, &mut |m| got.push(own(m)));
-    (got, result)
-}
-
-fn server_decode(bytes: &[u8]) -> (Vec<Got>, Result<(), ProtocolError>) {
-    feed(&mut Decoder::new(Role::Server, MAX), bytes)
-}
-
-/// A masked (client-to-server) frame with explicit FIN and opcode bits.
-fn masked(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_frame(&mut out, OpCode::Binary, payload, Some(MASK));
-    out[0] = first_byte;
-    out
+fn server_decode(bytes: &[u8]) -> Outcome {
+    feed_whole(&mut Decoder::new(Role::Server, MAX), bytes)
 }
 
 fn frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
@@ -94,15 +59,15 @@ fn extended_lengths() {
 
 #[test]
 fn fragmentation_with_interleaved_ping() {
-    let mut bytes = masked(0x01, b"Hel");
-    bytes.extend(masked(0x89, b"ping"));
-    bytes.extend(masked(0x00, b"lo "));
-    bytes.extend(masked(0x8a, b""));
-    bytes.extend(masked(0x80, "wörld".as_bytes()));
-    bytes.extend(masked(0x02, &[1]));
-    bytes.extend(masked(0x80, &[2]));
+    let mut bytes = raw_frame(0x01, b"Hel");
+    bytes.extend(raw_frame(0x89, b"ping"));
+    bytes.extend(raw_frame(0x00, b"lo "));
+    bytes.extend(raw_frame(0x8a, b""));
+    bytes.extend(raw_frame(0x80, "wörld".as_bytes()));
+    bytes.extend(raw_frame(0x02, &[1]));
+    bytes.extend(raw_frame(0x80, &[2]));
     let mut decoder = Decoder::new(Role::Server, MAX);
-    let (got, result) = feed(&mut decoder, &bytes);
+    let (got, result) = feed_whole(&mut decoder, &bytes);
     assert_eq!(result, Ok(()));
     assert_eq!(
         got,
@@ -118,9 +83,9 @@ fn fragmentation_with_interleaved_ping() {
 }
 
 fn sample_stream() -> Vec<u8> {
-    let mut bytes = masked(0x01, "a€".as_bytes());
-    bytes.extend(masked(0x89, b"p"));
-    bytes.extend(masked(0x80, "😀b".as_bytes()));
+    let mut bytes = raw_frame(0x01, "a€".as_bytes());
+    bytes.extend(raw_frame(0x89, b"p"));
+    bytes.extend(raw_frame(0x80, "😀b".as_bytes()));
     bytes.extend(frame(OpCode::Binary, &[9; 130]));
     bytes.extend(frame(OpCode::Text, b"xyz"));
     bytes.extend(frame(OpCode::Close, &close_payload(1000, "done")));
@@ -138,7 +103,7 @@ fn every_split_gives_the_same_messages() {
             let mut decoder = Decoder::new(Role::Server, MAX);
             let mut got = Vec::new();
             for piece in [&bytes[..i], &bytes[i..j], &bytes[j..]] {
-                let (mut some, result) = feed(&mut decoder, piece);
+                let (mut some, result) = feed_whole(&mut decoder, piece);
                 assert_eq!(result, Ok(()));
                 got.append(&mut some);
             }
@@ -155,7 +120,7 @@ fn byte_by_byte_gives_the_same_messages() {
     let mut decoder = Decoder::new(Role::Server, MAX);
     let mut got = Vec::new();
     for byte in &bytes {
-        let (mut some, result) = feed(&mut decoder, std::slice::from_ref(byte));
+        let (mut some, result) = feed_whole(&mut decoder, std::slice::from_ref(byte));
         assert_eq!(result, Ok(()));
         got.append(&mut some);
     }
@@ -167,33 +132,33 @@ fn header_errors() {
     assert_eq!(error_of(&[0x81, 0x00]), ProtocolError::Unmasked);
     for rsv in [0x40, 0x20, 0x10] {
         assert_eq!(
-            error_of(&masked(0x81 | rsv, b"")),
+            error_of(&raw_frame(0x81 | rsv, b"")),
             ProtocolError::ReservedBits
         );
     }
     for op in [3, 7, 11, 15] {
         assert_eq!(
-            error_of(&masked(0x80 | op, b"")),
+            error_of(&raw_frame(0x80 | op, b"")),
             ProtocolError::ReservedOpcode
         );
     }
     assert_eq!(
-        error_of(&masked(0x09, b"")),
+        error_of(&raw_frame(0x09, b"")),
         ProtocolError::FragmentedControl
     );
     assert_eq!(
-        error_of(&masked(0x89, &[0; 126])),
+        error_of(&raw_frame(0x89, &[0; 126])),
         ProtocolError::ControlTooLong
     );
     assert_eq!(
-        error_of(&masked(0x80, b"x")),
+        error_of(&raw_frame(0x80, b"x")),
         ProtocolError::UnexpectedContinuation
     );
-    let mut bytes = masked(0x01, b"a");
-    bytes.extend(masked(0x81, b"b"));
+    let mut bytes = raw_frame(0x01, b"a");
+    bytes.extend(raw_frame(0x81, b"b"));
     assert_eq!(error_of(&bytes), ProtocolError::ExpectedContinuation);
-    let mut bytes = masked(0x02, b"a");
-    bytes.extend(masked(0x02, b"b"));
+    let mut bytes = raw_frame(0x02, b"a");
+    bytes.extend(raw_frame(0x02, b"b"));
     assert_eq!(error_of(&bytes), ProtocolError::ExpectedContinuation);
 }
 
@@ -213,34 +178,40 @@ fn length_encoding_errors() {
 #[test]
 fn too_big_fails_on_the_header() {
     let mut decoder = Decoder::new(Role::Server, 100);
-    let (_, result) = feed(&mut decoder, &masked(0x82, &[0; 100]));
+    let (_, result) = feed_whole(&mut decoder, &raw_frame(0x82, &[0; 100]));
     assert_eq!(result, Ok(()));
     // Only the header (2 + 2 length + 4 mask bytes) of a 101-byte frame.
-    let bytes = masked(0x82, &[0; 101]);
-    let (got, result) = feed(&mut decoder, &bytes[..8]);
+    let bytes = raw_frame(0x82, &[0; 101]);
+    let (got, result) = feed_whole(&mut decoder, &bytes[..8]);
     assert_eq!((got, result), (vec![], Err(ProtocolError::TooBig)));
     assert_eq!(ProtocolError::TooBig.close_code(), 1009);
     // The whole message counts, not each fragment.
-    let mut bytes = masked(0x02, &[0; 60]);
-    bytes.extend(masked(0x00, &[0; 41]));
+    let mut bytes = raw_frame(0x02, &[0; 60]);
+    bytes.extend(raw_frame(0x00, &[0; 41]));
     let mut decoder = Decoder::new(Role::Server, 100);
-    assert_eq!(feed(&mut decoder, &bytes).1, Err(ProtocolError::TooBig));
+    assert_eq!(
+        feed_whole(&mut decoder, &bytes).1,
+        Err(ProtocolError::TooBig)
+    );
     // A huge announced length is refused without buffering it.
     let mut huge = vec![0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0];
     huge.extend(MASK);
     let mut decoder = Decoder::new(Role::Server, MAX);
-    assert_eq!(feed(&mut decoder, &huge).1, Err(ProtocolError::TooBig));
+    assert_eq!(
+        feed_whole(&mut decoder, &huge).1,
+        Err(ProtocolError::TooBig)
+    );
     assert_eq!(decoder.buffered_bytes(), 0);
 }
 
 #[test]
 fn invalid_utf8_single_frame() {
     assert_eq!(
-        error_of(&masked(0x81, b"ab\xff")),
+        error_of(&raw_frame(0x81, b"ab\xff")),
         ProtocolError::InvalidUtf8
     );
     assert_eq!(
-        error_of(&masked(0x81, b"ab\xe2\x82")),
+        error_of(&raw_frame(0x81, b"ab\xe2\x82")),
         ProtocolError::InvalidUtf8
     );
     assert_eq!(ProtocolError::InvalidUtf8.close_code(), 1007);
@@ -249,25 +220,31 @@ fn invalid_utf8_single_frame() {
 #[test]
 fn invalid_utf8_fails_fast_on_first_bad_fragment() {
     let mut decoder = Decoder::new(Role::Server, MAX);
-    assert_eq!(feed(&mut decoder, &masked(0x01, "κό".as_bytes())).1, Ok(()));
+    assert_eq!(
+        feed_whole(&mut decoder, &raw_frame(0x01, "κό".as_bytes())).1,
+        Ok(())
+    );
     // 0xf4 0x90 can never start valid UTF-8: fail before the message ends.
     assert_eq!(
-        feed(&mut decoder, &masked(0x00, b"\xf4\x90\x80\x80")).1,
+        feed_whole(&mut decoder, &raw_frame(0x00, b"\xf4\x90\x80\x80")).1,
         Err(ProtocolError::InvalidUtf8)
     );
     // Poisoned: further input is ignored.
-    assert_eq!(feed(&mut decoder, &masked(0x81, b"ok")), (vec![], Ok(())));
+    assert_eq!(
+        feed_whole(&mut decoder, &raw_frame(0x81, b"ok")),
+        (vec![], Ok(()))
+    );
     assert_eq!(decoder.buffered_bytes(), 0);
 }
 
 #[test]
 fn invalid_utf8_fails_fast_within_a_partial_frame() {
-    let bytes = masked(0x81, b"valid then \xc0\xaf and more text");
+    let bytes = raw_frame(0x81, b"valid then \xc0\xaf and more text");
     let mut decoder = Decoder::new(Role::Server, MAX);
     // Header + "valid then ": fine so far.
-    assert_eq!(feed(&mut decoder, &bytes[..6 + 11]).1, Ok(()));
+    assert_eq!(feed_whole(&mut decoder, &bytes[..6 + 11]).1, Ok(()));
     assert_eq!(
-        feed(&mut decoder, &bytes[6 + 11..6 + 13]).1,
+        feed_whole(&mut decoder, &bytes[6 + 11..6 + 13]).1,
         Err(ProtocolError::InvalidUtf8)
     );
 }
@@ -276,16 +253,16 @@ fn invalid_utf8_fails_fast_within_a_partial_frame() {
 fn codepoint_split_across_fragments() {
     let text = "x😀y".as_bytes();
     for split in 0..=text.len() {
-        let mut bytes = masked(0x01, &text[..split]);
-        bytes.extend(masked(0x80, &text[split..]));
+        let mut bytes = raw_frame(0x01, &text[..split]);
+        bytes.extend(raw_frame(0x80, &text[split..]));
         assert_eq!(
             server_decode(&bytes),
             (vec![Got::Text(text.to_vec())], Ok(())),
             "{split}"
         );
     }
-    let mut bytes = masked(0x01, b"\xf0\x9f");
-    bytes.extend(masked(0x80, b""));
+    let mut bytes = raw_frame(0x01, b"\xf0\x9f");
+    bytes.extend(raw_frame(0x80, b""));
     assert_eq!(error_of(&bytes), ProtocolError::InvalidUtf8);
 }
 
@@ -324,17 +301,17 @@ fn close_frames() {
 
 #[test]
 fn close_between_fragments_and_input_after_close_is_ignored() {
-    let mut bytes = masked(0x01, b"part");
+    let mut bytes = raw_frame(0x01, b"part");
     bytes.extend(frame(OpCode::Close, &close_payload(1001, "")));
     bytes.extend(frame(OpCode::Text, b"late"));
     let mut decoder = Decoder::new(Role::Server, MAX);
-    let (got, result) = feed(&mut decoder, &bytes);
+    let (got, result) = feed_whole(&mut decoder, &bytes);
     assert_eq!(
         (got, result),
         (vec![Got::Close(Some((1001, String::new())))], Ok(()))
     );
     assert_eq!(
-        feed(&mut decoder, &frame(OpCode::Text, b"later")),
+        feed_whole(&mut decoder, &frame(OpCode::Text, b"later")),
         (vec![], Ok(()))
     );
     assert_eq!(decoder.buffered_bytes(), 0);
@@ -348,27 +325,30 @@ fn memory_is_released_after_delivery() {
     assert!(decoder.is_idle());
     // Partial frame.
     let bytes = frame(OpCode::Binary, &[5; 1000]);
-    let (got, _) = feed(&mut decoder, &bytes[..500]);
+    let (got, _) = feed_whole(&mut decoder, &bytes[..500]);
     assert!(got.is_empty());
     assert!(!decoder.is_idle());
     assert!(decoder.buffered_bytes() > 0);
-    let (got, _) = feed(&mut decoder, &bytes[500..]);
+    let (got, _) = feed_whole(&mut decoder, &bytes[500..]);
     assert_eq!(got, vec![Got::Binary(vec![5; 1000])]);
     assert!(decoder.is_idle());
     assert_eq!(decoder.buffered_bytes(), 0);
     // Fragmented message.
-    let (got, _) = feed(&mut decoder, &masked(0x01, b"abc"));
+    let (got, _) = feed_whole(&mut decoder, &raw_frame(0x01, b"abc"));
     assert!(got.is_empty());
     assert!(!decoder.is_idle());
-    let (got, _) = feed(&mut decoder, &masked(0x80, b"def"));
+    let (got, _) = feed_whole(&mut decoder, &raw_frame(0x80, b"def"));
     assert_eq!(got, vec![Got::Text(b"abcdef".to_vec())]);
     assert!(decoder.is_idle());
     assert_eq!(decoder.buffered_bytes(), 0);
     // Empty first fragment still counts as a message in progress.
-    assert_eq!(feed(&mut decoder, &masked(0x02, b"")), (vec![], Ok(())));
+    assert_eq!(
+        feed_whole(&mut decoder, &raw_frame(0x02, b"")),
+        (vec![], Ok(()))
+    );
     assert!(!decoder.is_idle());
     assert_eq!(
-        feed(&mut decoder, &masked(0x80, b"")).0,
+        feed_whole(&mut decoder, &raw_frame(0x80, b"")).0,
         vec![Got::Binary(vec![])]
     );
     assert!(decoder.is_idle());
@@ -398,7 +378,7 @@ fn client_role() {
     encode_frame(&mut unmasked, OpCode::Text, b"hi", None);
     encode_frame(&mut unmasked, OpCode::Close, &close_payload(1000, ""), None);
     assert_eq!(
-        feed(&mut decoder, &unmasked),
+        feed_whole(&mut decoder, &unmasked),
         (
             vec![
                 Got::Text(b"hi".to_vec()),
@@ -409,7 +389,7 @@ fn client_role() {
     );
     let mut decoder = Decoder::new(Role::Client, MAX);
     assert_eq!(
-        feed(&mut decoder, &frame(OpCode::Text, b"hi")).1,
+        feed_whole(&mut decoder, &frame(OpCode::Text, b"hi")).1,
         Err(ProtocolError::Masked)
     );
 }
@@ -445,14 +425,6 @@ fn error_codes_and_labels() {
         code: 1000,
         reason: "",
     };
-}
-
-/// Deterministic xorshift64 for reproducible pseudo-random tests.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
 }
 
 #[test]
@@ -503,10 +475,10 @@ fn random_valid_streams_at_random_splits() {
                 }
                 2 => {
                     let split = payload.len() / 3;
-                    bytes.extend(masked(0x01, &payload[..split]));
-                    bytes.extend(masked(0x89, b"p"));
-                    bytes.extend(masked(0x00, &payload[split..2 * split]));
-                    bytes.extend(masked(0x80, &payload[2 * split..]));
+                    bytes.extend(raw_frame(0x01, &payload[..split]));
+                    bytes.extend(raw_frame(0x89, b"p"));
+                    bytes.extend(raw_frame(0x00, &payload[split..2 * split]));
+                    bytes.extend(raw_frame(0x80, &payload[2 * split..]));
                     expected.push(Got::Ping(b"p".to_vec()));
                     expected.push(Got::Text(payload));
                 }
@@ -523,7 +495,7 @@ fn random_valid_streams_at_random_splits() {
         while !rest.is_empty() {
             let cut = 1 + (next_random(&mut state) as usize % rest.len().min(64));
             let (piece, tail) = rest.split_at(cut);
-            let (mut some, result) = feed(&mut decoder, piece);
+            let (mut some, result) = feed_whole(&mut decoder, piece);
             assert_eq!(result, Ok(()));
             got.append(&mut some);
             rest = tail;

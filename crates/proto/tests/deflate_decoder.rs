@@ -1,36 +1,12 @@
 //! Decoder tests with permessage-deflate enabled: compressed frames in, inflated messages
 //! and protocol errors out, whole and byte by byte.
 
+mod common;
+
+use common::{Got, HELLO, MASK, MAX, Outcome, feed_whole, random_bytes, raw_frame};
 use ringcast_proto::{
-    Decoder, Message, OpCode, ProtocolError, Role, code, deflate_message, encode_compressed_frame,
-    encode_frame,
+    Decoder, OpCode, ProtocolError, Role, code, deflate_message, encode_compressed_frame,
 };
-
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-const MAX: usize = 1 << 20;
-
-/// RFC 7692 7.2.3.1: "Hello" compressed.
-const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-
-/// Owned copy of a delivered message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Got {
-    Text(Vec<u8>),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-fn own(message: Message<'_>) -> Got {
-    match message {
-        Message::Text(b) => Got::Text(b.to_vec()),
-        Message::Binary(b) => Got::Binary(b.to_vec()),
-        Message::Ping(b) => Got::Ping(b.to_vec()),
-        Message::Pong(b) => Got::Pong(b.to_vec()),
-        Message::Close(c) => Got::Close(c.map(|c| (c.code, c.reason.to_owned()))),
-    }
-}
 
 fn deflate_decoder(role: Role, max: usize) -> Decoder {
     let mut decoder = Decoder::new(role, max);
@@ -40,11 +16,9 @@ fn deflate_decoder(role: Role, max: usize) -> Decoder {
     decoder
 }
 
-/// Feeds `bytes` in one piece.
-fn decode_whole(mut decoder: Decoder, bytes: &[u8]) -> (Vec<Got>, Result<(), ProtocolError>) {
-    let mut input = bytes.to_vec();
-    let mut got = Vec::new();
-    let result = decoder.feed(&mut input, &mut |m| got.push(own(m)));
+/// Feeds `bytes` in one piece; checks that an idle decoder holds no heap.
+fn decode_whole(mut decoder: Decoder, bytes: &[u8]) -> Outcome {
+    let (got, result) = feed_whole(&mut decoder, bytes);
     if result.is_ok() && !got.iter().any(|g| matches!(g, Got::Close(_))) {
         assert!(decoder.is_idle());
         assert_eq!(decoder.buffered_bytes(), 0, "heap held while idle");
@@ -53,10 +27,10 @@ fn decode_whole(mut decoder: Decoder, bytes: &[u8]) -> (Vec<Got>, Result<(), Pro
 }
 
 /// Feeds `bytes` one byte at a time, stopping at the first error.
-fn decode_bytewise(mut decoder: Decoder, bytes: &[u8]) -> (Vec<Got>, Result<(), ProtocolError>) {
+fn decode_bytewise(mut decoder: Decoder, bytes: &[u8]) -> Outcome {
     let mut got = Vec::new();
     for &byte in bytes {
-        let result = decoder.feed(&mut [byte], &mut |m| got.push(own(m)));
+        let result = decoder.feed(&mut [byte], &mut |m| got.push(Got::of(m)));
         if result.is_err() {
             return (got, result);
         }
@@ -65,19 +39,11 @@ fn decode_bytewise(mut decoder: Decoder, bytes: &[u8]) -> (Vec<Got>, Result<(), 
 }
 
 /// Server-side decode with deflate enabled; checks that byte-by-byte feeding agrees.
-fn server_decode(bytes: &[u8]) -> (Vec<Got>, Result<(), ProtocolError>) {
+fn server_decode(bytes: &[u8]) -> Outcome {
     let whole = decode_whole(deflate_decoder(Role::Server, MAX), bytes);
     let bytewise = decode_bytewise(deflate_decoder(Role::Server, MAX), bytes);
     assert_eq!(whole, bytewise, "whole vs byte-by-byte");
     whole
-}
-
-/// A masked frame with an explicit first header byte (FIN, RSV, opcode).
-fn raw_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_frame(&mut out, OpCode::Binary, payload, Some(MASK));
-    out[0] = first_byte;
-    out
 }
 
 fn compressed(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
@@ -91,19 +57,6 @@ fn error_of(bytes: &[u8]) -> ProtocolError {
         (_, Err(e)) => e,
         (got, Ok(())) => panic!("expected an error, got {got:?}"),
     }
-}
-
-/// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 #[test]

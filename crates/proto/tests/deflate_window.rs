@@ -3,6 +3,9 @@
 //! reaches further back than the negotiated window, including window bits 8 (256 bytes),
 //! which zlib serves by compressing with 9.
 
+mod common;
+
+use common::{HELLO, random_bytes};
 use ringcast_proto::deflate_message;
 
 /// Appended to a message before decoding (RFC 7692 7.2.2).
@@ -183,19 +186,6 @@ fn inflate_with_max_distance(compressed: &[u8]) -> (Vec<u8>, usize) {
     (out, max_distance)
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 /// Random blocks of `period` bytes repeated up to `len`: matches want distance `period`.
 fn periodic(period: usize, len: usize) -> Vec<u8> {
     random_bytes(period, period as u64)
@@ -207,8 +197,7 @@ fn periodic(period: usize, len: usize) -> Vec<u8> {
 
 #[test]
 fn rfc_hello_decodes_independently() {
-    let (out, max_distance) =
-        inflate_with_max_distance(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    let (out, max_distance) = inflate_with_max_distance(&HELLO);
     assert_eq!((out.as_slice(), max_distance), (&b"Hello"[..], 0));
 }
 

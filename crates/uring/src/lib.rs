@@ -8,6 +8,8 @@
 //!
 //! `gen` is a reserved word in Rust 2024, so the generation fields are spelled `r#gen`.
 
+#![warn(unreachable_pub)]
+
 mod buf_ring;
 mod error;
 mod listener;

@@ -42,13 +42,18 @@ pub fn close_fd(fd: RawFd) {
 
 /// Sets `TCP_NODELAY` on a TCP socket.
 pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+    enable_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY)
+}
+
+/// Sets the boolean socket option `name` at `level` to 1.
+fn enable_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<()> {
     let on: libc::c_int = 1;
     // SAFETY: passes a pointer to a live local with its exact size.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
+            level,
+            name,
             (&raw const on).cast::<libc::c_void>(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
@@ -86,21 +91,11 @@ pub fn tcp_socket_bound(local_ip: IpAddr, v6: bool) -> io::Result<OwnedFd> {
 
 fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: passes a pointer to a live local with its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&raw const on).cast::<libc::c_void>(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    enable_option(
+        socket.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+    )
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! Shared by the ops_* tests: paths into the repository, finding the external checkers
 //! (Debian packages on PATH, PyPI tools in the project's .venv), running them with a
 //! time limit, and skipping loudly when one is missing (failing instead under CI, where
-//! .ci/run installs every one of them).
+//! .ci/run installs every one of them), and running a real gateway under a seccomp profile
+//! (`seccomp`).
 
 #![allow(dead_code)]
+
+pub mod seccomp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -126,23 +129,6 @@ impl Drop for Killed {
     }
 }
 
-/// Polls GET `path` on `addr` until `done(body)` holds, at most `secs`.
-pub fn wait_http(
-    addr: std::net::SocketAddr,
-    path: &str,
-    secs: u64,
-    done: impl Fn(&str) -> bool,
-) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if ringcast_tests::http::get(addr, path).is_ok_and(|r| r.status == 200 && done(&r.body)) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 /// A scratch directory removed when dropped.
 pub struct Scratch(pub PathBuf);
 
@@ -182,57 +168,4 @@ pub fn key_values(text: &str, separator: char) -> Vec<(String, String)> {
         .filter_map(|l| l.split_once(separator))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect()
-}
-
-/// Python (Debian's /usr/bin/python3 with python3-seccomp) program that loads a seccomp
-/// profile in the OCI/Docker JSON format (defaultAction, defaultErrnoRet,
-/// architectures, syscalls[names, action, errnoRet, args]) with libseccomp and execs a
-/// command under it. argv: PROFILE DROP_NAMES(comma list, may be empty) CMD ARGS...
-pub const SECCOMP_EXEC_PY: &str = r#"
-import json, os, sys
-import seccomp
-profile = json.load(open(sys.argv[1]))
-drop = set(filter(None, sys.argv[2].split(",")))
-arch = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}[os.uname().machine]
-if arch not in profile["architectures"]:
-    sys.exit("profile lacks this machine's architecture " + arch)
-default_errno = profile.get("defaultErrnoRet", 1)
-def action(name, errno_ret):
-    if name == "SCMP_ACT_ALLOW":
-        return seccomp.ALLOW
-    if name == "SCMP_ACT_ERRNO":
-        return seccomp.ERRNO(errno_ret)
-    sys.exit("unsupported action " + name)
-ops = {"SCMP_CMP_MASKED_EQ": seccomp.MASKED_EQ, "SCMP_CMP_EQ": seccomp.EQ, "SCMP_CMP_NE": seccomp.NE}
-f = seccomp.SyscallFilter(action(profile["defaultAction"], default_errno))
-for rule in profile["syscalls"]:
-    act = action(rule["action"], rule.get("errnoRet", default_errno))
-    args = []
-    for a in rule.get("args", []):
-        if a["op"] == "SCMP_CMP_MASKED_EQ":
-            args.append(seccomp.Arg(a["index"], seccomp.MASKED_EQ, a["value"], a["valueTwo"]))
-        else:
-            args.append(seccomp.Arg(a["index"], ops[a["op"]], a["value"]))
-    for name in rule["names"]:
-        if name in drop:
-            continue
-        try:
-            if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) < 0:
-                continue
-        except Exception:
-            continue
-        f.add_rule(act, name, *args)
-f.load()
-os.execv(sys.argv[3], sys.argv[3:])
-"#;
-
-/// Whether Debian's python3 has the libseccomp bindings (package python3-seccomp).
-pub fn python_seccomp() -> bool {
-    Path::new("/usr/bin/python3").exists()
-        && Command::new("/usr/bin/python3")
-            .args(["-c", "import seccomp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
 }

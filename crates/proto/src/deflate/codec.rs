@@ -5,7 +5,7 @@
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use crate::decoder::ProtocolError;
+use crate::error::ProtocolError;
 
 /// The end of an empty stored block that a sync flush ends with; removed after
 /// compressing and appended before inflating (RFC 7692 7.2.1, 7.2.2).

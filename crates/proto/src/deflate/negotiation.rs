@@ -8,7 +8,7 @@
 //! Offers with unknown, duplicate or invalid parameters are declined (7.1), never an error.
 
 /// The extension token.
-pub const EXTENSION_NAME: &str = "permessage-deflate";
+pub(crate) const EXTENSION_NAME: &str = "permessage-deflate";
 
 /// An offer for clients of this crate: default parameters, and the server may limit the
 /// client's window.

@@ -10,22 +10,13 @@ use ringcast_proto::{
     Decoder, OpCode, ProtocolError, Role, deflate_message, encode_compressed_frame,
 };
 
-use crate::wire::{Got, cut, encode, encode_rsv1, feed_whole};
+use crate::common::{Got, feed_whole, random_bytes};
+use crate::wire::{cut, encode, encode_rsv1};
 
 /// `len` bytes: incompressible, repetitive text, or all zeros (a zip-bomb-like ratio).
 fn payload(len: usize, kind: u8, seed: u64) -> Vec<u8> {
     match kind % 3 {
-        0 => {
-            let mut state = seed | 1;
-            (0..len)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect()
-        }
+        0 => random_bytes(len, seed),
         1 => (0..len).map(|i| b"abcabd "[i % 7]).collect(),
         _ => vec![0; len],
     }

@@ -6,7 +6,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use ringcast_proto::{Decoder, Role};
 
-use crate::wire::{feed_split, feed_whole};
+use crate::common::feed_whole;
+use crate::wire::feed_split;
 
 /// Arbitrary bytes, or bytes whose frame headers often pass the first checks (no RSV2 or
 /// RSV3, a known opcode, a short length) so that the later checks (and, with RSV1, the

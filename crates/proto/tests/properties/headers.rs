@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use ringcast_proto::deflate::max_compressed_len;
 use ringcast_proto::{Decoder, ProtocolError, Role};
 
-use crate::wire::feed_whole;
+use crate::common::feed_whole;
 
 /// How a header encodes its payload length.
 #[derive(Debug, Clone, Copy)]

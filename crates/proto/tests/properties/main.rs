@@ -3,6 +3,8 @@
 //! handshake parsers, splitting a stream anywhere changes nothing, and the message size
 //! limit holds before anything big is buffered.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod deflate;
 mod garbage;
 mod handshake;

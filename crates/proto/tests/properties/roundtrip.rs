@@ -6,7 +6,8 @@
 use proptest::prelude::*;
 use ringcast_proto::{Decoder, OpCode, ProtocolError, Role, close_payload};
 
-use crate::wire::{Got, encode, feed_whole};
+use crate::common::{Got, feed_whole};
+use crate::wire::encode;
 
 /// Large enough for the biggest payload generated here.
 const LIMIT: usize = 1 << 18;

@@ -8,7 +8,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use ringcast_proto::Role;
 
-use crate::wire::{Got, cut, feed_split, feed_whole, stream};
+use crate::common::{Got, feed_whole};
+use crate::wire::{cut, feed_split, stream};
 
 fn role() -> impl Strategy<Value = Role> {
     prop_oneof![Just(Role::Server), Just(Role::Client)]

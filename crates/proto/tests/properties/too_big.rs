@@ -9,7 +9,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use ringcast_proto::{Decoder, OpCode, ProtocolError, Role, header_len};
 
-use crate::wire::{Control, Got, control, cut, encode, feed_split, feed_whole, mask_for, stream};
+use crate::common::{Got, feed_whole};
+use crate::wire::{Control, control, cut, encode, feed_split, mask_for, stream};
 
 /// Longest control frame: 2 header bytes, 4 mask bytes and 125 payload bytes (longer
 /// than the longest header, 14 bytes).

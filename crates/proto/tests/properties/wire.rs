@@ -4,53 +4,11 @@
 //! direction, the messages a decoder must deliver for them, and helpers that feed bytes to
 //! a decoder whole or in pieces.
 
-use std::fmt;
-
+use crate::common::{Got, Outcome, feed_whole};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use ringcast_proto::frame::RSV1;
-use ringcast_proto::{
-    Decoder, Message, OpCode, ProtocolError, Role, close_payload, deflate_message, encode_frame,
-};
-
-/// Owned copy of a delivered message, comparable across decoders and feeds.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Got {
-    Text(Vec<u8>),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<(u16, String)>),
-}
-
-impl Got {
-    /// Owned copy of `message`.
-    pub fn of(message: Message<'_>) -> Self {
-        match message {
-            Message::Text(b) => Self::Text(b.to_vec()),
-            Message::Binary(b) => Self::Binary(b.to_vec()),
-            Message::Ping(b) => Self::Ping(b.to_vec()),
-            Message::Pong(b) => Self::Pong(b.to_vec()),
-            Message::Close(c) => Self::Close(c.map(|c| (c.code, c.reason.to_owned()))),
-        }
-    }
-}
-
-/// Shows the kind, the length and the first bytes only, so that failures with 64 KiB
-/// payloads stay readable.
-impl fmt::Debug for Got {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (kind, bytes) = match self {
-            Self::Text(b) => ("Text", b),
-            Self::Binary(b) => ("Binary", b),
-            Self::Ping(b) => ("Ping", b),
-            Self::Pong(b) => ("Pong", b),
-            Self::Close(close) => return write!(f, "Close({close:?})"),
-        };
-        let shown = &bytes[..bytes.len().min(16)];
-        write!(f, "{kind}(len {}, starts {shown:02x?})", bytes.len())
-    }
-}
+use ringcast_proto::RSV1;
+use ringcast_proto::{Decoder, OpCode, Role, close_payload, deflate_message, encode_frame};
 
 /// The masking key of frame number `index` of a stream (a fixed mixing of both numbers,
 /// so that every frame of a stream has its own key).
@@ -328,17 +286,6 @@ pub fn stream(max_items: usize, max_data_len: usize) -> impl Strategy<Value = St
             deflate,
             window_bits,
         })
-}
-
-/// What a decoder made of some input: messages in order and the first error.
-pub type Outcome = (Vec<Got>, Result<(), ProtocolError>);
-
-/// Feeds `bytes` to `decoder` in one call.
-pub fn feed_whole(decoder: &mut Decoder, bytes: &[u8]) -> Outcome {
-    let mut input = bytes.to_vec();
-    let mut got = Vec::new();
-    let result = decoder.feed(&mut input, &mut |m| got.push(Got::of(m)));
-    (got, result)
 }
 
 /// Feeds `bytes` to `decoder` cut at `cuts` (offsets modulo the length + 1), one call per

@@ -1,99 +1,18 @@
-//! The Redis broker: many gateway nodes behind one Redis act as one cluster.
-//!
-//! A publish on any node is `PUBLISH <prefix><channel> <envelope>` (`SPUBLISH` in sharded
-//! mode; the envelope is described in [`crate::envelope`]), and only that: the publishing
-//! node receives its own message back through its subscription like every other node, so
-//! each node delivers it exactly once. Messages received from Redis go to the node's
-//! [`DeliverySink`] (the owner shards), never back to Redis.
-//!
-//! Modes ([`RedisMode`]):
-//! - `interest`: `SUBSCRIBE` only the channels with local subscribers, batched (changes
-//!   collected for a few milliseconds, up to 1,000 channels per command). Redis sends a
-//!   node only what it has subscribers for.
-//! - `pattern`: one `PSUBSCRIBE <prefix>*`. No subscription traffic, but every node
-//!   receives every message and drops what it has no subscribers for, and Redis matches
-//!   the pattern for every publish.
-//! - `sharded`: `SSUBSCRIBE`/`SPUBLISH` (Redis 7 sharded pub/sub), one channel per command
-//!   so no command spans two hash slots. The node talks to the one endpoint it was given
-//!   (a standalone Redis 7, or a cluster node owning the channels' slots); it does not
-//!   follow cluster redirections.
-//!
-//! It runs on the sidecar's tokio runtime over one RESP3 connection (Redis 6 or later),
-//! which carries both the publishes and the subscription's pushes. When the connection is
-//! lost the broker reports down, reconnects with capped, jittered backoff
-//! ([`crate::backoff`]), resubscribes every channel with local interest, and reports up
-//! again. While it is down a publish is delivered to this node's subscribers and answered
-//! with [`BrokerError::RemoteUnavailable`]. A publish Redis took but did not confirm in
-//! time is answered [`BrokerError::Unavailable`] and not delivered locally (Redis may
-//! still deliver it, and twice would break exactly-once).
+//! The Redis broker handle the node holds: it validates the settings, starts the
+//! connection task, publishes through Redis (or, while Redis is away, delivers locally and
+//! says so) and passes the node's subscription changes on to the task.
 
-use crate::events::BrokerEvents;
-use crate::redis_session::Session;
-use crate::{Broker, BrokerError, DeliverySink, PublishFuture, envelope};
+use super::clock::unix_nanos;
+use super::config::{RedisConfig, RedisMode};
+use super::envelope;
+use super::events::BrokerEvents;
+use super::session::Session;
+use super::shared::{InterestChange, Shared};
+use crate::{Broker, BrokerError, DeliverySink, PublishFuture};
 use bytes::Bytes;
-use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-
-/// How the node subscribes at Redis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RedisMode {
-    /// `SUBSCRIBE` the channels with local subscribers (default).
-    Interest,
-    /// One `PSUBSCRIBE <prefix>*`: every node receives every message.
-    Pattern,
-    /// `SSUBSCRIBE`/`SPUBLISH` for Redis Cluster's sharded pub/sub.
-    Sharded,
-}
-
-/// Settings of the Redis broker (its `Debug` hides the URL's password).
-#[derive(Clone)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
-    pub url: String,
-    /// Prefix of every Redis channel (`ringcast:`).
-    pub prefix: String,
-    /// Subscription mode.
-    pub mode: RedisMode,
-    /// Largest payload delivered; larger messages from Redis are refused.
-    pub max_message_bytes: usize,
-    /// Whether a channel name (after the prefix) is valid.
-    pub valid_channel: fn(&str) -> bool,
-    /// How long subscription changes are collected before one batch is sent.
-    pub batch_window: Duration,
-    /// Most channels in one SUBSCRIBE or UNSUBSCRIBE.
-    pub batch_size: usize,
-    /// How often an idle connection is checked with PING.
-    pub ping_every: Duration,
-    /// How long a connect or a reply may take before the connection counts as lost.
-    pub timeout: Duration,
-}
-
-impl RedisConfig {
-    /// Settings with the default batching (5 ms, 1,000 channels), a PING every second and
-    /// a 2 s timeout.
-    pub fn new(
-        url: &str,
-        prefix: &str,
-        mode: RedisMode,
-        max_message_bytes: usize,
-        valid_channel: fn(&str) -> bool,
-    ) -> Self {
-        RedisConfig {
-            url: url.to_owned(),
-            prefix: prefix.to_owned(),
-            mode,
-            max_message_bytes,
-            valid_channel,
-            batch_window: Duration::from_millis(5),
-            batch_size: 1_000,
-            ping_every: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-        }
-    }
-}
 
 /// The broker could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -110,36 +29,6 @@ pub enum RedisStartError {
     #[error("the Redis broker must start inside a tokio runtime")]
     NoRuntime,
 }
-
-/// State shared by the broker handle and its connection task.
-pub(crate) struct Shared {
-    pub(crate) prefix: String,
-    pub(crate) mode: RedisMode,
-    pub(crate) sink: Arc<dyn DeliverySink>,
-    pub(crate) events: Arc<dyn BrokerEvents>,
-    pub(crate) up: Arc<AtomicBool>,
-    /// The live, fully subscribed connection; `None` while down.
-    pub(crate) connection: Mutex<Option<MultiplexedConnection>>,
-}
-
-impl Shared {
-    /// Publishes go through `connection` from now on (`None`: the broker is down).
-    pub(crate) fn set_connection(&self, connection: Option<MultiplexedConnection>) {
-        let up = connection.is_some();
-        if let Ok(mut slot) = self.connection.lock() {
-            *slot = connection;
-        }
-        self.up.store(up, Ordering::Release);
-        self.events.up(up);
-    }
-
-    fn connection(&self) -> Option<MultiplexedConnection> {
-        self.connection.lock().ok().and_then(|slot| slot.clone())
-    }
-}
-
-/// A subscription change for the connection task.
-pub(crate) type InterestChange = (Box<str>, bool);
 
 /// The Redis broker handle. Cheap to share; the connection lives in a task on the tokio
 /// runtime it was started on, and ends when the handle is dropped.
@@ -185,7 +74,7 @@ impl RedisBroker {
     }
 
     /// Whether the broker is connected and subscribed.
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         self.shared.up.load(Ordering::Acquire)
     }
 }
@@ -203,13 +92,6 @@ fn redis_client(url: &str) -> Result<redis::Client, RedisStartError> {
         .clone()
         .set_protocol(redis::ProtocolVersion::RESP3);
     redis::Client::open(info.set_redis_settings(settings)).map_err(|e| bad(e.to_string()))
-}
-
-/// Nanoseconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn unix_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Publishes through Redis, or, when that fails, delivers locally and says so.
@@ -291,7 +173,7 @@ impl Broker for RedisBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::RejectReason;
+    use crate::redis::events::RejectReason;
     use std::sync::atomic::AtomicUsize;
 
     #[derive(Default)]

@@ -8,13 +8,13 @@
 use std::time::Duration;
 
 /// Default first delay.
-pub const FIRST_DELAY: Duration = Duration::from_millis(50);
+pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(50);
 /// Default largest delay.
-pub const MAX_DELAY: Duration = Duration::from_millis(1_600);
+pub(crate) const MAX_DELAY: Duration = Duration::from_millis(1_600);
 
 /// Produces the delays between reconnect attempts.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     first: Duration,
     cap: Duration,
     attempt: u32,
@@ -23,7 +23,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Delays from `first` doubling up to `cap`; `seed` drives the jitter.
-    pub fn new(first: Duration, cap: Duration, seed: u64) -> Self {
+    pub(crate) fn new(first: Duration, cap: Duration, seed: u64) -> Self {
         Backoff {
             first,
             cap: cap.max(first),
@@ -34,7 +34,7 @@ impl Backoff {
     }
 
     /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let doubled = self
             .first
             .saturating_mul(1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX));
@@ -51,7 +51,7 @@ impl Backoff {
     }
 
     /// Starts over after a successful connection.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 

@@ -9,16 +9,16 @@ use std::sync::Arc;
 
 /// Subscribe and unsubscribe work for one flush, in batches of at most `batch` channels.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// Channels to subscribe to, one batch per command.
-    pub subscribe: Vec<Vec<Arc<str>>>,
+    pub(crate) subscribe: Vec<Vec<Arc<str>>>,
     /// Channels to unsubscribe from, one batch per command.
-    pub unsubscribe: Vec<Vec<Arc<str>>>,
+    pub(crate) unsubscribe: Vec<Vec<Arc<str>>>,
 }
 
 /// Wanted, active and dirty channels (names without the Redis prefix).
 #[derive(Debug, Default)]
-pub struct Interest {
+pub(crate) struct Interest {
     wanted: HashSet<Arc<str>>,
     active: HashSet<Arc<str>>,
     dirty: HashSet<Arc<str>>,
@@ -26,7 +26,7 @@ pub struct Interest {
 
 impl Interest {
     /// The node gained (`on`) or lost (`!on`) its local subscribers of `channel`.
-    pub fn set(&mut self, channel: &str, on: bool) {
+    pub(crate) fn set(&mut self, channel: &str, on: bool) {
         let changed = if on {
             self.wanted.insert(Arc::from(channel))
         } else {
@@ -38,23 +38,23 @@ impl Interest {
     }
 
     /// Whether the node has local subscribers of `channel`.
-    pub fn wants(&self, channel: &str) -> bool {
+    pub(crate) fn wants(&self, channel: &str) -> bool {
         self.wanted.contains(channel)
     }
 
     /// Channels Redis confirmed on the current connection.
-    pub fn active_len(&self) -> usize {
+    pub(crate) fn active_len(&self) -> usize {
         self.active.len()
     }
 
     /// Whether a flush has work to do.
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         !self.dirty.is_empty()
     }
 
     /// Takes the pending work: wanted-but-not-active channels to subscribe and
     /// active-but-not-wanted ones to unsubscribe, at most `batch` per command.
-    pub fn take_changes(&mut self, batch: usize) -> Changes {
+    pub(crate) fn take_changes(&mut self, batch: usize) -> Changes {
         let batch = batch.max(1);
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
@@ -77,12 +77,12 @@ impl Interest {
     }
 
     /// Redis confirmed these subscriptions.
-    pub fn subscribed(&mut self, channels: &[Arc<str>]) {
+    pub(crate) fn subscribed(&mut self, channels: &[Arc<str>]) {
         self.active.extend(channels.iter().cloned());
     }
 
     /// Redis confirmed these unsubscriptions.
-    pub fn unsubscribed(&mut self, channels: &[Arc<str>]) {
+    pub(crate) fn unsubscribed(&mut self, channels: &[Arc<str>]) {
         for channel in channels {
             self.active.remove(channel);
         }
@@ -90,13 +90,13 @@ impl Interest {
 
     /// These channels' last change was not confirmed: consider them again at the next
     /// flush (whatever Redis did, the next flush converges on `wanted`).
-    pub fn retry(&mut self, channels: &[Arc<str>]) {
+    pub(crate) fn retry(&mut self, channels: &[Arc<str>]) {
         self.dirty.extend(channels.iter().cloned());
     }
 
     /// The connection is gone, and with it every subscription: all wanted channels must be
     /// subscribed again on the next one.
-    pub fn connection_lost(&mut self) {
+    pub(crate) fn connection_lost(&mut self) {
         self.active.clear();
         self.dirty.clear();
         self.dirty.extend(self.wanted.iter().cloned());

@@ -2,11 +2,13 @@
 //! received messages to the shards, batch subscription changes, watch an idle connection
 //! with PING, and on any loss report down, back off with jitter and start over.
 
-use crate::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
-use crate::events::RejectReason;
-use crate::inbound::{Inbound, InboundRules};
-use crate::interest::Interest;
-use crate::redis_broker::{InterestChange, RedisConfig, RedisMode, Shared, unix_nanos};
+use super::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
+use super::clock::unix_nanos;
+use super::config::{RedisConfig, RedisMode};
+use super::events::RejectReason;
+use super::inbound::{Inbound, InboundRules};
+use super::interest::Interest;
+use super::shared::{InterestChange, Shared};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisResult};
 use std::sync::Arc;

@@ -3,25 +3,25 @@
 //! name, the envelope and the size limit are all checked here, so nothing from Redis
 //! reaches the shards unchecked.
 
-use crate::envelope::{self, Opened};
-use crate::events::RejectReason;
+use super::envelope::{self, Opened};
+use super::events::RejectReason;
 use bytes::Bytes;
 use redis::{PushKind, Value};
 
 /// The checks a received message must pass.
 #[derive(Debug, Clone)]
-pub struct InboundRules {
+pub(crate) struct InboundRules {
     /// Redis channel prefix (`ringcast:`).
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// Largest payload delivered to clients.
-    pub max_message_bytes: usize,
+    pub(crate) max_message_bytes: usize,
     /// Whether a channel name (after the prefix) is valid.
-    pub valid_channel: fn(&str) -> bool,
+    pub(crate) valid_channel: fn(&str) -> bool,
 }
 
 /// What to do with one push.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound {
+pub(crate) enum Inbound {
     /// Deliver `message` to local subscribers of `channel`.
     Deliver {
         /// Channel name without the prefix.
@@ -37,7 +37,7 @@ pub enum Inbound {
 
 impl InboundRules {
     /// Classifies a push of `kind` carrying `data`.
-    pub fn classify(&self, kind: &PushKind, data: Vec<Value>) -> Inbound {
+    pub(crate) fn classify(&self, kind: &PushKind, data: Vec<Value>) -> Inbound {
         let mut parts = data.into_iter();
         let (channel, payload) = match kind {
             PushKind::Message | PushKind::SMessage => (parts.next(), parts.next()),

@@ -1,0 +1,62 @@
+//! The Redis broker's settings: where Redis is, how the node subscribes there, and the
+//! batching, PING and timeout figures of the connection.
+
+use std::time::Duration;
+
+/// How the node subscribes at Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    /// `SUBSCRIBE` the channels with local subscribers (default).
+    Interest,
+    /// One `PSUBSCRIBE <prefix>*`: every node receives every message.
+    Pattern,
+    /// `SSUBSCRIBE`/`SPUBLISH` for Redis Cluster's sharded pub/sub.
+    Sharded,
+}
+
+/// Settings of the Redis broker (its `Debug` hides the URL's password).
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    /// Prefix of every Redis channel (`ringcast:`).
+    pub prefix: String,
+    /// Subscription mode.
+    pub mode: RedisMode,
+    /// Largest payload delivered; larger messages from Redis are refused.
+    pub max_message_bytes: usize,
+    /// Whether a channel name (after the prefix) is valid.
+    pub valid_channel: fn(&str) -> bool,
+    /// How long subscription changes are collected before one batch is sent.
+    pub batch_window: Duration,
+    /// Most channels in one SUBSCRIBE or UNSUBSCRIBE.
+    pub batch_size: usize,
+    /// How often an idle connection is checked with PING.
+    pub ping_every: Duration,
+    /// How long a connect or a reply may take before the connection counts as lost.
+    pub timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Settings with the default batching (5 ms, 1,000 channels), a PING every second and
+    /// a 2 s timeout.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        mode: RedisMode,
+        max_message_bytes: usize,
+        valid_channel: fn(&str) -> bool,
+    ) -> Self {
+        RedisConfig {
+            url: url.to_owned(),
+            prefix: prefix.to_owned(),
+            mode,
+            max_message_bytes,
+            valid_channel,
+            batch_window: Duration::from_millis(5),
+            batch_size: 1_000,
+            ping_every: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}

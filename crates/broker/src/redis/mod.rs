@@ -1,0 +1,54 @@
+//! The Redis broker: many gateway nodes behind one Redis act as one cluster.
+//!
+//! A publish on any node is `PUBLISH <prefix><channel> <envelope>` (`SPUBLISH` in sharded
+//! mode; the envelope is described in [`envelope`]), and only that: the publishing
+//! node receives its own message back through its subscription like every other node, so
+//! each node delivers it exactly once. Messages received from Redis go to the node's
+//! [`DeliverySink`] (the owner shards), never back to Redis.
+//!
+//! Modes ([`RedisMode`]):
+//! - `interest`: `SUBSCRIBE` only the channels with local subscribers, batched (changes
+//!   collected for a few milliseconds, up to 1,000 channels per command). Redis sends a
+//!   node only what it has subscribers for.
+//! - `pattern`: one `PSUBSCRIBE <prefix>*`. No subscription traffic, but every node
+//!   receives every message and drops what it has no subscribers for, and Redis matches
+//!   the pattern for every publish.
+//! - `sharded`: `SSUBSCRIBE`/`SPUBLISH` (Redis 7 sharded pub/sub), one channel per command
+//!   so no command spans two hash slots. The node talks to the one endpoint it was given
+//!   (a standalone Redis 7, or a cluster node owning the channels' slots); it does not
+//!   follow cluster redirections.
+//!
+//! It runs on the sidecar's tokio runtime over one RESP3 connection (Redis 6 or later),
+//! which carries both the publishes and the subscription's pushes. When the connection is
+//! lost the broker reports down, reconnects with capped, jittered backoff (`backoff`),
+//! resubscribes every channel with local interest, and reports up again. While it is down
+//! a publish is delivered to this node's subscribers and answered with
+//! [`BrokerError::RemoteUnavailable`]. A publish Redis took but did not confirm in time is
+//! answered [`BrokerError::Unavailable`] and not delivered locally (Redis may still
+//! deliver it, and twice would break exactly-once).
+//!
+//! Its parts, one subject a file: [`RedisConfig`] and [`RedisMode`] (`config`), the
+//! [`RedisBroker`] handle that publishes (`handle`), the state the handle and the connection
+//! task share (`shared`), the connection task (`session`), the node's channel interest
+//! (`interest`), the checks on what Redis sends (`inbound`), reconnect delays (`backoff`),
+//! the wire format ([`envelope`]), what the broker reports ([`BrokerEvents`]) and the
+//! wall clock it stamps messages with (`clock`).
+//!
+//! [`DeliverySink`]: crate::DeliverySink
+//! [`BrokerError::RemoteUnavailable`]: crate::BrokerError::RemoteUnavailable
+//! [`BrokerError::Unavailable`]: crate::BrokerError::Unavailable
+
+mod backoff;
+mod clock;
+mod config;
+pub mod envelope;
+mod events;
+mod handle;
+mod inbound;
+mod interest;
+mod session;
+mod shared;
+
+pub use config::{RedisConfig, RedisMode};
+pub use events::{BrokerEvents, RejectReason};
+pub use handle::{RedisBroker, RedisStartError};
