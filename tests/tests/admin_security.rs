@@ -5,6 +5,7 @@
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::http;
 use ringcast_tests::metrics::sum;
+use ringcast_tests::ports::free_port;
 use ringcast_tests::programs::binary;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -118,14 +119,36 @@ fn publish_needs_the_admin_token_but_health_and_metrics_do_not() {
 
 #[test]
 fn a_short_admin_token_is_refused_at_startup() {
-    let output = Command::new(binary("ringcast"))
-        .args(["--listen", "127.0.0.1:1", "--admin", "127.0.0.1:1"])
+    let listen = format!("127.0.0.1:{}", free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(binary("ringcast"))
+        .args(["--listen", &listen, "--admin", &admin, "--shards", "1"])
         .env("RINGCAST_ADMIN_TOKEN", "too-short")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run ringcast");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringcast started with a 9-byte admin token");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
     assert!(stderr.contains("at least 16 bytes"), "{stderr}");
     assert!(!stderr.contains("too-short"), "the value is not echoed: {stderr}");
 }
