@@ -62,8 +62,15 @@ fn a_cross_site_or_rebound_publish_is_refused_by_default() {
     assert_eq!(publish_with(gateway.admin, cross_site).0, 403);
     // A page whose own name was rebound to 127.0.0.1: same-origin, so no Origin, but
     // its Host is the page's name.
-    assert_eq!(publish_with(gateway.admin, "Host: evil.example:9090\r\n").0, 403);
-    assert_eq!(publish_with(gateway.admin, "").0, 202, "backends still publish");
+    assert_eq!(
+        publish_with(gateway.admin, "Host: evil.example:9090\r\n").0,
+        403
+    );
+    assert_eq!(
+        publish_with(gateway.admin, "").0,
+        202,
+        "backends still publish"
+    );
     for reason in ["origin", "host"] {
         let series = format!("ringcast_admin_refused_total{{reason=\"{reason}\"}} 1");
         let text = gateway.metrics();
@@ -101,14 +108,19 @@ fn publish_needs_the_admin_token_but_health_and_metrics_do_not() {
         let (status, head) = publish_with(gateway.admin, &headers);
         assert_eq!(status, 401, "{headers}");
         assert!(
-            head.to_ascii_lowercase().contains("www-authenticate: bearer"),
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer"),
             "{head}"
         );
     }
     let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
     assert_eq!(publish_with(gateway.admin, &bearer).0, 202);
     for path in ["/healthz", "/readyz", "/metrics"] {
-        assert_eq!(http::get(gateway.admin, path).expect(path).status, 200, "{path}");
+        assert_eq!(
+            http::get(gateway.admin, path).expect(path).status,
+            200,
+            "{path}"
+        );
     }
     assert_eq!(
         sum(&gateway.metrics(), "ringcast_admin_refused_total"),
@@ -150,7 +162,10 @@ fn a_short_admin_token_is_refused_at_startup() {
         .read_to_string(&mut stderr)
         .expect("read stderr");
     assert!(stderr.contains("at least 16 bytes"), "{stderr}");
-    assert!(!stderr.contains("too-short"), "the value is not echoed: {stderr}");
+    assert!(
+        !stderr.contains("too-short"),
+        "the value is not echoed: {stderr}"
+    );
 }
 
 #[test]
@@ -166,10 +181,16 @@ fn idle_half_sent_and_stalled_admin_connections_are_closed() {
         .expect("write");
     let mut half_body = TcpStream::connect(gateway.admin).expect("connect");
     half_body
-        .write_all(b"POST /publish/news HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nabc")
+        .write_all(
+            b"POST /publish/news HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nabc",
+        )
         .expect("write");
     let started = Instant::now();
-    let streams = [("idle", &idle), ("half headers", &half_headers), ("half body", &half_body)];
+    let streams = [
+        ("idle", &idle),
+        ("half headers", &half_headers),
+        ("half body", &half_body),
+    ];
     for (name, stream) in streams {
         let deadline = Instant::now() + Duration::from_secs(5);
         while !closed_by_server(stream) {
@@ -177,7 +198,11 @@ fn idle_half_sent_and_stalled_admin_connections_are_closed() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     let mut answer = String::new();
     let _ = half_body.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
@@ -198,7 +223,9 @@ fn admin_connections_over_the_cap_are_refused_at_once() {
     drop(streams);
     let deadline = Instant::now() + Duration::from_secs(5);
     let refused = loop {
-        let text = http::get(gateway.admin, "/metrics").map(|r| r.body).unwrap_or_default();
+        let text = http::get(gateway.admin, "/metrics")
+            .map(|r| r.body)
+            .unwrap_or_default();
         let series = text.lines().find_map(|line| {
             line.strip_prefix("ringcast_admin_refused_total{reason=\"over_capacity\"} ")
         });

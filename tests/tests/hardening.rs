@@ -159,7 +159,10 @@ fn out_of_descriptors_backs_off_and_recovers() {
         let response = http::get(gateway.admin, "/metrics").expect("GET /metrics at the fd limit");
         assert_eq!(response.status, 200, "scrape {scrape}");
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(2), "scrape {scrape} took {took:?}");
+        assert!(
+            took < Duration::from_secs(2),
+            "scrape {scrape} took {took:?}"
+        );
         assert!(
             response.body.contains("ringcast_accept_errors_total"),
             "scrape {scrape}: {}",

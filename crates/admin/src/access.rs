@@ -30,7 +30,9 @@ pub enum AccessConfigError {
     #[error("`{0}`: an allowed origin is scheme://host[:port], without a path or wildcard")]
     BadOrigin(String),
     /// A host entry that is not a bare host name.
-    #[error("`{0}`: an allowed host is a bare name such as publisher.internal (no scheme, port or path)")]
+    #[error(
+        "`{0}`: an allowed host is a bare name such as publisher.internal (no scheme, port or path)"
+    )]
     BadHost(String),
 }
 
@@ -158,7 +160,9 @@ impl AdminAccess {
 /// `host` without its `:port` (`[::1]:9090` → `[::1]`).
 fn host_name(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(name, _)| &host[..=name.len()]);
+        return host
+            .split_once(']')
+            .map_or(host, |(name, _)| &host[..=name.len()]);
     }
     match host.rsplit_once(':') {
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,

@@ -8,8 +8,8 @@
 //! broker) or through Redis to every node.
 //!
 //! Write endpoints (the publish routes) pass `access` first: bearer token, Origin and
-//! Host checks. The listener (`server`) caps connections, times out slow headers and
-//! stalled bodies, and keeps a spare descriptor so `/metrics` answers at the fd limit.
+//! Host checks. The listener (`server`) caps connections, times out slow headers,
+//! stalled bodies and blocked writes, and keeps a spare descriptor so `/metrics` answers at the fd limit.
 //! Every refusal is counted in `ringcast_admin_refused_total{reason}`.
 //!
 //! Its own crate rather than a module of the binary: the routes need only the `Broker`
@@ -27,6 +27,7 @@ mod routes;
 mod server;
 mod spare_descriptor;
 mod stalled_body;
+mod write_stall;
 
 pub use access::{
     AccessConfigError, AdminAccess, AdminToken, MIN_TOKEN_BYTES, parse_allowed_host,

@@ -1,7 +1,7 @@
 //! The admin listener's accept loop and connections: at most `max_connections` at once
 //! (one more is answered 503 and closed at once), request headers within the header
-//! timeout (also the keep-alive idle limit), request bodies never stalled past the idle
-//! timeout, a spare descriptor for accepting at the fd limit, and a graceful shutdown
+//! timeout (also the keep-alive idle limit), request bodies and response writes never
+//! stalled past the idle timeout, a spare descriptor for accepting at the fd limit, and a graceful shutdown
 //! that lets in-flight requests finish.
 
 use std::future::Future;
@@ -22,6 +22,7 @@ use tower_service::Service;
 use crate::refusal::Refusal;
 use crate::spare_descriptor::{SpareDescriptor, out_of_descriptors};
 use crate::stalled_body::StallGuardedBody;
+use crate::write_stall::WriteStallGuard;
 
 /// What one response to a connection over the cap says before it is closed.
 const OVER_CAPACITY_RESPONSE: &[u8] =
@@ -44,7 +45,8 @@ pub struct AdminLimits {
     /// Time for a request's line and headers to arrive, from the accept or from the end
     /// of the previous response (so also how long a kept-alive connection may sit idle).
     pub header_timeout: Duration,
-    /// Longest a request body may go without a byte arriving.
+    /// Longest a request body may go without a byte arriving, and a response write may
+    /// stay blocked on a client that does not read.
     pub idle_timeout: Duration,
     /// Most connections open at once (at least 1).
     pub max_connections: usize,
@@ -146,7 +148,8 @@ impl AdminConnection {
         let idle = self.limits.idle_timeout;
         let router = self.router.clone();
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-            let request = request.map(|body| Body::new(StallGuardedBody::new(Body::new(body), idle)));
+            let request =
+                request.map(|body| Body::new(StallGuardedBody::new(Body::new(body), idle)));
             router.clone().call(request)
         });
         let mut builder = http1::Builder::new();
@@ -154,7 +157,8 @@ impl AdminConnection {
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_timeout);
         let result = {
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection =
+                builder.serve_connection(TokioIo::new(WriteStallGuard::new(stream, idle)), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => result,

@@ -23,7 +23,10 @@ impl SpareDescriptor {
 
     /// Reopens the spare if it was lent out and a descriptor is free again.
     pub(crate) fn refill(&self) {
-        let mut file = self.file.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         if file.is_none() {
             *file = File::open("/dev/null").ok();
         }
@@ -31,7 +34,10 @@ impl SpareDescriptor {
 
     /// Closes the spare so the next accept can succeed; `false` when there was none.
     pub(crate) fn release(&self) -> bool {
-        let mut file = self.file.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         file.take().is_some()
     }
 }

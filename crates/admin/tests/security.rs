@@ -1,5 +1,6 @@
 //! The admin port under attack: cross-site and DNS-rebinding publishes, missing or wrong
-//! bearer tokens, idle, half-sent and stalled requests, and more connections than the
+//! bearer tokens, idle, half-sent and stalled requests, a client that never reads its
+//! answers, and more connections than the
 //! cap. Each test is one attack and the answer it must get.
 
 mod support;
@@ -8,7 +9,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ringcast_admin::{AdminAccess, AdminLimits, AdminToken, parse_allowed_host, parse_allowed_origin};
+use ringcast_admin::{
+    AdminAccess, AdminLimits, AdminToken, parse_allowed_host, parse_allowed_origin,
+};
 use ringcast_telemetry::build_recorder;
 use support::{Response, Server, exchange, parse_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,7 +101,12 @@ async fn a_rebound_host_name_is_refused_403() {
     let server = Server::start_with(test_handle(), access, AdminLimits::default()).await;
     // A page on evil.example whose name now resolves to 127.0.0.1 is same-origin with the
     // admin port: the browser sends no Origin for it, but the Host is the page's name.
-    for host in ["evil.example:9090", "evil.example", "localhost.evil.example", ""] {
+    for host in [
+        "evil.example:9090",
+        "evil.example",
+        "localhost.evil.example",
+        "",
+    ] {
         let headers = format!("Host: {host}\r\n");
         let response = send(server.addr, "POST", "/publish/news", &headers, b"x").await;
         assert_eq!(response.status, 403, "{host}: {}", response.text());
@@ -118,7 +126,14 @@ async fn a_rebound_host_name_is_refused_403() {
         let response = send(server.addr, "POST", "/publish/news", &headers, b"x").await;
         assert_eq!(response.status, 202, "{host}: {}", response.text());
     }
-    let response = send(server.addr, "GET", "/metrics", "Host: evil.example\r\n", b"").await;
+    let response = send(
+        server.addr,
+        "GET",
+        "/metrics",
+        "Host: evil.example\r\n",
+        b"",
+    )
+    .await;
     assert_eq!(response.status, 200, "reads stay open");
     server.stop().await;
 }
@@ -137,7 +152,10 @@ async fn publish_needs_the_bearer_token_and_health_and_metrics_do_not() {
         for path in ["/publish/news", "/publish"] {
             let response = send(server.addr, "POST", path, &headers, b"x").await;
             assert_eq!(response.status, 401, "{headers}{path}: {}", response.text());
-            assert_eq!(response.header("www-authenticate").as_deref(), Some("Bearer"));
+            assert_eq!(
+                response.header("www-authenticate").as_deref(),
+                Some("Bearer")
+            );
             assert_eq!(response.json()["error"], "unauthorized");
         }
     }
@@ -161,7 +179,10 @@ fn short_tokens_and_origins_without_a_scheme_are_refused() {
     }
     assert!(AdminToken::parse("sixteen-bytes...").is_ok());
     let token = AdminToken::parse(TOKEN).unwrap();
-    assert!(!format!("{token:?}").contains(TOKEN), "Debug hides the token");
+    assert!(
+        !format!("{token:?}").contains(TOKEN),
+        "Debug hides the token"
+    );
     for bad in [
         "app.example.com",
         "https://",
@@ -188,8 +209,12 @@ fn short_tokens_and_origins_without_a_scheme_are_refused() {
 
 #[tokio::test]
 async fn idle_and_half_sent_headers_are_closed_at_the_header_timeout() {
-    let server =
-        Server::start_with(test_handle(), AdminAccess::default(), limits(300, 5_000, 16)).await;
+    let server = Server::start_with(
+        test_handle(),
+        AdminAccess::default(),
+        limits(300, 5_000, 16),
+    )
+    .await;
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
     let mut half = TcpStream::connect(server.addr).await.unwrap();
     half.write_all(b"POST /publish/news HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -201,19 +226,31 @@ async fn idle_and_half_sent_headers_are_closed_at_the_header_timeout() {
         .await
         .unwrap();
     let started = Instant::now();
-    for (name, stream) in [("idle", &mut idle), ("half-sent", &mut half), ("kept", &mut kept)] {
+    for (name, stream) in [
+        ("idle", &mut idle),
+        ("half-sent", &mut half),
+        ("kept", &mut kept),
+    ] {
         let closed = read_until_closed(stream, Duration::from_secs(3)).await;
         assert!(closed.is_some(), "{name} connection still open after 3 s");
     }
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(server.broker.calls.load(Ordering::SeqCst), 0);
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_stalled_body_is_cut_off_at_the_idle_timeout() {
-    let server =
-        Server::start_with(test_handle(), AdminAccess::default(), limits(5_000, 300, 16)).await;
+    let server = Server::start_with(
+        test_handle(),
+        AdminAccess::default(),
+        limits(5_000, 300, 16),
+    )
+    .await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
         "POST /publish/news HTTP/1.1\r\nHost: {}\r\nContent-Length: 10\r\n\r\nabc",
@@ -223,7 +260,11 @@ async fn a_stalled_body_is_cut_off_at_the_idle_timeout() {
     let started = Instant::now();
     let closed = read_until_closed(&mut stream, Duration::from_secs(3)).await;
     let raw = closed.expect("a stalled upload is still open after 3 s");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     if !raw.is_empty() {
         let response = parse_response(&raw);
         assert_eq!(response.status, 408, "{}", response.text());
@@ -233,9 +274,60 @@ async fn a_stalled_body_is_cut_off_at_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_closed_at_the_idle_timeout() {
+    let server = Server::start_with(
+        test_handle(),
+        AdminAccess::default(),
+        limits(5_000, 300, 16),
+    )
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // Far more pipelined answers than the socket buffers hold, and nobody reading them.
+    const REQUESTS: usize = 100_000;
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    let writes = tokio::spawn(async move {
+        for _ in 0..REQUESTS {
+            if writer.write_all(request.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Now read: a server still blocked on this client would go on answering every
+    // request; one that gave up has closed the connection after a few buffers' worth.
+    let mut answered = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tail = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                tail.extend_from_slice(&buf[..n]);
+                answered += tail.windows(12).filter(|w| w == b"HTTP/1.1 200").count();
+                let keep = tail.len().saturating_sub(11);
+                tail.drain(..keep);
+            }
+        }
+    }
+    writes.abort();
+    assert!(
+        answered < REQUESTS / 2,
+        "{answered} of {REQUESTS} answered to a non-reader"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_connection_over_the_cap_is_refused_at_once() {
-    let server =
-        Server::start_with(test_handle(), AdminAccess::default(), limits(10_000, 10_000, 4)).await;
+    let server = Server::start_with(
+        test_handle(),
+        AdminAccess::default(),
+        limits(10_000, 10_000, 4),
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(TcpStream::connect(server.addr).await.unwrap());
@@ -263,7 +355,10 @@ async fn a_connection_over_the_cap_is_refused_at_once() {
             break;
         }
     }
-    assert!(answered.is_some(), "no slot freed after a held connection closed");
+    assert!(
+        answered.is_some(),
+        "no slot freed after a held connection closed"
+    );
     server.stop().await;
 }
 
@@ -287,7 +382,11 @@ async fn refusals_are_counted_by_reason_and_exported_from_startup() {
     };
     let text = send(server.addr, "GET", "/metrics", "", b"").await.text();
     for reason in ["unauthorized", "origin", "host", "over_capacity", "timeout"] {
-        assert_eq!(counter(&text, reason).as_deref(), Some("0"), "{reason}: {text}");
+        assert_eq!(
+            counter(&text, reason).as_deref(),
+            Some("0"),
+            "{reason}: {text}"
+        );
     }
     let authorised = format!("Authorization: Bearer {TOKEN}\r\n");
     send(server.addr, "POST", "/publish/news", "", b"x").await;
@@ -296,22 +395,38 @@ async fn refusals_are_counted_by_reason_and_exported_from_startup() {
     let host = format!("{authorised}Host: evil.example\r\n");
     send(server.addr, "POST", "/publish/news", &host, b"x").await;
     let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    assert!(read_until_closed(&mut idle, Duration::from_secs(3)).await.is_some());
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(3))
+            .await
+            .is_some()
+    );
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(TcpStream::connect(server.addr).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut over = TcpStream::connect(server.addr).await.unwrap();
-    assert!(read_until_closed(&mut over, Duration::from_secs(1)).await.is_some());
+    assert!(
+        read_until_closed(&mut over, Duration::from_secs(1))
+            .await
+            .is_some()
+    );
     drop(held);
     // The held ones time out too; then a slot is free for the scrape.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let text = send(server.addr, "GET", "/metrics", "", b"").await.text();
-    assert_eq!(counter(&text, "unauthorized").as_deref(), Some("1"), "{text}");
+    assert_eq!(
+        counter(&text, "unauthorized").as_deref(),
+        Some("1"),
+        "{text}"
+    );
     assert_eq!(counter(&text, "origin").as_deref(), Some("1"), "{text}");
     assert_eq!(counter(&text, "host").as_deref(), Some("1"), "{text}");
-    assert_eq!(counter(&text, "over_capacity").as_deref(), Some("1"), "{text}");
+    assert_eq!(
+        counter(&text, "over_capacity").as_deref(),
+        Some("1"),
+        "{text}"
+    );
     let timeouts: u64 = counter(&text, "timeout").unwrap().parse().unwrap();
     assert!(timeouts >= 1, "{text}");
     server.stop().await;
