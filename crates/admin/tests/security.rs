@@ -1,7 +1,7 @@
 //! The admin port under attack: cross-site and DNS-rebinding publishes, missing or wrong
 //! bearer tokens, idle, half-sent and stalled requests, a client that never reads its
-//! answers, and more connections than the
-//! cap. Each test is one attack and the answer it must get.
+//! answers, and more connections than the cap. Each test is one attack and the answer
+//! it must get.
 
 mod support;
 
