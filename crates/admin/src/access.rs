@@ -49,7 +49,8 @@ impl AdminToken {
         Ok(AdminToken(text.as_bytes().to_vec()))
     }
 
-    /// Whether `presented` is the token, in time independent of where they differ.
+    /// Whether `presented` is the token, in time independent of where they differ (a
+    /// different length is refused at once: the length is not the secret).
     fn matches(&self, presented: &[u8]) -> bool {
         self.0.ct_eq(presented).into()
     }
@@ -109,6 +110,7 @@ pub struct AdminAccess {
 
 impl AdminAccess {
     /// Why `headers` may not write, if they may not: Origin first, then Host, then token.
+    /// A request without `Host` (HTTP/1.0 tools) is no browser and is not Host-checked.
     fn refusal(&self, headers: &HeaderMap) -> Option<WriteRefusal> {
         if let Some(origin) = headers.get(ORIGIN)
             && !self.origin_allowed(origin)

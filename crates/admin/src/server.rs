@@ -28,8 +28,8 @@ use crate::write_stall::WriteStallGuard;
 const OVER_CAPACITY_RESPONSE: &[u8] =
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
-/// Pause after an accept error that will repeat at once (out of descriptors with the
-/// spare already lent out), so the loop does not spin.
+/// Pause after an accept error that may repeat at once (out of descriptors with the
+/// spare already lent out, out of memory), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Longest wait for the connection that made accept fail with EMFILE, once the spare is
@@ -91,7 +91,10 @@ pub async fn serve_admin(
                 }
             },
             Err(err) => {
+                // Aborted handshakes are one-offs; anything else (ENOBUFS, ENOMEM) may
+                // repeat at once, so pause either way rather than spin.
                 tracing::debug!(error = %err, "admin accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
