@@ -1,6 +1,7 @@
-//! Who may call the admin API's write endpoints (`POST /publish...`): the bearer token,
-//! the browser origins and the Host names allowed, and the check every write request
-//! passes before its handler runs. Reads (`/healthz`, `/readyz`, `/metrics`) are open.
+//! Who may call the admin API's write endpoints (`POST /publish...`, and any request
+//! with an unsafe method): the bearer token, the browser origins and the Host names
+//! allowed, and the check every write passes before routing. Reads (`/healthz`,
+//! `/readyz`, `/metrics`) are open.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -218,13 +219,17 @@ impl IntoResponse for WriteRefusal {
     }
 }
 
-/// Middleware on the write routes: refuses a request [`AdminAccess`] does not allow
-/// (401 with `WWW-Authenticate: Bearer`, or 403), counting it by reason.
+/// Middleware on the whole router: a request with an unsafe method (a write: anything
+/// but GET, HEAD, OPTIONS, TRACE) that [`AdminAccess`] does not allow is refused (401
+/// with `WWW-Authenticate: Bearer`, or 403) and counted by reason; reads pass.
 pub(crate) async fn guard_writes(
     State(state): State<AdminState>,
     request: Request,
     next: Next,
 ) -> Response {
+    if request.method().is_safe() {
+        return next.run(request).await;
+    }
     match state.access.refusal(request.headers()) {
         None => next.run(request).await,
         Some(refusal) => {

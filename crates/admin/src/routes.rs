@@ -1,6 +1,6 @@
 //! The admin router: the routes, the state they share, and the health, readiness,
-//! metrics and fallback handlers (the publish handlers are in `publish`, the write
-//! guard in `access`, the listener in `server`).
+//! metrics and fallback handlers (the publish handlers are in `publish`, the guard on
+//! writes in `access`, the listener in `server`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,27 +57,26 @@ pub struct AdminState {
 /// - `GET /metrics` → Prometheus text, process metrics collected first.
 /// - anything else → 404, or 405 for a known path with the wrong method.
 ///
-/// The publish routes first pass [`AdminAccess`]: an `Origin` not allowed → 403, a
-/// `Host` that is no IP literal, `localhost` or allowed name → 403, without the bearer
-/// token (when one is set) → 401 with `WWW-Authenticate: Bearer`. A body that stalls
-/// past the idle timeout → 408.
+/// Every request with an unsafe method (anything but GET, HEAD, OPTIONS, TRACE: the
+/// publish routes, and any write route added later, without opting in) first passes
+/// [`AdminAccess`]: an `Origin` not allowed → 403, a `Host` that is no IP literal,
+/// `localhost` or allowed name → 403, without the bearer token (when one is set) → 401
+/// with `WWW-Authenticate: Bearer`. A body that stalls past the idle timeout → 408.
 ///
 /// Errors are JSON `{"error": "..."}`.
 pub fn admin_router(state: AdminState) -> Router {
     let body_limit = DefaultBodyLimit::max(state.max_message_bytes);
     let batch_limit = DefaultBodyLimit::max(batch_body_limit(state.max_message_bytes));
-    let writes = Router::new()
+    Router::new()
         .route("/publish/{channel}", post(publish_one).layer(body_limit))
         .route("/publish", post(publish_batch).layer(batch_limit))
         .route("/publish/", post(empty_channel))
-        .route_layer(from_fn_with_state(state.clone(), guard_writes));
-    Router::new()
-        .merge(writes)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), guard_writes))
         .with_state(state)
 }
 

@@ -159,6 +159,11 @@ async fn publish_needs_the_bearer_token_and_health_and_metrics_do_not() {
             assert_eq!(response.json()["error"], "unauthorized");
         }
     }
+    // Any write is guarded, not only the routes that exist today.
+    for (method, path) in [("PUT", "/channels/news"), ("DELETE", "/publish/news")] {
+        let response = send(server.addr, method, path, "", b"").await;
+        assert_eq!(response.status, 401, "{method} {path}");
+    }
     assert_eq!(server.broker.calls.load(Ordering::SeqCst), 0);
     for scheme in ["Bearer", "bearer"] {
         let headers = format!("Authorization: {scheme} {TOKEN}\r\n");
