@@ -163,6 +163,33 @@ fn parse_secs_or_zero(text: &str) -> Result<Duration, String> {
     parse_secs(text)
 }
 
+/// Parses `--admin-token` without echoing the refused value in the error (clap's
+/// `invalid value '<value>'` would print a secret to the logs).
+#[derive(Debug, Clone, Copy)]
+struct AdminTokenParser;
+
+impl clap::builder::TypedValueParser for AdminTokenParser {
+    type Value = ringcast_admin::AdminToken;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let refused = |reason: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--admin-token (RINGCAST_ADMIN_TOKEN): {reason}\n"),
+            )
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused("not valid UTF-8".to_owned()))?;
+        ringcast_admin::AdminToken::parse(text).map_err(|err| refused(err.to_string()))
+    }
+}
+
 /// ringcast: a WebSocket push gateway. Clients connect to ws://HOST:PORT/<channel> and
 /// receive every message published to <channel> with POST /publish/<channel> on the
 /// admin port. /echo echoes. Prometheus metrics are at /metrics on the admin port.
@@ -357,6 +384,41 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+
+    // --- Admin API access and limits ---
+    /// Bearer token (at least 16 bytes; better set as RINGCAST_ADMIN_TOKEN) every write
+    /// request (POST /publish...) must carry as `Authorization: Bearer <token>`; others
+    /// get 401. /healthz, /readyz and /metrics stay open. Without it, anyone who reaches
+    /// the admin port can publish.
+    #[arg(long, env = "RINGCAST_ADMIN_TOKEN", hide_env_values = true,
+          value_parser = AdminTokenParser)]
+    pub admin_token: Option<ringcast_admin::AdminToken>,
+
+    /// Browser origins (`scheme://host[:port]`, exact, comma separated) whose pages may
+    /// publish; a write request with any other Origin header gets 403. Default: none.
+    #[arg(long, env = "RINGCAST_ADMIN_ALLOWED_ORIGINS", value_delimiter = ',',
+          value_parser = ringcast_admin::parse_allowed_origin)]
+    pub admin_allowed_origins: Vec<String>,
+
+    /// Host names (comma separated, no port) write requests may name in their Host
+    /// header besides IP literals and `localhost`; others get 403 (DNS rebinding guard).
+    #[arg(long, env = "RINGCAST_ADMIN_ALLOWED_HOSTS", value_delimiter = ',',
+          value_parser = ringcast_admin::parse_allowed_host)]
+    pub admin_allowed_hosts: Vec<String>,
+
+    /// Seconds an admin connection has to send a request's headers, from accept or from
+    /// the previous response (also its keep-alive idle limit); then it is closed.
+    #[arg(long, env = "RINGCAST_ADMIN_HEADER_TIMEOUT", value_parser = parse_secs, default_value = "10")]
+    pub admin_header_timeout: Duration,
+
+    /// Seconds an admin request body may go without a byte arriving; then 408 and close.
+    #[arg(long, env = "RINGCAST_ADMIN_IDLE_TIMEOUT", value_parser = parse_secs, default_value = "30")]
+    pub admin_idle_timeout: Duration,
+
+    /// Most admin connections open at once; one more is answered 503 and closed at once.
+    #[arg(long, env = "RINGCAST_ADMIN_MAX_CONNECTIONS", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=65_535))]
+    pub admin_max_connections: u64,
 }
 
 impl Config {
@@ -429,6 +491,36 @@ mod tests {
         assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
         assert_eq!(config.redis_mode, RedisModeArg::Sharded);
         assert!(Config::try_parse_from(["ringcast", "--redis-mode", "gossip"]).is_err());
+    }
+
+    #[test]
+    fn admin_flags_validate_tokens_origins_and_hosts() {
+        let config = Config::try_parse_from(["ringcast"]).unwrap();
+        assert!(config.admin_token.is_none());
+        assert_eq!(config.admin_max_connections, 256);
+        assert_eq!(config.admin_header_timeout, Duration::from_secs(10));
+        let config = Config::try_parse_from([
+            "ringcast",
+            "--admin-token",
+            "0123456789abcdef",
+            "--admin-allowed-origins",
+            "https://ops.example.com,http://localhost:3000",
+            "--admin-allowed-hosts",
+            "Publisher.Internal",
+        ])
+        .unwrap();
+        assert!(config.admin_token.is_some());
+        assert_eq!(config.admin_allowed_origins.len(), 2);
+        assert_eq!(config.admin_allowed_hosts, ["publisher.internal"]);
+        for bad in [
+            ["--admin-token", "short"],
+            ["--admin-allowed-origins", "ops.example.com"],
+            ["--admin-allowed-hosts", "https://x"],
+            ["--admin-max-connections", "0"],
+        ] {
+            let args = std::iter::once("ringcast").chain(bad);
+            assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

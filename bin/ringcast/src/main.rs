@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
 use mesh::Mesh;
+use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisMode};
 use ringcast_shard::{AuthPolicy, Shard, ShardConfig, ShardMsg, SlowConsumer, mint_token};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
@@ -228,6 +229,16 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 ringcast_proto::is_valid_channel,
             )
         }),
+        admin_access: AdminAccess {
+            token: config.admin_token.clone(),
+            allowed_origins: config.admin_allowed_origins.clone(),
+            allowed_hosts: config.admin_allowed_hosts.clone(),
+        },
+        admin_limits: AdminLimits {
+            header_timeout: config.admin_header_timeout,
+            idle_timeout: config.admin_idle_timeout,
+            max_connections: config.admin_max_connections as usize,
+        },
     }
     .run()
 }

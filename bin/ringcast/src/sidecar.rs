@@ -7,7 +7,7 @@ use crate::mesh::Mesh;
 use crate::shard_sink::ShardSink;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use ringcast_admin::{AdminState, admin_router, serve_admin};
+use ringcast_admin::{AdminAccess, AdminLimits, AdminState, admin_router, serve_admin};
 use ringcast_broker::{Broker, LocalBroker, RedisBroker, RedisConfig};
 use ringcast_shard::{BrokerCmd, ShardMsg};
 use ringcast_telemetry::run_upkeep_every;
@@ -50,6 +50,10 @@ pub struct Sidecar {
     pub max_message_bytes: usize,
     /// The Redis broker's settings; `None` = in-process broker (this node only).
     pub redis: Option<RedisConfig>,
+    /// Who may publish through the admin API.
+    pub admin_access: AdminAccess,
+    /// The admin listener's timeouts and connection cap.
+    pub admin_limits: AdminLimits,
 }
 
 enum Stop {
@@ -88,14 +92,20 @@ impl Sidecar {
             prometheus: self.prometheus.clone(),
             max_message_bytes: self.max_message_bytes,
             broker_up,
+            access: self.admin_access.clone(),
         };
         let listener = tokio::net::TcpListener::bind(self.admin)
             .await
             .with_context(|| format!("binding the admin port {}", self.admin))?;
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin = tokio::spawn(serve_admin(listener, admin_router(state), async move {
-            let _ = admin_stopped.await;
-        }));
+        let admin = tokio::spawn(serve_admin(
+            listener,
+            admin_router(state),
+            self.admin_limits,
+            async move {
+                let _ = admin_stopped.await;
+            },
+        ));
         tokio::spawn(run_upkeep_every(
             self.prometheus.clone(),
             Duration::from_secs(5),

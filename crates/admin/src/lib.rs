@@ -7,15 +7,31 @@
 //! [`ringcast_broker::Broker`], which delivers it to the channel's owner shard (in-process
 //! broker) or through Redis to every node.
 //!
+//! Write endpoints (the publish routes) pass `access` first: bearer token, Origin and
+//! Host checks. The listener (`server`) caps connections, times out slow headers,
+//! stalled bodies and blocked writes, and keeps a spare descriptor so `/metrics` answers
+//! at the fd limit. Every refusal is counted in `ringcast_admin_refused_total{reason}`.
+//!
 //! Its own crate rather than a module of the binary: the routes need only the `Broker`
 //! trait, so their tests run against a real loopback listener and a fake broker without
 //! building the io_uring gateway; and `ringcast-telemetry` stays about metrics.
 
+mod access;
 mod batch;
 mod error;
 mod message;
 mod publish;
+mod refusal;
 mod response;
 mod routes;
+mod server;
+mod spare_descriptor;
+mod stalled_body;
+mod write_stall;
 
-pub use routes::{AdminState, admin_router, serve_admin};
+pub use access::{
+    AccessConfigError, AdminAccess, AdminToken, MIN_TOKEN_BYTES, parse_allowed_host,
+    parse_allowed_origin,
+};
+pub use routes::{AdminState, admin_router};
+pub use server::{AdminLimits, serve_admin};

@@ -13,6 +13,7 @@ use crate::error::PublishError;
 use crate::message::Message;
 use crate::response::{json_error, json_response};
 use crate::routes::AdminState;
+use crate::stalled_body::BodyStalled;
 
 /// Largest batch body: 16 messages of the largest size, and at least 1 MiB.
 pub(crate) fn batch_body_limit(max_message_bytes: usize) -> usize {
@@ -42,10 +43,7 @@ pub(crate) async fn publish_one(
     };
     let payload = match body {
         Ok(payload) => payload,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return PublishError::TooLarge.into_response();
-        }
-        Err(rejection) => return json_error(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return body_refused(&rejection),
     };
     let message = Message::new(channel, payload);
     match publish(&state, &message).await {
@@ -61,6 +59,22 @@ pub(crate) async fn publish_one(
     }
 }
 
+/// The answer to a body that could not be read: 413 past the size limit, 408 when it
+/// stalled past the idle timeout, else the rejection's own status.
+fn body_refused(rejection: &BytesRejection) -> Response {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return PublishError::TooLarge.into_response();
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if let Some(stalled) = err.downcast_ref::<BodyStalled>() {
+            return json_error(StatusCode::REQUEST_TIMEOUT, &stalled.to_string());
+        }
+        cause = err.source();
+    }
+    json_error(rejection.status(), &rejection.body_text())
+}
+
 /// `POST /publish/` (no channel): 400.
 pub(crate) async fn empty_channel() -> Response {
     json_error(StatusCode::BAD_REQUEST, "empty channel name")
@@ -74,7 +88,7 @@ pub(crate) async fn publish_batch(
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return json_error(rejection.status(), &rejection.body_text()),
+        Err(rejection) => return body_refused(&rejection),
     };
     let items = match parse_batch(&body) {
         Ok(items) => items,

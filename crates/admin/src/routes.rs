@@ -1,19 +1,21 @@
-//! The admin router and its server: the routes, the state they share, and the health,
-//! readiness, metrics and fallback handlers (the publish handlers are in `publish`).
+//! The admin router: the routes, the state they share, and the health, readiness,
+//! metrics and fallback handlers (the publish handlers are in `publish`, the guard on
+//! writes in `access`, the listener in `server`).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use ringcast_broker::Broker;
 use ringcast_telemetry::process_collector;
 
+use crate::access::{AdminAccess, guard_writes};
 use crate::publish::{batch_body_limit, empty_channel, publish_batch, publish_one};
 use crate::response::json_error;
 
@@ -34,6 +36,8 @@ pub struct AdminState {
     /// With a network broker (Redis): `true` while it is reachable. While it is not,
     /// `/readyz` still answers 200 (local clients are served) but says `degraded`.
     pub broker_up: Option<Arc<AtomicBool>>,
+    /// Who may use the write (publish) routes.
+    pub access: AdminAccess,
 }
 
 /// Builds the admin routes:
@@ -53,6 +57,12 @@ pub struct AdminState {
 /// - `GET /metrics` → Prometheus text, process metrics collected first.
 /// - anything else → 404, or 405 for a known path with the wrong method.
 ///
+/// Every request with an unsafe method (anything but GET, HEAD, OPTIONS, TRACE: the
+/// publish routes, and any write route added later, without opting in) first passes
+/// [`AdminAccess`]: an `Origin` not allowed → 403, a `Host` that is no IP literal,
+/// `localhost` or allowed name → 403, without the bearer token (when one is set) → 401
+/// with `WWW-Authenticate: Bearer`. A body that stalls past the idle timeout → 408.
+///
 /// Errors are JSON `{"error": "..."}`.
 pub fn admin_router(state: AdminState) -> Router {
     let body_limit = DefaultBodyLimit::max(state.max_message_bytes);
@@ -66,19 +76,8 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/metrics", get(render_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), guard_writes))
         .with_state(state)
-}
-
-/// Serves `router` on an already-bound listener until `shutdown` resolves, then lets
-/// in-flight requests finish.
-pub async fn serve_admin(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 async fn healthz() -> &'static str {

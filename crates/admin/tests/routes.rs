@@ -1,144 +1,30 @@
 //! Admin HTTP routes over a real loopback listener, with raw HTTP/1.1 requests, in front
 //! of a fake broker.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use ringcast_admin::{AdminState, admin_router, serve_admin};
-use ringcast_broker::{Broker, BrokerError};
+use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_telemetry::build_recorder;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
-
-const MAX: usize = 16;
-
-/// Records publishes; the channel "down" is unavailable, "partial" reaches this node only.
-#[derive(Default)]
-struct FakeBroker {
-    calls: AtomicUsize,
-    last: Mutex<Option<(String, Bytes, bool)>>,
-}
-
-impl Broker for FakeBroker {
-    fn publish(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        match channel {
-            "down" => Err(BrokerError::Unavailable("broker down".to_owned())),
-            "partial" => Err(BrokerError::RemoteUnavailable("redis down".to_owned())),
-            _ => {
-                *self.last.lock().unwrap() = Some((channel.to_owned(), payload, binary));
-                Ok(())
-            }
-        }
-    }
-
-    fn subscribe(&self, _channel: &str) {}
-
-    fn unsubscribe(&self, _channel: &str) {}
-}
-
-struct Response {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
+use support::{MAX, Response, Server, exchange};
 
 async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> Response {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // The server may answer (413) and stop reading before the body is all sent.
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = decode_body(&head, &raw[split + 4..]);
-    Response { status, head, body }
+    exchange(addr, &head, body).await
 }
 
-/// Undoes chunked transfer encoding when the response uses it.
-fn decode_body(head: &str, mut raw: &[u8]) -> Vec<u8> {
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return raw.to_vec();
-    }
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap(), 16).unwrap();
-        if size == 0 {
-            return body;
-        }
-        let start = line_end + 2;
-        body.extend_from_slice(&raw[start..start + size]);
-        raw = &raw[start + size + 2..];
-    }
-}
-
-struct Server {
-    addr: std::net::SocketAddr,
-    broker: Arc<FakeBroker>,
-    ready: Arc<AtomicBool>,
-    broker_up: Arc<AtomicBool>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    async fn start(prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Self {
-        let broker = Arc::new(FakeBroker::default());
-        let ready = Arc::new(AtomicBool::new(true));
-        let broker_up = Arc::new(AtomicBool::new(true));
-        let state = AdminState {
-            broker: broker.clone(),
-            ready: ready.clone(),
-            prometheus,
-            max_message_bytes: MAX,
-            broker_up: Some(broker_up.clone()),
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let task = tokio::spawn(serve_admin(listener, admin_router(state), shutdown));
-        Server {
-            addr,
-            broker,
-            ready,
-            broker_up,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
+/// A server that takes the requests above (`Host: test`) with no token or origin rules.
+async fn start(prometheus: metrics_exporter_prometheus::PrometheusHandle) -> Server {
+    let access = AdminAccess {
+        allowed_hosts: vec!["test".to_owned()],
+        ..AdminAccess::default()
+    };
+    Server::start_with(prometheus, access, AdminLimits::default()).await
 }
 
 fn test_handle() -> metrics_exporter_prometheus::PrometheusHandle {
@@ -147,7 +33,7 @@ fn test_handle() -> metrics_exporter_prometheus::PrometheusHandle {
 
 #[tokio::test]
 async fn publish_text_is_accepted() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let response = request(server.addr, "POST", "/publish/news", b"hello").await;
     assert_eq!(response.status, 202, "{}", response.text());
     assert!(
@@ -176,7 +62,7 @@ async fn publish_text_is_accepted() {
 
 #[tokio::test]
 async fn publish_binary_and_exact_limit_are_accepted() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let body = [0xffu8; MAX];
     let response = request(server.addr, "POST", "/publish/bin", &body).await;
     assert_eq!(response.status, 202, "{}", response.text());
@@ -191,7 +77,7 @@ async fn publish_binary_and_exact_limit_are_accepted() {
 
 #[tokio::test]
 async fn publish_too_large_is_413() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let body = [b'x'; MAX + 1];
     let response = request(server.addr, "POST", "/publish/news", &body).await;
     assert_eq!(response.status, 413, "{}", response.text());
@@ -202,7 +88,7 @@ async fn publish_too_large_is_413() {
 
 #[tokio::test]
 async fn publish_bad_or_empty_channel_is_400() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     // Percent-decoding to invalid UTF-8 (%FF) is a bad channel, not a server error.
     let cases = [
         ("/publish/a+b", "invalid channel name"),
@@ -223,7 +109,7 @@ async fn publish_bad_or_empty_channel_is_400() {
 
 #[tokio::test]
 async fn publish_unavailable_is_503() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let response = request(server.addr, "POST", "/publish/down", b"x").await;
     assert_eq!(response.status, 503);
     assert_eq!(
@@ -235,7 +121,7 @@ async fn publish_unavailable_is_503() {
 
 #[tokio::test]
 async fn publish_delivered_locally_only_is_503_and_says_so() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let response = request(server.addr, "POST", "/publish/partial", b"x").await;
     assert_eq!(response.status, 503);
     let body = response.json();
@@ -247,7 +133,7 @@ async fn publish_delivered_locally_only_is_503_and_says_so() {
 
 #[tokio::test]
 async fn batch_items_are_checked_once_and_answered_one_by_one() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let body = br#"[{"channel":"news","data":"hi"},{"channel":"a b","data":"x"},
         {"channel":"news","data":"seventeen bytes.."},{"channel":"down","data":"x"},
         {"channel":"partial","base64":"/wA="},{"data":"x"}]"#;
@@ -283,7 +169,7 @@ async fn batch_items_are_checked_once_and_answered_one_by_one() {
 
 #[tokio::test]
 async fn readyz_stays_200_but_degraded_while_the_broker_is_down() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     server.broker_up.store(false, Ordering::SeqCst);
     let response = request(server.addr, "GET", "/readyz", b"").await;
     assert_eq!(response.status, 200);
@@ -304,7 +190,7 @@ async fn readyz_stays_200_but_degraded_while_the_broker_is_down() {
 
 #[tokio::test]
 async fn healthz_and_readyz() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let response = request(server.addr, "GET", "/healthz", b"").await;
     assert_eq!((response.status, response.text().as_str()), (200, "ok"));
     let response = request(server.addr, "GET", "/readyz", b"").await;
@@ -323,7 +209,7 @@ async fn healthz_and_readyz() {
 
 #[tokio::test]
 async fn unknown_route_is_404_and_wrong_method_is_405() {
-    let server = Server::start(test_handle()).await;
+    let server = start(test_handle()).await;
     let response = request(server.addr, "GET", "/nope", b"").await;
     assert_eq!(response.status, 404);
     assert_eq!(response.json()["error"], "not found");
@@ -343,7 +229,7 @@ async fn metrics_render_published_counter_and_process_metrics() {
     let recorder = build_recorder().unwrap();
     let handle = recorder.handle();
     let _guard = metrics::set_default_local_recorder(&recorder);
-    let server = Server::start(handle).await;
+    let server = start(handle).await;
     for _ in 0..3 {
         let response = request(server.addr, "POST", "/publish/news", b"hi").await;
         assert_eq!(response.status, 202);

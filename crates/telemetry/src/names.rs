@@ -63,6 +63,12 @@ pub const BROKER_REJECTED: &str = "ringcast_broker_rejected_total";
 /// shards, from the timestamp in the broker envelope.
 pub const BROKER_LATENCY_SECONDS: &str = "ringcast_broker_latency_seconds";
 
+// --- Admin API (crates/admin) ---
+/// Counter `{reason}`: admin requests or connections refused: `unauthorized` (missing or
+/// wrong bearer token), `origin` (an Origin not allowed), `host` (a Host not allowed),
+/// `over_capacity` (connection cap reached) and `timeout` (headers or body too slow).
+pub const ADMIN_REFUSED: &str = "ringcast_admin_refused_total";
+
 /// Label carrying the shard index.
 pub const LABEL_SHARD: &str = "shard";
 /// Label carrying a close or handshake-failure reason.
@@ -185,5 +191,10 @@ pub fn describe_all() {
         BROKER_LATENCY_SECONDS,
         Unit::Seconds,
         "Seconds from a node's publish to this node handing the message to its shards."
+    );
+    describe_counter!(
+        ADMIN_REFUSED,
+        Unit::Count,
+        "Admin requests or connections refused, by reason (unauthorized, origin, host, over_capacity, timeout)."
     );
 }

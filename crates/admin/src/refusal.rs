@@ -1,0 +1,54 @@
+//! Why the admin port refused a request or a connection: the `reason` label of
+//! `ringcast_admin_refused_total`.
+
+use ringcast_telemetry::names;
+
+/// A refusal reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A write request without the right bearer token.
+    Unauthorized,
+    /// A write request from an origin not allowed.
+    Origin,
+    /// A write request naming a Host not allowed (DNS rebinding).
+    Host,
+    /// A connection over `--admin-max-connections`.
+    OverCapacity,
+    /// Headers slower than the header timeout, or a body stalled past the idle timeout.
+    Timeout,
+}
+
+impl Refusal {
+    /// Every reason, for exporting each at 0 from startup.
+    pub(crate) const ALL: [Refusal; 5] = [
+        Refusal::Unauthorized,
+        Refusal::Origin,
+        Refusal::Host,
+        Refusal::OverCapacity,
+        Refusal::Timeout,
+    ];
+
+    /// The label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::Origin => "origin",
+            Refusal::Host => "host",
+            Refusal::OverCapacity => "over_capacity",
+            Refusal::Timeout => "timeout",
+        }
+    }
+
+    /// Adds one to this reason's counter.
+    pub(crate) fn count(self) {
+        metrics::counter!(names::ADMIN_REFUSED, names::LABEL_REASON => self.label()).increment(1);
+    }
+
+    /// Exports every reason's counter (at 0 until something is refused).
+    pub(crate) fn register_all() {
+        for reason in Refusal::ALL {
+            metrics::counter!(names::ADMIN_REFUSED, names::LABEL_REASON => reason.label())
+                .increment(0);
+        }
+    }
+}
