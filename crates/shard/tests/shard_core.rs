@@ -260,7 +260,10 @@ fn bad_handshakes_get_http_errors_and_close() {
         node.pump();
         assert!(node.has_action(0, |a| matches!(a, Action::Close(_))));
         assert_eq!(node.shards[0].connections(), 0);
-        assert_eq!(node.shards[0].counters.closed_count("handshake_failed"), 1);
+        assert_eq!(
+            node.shards[0].counters().closed_count("handshake_failed"),
+            1
+        );
     }
 }
 
@@ -321,7 +324,7 @@ fn client_close_is_answered_with_its_code() {
     node.shards[0].on_recv_end(id, RecvEnd::Eof);
     node.pump();
     assert_eq!(node.shards[0].connections(), 0);
-    assert_eq!(node.shards[0].counters.closed_count("client_close"), 1);
+    assert_eq!(node.shards[0].counters().closed_count("client_close"), 1);
 }
 
 #[test]
@@ -353,9 +356,13 @@ fn fan_out_across_shards_exactly_once_in_order() {
             .collect();
         assert_eq!(got, want, "shard {shard} channel {channel}");
     }
-    let delivered: u64 = node.shards.iter().map(|s| s.counters.delivered).sum();
+    let delivered: u64 = node.shards.iter().map(|s| s.counters().delivered).sum();
     assert_eq!(delivered, 30 * 20);
-    let dropped: u64 = node.shards.iter().map(|s| s.counters.publish_dropped).sum();
+    let dropped: u64 = node
+        .shards
+        .iter()
+        .map(|s| s.counters().publish_dropped)
+        .sum();
     assert_eq!(dropped, 1);
 }
 
@@ -374,7 +381,7 @@ fn interest_follows_first_and_last_subscriber() {
     let cmds: Vec<_> = node.shards[owner].take_broker_cmds().collect();
     assert_eq!(cmds.len(), 1, "one unsubscribe once both left: {cmds:?}");
     node.publish("news", "late");
-    assert_eq!(node.shards[owner].counters.publish_dropped, 1);
+    assert_eq!(node.shards[owner].counters().publish_dropped, 1);
 }
 
 #[test]
@@ -417,7 +424,7 @@ fn pings_spread_over_the_interval_and_pongs_keep_alive() {
             }
         }
     }
-    let c = &node.shards[0].counters;
+    let c = &node.shards[0].counters();
     assert_eq!(c.ping_timeouts, 0);
     assert_eq!(c.pings_sent, c.pongs_received);
     assert!(c.pings_sent >= 1200, "{}", c.pings_sent);
@@ -437,10 +444,10 @@ fn missing_pong_closes_the_connection() {
             .iter()
             .any(|(op, _)| *op == OpCode::Ping)
     );
-    assert_eq!(node.shards[0].counters.ping_timeouts, 1);
+    assert_eq!(node.shards[0].counters().ping_timeouts, 1);
     assert!(node.has_action(0, |a| matches!(a, Action::Abort(_))));
     assert_eq!(node.shards[0].connections(), 0);
-    assert_eq!(node.shards[0].counters.closed_count("ping_timeout"), 1);
+    assert_eq!(node.shards[0].counters().closed_count("ping_timeout"), 1);
 }
 
 #[test]
@@ -452,7 +459,10 @@ fn unfinished_handshake_times_out() {
     assert_eq!(node.shards[0].connections(), 1);
     node.advance(100);
     assert_eq!(node.shards[0].connections(), 0);
-    assert_eq!(node.shards[0].counters.closed_count("handshake_timeout"), 1);
+    assert_eq!(
+        node.shards[0].counters().closed_count("handshake_timeout"),
+        1
+    );
 }
 
 #[test]
@@ -464,8 +474,8 @@ fn peer_vanishing_mid_frame_frees_the_slot_and_channel() {
     node.pump();
     assert_eq!(node.shards[0].connections(), 0);
     node.shards[0].refresh_gauges();
-    assert_eq!(node.shards[0].counters.subscriptions, 0);
-    assert_eq!(node.shards[0].counters.channels, 0);
+    assert_eq!(node.shards[0].counters().subscriptions, 0);
+    assert_eq!(node.shards[0].counters().channels, 0);
 }
 
 #[test]
@@ -606,8 +616,8 @@ fn slow_consumer_is_closed_with_1008_and_healthy_reader_gets_everything() {
     publish_while_stuck(&mut node, stuck, 200);
     let got = node.messages(0, healthy);
     assert_eq!(got.len(), 201, "healthy reader got every message");
-    assert_eq!(node.shards[0].counters.slow_consumer_closes, 1);
-    assert_eq!(node.shards[0].counters.closed_count("slow_consumer"), 1);
+    assert_eq!(node.shards[0].counters().slow_consumer_closes, 1);
+    assert_eq!(node.shards[0].counters().closed_count("slow_consumer"), 1);
     let queued = node.shards[0].queued_bytes(stuck).expect("still closing");
     assert!(queued <= 4096 + 16, "bounded queue: {queued}");
     // Its send finally completes: what follows the in-flight data is the close frame.
@@ -631,7 +641,7 @@ fn drop_oldest_keeps_the_connection_and_bounds_its_queue() {
     let (mut node, healthy, stuck) = slow_reader_node(ringcast_shard::SlowConsumer::DropOldest);
     publish_while_stuck(&mut node, stuck, 200);
     assert_eq!(node.messages(0, healthy).len(), 201);
-    let c = &node.shards[0].counters;
+    let c = &node.shards[0].counters();
     assert_eq!(c.slow_consumer_closes, 0);
     assert!(
         c.slow_consumer_dropped >= 150,
@@ -667,7 +677,7 @@ fn echo_client_that_never_reads_is_closed_at_the_queue_limit() {
         let mut f = frame.clone();
         node.shards[0].on_recv(id, &mut f, node.now);
     }
-    assert_eq!(node.shards[0].counters.slow_consumer_closes, 1);
+    assert_eq!(node.shards[0].counters().slow_consumer_closes, 1);
     assert!(node.shards[0].queued_bytes(id).unwrap() <= 4096 + 1100);
 }
 
@@ -742,7 +752,7 @@ fn tokens_and_origins_gate_the_handshake() {
     assert!(answer.starts_with("HTTP/1.1 401"), "expired: {answer}");
     assert_eq!(
         node.shards[0]
-            .counters
+            .counters()
             .handshake_failed_count("token_expired"),
         1
     );
@@ -788,7 +798,7 @@ fn many_stalled_subscribers_are_all_closed() {
     let closes: u64 = node
         .shards
         .iter()
-        .map(|s| s.counters.slow_consumer_closes)
+        .map(|s| s.counters().slow_consumer_closes)
         .sum();
     assert_eq!(closes, ids.len() as u64);
 }
@@ -820,8 +830,8 @@ fn one_connection_several_channels_from_the_url() {
     // Closing it leaves no subscription behind in any of its channels.
     node.send_frame(0, id, OpCode::Close, &close_payload(1000, ""));
     node.shards[0].refresh_gauges();
-    assert_eq!(node.shards[0].counters.subscriptions, 0);
-    assert_eq!(node.shards[0].counters.channels, 0);
+    assert_eq!(node.shards[0].counters().subscriptions, 0);
+    assert_eq!(node.shards[0].counters().channels, 0);
 }
 
 #[test]
@@ -887,7 +897,7 @@ fn every_shard_ticks_its_own_subscribers_once_a_second() {
     assert_eq!(
         node.shards
             .iter()
-            .map(|s| s.counters.publish_dropped)
+            .map(|s| s.counters().publish_dropped)
             .sum::<u64>(),
         0
     );
@@ -931,8 +941,8 @@ fn sse_streams_events_with_ids_and_keepalives() {
     let keepalives = wire_text(&mut node, 1, id);
     assert!(!keepalives.is_empty() && keepalives.replace(": keep-alive\n\n", "").is_empty());
     node.shards[1].refresh_gauges();
-    assert_eq!(node.shards[1].counters.sse_connections, 1);
-    assert_eq!(node.shards[1].counters.ping_timeouts, 0);
+    assert_eq!(node.shards[1].counters().sse_connections, 1);
+    assert_eq!(node.shards[1].counters().ping_timeouts, 0);
 }
 
 #[test]
@@ -1052,7 +1062,7 @@ fn fan_out_compresses_once_and_shares_the_frame() {
             (OpCode::Text, b"tiny".to_vec())
         ]
     );
-    let compressions: u64 = node.shards.iter().map(|s| s.counters.compressed).sum();
+    let compressions: u64 = node.shards.iter().map(|s| s.counters().compressed).sum();
     assert_eq!(
         compressions, 1,
         "compressed once for all shards and connections"
