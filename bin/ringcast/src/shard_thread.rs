@@ -132,7 +132,7 @@ impl ShardThread {
             }
             Completion::Recv {
                 conn,
-                r#gen: generation,
+                generation,
                 result,
                 more,
             } => {
@@ -159,7 +159,7 @@ impl ShardThread {
             }
             Completion::Send {
                 conn,
-                r#gen: generation,
+                generation,
                 result,
             } => {
                 let id = ConnId {
