@@ -1,5 +1,6 @@
 //! The shard's connection slab: stable `u32` slots reused through a free list, each with
 //! a generation so a late completion for a closed connection is recognised and dropped.
+//! Generations wrap at `GEN_MASK` (see `ids`), the width the reactor carries.
 
 use crate::conn::Conn;
 use crate::ids::{ConnId, GEN_MASK};

@@ -469,11 +469,10 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return false;
         };
-        match conn.phase {
+        match &mut conn.phase {
             Phase::Closing { step: current, .. } => {
                 if matches!(step, CloseStep::Dropping { .. })
                     && !matches!(current, CloseStep::Dropping { .. })
-                    && let Phase::Closing { step: current, .. } = &mut conn.phase
                 {
                     *current = step;
                 }
