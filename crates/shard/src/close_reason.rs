@@ -52,3 +52,32 @@ impl CloseReason {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_published_strings() {
+        let labels = [
+            (CloseReason::HandshakeAborted, "handshake_aborted"),
+            (CloseReason::HandshakeTimeout, "handshake_timeout"),
+            (CloseReason::HandshakeFailed, "handshake_failed"),
+            (CloseReason::PeerGone, "peer_gone"),
+            (CloseReason::Reset, "reset"),
+            (CloseReason::ClientClose, "client_close"),
+            (
+                CloseReason::Protocol(ProtocolError::InvalidUtf8),
+                "invalid_utf8",
+            ),
+            (CloseReason::PingTimeout, "ping_timeout"),
+            (CloseReason::SlowConsumer, "slow_consumer"),
+            (CloseReason::Shutdown, "shutdown"),
+            (CloseReason::PollDone, "poll_done"),
+            (CloseReason::PollTimeout, "poll_timeout"),
+        ];
+        for (reason, label) in labels {
+            assert_eq!(reason.label(), label, "{reason:?}");
+        }
+    }
+}

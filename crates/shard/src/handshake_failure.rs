@@ -41,3 +41,25 @@ impl HandshakeFailure {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_published_strings() {
+        let labels = [
+            (HandshakeFailure::Request(HandshakeError::NotGet), "not_get"),
+            (HandshakeFailure::Auth(AuthError::Expired), "token_expired"),
+            (HandshakeFailure::BadChannel, "bad_channel"),
+            (HandshakeFailure::TooManyChannels, "too_many_channels"),
+            (HandshakeFailure::NotFound, "not_found"),
+            (HandshakeFailure::RateLimited, "rate_limited"),
+            (HandshakeFailure::ServerFull, "server_full"),
+            (HandshakeFailure::BadSince, "bad_since"),
+        ];
+        for (failure, label) in labels {
+            assert_eq!(failure.label(), label, "{failure:?}");
+        }
+    }
+}

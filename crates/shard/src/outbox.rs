@@ -38,3 +38,19 @@ impl Outbox {
         &mut self.queues
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_messages_come_back_and_others_are_queued() {
+        let mut outbox = Outbox::new(1, 3);
+        let drain = || ShardMsg::Drain { spread_ms: 5 };
+        assert!(outbox.route(1, drain()).is_some());
+        assert!(outbox.route(2, drain()).is_none());
+        assert!(outbox.route(7, drain()).is_none(), "out of range: dropped");
+        let lens: Vec<usize> = outbox.queues().iter().map(Vec::len).collect();
+        assert_eq!(lens, [0, 0, 1]);
+    }
+}
