@@ -4,7 +4,8 @@
 //! ([`handshake`]), WebSocket frames ([`frames`]), client commands ([`client_command`]),
 //! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
 //! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]) and the drain
-//! ([`drain`]). Each adds an `impl Shard` block over the same state.
+//! ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
+//! child modules import from this one and never the other way round.
 
 mod client_command;
 mod drain;
@@ -31,8 +32,6 @@ use crate::routing::owner_of;
 use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
 use bytes::Bytes;
-use drain::Drain;
-use poll::PollWait;
 use ringcast_proto::{OpCode, encode_frame, http_error_response};
 use ringcast_telemetry::ShardCounters;
 use std::collections::HashMap;
@@ -65,6 +64,23 @@ pub enum RecvEnd {
     Stopped,
     /// The socket failed with this errno.
     Error(i32),
+}
+
+/// Drain in progress: close a share of the connections on each tick (see [`drain`]).
+struct Drain {
+    start_ms: u64,
+    spread_ms: u64,
+    total: usize,
+    issued: usize,
+    cursor: u32,
+}
+
+/// A long-poll connection waiting for its answer (see [`poll`]).
+#[derive(Debug, Clone, Copy)]
+struct PollWait {
+    generation: u32,
+    /// Answer with messages after this id (None until the owner told the last id).
+    since: Option<u64>,
 }
 
 /// One shard's connections, channels and timers, as a sans-IO state machine.

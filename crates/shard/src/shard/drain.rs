@@ -2,19 +2,10 @@
 //! drain window so clients do not all reconnect at once; connections still handshaking
 //! are dropped, and new ones are refused from the start of the drain.
 
-use super::Shard;
+use super::{Drain, Shard};
 use crate::close_reason::CloseReason;
 use crate::conn::Phase;
 use ringcast_proto::{close_payload, code};
-
-/// Drain in progress: close a share of the connections on each tick.
-pub(super) struct Drain {
-    start_ms: u64,
-    spread_ms: u64,
-    total: usize,
-    issued: usize,
-    cursor: u32,
-}
 
 impl Shard {
     /// Whether a drain was started and every connection is gone.

@@ -2,7 +2,7 @@
 //! channel's owner for the messages it kept after `since`, waits for the next message
 //! or its timeout, and is answered once (200 with JSON, or 204) and closed.
 
-use super::Shard;
+use super::{PollWait, Shard};
 use crate::close_reason::CloseReason;
 use crate::conn::Transport;
 use crate::ids::{ChannelName, ConnId};
@@ -11,14 +11,6 @@ use crate::poll_ring::Kept;
 use crate::timer_wheel::TimerKind;
 use base64::Engine;
 use bytes::Bytes;
-
-/// A long-poll connection waiting for its answer.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct PollWait {
-    generation: u32,
-    /// Answer with messages after this id (None until the owner told the last id).
-    since: Option<u64>,
-}
 
 impl Shard {
     /// An admitted long poll: waits, and asks the owner what it kept after `since`.
