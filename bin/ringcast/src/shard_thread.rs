@@ -1,6 +1,7 @@
 //! The reactor loop of one shard: thin glue that turns io_uring completions into
 //! [`Shard`] events and the shard's actions into submissions, drains the shard's inbox,
-//! forwards its outbox, and flushes its counters about once a second.
+//! forwards its outbox, and has the shard flush its metrics about once a second. It
+//! follows the calling contract documented on [`Shard`].
 //!
 //! Teardown order matters: the shard owns the bytes behind every in-flight `sendmsg`, so on
 //! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
@@ -15,6 +16,10 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// Connection generations travel through the reactor's `user_data`: the shard must wrap
+// them at exactly the width the reactor carries.
+const _: () = assert!(ringcast_shard::GEN_MASK == ringcast_uring::GEN_MASK);
 
 /// Longest sleep in one wait, so the counters flush on time even when idle.
 const MAX_WAIT_MS: u64 = 250;
@@ -86,7 +91,7 @@ impl ShardThread {
             }
             if t - last_flush >= FLUSH_EVERY_MS {
                 last_flush = t;
-                self.flush_counters(id);
+                self.flush_metrics();
             }
             let wait_ms = self.shard.ms_until_tick(t).clamp(1, MAX_WAIT_MS);
             let wait = if self.mesh.prepare_sleep(id, &self.inbox) {
@@ -105,7 +110,7 @@ impl ShardThread {
                 self.complete(completion, t);
             }
         }
-        self.flush_counters(id);
+        self.flush_metrics();
     }
 
     fn complete(&mut self, completion: Completion, t: u64) {
@@ -122,7 +127,7 @@ impl ShardThread {
                         false
                     }
                     Err(errno) => {
-                        self.shard.counters.accept_errors += 1;
+                        self.shard.on_accept_error();
                         matches!(
                             errno,
                             libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM
@@ -137,7 +142,7 @@ impl ShardThread {
             }
             Completion::Recv {
                 conn,
-                r#gen: generation,
+                generation,
                 result,
                 more,
             } => {
@@ -156,7 +161,7 @@ impl ShardThread {
                         }
                     }
                     Err(errno) if errno == libc::ENOBUFS => {
-                        self.shard.counters.recv_enobufs += 1;
+                        self.shard.on_recv_enobufs();
                         self.shard.on_recv_end(id, RecvEnd::NoBuffers);
                     }
                     Err(errno) => self.shard.on_recv_end(id, RecvEnd::Error(errno)),
@@ -164,7 +169,7 @@ impl ShardThread {
             }
             Completion::Send {
                 conn,
-                r#gen: generation,
+                generation,
                 result,
             } => {
                 let id = ConnId {
@@ -234,10 +239,9 @@ impl ShardThread {
         }
     }
 
-    fn flush_counters(&mut self, id: usize) {
-        self.shard.refresh_gauges();
-        self.shard.counters.queue_depth = self.inbox.len() as u64;
-        self.shard.counters.flush(id);
+    fn flush_metrics(&mut self) {
+        self.shard.on_inbox_depth(self.inbox.len());
+        self.shard.flush_metrics();
     }
 }
 

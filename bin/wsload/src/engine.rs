@@ -731,7 +731,7 @@ impl<'p> Engine<'p> {
         match completion {
             Completion::Connect {
                 conn,
-                r#gen,
+                generation: r#gen,
                 result,
             } => {
                 let Some(id) = self.current(conn, r#gen) else {
@@ -755,7 +755,7 @@ impl<'p> Engine<'p> {
             }
             Completion::Recv {
                 conn,
-                r#gen,
+                generation: r#gen,
                 result,
                 more,
             } => {
@@ -787,7 +787,7 @@ impl<'p> Engine<'p> {
             }
             Completion::Send {
                 conn,
-                r#gen,
+                generation: r#gen,
                 result,
             } => {
                 let Some(id) = self.current(conn, r#gen) else {

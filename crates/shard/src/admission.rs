@@ -4,26 +4,27 @@
 
 use crate::auth::Credentials;
 use crate::config::ShardConfig;
+use crate::handshake_failure::HandshakeFailure;
 use ringcast_proto::{
     DeflateParams, PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel,
     negotiate_deflate,
 };
 
 /// An HTTP refusal of an upgrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refusal {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
     /// Status code.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Reason phrase.
-    pub phrase: &'static str,
-    /// Metric label (`ringcast_handshake_failures_total{reason}`).
-    pub label: &'static str,
+    pub(crate) phrase: &'static str,
+    /// Why (`ringcast_handshake_failures_total{reason}`).
+    pub(crate) reason: HandshakeFailure,
     /// Short body.
-    pub body: &'static str,
+    pub(crate) body: &'static str,
 }
 
 impl Refusal {
-    const fn new(status: u16, label: &'static str, body: &'static str) -> Self {
+    fn new(status: u16, reason: HandshakeFailure, body: &'static str) -> Self {
         let phrase = match status {
             400 => "Bad Request",
             401 => "Unauthorized",
@@ -34,20 +35,20 @@ impl Refusal {
         Refusal {
             status,
             phrase,
-            label,
+            reason,
             body,
         }
     }
 
     /// The complete HTTP response.
-    pub fn response(&self) -> Vec<u8> {
+    pub(crate) fn response(&self) -> Vec<u8> {
         http_error_response(self.status, self.phrase, self.body)
     }
 }
 
 /// What an admitted connection does.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// Echo its messages.
     Echo,
     /// Subscribe to these channels (may be empty with client commands on).
@@ -56,18 +57,22 @@ pub enum Target {
 
 /// An admitted upgrade.
 #[derive(Debug)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     /// What the connection does.
-    pub target: Target,
+    pub(crate) target: Target,
     /// The 101 answer.
-    pub response: Vec<u8>,
+    pub(crate) response: Vec<u8>,
     /// Negotiated permessage-deflate, if any.
-    pub deflate: Option<DeflateParams>,
+    pub(crate) deflate: Option<DeflateParams>,
 }
 
 /// Admits `upgrade` at shard time `now_ms`: its target, the 101 response, and the
 /// compression negotiated (when `cfg.compression` is on and the client offered it).
-pub fn admit(cfg: &ShardConfig, upgrade: &Upgrade, now_ms: u64) -> Result<Admitted, Refusal> {
+pub(crate) fn admit(
+    cfg: &ShardConfig,
+    upgrade: &Upgrade,
+    now_ms: u64,
+) -> Result<Admitted, Refusal> {
     let target = target_of(cfg, upgrade)?;
     let creds = Credentials {
         origin: upgrade.origin.as_deref(),
@@ -87,7 +92,7 @@ pub fn admit(cfg: &ShardConfig, upgrade: &Upgrade, now_ms: u64) -> Result<Admitt
                 401 => "missing, forged or expired token\n",
                 _ => "not allowed\n",
             };
-            Refusal::new(err.status(), err.label(), body)
+            Refusal::new(err.status(), HandshakeFailure::Auth(err), body)
         })?;
     }
     let negotiated = if cfg.compression {
@@ -105,7 +110,7 @@ pub fn admit(cfg: &ShardConfig, upgrade: &Upgrade, now_ms: u64) -> Result<Admitt
 
 /// Admits a plain `GET /sse/<channel>` or `/poll/<channel>`: the same origin and token
 /// rules as an upgrade (the token comes as `?token=`).
-pub fn admit_plain(cfg: &ShardConfig, get: &PlainGet, now_ms: u64) -> Result<(), Refusal> {
+pub(crate) fn admit_plain(cfg: &ShardConfig, get: &PlainGet, now_ms: u64) -> Result<(), Refusal> {
     let creds = Credentials {
         origin: get.origin.as_deref(),
         query_token: get.query_param("token"),
@@ -116,7 +121,7 @@ pub fn admit_plain(cfg: &ShardConfig, get: &PlainGet, now_ms: u64) -> Result<(),
     cfg.auth
         .admit(&creds, channel, unix_now)
         .map(|_| ())
-        .map_err(|err| Refusal::new(err.status(), err.label(), "not allowed\n"))
+        .map_err(|err| Refusal::new(err.status(), HandshakeFailure::Auth(err), "not allowed\n"))
 }
 
 fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
@@ -128,7 +133,11 @@ fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
     let mut channels: Vec<String> = Vec::new();
     for name in list.split(',').filter(|n| !n.is_empty()) {
         if !is_valid_channel(name) {
-            return Err(Refusal::new(400, "bad_channel", "invalid channel name\n"));
+            return Err(Refusal::new(
+                400,
+                HandshakeFailure::BadChannel,
+                "invalid channel name\n",
+            ));
         }
         if !channels.iter().any(|c| c == name) {
             channels.push(name.to_owned());
@@ -137,14 +146,14 @@ fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
     if channels.len() > cfg.max_channels_per_conn {
         return Err(Refusal::new(
             400,
-            "too_many_channels",
+            HandshakeFailure::TooManyChannels,
             "too many channels\n",
         ));
     }
     if channels.is_empty() && !cfg.client_commands {
         return Err(Refusal::new(
             404,
-            "not_found",
+            HandshakeFailure::NotFound,
             "name a channel: /<channel> or /?channels=a,b\n",
         ));
     }

@@ -23,7 +23,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Prefix of a subprotocol that carries a token.
-pub const TOKEN_PROTOCOL_PREFIX: &str = "token.";
+pub(crate) const TOKEN_PROTOCOL_PREFIX: &str = "token.";
 
 /// Why a handshake is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +208,7 @@ impl AuthPolicy {
 
 /// What a valid token allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// Unix seconds after which the token is refused.
     pub expires: u64,
     /// Channels it may subscribe to (`*` = all).
@@ -244,7 +244,7 @@ pub fn mint_token(secret: &[u8], channels: &[String], expires: u64) -> Result<St
 }
 
 /// Checks a token's signature (in constant time) and reads its claims.
-pub fn verify(secret: &[u8], token: &str) -> Result<Claims, AuthError> {
+pub(crate) fn verify(secret: &[u8], token: &str) -> Result<Claims, AuthError> {
     let (signed, sig) = token.rsplit_once('.').ok_or(AuthError::BadToken)?;
     let claims_b64 = signed.strip_prefix("v1.").ok_or(AuthError::BadToken)?;
     let sig = URL_SAFE_NO_PAD

@@ -7,7 +7,8 @@
 //! found again through an idle list in the order they went idle (the linger is the same
 //! for all), so expiry costs O(expired) per tick, not O(owned channels).
 
-use crate::messages::{BrokerCmd, ChannelName};
+use crate::ids::ChannelName;
+use crate::messages::BrokerCmd;
 use crate::poll_ring::{Kept, PollRing};
 use crate::shard_set::ShardSet;
 use bytes::Bytes;
@@ -27,7 +28,7 @@ struct Owned {
 
 /// Interest of every shard in the channels this shard owns.
 #[derive(Default)]
-pub struct ChannelOwner {
+pub(crate) struct ChannelOwner {
     channels: HashMap<ChannelName, Owned>,
     /// Channels in the order they went idle, with the time; an entry whose channel has
     /// become busy again (or idle again later) since is skipped when it comes up.
@@ -37,17 +38,17 @@ pub struct ChannelOwner {
 }
 
 /// Where a published message goes.
-pub struct Publication<'a> {
+pub(crate) struct Publication<'a> {
     /// Its channel sequence number.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Shards with subscribers.
-    pub shards: &'a ShardSet,
+    pub(crate) shards: &'a ShardSet,
 }
 
 impl ChannelOwner {
     /// An owner keeping `ring_cap` messages for long-poll channels, for `linger_ms`
     /// after their last subscriber left.
-    pub fn new(ring_cap: usize, linger_ms: u64) -> Self {
+    pub(crate) fn new(ring_cap: usize, linger_ms: u64) -> Self {
         ChannelOwner {
             channels: HashMap::new(),
             idle: VecDeque::new(),
@@ -58,7 +59,7 @@ impl ChannelOwner {
 
     /// Records that `shard` gained (`on`) or lost its local subscribers of `channel`.
     /// Returns the broker command when node-wide interest went 0→1 or 1→0.
-    pub fn interest(
+    pub(crate) fn interest(
         &mut self,
         channel: &ChannelName,
         shard: u16,
@@ -88,7 +89,7 @@ impl ChannelOwner {
 
     /// Numbers a message published to `channel`, keeps it for long-poll clients, and
     /// says where it goes; None when nobody on the node wants it.
-    pub fn publish(
+    pub(crate) fn publish(
         &mut self,
         channel: &str,
         payload: &Bytes,
@@ -112,7 +113,7 @@ impl ChannelOwner {
     /// A long-poll client asks for messages after `since` (None: only new ones). Starts
     /// keeping a ring for the channel. Returns the kept messages and the last sequence
     /// number.
-    pub fn poll(
+    pub(crate) fn poll(
         &mut self,
         channel: &ChannelName,
         since: Option<u64>,
@@ -132,7 +133,7 @@ impl ChannelOwner {
     /// Forgets long-poll channels idle for longer than the linger; returns the broker
     /// commands for them. Costs O(entries that came due), whatever the number of
     /// channels owned.
-    pub fn expire(&mut self, now_ms: u64) -> Vec<BrokerCmd> {
+    pub(crate) fn expire(&mut self, now_ms: u64) -> Vec<BrokerCmd> {
         let mut gone = Vec::new();
         while let Some((_, since)) = self.idle.front() {
             if now_ms.saturating_sub(*since) < self.linger_ms {
@@ -154,17 +155,19 @@ impl ChannelOwner {
     }
 
     /// The shards with subscribers of `channel`, if any.
-    pub fn interested(&self, channel: &str) -> Option<&ShardSet> {
+    #[cfg(test)]
+    pub(crate) fn interested(&self, channel: &str) -> Option<&ShardSet> {
         self.channels.get(channel).map(|o| &o.shards)
     }
 
     /// Owned channels (with subscribers, or lingering for long-poll clients).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.channels.len()
     }
 
     /// Whether no channel is owned.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.channels.is_empty()
     }
 }

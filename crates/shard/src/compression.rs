@@ -7,10 +7,10 @@ use bytes::Bytes;
 use ringcast_proto::{MessageDeflater, OpCode, encode_compressed_frame};
 
 /// The window every browser accepts and fan-out frames are compressed with.
-pub const FANOUT_WINDOW_BITS: u8 = 15;
+pub(crate) const FANOUT_WINDOW_BITS: u8 = 15;
 
 /// Compressors by window size (9..=15), created on first use.
-pub struct Compression {
+pub(crate) struct Compression {
     enabled: bool,
     min_bytes: usize,
     deflaters: [Option<MessageDeflater>; 7],
@@ -18,7 +18,7 @@ pub struct Compression {
 
 impl Compression {
     /// Compresses messages of at least `min_bytes` when `enabled`.
-    pub fn new(enabled: bool, min_bytes: usize) -> Self {
+    pub(crate) fn new(enabled: bool, min_bytes: usize) -> Self {
         Compression {
             enabled,
             min_bytes,
@@ -26,14 +26,14 @@ impl Compression {
         }
     }
 
-    /// Whether permessage-deflate may be negotiated.
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// A compressed frame (RSV1) for `payload` with `window_bits`, or None when
     /// compression is off or the message is too small to be worth it.
-    pub fn frame(&mut self, opcode: OpCode, payload: &[u8], window_bits: u8) -> Option<Bytes> {
+    pub(crate) fn frame(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        window_bits: u8,
+    ) -> Option<Bytes> {
         if !self.enabled || payload.len() < self.min_bytes {
             return None;
         }

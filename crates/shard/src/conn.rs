@@ -1,26 +1,55 @@
 //! One connection's state: a small slab entry that holds no buffer while idle. The
 //! handshake buffer exists only until the upgrade, the decoder's buffers only while a
 //! frame or a fragmented message is partial, the write queue only while frames wait.
+//!
+//! Its life is a [`Phase`]: handshaking, open, then closing through the steps of
+//! [`CloseStep`]; the reason a connection closed is decided (and counted) exactly once,
+//! when it enters [`Phase::Closing`]. Three flags track what the reactor holds for it
+//! (an armed recv, a send in flight, a place in the ready list); they are independent of
+//! the phase.
 
+use crate::close_reason::CloseReason;
 use crate::conn_channels::ConnChannels;
 use crate::write_queue::WriteQueue;
 use ringcast_proto::{Decoder, Role};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Reading the HTTP upgrade request.
     Handshake,
-    /// Upgraded: frames flow.
+    /// Admitted: frames, events or a held poll flow.
     Open,
-    /// A close frame or an HTTP error was queued; no more application data.
-    Closing,
+    /// No more application data; `reason` was counted when it got here.
+    Closing {
+        /// Why it closes.
+        reason: CloseReason,
+        /// How far the close has come.
+        step: CloseStep,
+    },
+}
+
+/// The steps of a close, in order; a connection may skip straight to
+/// [`CloseStep::Dropping`] (dead peer, timeout, drain during the handshake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseStep {
+    /// Its last bytes (a close frame or an HTTP answer) are queued or being sent; once
+    /// the queue is empty the write side is shut down.
+    Flushing,
+    /// Our FIN is sent; waiting for the peer's (the recv ends) or the linger timer.
+    WriteShut,
+    /// Nothing more goes out: the slot is freed once no recv or send is in flight.
+    Dropping {
+        /// The reactor was asked to shut the socket down both ways, which ends the
+        /// operations still in flight.
+        aborted: bool,
+    },
 }
 
 /// How the connection talks to its client once admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// RFC 6455 frames.
     WebSocket = 0,
     /// `text/event-stream` (`GET /sse/<channel>`).
@@ -29,58 +58,39 @@ pub enum Transport {
     Poll = 2,
 }
 
-impl Transport {
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Transport::WebSocket => "websocket",
-            Transport::Sse => "sse",
-            Transport::Poll => "poll",
-        }
-    }
-}
-
 /// State of one client connection.
-pub struct Conn {
+pub(crate) struct Conn {
     /// The socket, owned by the reactor glue; the shard only names it in actions.
-    pub fd: i32,
+    pub(crate) fd: i32,
     /// Life phase.
-    pub phase: Phase,
+    pub(crate) phase: Phase,
     /// WebSocket, SSE or long-poll (meaningful once open).
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// A multishot recv is armed.
-    pub recv_active: bool,
+    pub(crate) recv_active: bool,
     /// A send is in flight; its data is the front of `queue`.
-    pub send_inflight: bool,
+    pub(crate) send_inflight: bool,
     /// Already in the shard's list of connections ready to send.
-    pub in_ready: bool,
-    /// The write side was shut down (our FIN sent) after the close was flushed.
-    pub wr_shut: bool,
-    /// The peer is gone or must be dropped: free the slot once no op is in flight.
-    pub gone: bool,
-    /// Asked the reactor to abort (shut down both ways) to end the recv.
-    pub aborted: bool,
+    pub(crate) in_ready: bool,
     /// The route is `/echo`.
-    pub echo: bool,
+    pub(crate) echo: bool,
     /// permessage-deflate window (log2) for messages to this client; 0 = not negotiated.
-    pub deflate_bits: u8,
-    /// Why it closed, once decided (counted exactly once).
-    pub reason: Option<&'static str>,
+    pub(crate) deflate_bits: u8,
     /// Channel subscriptions.
-    pub channels: ConnChannels,
+    pub(crate) channels: ConnChannels,
     /// Shard clock (ms) when the unanswered ping was sent; 0 when none is outstanding.
-    pub ping_sent_ms: u64,
+    pub(crate) ping_sent_ms: u64,
     /// Partial upgrade request (empty and unallocated once open).
-    pub handshake: Vec<u8>,
+    pub(crate) handshake: Vec<u8>,
     /// Frame decoder.
-    pub decoder: Decoder,
+    pub(crate) decoder: Decoder,
     /// Frames waiting to be sent.
-    pub queue: WriteQueue,
+    pub(crate) queue: WriteQueue,
 }
 
 impl Conn {
     /// A freshly accepted connection.
-    pub fn new(fd: i32, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(fd: i32, max_message_bytes: usize) -> Self {
         Conn {
             fd,
             phase: Phase::Handshake,
@@ -88,18 +98,25 @@ impl Conn {
             recv_active: true,
             send_inflight: false,
             in_ready: false,
-            wr_shut: false,
-            gone: false,
-            aborted: false,
             echo: false,
             deflate_bits: 0,
-            reason: None,
             channels: ConnChannels::None,
             ping_sent_ms: 0,
             handshake: Vec::new(),
             decoder: Decoder::new(Role::Server, max_message_bytes),
             queue: WriteQueue::default(),
         }
+    }
+
+    /// Whether it is being dropped: nothing more is sent to it.
+    pub(crate) fn dropping(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Closing {
+                step: CloseStep::Dropping { .. },
+                ..
+            }
+        )
     }
 }
 

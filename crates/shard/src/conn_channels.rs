@@ -6,7 +6,7 @@ use crate::local_channels::Membership;
 
 /// A connection's subscriptions.
 #[derive(Debug, Default)]
-pub enum ConnChannels {
+pub(crate) enum ConnChannels {
     /// Not subscribed.
     #[default]
     None,
@@ -18,7 +18,7 @@ pub enum ConnChannels {
 
 impl ConnChannels {
     /// Number of channels.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             ConnChannels::None => 0,
             ConnChannels::One(_) => 1,
@@ -27,17 +27,17 @@ impl ConnChannels {
     }
 
     /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether the channel in registry slot `channel` is among them.
-    pub fn contains(&self, channel: u32) -> bool {
+    pub(crate) fn contains(&self, channel: u32) -> bool {
         self.find(channel).is_some()
     }
 
     /// Adds a subscription.
-    pub fn add(&mut self, m: Membership) {
+    pub(crate) fn add(&mut self, m: Membership) {
         *self = match std::mem::take(self) {
             ConnChannels::None => ConnChannels::One(m),
             ConnChannels::One(first) => ConnChannels::Many(vec![first, m]),
@@ -49,7 +49,7 @@ impl ConnChannels {
     }
 
     /// Removes and returns the subscription to registry slot `channel`.
-    pub fn remove(&mut self, channel: u32) -> Option<Membership> {
+    pub(crate) fn remove(&mut self, channel: u32) -> Option<Membership> {
         match self {
             ConnChannels::One(m) if m.channel == channel => {
                 let m = *m;
@@ -65,14 +65,14 @@ impl ConnChannels {
     }
 
     /// Records that this connection moved to `pos` in channel `channel`'s list.
-    pub fn set_pos(&mut self, channel: u32, pos: u32) {
+    pub(crate) fn set_pos(&mut self, channel: u32, pos: u32) {
         if let Some(m) = self.find_mut(channel) {
             m.pos = pos;
         }
     }
 
     /// Takes every subscription out.
-    pub fn take_all(&mut self) -> Vec<Membership> {
+    pub(crate) fn take_all(&mut self) -> Vec<Membership> {
         match std::mem::take(self) {
             ConnChannels::None => Vec::new(),
             ConnChannels::One(m) => vec![m],

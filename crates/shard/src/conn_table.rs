@@ -1,19 +1,9 @@
 //! The shard's connection slab: stable `u32` slots reused through a free list, each with
 //! a generation so a late completion for a closed connection is recognised and dropped.
+//! Generations wrap at `GEN_MASK` (see `ids`), the width the reactor carries.
 
 use crate::conn::Conn;
-
-/// Generations wrap at 24 bits: the reactor packs them into completion tokens.
-const GEN_MASK: u32 = 0x00ff_ffff;
-
-/// A connection's handle: its slot and the slot's generation when it was opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    /// Slot index in the table.
-    pub idx: u32,
-    /// Generation of the slot; a stale id no longer matches.
-    pub generation: u32,
-}
+use crate::ids::{ConnId, GEN_MASK};
 
 struct Slot {
     generation: u32,
@@ -22,7 +12,7 @@ struct Slot {
 
 /// Slab of live connections.
 #[derive(Default)]
-pub struct ConnTable {
+pub(crate) struct ConnTable {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
@@ -30,7 +20,7 @@ pub struct ConnTable {
 
 impl ConnTable {
     /// Stores `conn` in a free slot and returns its id.
-    pub fn insert(&mut self, conn: Conn) -> ConnId {
+    pub(crate) fn insert(&mut self, conn: Conn) -> ConnId {
         self.live += 1;
         if let Some(idx) = self.free.pop() {
             let slot = &mut self.slots[idx as usize];
@@ -49,7 +39,7 @@ impl ConnTable {
     }
 
     /// The connection `id` names, if it is still open.
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         match self.slots.get_mut(id.idx as usize) {
             Some(slot) if slot.generation == id.generation => slot.conn.as_mut(),
             _ => None,
@@ -57,7 +47,7 @@ impl ConnTable {
     }
 
     /// The connection in slot `idx`, whatever its generation.
-    pub fn get_by_idx_mut(&mut self, idx: u32) -> Option<(ConnId, &mut Conn)> {
+    pub(crate) fn get_by_idx_mut(&mut self, idx: u32) -> Option<(ConnId, &mut Conn)> {
         let slot = self.slots.get_mut(idx as usize)?;
         let generation = slot.generation;
         slot.conn
@@ -66,7 +56,7 @@ impl ConnTable {
     }
 
     /// Removes the connection and bumps the slot's generation.
-    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Conn> {
         let slot = self.slots.get_mut(id.idx as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -79,17 +69,17 @@ impl ConnTable {
     }
 
     /// Number of open connections.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.live
     }
 
     /// Whether no connection is open.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.live == 0
     }
 
     /// One past the highest slot index ever used.
-    pub fn capacity(&self) -> u32 {
+    pub(crate) fn capacity(&self) -> u32 {
         self.slots.len() as u32
     }
 }

@@ -15,7 +15,7 @@ struct Bucket {
 
 /// Token buckets by source address.
 #[derive(Debug, Default)]
-pub struct ConnectLimiter {
+pub(crate) struct ConnectLimiter {
     per_sec: f64,
     buckets: HashMap<IpAddr, Bucket>,
     last_prune_ms: u64,
@@ -23,7 +23,7 @@ pub struct ConnectLimiter {
 
 impl ConnectLimiter {
     /// A limiter allowing `per_sec` new connections per second per address (0 = off).
-    pub fn new(per_sec: u32) -> Self {
+    pub(crate) fn new(per_sec: u32) -> Self {
         ConnectLimiter {
             per_sec: f64::from(per_sec),
             ..ConnectLimiter::default()
@@ -31,12 +31,12 @@ impl ConnectLimiter {
     }
 
     /// Whether limiting is on.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.per_sec > 0.0
     }
 
     /// Takes a token for `ip` at `now_ms`; false when the address is over its rate.
-    pub fn allow(&mut self, ip: IpAddr, now_ms: u64) -> bool {
+    pub(crate) fn allow(&mut self, ip: IpAddr, now_ms: u64) -> bool {
         if !self.enabled() {
             return true;
         }
@@ -58,7 +58,8 @@ impl ConnectLimiter {
     }
 
     /// Addresses tracked.
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
         self.buckets.len()
     }
 

@@ -2,7 +2,7 @@
 //! subscribed connection slots. Each connection remembers its position so leaving is
 //! O(1) (swap-remove, and the moved connection's position is fixed by the caller).
 
-use crate::messages::ChannelName;
+use crate::ids::ChannelName;
 use std::collections::HashMap;
 
 struct Entry {
@@ -12,7 +12,7 @@ struct Entry {
 
 /// Channels with local subscribers.
 #[derive(Default)]
-pub struct LocalChannels {
+pub(crate) struct LocalChannels {
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     by_name: HashMap<ChannelName, u32>,
@@ -21,26 +21,26 @@ pub struct LocalChannels {
 
 /// Where a connection sits in the registry after subscribing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Membership {
+pub(crate) struct Membership {
     /// The channel's slot.
-    pub channel: u32,
+    pub(crate) channel: u32,
     /// The connection's index in the channel's subscriber list.
-    pub pos: u32,
+    pub(crate) pos: u32,
 }
 
 /// What changed when a connection left.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Departure {
+pub(crate) struct Departure {
     /// A connection slot that moved into the leaver's position.
-    pub moved: Option<u32>,
+    pub(crate) moved: Option<u32>,
     /// The channel, when this was its last local subscriber.
-    pub emptied: Option<ChannelName>,
+    pub(crate) emptied: Option<ChannelName>,
 }
 
 impl LocalChannels {
     /// Adds connection slot `conn` to `name`. Returns its membership and, when the
     /// channel had no local subscriber before, the shared name to announce.
-    pub fn subscribe(&mut self, name: &str, conn: u32) -> (Membership, Option<ChannelName>) {
+    pub(crate) fn subscribe(&mut self, name: &str, conn: u32) -> (Membership, Option<ChannelName>) {
         self.subscriptions += 1;
         if let Some(&channel) = self.by_name.get(name)
             && let Some(Some(entry)) = self.slots.get_mut(channel as usize)
@@ -69,7 +69,7 @@ impl LocalChannels {
     }
 
     /// Removes the subscription at `m`.
-    pub fn unsubscribe(&mut self, m: Membership) -> Departure {
+    pub(crate) fn unsubscribe(&mut self, m: Membership) -> Departure {
         let Some(Some(entry)) = self.slots.get_mut(m.channel as usize) else {
             return Departure::default();
         };
@@ -96,12 +96,12 @@ impl LocalChannels {
     }
 
     /// The registry slot of `name`, if it has local subscribers.
-    pub fn slot_of(&self, name: &str) -> Option<u32> {
+    pub(crate) fn slot_of(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()
     }
 
     /// The subscriber slots of `name`, if it has local subscribers.
-    pub fn subscribers(&self, name: &str) -> Option<&[u32]> {
+    pub(crate) fn subscribers(&self, name: &str) -> Option<&[u32]> {
         let &channel = self.by_name.get(name)?;
         self.slots[channel as usize]
             .as_ref()
@@ -109,12 +109,13 @@ impl LocalChannels {
     }
 
     /// Channels with local subscribers.
-    pub fn channels(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn channels(&self) -> usize {
         self.by_name.len()
     }
 
     /// Local subscriptions in all channels.
-    pub fn subscriptions(&self) -> u64 {
+    pub(crate) fn subscriptions(&self) -> u64 {
         self.subscriptions
     }
 }

@@ -1,13 +1,9 @@
 //! Messages that cross threads: between shards (through flume) and from shards to the
 //! sidecar's broker.
 
-use crate::conn_table::ConnId;
+use crate::ids::{ChannelName, ConnId};
 use crate::poll_ring::Kept;
 use bytes::Bytes;
-use std::sync::Arc;
-
-/// A channel name shared by reference count between shards and maps.
-pub type ChannelName = Arc<str>;
 
 /// What one shard (or the sidecar) tells another shard.
 #[derive(Debug, Clone)]

@@ -17,14 +17,14 @@ pub struct Kept {
 
 /// A bounded ring of recent messages.
 #[derive(Debug)]
-pub struct PollRing {
+pub(crate) struct PollRing {
     cap: usize,
     kept: VecDeque<Kept>,
 }
 
 impl PollRing {
     /// A ring keeping at most `cap` messages.
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         PollRing {
             cap: cap.max(1),
             kept: VecDeque::new(),
@@ -32,7 +32,7 @@ impl PollRing {
     }
 
     /// Keeps a message, forgetting the oldest when full.
-    pub fn push(&mut self, kept: Kept) {
+    pub(crate) fn push(&mut self, kept: Kept) {
         if self.kept.len() == self.cap {
             self.kept.pop_front();
         }
@@ -40,7 +40,7 @@ impl PollRing {
     }
 
     /// Messages with a sequence number above `since`.
-    pub fn after(&self, since: u64) -> Vec<Kept> {
+    pub(crate) fn after(&self, since: u64) -> Vec<Kept> {
         self.kept
             .iter()
             .filter(|k| k.seq > since)

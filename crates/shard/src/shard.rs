@@ -1,28 +1,39 @@
-//! The shard state machine: connection lifecycle (handshake, frames, pings, close),
-//! subscriptions and owner routing, fan-out of shared frames, and drain. Events come in
-//! through the `on_*` methods with the shard's clock in milliseconds; actions for the
-//! reactor, sends to start and messages for other shards and the broker come out.
+//! The shard state machine and its connection lifecycle: accept, recv and send
+//! completions, timers, and the close steps that end in a freed slot. The subjects a
+//! connection meets on the way live in the child modules: the handshake
+//! ([`handshake`]), WebSocket frames ([`frames`]), client commands ([`client_command`]),
+//! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
+//! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]) and the drain
+//! ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
+//! child modules import from this one and never the other way round.
 
-use crate::admission::{Admitted, Target, admit, admit_plain};
+mod client_command;
+mod drain;
+mod fanout;
+mod frames;
+mod handshake;
+mod poll;
+mod sse;
+mod subscriptions;
+
 use crate::channel_owner::ChannelOwner;
-use crate::compression::{Compression, FANOUT_WINDOW_BITS};
-use crate::config::{ShardConfig, SlowConsumer};
-use crate::conn::Transport;
-use crate::conn::{Conn, Phase};
-use crate::conn_table::{ConnId, ConnTable};
+use crate::close_reason::CloseReason;
+use crate::compression::Compression;
+use crate::config::ShardConfig;
+use crate::conn::{CloseStep, Conn, Phase, Transport};
+use crate::conn_table::ConnTable;
 use crate::connect_limiter::ConnectLimiter;
-use crate::local_channels::{LocalChannels, Membership};
-use crate::messages::{BrokerCmd, ChannelName, ShardMsg};
-use crate::poll_ring::Kept;
+use crate::handshake_failure::HandshakeFailure;
+use crate::ids::ConnId;
+use crate::local_channels::LocalChannels;
+use crate::messages::{BrokerCmd, ShardMsg};
+use crate::outbox::Outbox;
 use crate::routing::owner_of;
 use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
-use base64::Engine;
+use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
-use ringcast_proto::{
-    HandshakeError, HandshakeStatus, Message, OpCode, PlainGet, PlainRoute, Upgrade, close_payload,
-    code, encode_frame, http_error_response, parse_plain_get, parse_upgrade,
-};
+use ringcast_proto::{OpCode, encode_frame, http_error_response};
 use ringcast_telemetry::ShardCounters;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -56,7 +67,7 @@ pub enum RecvEnd {
     Error(i32),
 }
 
-/// Drain in progress: close a share of the connections on each tick.
+/// Drain in progress: close a share of the connections on each tick (see [`drain`]).
 struct Drain {
     start_ms: u64,
     spread_ms: u64,
@@ -65,19 +76,59 @@ struct Drain {
     cursor: u32,
 }
 
-/// One shard's connections, channels and timers.
+/// A long-poll connection waiting for its answer (see [`poll`]).
+#[derive(Debug, Clone, Copy)]
+struct PollWait {
+    generation: u32,
+    /// Answer with messages after this id (None until the owner told the last id).
+    since: Option<u64>,
+}
+
+/// One shard's connections, channels and timers, as a sans-IO state machine.
+///
+/// The shard never touches a socket or a clock. The reactor glue (one thread per shard)
+/// feeds it events and carries out what it decides; every event takes the shard's clock
+/// in milliseconds, which must never go backwards.
+///
+/// # Calling contract
+///
+/// Events, as they happen:
+/// - [`Shard::on_accept`] for each accepted socket (with the peer's address when
+///   [`Shard::needs_peer_address`]); the shard now names it by the returned [`ConnId`].
+/// - [`Shard::on_recv`] for each buffer a connection's recv produced, then
+///   [`Shard::on_recv_end`] when its multishot recv ends (EOF, error, or stopped).
+/// - [`Shard::on_send_done`] when the send started by [`Shard::begin_send`] completes.
+/// - [`Shard::on_message`] for each message in the shard's inbox.
+/// - [`Shard::on_tick`] at least every [`Shard::ms_until_tick`] milliseconds.
+/// - [`Shard::on_accept_error`], [`Shard::on_recv_enobufs`] and
+///   [`Shard::on_inbox_depth`] for what only the glue sees; [`Shard::flush_metrics`]
+///   about once a second.
+///
+/// After any batch of events, the glue must, in this order:
+/// 1. Carry out every [`Shard::take_actions`] item, in order: arm the recv, shut the
+///    write side, shut both sides (abort), or close the descriptor. `Close` comes only
+///    when no recv or send is in flight, and the fd must not be used after it.
+/// 2. Start the sends: for each [`Shard::next_send`], call [`Shard::begin_send`] and
+///    submit exactly the slices it hands out, in order, as one vectored send. The
+///    slices stay valid, unmoved and unchanged until [`Shard::on_send_done`] for that
+///    connection; at most one send per connection is in flight.
+/// 3. Deliver [`Shard::outbox`] to the other shards' inboxes (in order per
+///    destination) and [`Shard::take_broker_cmds`] to the broker.
+///
+/// Completions carry the [`ConnId`] they were submitted with; one for a connection that
+/// is gone (an older generation of the slot) is ignored, so late completions are safe.
 pub struct Shard {
     cfg: ShardConfig,
     conns: ConnTable,
     channels: LocalChannels,
     owned: ChannelOwner,
     wheel: TimerWheel,
-    /// Plain per-shard counters, flushed by the glue about once a second.
-    pub counters: ShardCounters,
+    /// Plain per-shard counters, pushed to the metrics registry by `flush_metrics`.
+    counters: ShardCounters,
     open: usize,
     actions: Vec<Action>,
     ready: Vec<ConnId>,
-    outbox: Vec<Vec<ShardMsg>>,
+    outbox: Outbox,
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
     slow: Vec<ConnId>,
@@ -97,10 +148,11 @@ pub struct Shard {
 impl Shard {
     /// A shard with no connections.
     pub fn new(mut cfg: ShardConfig) -> Self {
-        // A queue must hold at least one whole message (plus its frame header), or a
-        // single large message would make every receiver a slow consumer.
-        let one_message =
-            u32::try_from(cfg.max_message_bytes.saturating_add(14)).unwrap_or(u32::MAX);
+        // A queue must hold at least one whole message (plus its frame header and queue
+        // entry), or a single large message would make every receiver a slow consumer.
+        let one_message = u32::try_from(cfg.max_message_bytes.saturating_add(14))
+            .unwrap_or(u32::MAX)
+            .saturating_add(ENTRY_OVERHEAD);
         cfg.max_queue_bytes = cfg.max_queue_bytes.max(one_message);
         let max_delay = cfg
             .ping_interval_ms
@@ -117,7 +169,7 @@ impl Shard {
         let owned = ChannelOwner::new(cfg.poll_ring, cfg.poll_timeout_ms * 2);
         Shard {
             wheel: TimerWheel::new(tick_ms, max_delay),
-            outbox: (0..cfg.shards).map(|_| Vec::new()).collect(),
+            outbox: Outbox::new(cfg.id, cfg.shards),
             cfg,
             conns: ConnTable::default(),
             channels: LocalChannels::default(),
@@ -156,16 +208,6 @@ impl Shard {
         self.conns.len()
     }
 
-    /// Whether a drain was started and every connection is gone.
-    pub fn drained(&self) -> bool {
-        self.drain.is_some() && self.conns.is_empty()
-    }
-
-    /// Whether a drain was started.
-    pub fn draining(&self) -> bool {
-        self.drain.is_some()
-    }
-
     /// Milliseconds until the timer wheel next needs a tick.
     pub fn ms_until_tick(&self, now_ms: u64) -> u64 {
         self.wheel.ms_until_next(now_ms)
@@ -186,15 +228,14 @@ impl Shard {
             TimerKind::HandshakeDeadline,
         );
         if self.drain.is_some() {
-            self.abort(id, "shutdown");
+            self.abort(id, CloseReason::Shutdown);
             self.progress(id);
         } else if let Some(ip) = peer
             && !self.limiter.allow(ip, now_ms)
         {
             // Answer right away: no need to read the request of a client over its rate.
-            self.counters.handshake_failed("rate_limited");
             let response = http_error_response(429, "Too Many Requests", "slow down\n");
-            self.fail_handshake(id, response, now_ms);
+            self.fail_handshake(id, HandshakeFailure::RateLimited, response, now_ms);
         }
         id
     }
@@ -212,7 +253,7 @@ impl Shard {
             }
             // SSE and long-poll clients have nothing more to say after their request.
             Phase::Open => {}
-            Phase::Closing => {
+            Phase::Closing { .. } => {
                 // Only the peer's close reply or its FIN matter now; keep decoding so
                 // a reply is recognised, but send nothing more.
                 let _ = conn.decoder.feed(data, &mut |_| {});
@@ -227,19 +268,18 @@ impl Shard {
         };
         conn.recv_active = false;
         match end {
-            RecvEnd::NoBuffers | RecvEnd::Stopped if !conn.gone => {
+            RecvEnd::NoBuffers | RecvEnd::Stopped if !conn.dropping() => {
                 conn.recv_active = true;
                 self.actions.push(Action::ArmRecv(id, conn.fd));
             }
             RecvEnd::NoBuffers | RecvEnd::Stopped => {}
             RecvEnd::Eof | RecvEnd::Error(_) => {
                 let reason = match (conn.phase, end) {
-                    (Phase::Handshake, _) => "handshake_aborted",
-                    (_, RecvEnd::Eof) => "peer_gone",
-                    _ => "reset",
+                    (Phase::Handshake, _) => CloseReason::HandshakeAborted,
+                    (_, RecvEnd::Eof) => CloseReason::PeerGone,
+                    _ => CloseReason::Reset,
                 };
-                conn.gone = true;
-                self.decide_reason(id, reason);
+                self.abort(id, reason);
             }
         }
         self.progress(id);
@@ -256,10 +296,7 @@ impl Shard {
                 conn.queue.advance(written);
                 self.counters.bytes_sent += written as u64;
             }
-            Err(_) => {
-                conn.gone = true;
-                self.decide_reason(id, "reset");
-            }
+            Err(_) => self.abort(id, CloseReason::Reset),
         }
         self.progress(id);
     }
@@ -277,23 +314,6 @@ impl Shard {
         self.tick_channel(now_ms);
         let expired = self.owned.expire(now_ms);
         self.broker.extend(expired);
-    }
-
-    /// Publishes the time to local subscribers of the tick channel once a second.
-    fn tick_channel(&mut self, now_ms: u64) {
-        let Some(name) = &self.cfg.tick_channel else {
-            return;
-        };
-        let Some(text) = self.tick.due(self.cfg.unix_ms_at_zero + now_ms) else {
-            return;
-        };
-        if self.channels.slot_of(name).is_some() {
-            let name = name.clone();
-            let payload = Bytes::from(text);
-            let frame = encoded(OpCode::Text, &payload);
-            let seq = self.cfg.unix_ms_at_zero.saturating_add(now_ms) / 1000;
-            self.deliver(&name, frame, None, &payload, false, seq);
-        }
     }
 
     /// A message from another shard or the sidecar.
@@ -319,19 +339,7 @@ impl Shard {
                 since,
                 shard,
                 conn,
-            } => {
-                let (messages, last_seq) = self.owned.poll(&channel, since, now_ms);
-                let reply = ShardMsg::PollReply {
-                    conn,
-                    messages,
-                    last_seq,
-                };
-                if shard == self.cfg.id {
-                    self.on_message(reply, now_ms);
-                } else if let Some(out) = self.outbox.get_mut(usize::from(shard)) {
-                    out.push(reply);
-                }
-            }
+            } => self.poll_request(&channel, since, shard, conn, now_ms),
             ShardMsg::PollReply {
                 conn,
                 messages,
@@ -341,23 +349,20 @@ impl Shard {
         }
     }
 
-    fn poll_reply(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
-        let Some(wait) = self.polls.get_mut(&id.idx) else {
-            return;
-        };
-        if wait.generation != id.generation {
-            return;
-        }
-        match wait.since {
-            Some(since) => {
-                let fresh: Vec<Kept> = messages.iter().filter(|k| k.seq > since).cloned().collect();
-                if !fresh.is_empty() {
-                    self.answer_poll(id, &fresh, last_seq, now_ms);
-                }
-            }
-            // A first poll waits for messages after the current last one.
-            None => wait.since = Some(last_seq),
-        }
+    /// A failed accept (counted; the glue decides whether to back off).
+    pub fn on_accept_error(&mut self) {
+        self.counters.accept_errors += 1;
+    }
+
+    /// A recv found the buffer ring empty (counted; the recv ends with
+    /// [`RecvEnd::NoBuffers`]).
+    pub fn on_recv_enobufs(&mut self) {
+        self.counters.recv_enobufs += 1;
+    }
+
+    /// The shard's inbox holds `messages` messages (a gauge).
+    pub fn on_inbox_depth(&mut self, messages: usize) {
+        self.counters.queue_depth = messages as u64;
     }
 
     /// Socket actions decided since the last call.
@@ -367,7 +372,7 @@ impl Shard {
 
     /// Messages for other shards, by destination shard id.
     pub fn outbox(&mut self) -> &mut [Vec<ShardMsg>] {
-        &mut self.outbox
+        self.outbox.queues()
     }
 
     /// Subscribe/unsubscribe commands for the broker since the last call.
@@ -380,7 +385,7 @@ impl Shard {
         while let Some(id) = self.ready.pop() {
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.in_ready = false;
-                if !conn.send_inflight && !conn.queue.is_empty() && !conn.aborted {
+                if !conn.send_inflight && !conn.queue.is_empty() && !conn.dropping() {
                     return Some((id, conn.fd));
                 }
             }
@@ -402,7 +407,12 @@ impl Shard {
         self.conns.get_mut(id).map(|c| c.queue.queued_bytes())
     }
 
-    /// Refreshes the gauges in `counters` from the shard's state.
+    /// The shard's counters as of now (gauges as of [`Shard::refresh_gauges`]).
+    pub fn counters(&self) -> &ShardCounters {
+        &self.counters
+    }
+
+    /// Refreshes the gauges in the counters from the shard's state.
     pub fn refresh_gauges(&mut self) {
         self.counters.connections = self.conns.len() as u64;
         self.counters.sse_connections = self.open_by_transport[Transport::Sse as usize] as u64;
@@ -411,37 +421,24 @@ impl Shard {
         self.counters.subscriptions = self.channels.subscriptions();
     }
 
-    fn recv_handshake(&mut self, id: ConnId, data: &[u8], now_ms: u64) {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        conn.handshake.extend_from_slice(data);
-        match parse_upgrade(&conn.handshake) {
-            Ok(HandshakeStatus::Partial) => {}
-            Ok(HandshakeStatus::Done(upgrade)) => self.start_websocket(id, upgrade, now_ms),
-            Err(HandshakeError::NotUpgrade) => match parse_plain_get(&conn.handshake) {
-                Ok(Some(get)) => self.start_plain(id, get, now_ms),
-                Ok(None) => self.refuse(id, HandshakeError::NotUpgrade, now_ms),
-                Err(err) => self.refuse(id, err, now_ms),
-            },
-            Err(err) => self.refuse(id, err, now_ms),
-        }
+    /// Refreshes the gauges and pushes the counters into the metrics registry, labelled
+    /// with this shard's id.
+    pub fn flush_metrics(&mut self) {
+        self.refresh_gauges();
+        self.counters.flush(usize::from(self.cfg.id));
     }
 
-    fn refuse(&mut self, id: ConnId, err: HandshakeError, now_ms: u64) {
-        self.counters.handshake_failed(err.label());
-        self.fail_handshake(id, err.response(), now_ms);
+    /// The shard that owns `channel`.
+    fn owner(&self, channel: &str) -> u16 {
+        // Below `shards`, which is a u16.
+        owner_of(channel, usize::from(self.cfg.shards)) as u16
     }
 
-    /// Answers 503 and returns true when the node is full or draining.
-    fn refuse_if_full(&mut self, id: ConnId, now_ms: u64) -> bool {
-        if self.open < self.cfg.max_connections && self.drain.is_none() {
-            return false;
+    /// Sends `msg` to shard `to`, or handles it at once when `to` is this shard.
+    fn route(&mut self, to: u16, msg: ShardMsg) {
+        if let Some(msg) = self.outbox.route(to, msg) {
+            self.on_message(msg, self.now_ms);
         }
-        self.counters.handshake_failed("server_full");
-        let response = http_error_response(503, "Service Unavailable", "server full\n");
-        self.fail_handshake(id, response, now_ms);
-        true
     }
 
     /// Marks a connection open on `transport` once its request is admitted.
@@ -455,256 +452,58 @@ impl Shard {
         }
     }
 
-    fn start_websocket(&mut self, id: ConnId, upgrade: Upgrade, now_ms: u64) {
-        if self.refuse_if_full(id, now_ms) {
-            return;
-        }
-        let Admitted {
-            target,
-            response,
-            deflate,
-        } = match admit(&self.cfg, &upgrade, now_ms) {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
-                self.counters.handshake_failed(refusal.label);
-                self.fail_handshake(id, refusal.response(), now_ms);
-                return;
-            }
-        };
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        let mut rest = conn.handshake.split_off(upgrade.consumed);
-        conn.queue.push_control(Bytes::from(response));
-        if let Some(params) = deflate {
-            conn.deflate_bits = params.server_max_window_bits;
-            conn.decoder.enable_deflate();
-        }
-        self.open_as(id, Transport::WebSocket);
-        match target {
-            Target::Echo => {
-                if let Some(conn) = self.conns.get_mut(id) {
-                    conn.echo = true;
-                }
-            }
-            Target::Channels(names) => {
-                for name in names {
-                    self.subscribe(id, &name);
-                }
-            }
-        }
-        let offset = self.ping_offset(id);
-        self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
-        self.mark_ready(id);
-        if !rest.is_empty() {
-            self.recv_frames(id, &mut rest, now_ms);
-        }
-    }
-
-    /// `GET /sse/<channel>` or `GET /poll/<channel>?since=<id>`.
-    fn start_plain(&mut self, id: ConnId, get: PlainGet, now_ms: u64) {
-        if self.refuse_if_full(id, now_ms) {
-            return;
-        }
-        if let Err(refusal) = admit_plain(&self.cfg, &get, now_ms) {
-            self.counters.handshake_failed(refusal.label);
-            self.fail_handshake(id, refusal.response(), now_ms);
-            return;
-        }
-        let since = get.query_param("since").map(str::parse::<u64>);
-        match get.route {
-            PlainRoute::Sse(channel) => {
-                if let Some(conn) = self.conns.get_mut(id) {
-                    conn.queue.push_control(Bytes::from_static(SSE_HEAD));
-                }
-                self.open_as(id, Transport::Sse);
-                self.subscribe(id, &channel);
-                let offset = self.ping_offset(id);
-                self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
-                self.mark_ready(id);
-            }
-            PlainRoute::Poll(channel) => {
-                let since = match since {
-                    None => None,
-                    Some(Ok(since)) => Some(since),
-                    Some(Err(_)) => {
-                        self.counters.handshake_failed("bad_since");
-                        let response =
-                            http_error_response(400, "Bad Request", "since must be a number\n");
-                        self.fail_handshake(id, response, now_ms);
-                        return;
-                    }
-                };
-                self.open_as(id, Transport::Poll);
-                self.subscribe(id, &channel);
-                self.polls.insert(
-                    id.idx,
-                    PollWait {
-                        generation: id.generation,
-                        since,
-                    },
-                );
-                self.wheel.schedule(
-                    now_ms + self.cfg.poll_timeout_ms,
-                    id,
-                    TimerKind::PollDeadline,
-                );
-                let channel: ChannelName = channel.into();
-                let owner = owner_of(&channel, usize::from(self.cfg.shards));
-                let request = ShardMsg::PollRequest {
-                    channel,
-                    since,
-                    shard: self.cfg.id,
-                    conn: id,
-                };
-                if owner == usize::from(self.cfg.id) {
-                    self.on_message(request, now_ms);
-                } else {
-                    self.outbox[owner].push(request);
-                }
-            }
-        }
-    }
-
-    /// Answers a long-poll connection with `messages` (200, or 204 when empty) and
-    /// closes it.
-    fn answer_poll(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
-        let reason = if messages.is_empty() {
-            "poll_timeout"
-        } else {
-            "poll_done"
-        };
-        self.decide_reason(id, reason);
-        let response = poll_response(messages, last_seq);
-        self.leave_open(id);
-        if let Some(conn) = self.conns.get_mut(id) {
-            conn.phase = Phase::Closing;
-            conn.queue.push_control(Bytes::from(response));
-        }
-        self.begin_close(id, now_ms);
-    }
-
-    fn fail_handshake(&mut self, id: ConnId, response: Vec<u8>, now_ms: u64) {
-        self.decide_reason(id, "handshake_failed");
-        if let Some(conn) = self.conns.get_mut(id) {
-            conn.handshake = Vec::new();
-            conn.queue.push_control(Bytes::from(response));
-        }
-        self.begin_close(id, now_ms);
-    }
-
-    fn recv_frames(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        let echo = conn.echo;
-        let bits = conn.deflate_bits;
-        let commands = self.cfg.client_commands && !echo;
-        let queue = &mut conn.queue;
-        let compression = &mut self.compression;
-        let mut echo_frame = |opcode: OpCode, payload: &[u8]| {
-            let compressed = if bits == 0 {
-                None
-            } else {
-                compression.frame(opcode, payload, bits)
-            };
-            compressed.unwrap_or_else(|| encoded(opcode, payload))
-        };
-        let mut received = std::mem::take(&mut self.commands);
-        let mut pong = false;
-        let mut peer_close: Option<Option<u16>> = None;
-        let result = conn.decoder.feed(data, &mut |msg| match msg {
-            Message::Text(p) if echo => queue.push_data(echo_frame(OpCode::Text, p)),
-            Message::Binary(p) if echo => queue.push_data(echo_frame(OpCode::Binary, p)),
-            Message::Text(p) if commands => received.push(p.to_vec()),
-            Message::Text(_) | Message::Binary(_) => {}
-            Message::Ping(p) => queue.push_control(encoded(OpCode::Pong, p)),
-            Message::Pong(_) => pong = true,
-            Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
-        });
-        for command in received.drain(..) {
-            let reply = self.client_command(id, &command);
-            if let Some(conn) = self.conns.get_mut(id) {
-                conn.queue
-                    .push_data(encoded(OpCode::Text, reply.as_bytes()));
-            }
-        }
-        self.commands = received;
-        let Some(conn) = self.conns.get_mut(id) else {
-            return;
-        };
-        if pong && conn.ping_sent_ms != 0 {
-            let rtt_ms = now_ms.saturating_sub(conn.ping_sent_ms);
-            conn.ping_sent_ms = 0;
-            self.counters.pongs_received += 1;
-            self.counters.ping_rtt(rtt_ms as f64 / 1000.0);
-        } else if pong {
-            self.counters.pongs_received += 1;
-        }
-        match (result, peer_close) {
-            (Err(err), _) => {
-                let frame = close_payload(err.close_code(), err.label());
-                self.close_with(id, err.label(), &frame, now_ms);
-            }
-            (Ok(()), Some(code)) => {
-                let frame = code.map_or_else(Vec::new, |c| close_payload(c, ""));
-                // The client asked to close: what was queued before its close frame
-                // (echoes, messages) still goes out, then our close reply.
-                self.decide_reason(id, "client_close");
-                if let Some(conn) = self.conns.get_mut(id) {
-                    conn.queue.push_final(encoded(OpCode::Close, &frame));
-                }
-                self.begin_close(id, now_ms);
-            }
-            (Ok(()), None) if conn.queue.queued_bytes() > self.cfg.max_queue_bytes => {
-                // Echoes and pongs of a client that sends but does not read.
-                self.counters.slow_consumer_closes += 1;
-                let payload = close_payload(code::POLICY, "slow consumer");
-                self.close_with(id, "slow_consumer", &payload, now_ms);
-            }
-            (Ok(()), None) => self.mark_ready(id),
-        }
-    }
-
-    /// Queues a close frame with `payload`, records `reason`, and closes after the flush.
-    fn close_with(&mut self, id: ConnId, reason: &'static str, payload: &[u8], now_ms: u64) {
-        self.decide_reason(id, reason);
+    /// Queues a close frame with `payload` and closes for `reason` after the flush.
+    fn close_with(&mut self, id: ConnId, reason: CloseReason, payload: &[u8], now_ms: u64) {
         if let Some(conn) = self.conns.get_mut(id)
             && conn.transport == Transport::WebSocket
         {
             conn.queue.push_close(encoded(OpCode::Close, payload));
         }
-        self.begin_close(id, now_ms);
+        self.begin_close(id, reason, now_ms);
     }
 
-    fn begin_close(&mut self, id: ConnId, now_ms: u64) {
-        let Some(conn) = self.conns.get_mut(id) else {
+    /// Starts a graceful close for `reason`: what is queued goes out, then our FIN, then
+    /// the slot is freed at the peer's FIN or after the linger.
+    fn begin_close(&mut self, id: ConnId, reason: CloseReason, now_ms: u64) {
+        if !self.enter_closing(id, reason, CloseStep::Flushing) {
             return;
-        };
-        if conn.phase == Phase::Open {
-            self.leave_open(id);
-        }
-        if let Some(conn) = self.conns.get_mut(id) {
-            conn.phase = Phase::Closing;
         }
         self.wheel
             .schedule(now_ms + self.cfg.linger_ms, id, TimerKind::Linger);
         self.progress(id);
     }
 
-    /// Drops the connection without a close frame (dead peer, handshake timeout).
-    fn abort(&mut self, id: ConnId, reason: &'static str) {
-        self.decide_reason(id, reason);
+    /// Drops the connection without a close frame (dead peer, timeout, drain during the
+    /// handshake); the caller moves it along with [`Shard::progress`].
+    fn abort(&mut self, id: ConnId, reason: CloseReason) {
+        self.enter_closing(id, reason, CloseStep::Dropping { aborted: false });
+    }
+
+    /// Moves `id` to the close `step`, leaving the open state first. The reason is
+    /// counted when the connection first starts closing; a later reason is ignored, and
+    /// a connection already closing only ever moves on to dropping. False when `id` is
+    /// gone.
+    fn enter_closing(&mut self, id: ConnId, reason: CloseReason, step: CloseStep) -> bool {
         let Some(conn) = self.conns.get_mut(id) else {
-            return;
+            return false;
         };
-        if conn.phase == Phase::Open {
-            self.leave_open(id);
+        match &mut conn.phase {
+            Phase::Closing { step: current, .. } => {
+                if matches!(step, CloseStep::Dropping { .. })
+                    && !matches!(current, CloseStep::Dropping { .. })
+                {
+                    *current = step;
+                }
+                return true;
+            }
+            Phase::Open => self.leave_open(id),
+            Phase::Handshake => {}
         }
+        self.counters.closed(reason.label());
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.phase = Phase::Closing;
-            conn.gone = true;
+            conn.phase = Phase::Closing { reason, step };
         }
+        true
     }
 
     /// An open connection starts closing: it no longer counts as open, holds no
@@ -718,66 +517,45 @@ impl Shard {
         self.unsubscribe_all(id);
     }
 
-    fn decide_reason(&mut self, id: ConnId, reason: &'static str) {
-        if let Some(conn) = self.conns.get_mut(id)
-            && conn.reason.is_none()
-        {
-            conn.reason = Some(reason);
-            self.counters.closed(reason);
-        }
-    }
-
-    /// Moves a connection along after any change: schedule its send, finish a close,
-    /// or free its slot when nothing is in flight any more.
+    /// Moves a connection along after any change: schedule its send, take the next close
+    /// step, or free its slot when it is dropping and nothing is in flight any more.
     fn progress(&mut self, id: ConnId) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.send_inflight {
-            if conn.gone && !conn.aborted {
-                conn.aborted = true;
-                self.actions.push(Action::Abort(conn.fd));
-            }
-            return;
-        }
-        if conn.gone {
-            if conn.recv_active {
-                if !conn.aborted {
-                    conn.aborted = true;
+        match &mut conn.phase {
+            Phase::Closing {
+                step: CloseStep::Dropping { aborted },
+                ..
+            } => {
+                if !conn.send_inflight && !conn.recv_active {
+                    self.free(id);
+                } else if !*aborted {
+                    *aborted = true;
                     self.actions.push(Action::Abort(conn.fd));
                 }
-                return;
             }
-            self.free(id);
-            return;
-        }
-        if !conn.queue.is_empty() {
-            self.mark_ready(id);
-            return;
-        }
-        if conn.phase == Phase::Closing && !conn.wr_shut {
-            conn.wr_shut = true;
-            self.actions.push(Action::ShutdownWrite(conn.fd));
-            if !conn.recv_active {
-                conn.gone = true;
-                self.progress(id);
+            _ if conn.send_inflight => {}
+            _ if !conn.queue.is_empty() => self.mark_ready(id),
+            Phase::Closing { step, .. } if *step == CloseStep::Flushing => {
+                self.actions.push(Action::ShutdownWrite(conn.fd));
+                *step = if conn.recv_active {
+                    CloseStep::WriteShut
+                } else {
+                    CloseStep::Dropping { aborted: false }
+                };
+                if !conn.recv_active {
+                    self.progress(id);
+                }
             }
+            _ => {}
         }
     }
 
+    /// Frees a dropped connection's slot and tells the glue to close its descriptor.
     fn free(&mut self, id: ConnId) {
-        if self
-            .conns
-            .get_mut(id)
-            .is_some_and(|c| c.phase == Phase::Open)
-        {
-            self.leave_open(id);
-        }
         if let Some(conn) = self.conns.remove(id) {
             self.actions.push(Action::Close(conn.fd));
-            if conn.reason.is_none() {
-                self.counters.closed("unknown");
-            }
         }
         self.counters.connections = self.conns.len() as u64;
     }
@@ -797,22 +575,16 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        match kind {
-            TimerKind::HandshakeDeadline if conn.phase == Phase::Handshake => {
-                self.abort(id, "handshake_timeout");
+        match (kind, conn.phase) {
+            (TimerKind::HandshakeDeadline, Phase::Handshake) => {
+                self.abort(id, CloseReason::HandshakeTimeout);
                 self.progress(id);
             }
-            TimerKind::Ping if conn.phase == Phase::Open && conn.transport == Transport::Sse => {
-                conn.queue.push_control(Bytes::from_static(SSE_KEEPALIVE));
-                self.mark_ready(id);
-                self.wheel
-                    .schedule(now_ms + self.cfg.ping_interval_ms, id, TimerKind::Ping);
+            (TimerKind::Ping, Phase::Open) if conn.transport == Transport::Sse => {
+                self.sse_keepalive(id, now_ms);
             }
-            TimerKind::PollDeadline if conn.phase == Phase::Open => {
-                let last = self.polls.get(&id.idx).and_then(|p| p.since).unwrap_or(0);
-                self.answer_poll(id, &[], last, now_ms);
-            }
-            TimerKind::Ping if conn.phase == Phase::Open => {
+            (TimerKind::PollDeadline, Phase::Open) => self.poll_deadline(id, now_ms),
+            (TimerKind::Ping, Phase::Open) => {
                 if conn.ping_sent_ms == 0 {
                     conn.ping_sent_ms = now_ms.max(1);
                     conn.queue.push_control(Bytes::from_static(PING_FRAME));
@@ -827,17 +599,16 @@ impl Shard {
                 self.wheel
                     .schedule(now_ms + self.cfg.ping_interval_ms, id, TimerKind::Ping);
             }
-            TimerKind::PongDeadline
-                if conn.phase == Phase::Open
-                    && conn.ping_sent_ms != 0
+            (TimerKind::PongDeadline, Phase::Open)
+                if conn.ping_sent_ms != 0
                     && now_ms.saturating_sub(conn.ping_sent_ms) >= self.cfg.pong_timeout_ms =>
             {
                 self.counters.ping_timeouts += 1;
-                self.abort(id, "ping_timeout");
+                self.abort(id, CloseReason::PingTimeout);
                 self.progress(id);
             }
-            TimerKind::Linger if conn.phase == Phase::Closing => {
-                conn.gone = true;
+            (TimerKind::Linger, Phase::Closing { reason, .. }) => {
+                self.abort(id, reason);
                 self.progress(id);
             }
             _ => {}
@@ -854,354 +625,11 @@ impl Shard {
         1 + x % self.cfg.ping_interval_ms.max(1)
     }
 
-    /// Runs a client's `{"subscribe":"x"}` or `{"unsubscribe":"x"}` and returns the JSON
-    /// answer (an ack or an error; never a silent close).
-    fn client_command(&mut self, id: ConnId, text: &[u8]) -> String {
-        let reply_error = |error: &str, channel: Option<&str>| match channel {
-            Some(c) => serde_json::json!({"error": error, "channel": c}).to_string(),
-            None => serde_json::json!({"error": error}).to_string(),
-        };
-        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(text) else {
-            return reply_error("expected a JSON object like {\"subscribe\":\"news\"}", None);
-        };
-        let (verb, channel) = match (map.len(), map.iter().next()) {
-            (1, Some((verb, serde_json::Value::String(ch)))) => (verb.as_str(), ch.as_str()),
-            _ => {
-                return reply_error(
-                    "expected one of subscribe, unsubscribe with a channel name",
-                    None,
-                );
-            }
-        };
-        if !matches!(verb, "subscribe" | "unsubscribe") {
-            return reply_error("unknown command", None);
-        }
-        if self.cfg.auth.requires_token() {
-            return reply_error(
-                "commands are off with tokens: name channels in the URL",
-                Some(channel),
-            );
-        }
-        if !ringcast_proto::is_valid_channel(channel) {
-            return reply_error("invalid channel name", Some(channel));
-        }
-        let done = if verb == "subscribe" {
-            self.subscribe(id, channel)
-        } else {
-            self.unsubscribe(id, channel)
-        };
-        match (done, verb) {
-            (true, _) => serde_json::json!({"ok": verb, "channel": channel}).to_string(),
-            (false, "subscribe") => {
-                reply_error("already subscribed or channel limit reached", Some(channel))
-            }
-            (false, _) => reply_error("not subscribed", Some(channel)),
-        }
+    /// Schedules the first ping (or SSE keep-alive) of a newly open connection.
+    fn schedule_first_ping(&mut self, id: ConnId, now_ms: u64) {
+        let offset = self.ping_offset(id);
+        self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
     }
-
-    /// Subscribes `id` to `name`; false if it already was or is at its channel limit.
-    fn subscribe(&mut self, id: ConnId, name: &str) -> bool {
-        let Some(conn) = self.conns.get_mut(id) else {
-            return false;
-        };
-        let already = self
-            .channels
-            .slot_of(name)
-            .is_some_and(|slot| conn.channels.contains(slot));
-        if already || conn.channels.len() >= self.cfg.max_channels_per_conn {
-            return false;
-        }
-        let (membership, first) = self.channels.subscribe(name, id.idx);
-        conn.channels.add(membership);
-        if let Some(channel) = first {
-            self.send_interest(channel, true);
-        }
-        true
-    }
-
-    /// Unsubscribes `id` from `name`; false if it was not subscribed.
-    fn unsubscribe(&mut self, id: ConnId, name: &str) -> bool {
-        let Some(slot) = self.channels.slot_of(name) else {
-            return false;
-        };
-        let Some(membership) = self.conns.get_mut(id).and_then(|c| c.channels.remove(slot)) else {
-            return false;
-        };
-        self.leave(membership);
-        true
-    }
-
-    /// Unsubscribes `id` from every channel.
-    fn unsubscribe_all(&mut self, id: ConnId) {
-        let memberships = match self.conns.get_mut(id) {
-            Some(conn) if !conn.channels.is_empty() => conn.channels.take_all(),
-            _ => return,
-        };
-        for membership in memberships {
-            self.leave(membership);
-        }
-    }
-
-    /// Removes one subscription from the registry, fixing the position of the
-    /// connection that moved into its place, and tells the owner when it was the last.
-    fn leave(&mut self, membership: Membership) {
-        let departure = self.channels.unsubscribe(membership);
-        if let Some(moved) = departure.moved
-            && let Some((_, conn)) = self.conns.get_by_idx_mut(moved)
-        {
-            conn.channels.set_pos(membership.channel, membership.pos);
-        }
-        if let Some(channel) = departure.emptied {
-            self.send_interest(channel, false);
-        }
-    }
-
-    fn send_interest(&mut self, channel: ChannelName, on: bool) {
-        let owner = owner_of(&channel, usize::from(self.cfg.shards));
-        if owner == usize::from(self.cfg.id) {
-            self.interest(&channel, self.cfg.id, on);
-        } else {
-            self.outbox[owner].push(ShardMsg::Interest {
-                channel,
-                shard: self.cfg.id,
-                on,
-            });
-        }
-    }
-
-    fn interest(&mut self, channel: &ChannelName, shard: u16, on: bool) {
-        if let Some(cmd) = self.owned.interest(channel, shard, on, self.now_ms) {
-            self.broker.push(cmd);
-        }
-    }
-
-    fn publish(&mut self, channel: ChannelName, payload: &Bytes, binary: bool) {
-        let Some(publication) = self.owned.publish(&channel, payload, binary) else {
-            self.counters.publish_dropped += 1;
-            return;
-        };
-        let seq = publication.seq;
-        let opcode = if binary { OpCode::Binary } else { OpCode::Text };
-        let frame = encoded(opcode, payload);
-        let deflated = self.compression.frame(opcode, payload, FANOUT_WINDOW_BITS);
-        if deflated.is_some() {
-            self.counters.compressed += 1;
-        }
-        let mut local = false;
-        for shard in publication.shards.iter() {
-            if shard == self.cfg.id {
-                local = true;
-            } else if let Some(out) = self.outbox.get_mut(usize::from(shard)) {
-                out.push(ShardMsg::Deliver {
-                    channel: channel.clone(),
-                    frame: frame.clone(),
-                    deflated: deflated.clone(),
-                    payload: payload.clone(),
-                    binary,
-                    seq,
-                });
-            }
-        }
-        if local {
-            self.deliver(&channel, frame, deflated, payload, binary, seq);
-        }
-    }
-
-    fn deliver(
-        &mut self,
-        channel: &str,
-        frame: Bytes,
-        deflated: Option<Bytes>,
-        payload: &Bytes,
-        binary: bool,
-        seq: u64,
-    ) {
-        let Some(subs) = self.channels.subscribers(channel) else {
-            return;
-        };
-        let limit = self.cfg.max_queue_bytes as usize;
-        let mut slow = std::mem::take(&mut self.slow);
-        let mut polls = std::mem::take(&mut self.answered);
-        let mut sse: Option<Bytes> = None;
-        for &idx in subs {
-            let Some((id, conn)) = self.conns.get_by_idx_mut(idx) else {
-                continue;
-            };
-            let frame = match conn.transport {
-                Transport::WebSocket => match &deflated {
-                    Some(d) if conn.deflate_bits == FANOUT_WINDOW_BITS => d.clone(),
-                    _ => frame.clone(),
-                },
-                Transport::Sse => sse
-                    .get_or_insert_with(|| sse_event(seq, payload, binary))
-                    .clone(),
-                Transport::Poll => {
-                    polls.push(id);
-                    continue;
-                }
-            };
-            let queued = conn.queue.queued_bytes() as usize;
-            if queued + frame.len() > limit {
-                match self.cfg.slow_consumer {
-                    SlowConsumer::Close => {
-                        slow.push(id);
-                        continue;
-                    }
-                    SlowConsumer::DropOldest => {
-                        let need = queued + frame.len() - limit;
-                        let dropped = conn.queue.drop_waiting_data(need);
-                        self.counters.slow_consumer_dropped += dropped as u64;
-                        if conn.queue.queued_bytes() as usize + frame.len() > limit {
-                            // Even with every waiting message gone it does not fit.
-                            self.counters.slow_consumer_dropped += 1;
-                            continue;
-                        }
-                    }
-                }
-            }
-            conn.queue.push_data(frame);
-            self.counters.delivered += 1;
-            if !conn.in_ready && !conn.send_inflight {
-                conn.in_ready = true;
-                self.ready.push(id);
-            }
-        }
-        for id in slow.drain(..) {
-            self.counters.slow_consumer_closes += 1;
-            let payload = close_payload(code::POLICY, "slow consumer");
-            self.close_with(id, "slow_consumer", &payload, self.now_ms);
-        }
-        self.slow = slow;
-        let message = [Kept {
-            seq,
-            payload: payload.clone(),
-            binary,
-        }];
-        for id in polls.drain(..) {
-            let waiting_for_it = self
-                .polls
-                .get(&id.idx)
-                .is_some_and(|w| w.generation == id.generation && w.since.is_none_or(|s| seq > s));
-            if waiting_for_it {
-                self.counters.delivered += 1;
-                self.answer_poll(id, &message, seq, self.now_ms);
-            }
-        }
-        self.answered = polls;
-    }
-
-    fn start_drain(&mut self, spread_ms: u64, now_ms: u64) {
-        if self.drain.is_some() {
-            return;
-        }
-        self.drain = Some(Drain {
-            start_ms: now_ms,
-            spread_ms: spread_ms.max(1),
-            total: self.conns.len(),
-            issued: 0,
-            cursor: 0,
-        });
-        self.drain_step(now_ms);
-    }
-
-    /// Closes connections with 1001 so that by `start + spread` all are closed, evenly.
-    fn drain_step(&mut self, now_ms: u64) {
-        let Some(drain) = &self.drain else {
-            return;
-        };
-        let elapsed = now_ms.saturating_sub(drain.start_ms).min(drain.spread_ms);
-        let due = (drain.total as u128 * u128::from(elapsed)).div_ceil(u128::from(drain.spread_ms))
-            as usize;
-        let mut budget = due.saturating_sub(drain.issued);
-        let mut issued = 0;
-        let mut cursor = drain.cursor;
-        let end = self.conns.capacity();
-        let going_away = close_payload(code::GOING_AWAY, "server shutting down");
-        while budget > 0 && cursor < end {
-            if let Some((id, conn)) = self.conns.get_by_idx_mut(cursor) {
-                match conn.phase {
-                    Phase::Open => {
-                        budget -= 1;
-                        issued += 1;
-                        self.close_with(id, "shutdown", &going_away, now_ms);
-                    }
-                    Phase::Handshake => {
-                        budget -= 1;
-                        issued += 1;
-                        self.abort(id, "shutdown");
-                        self.progress(id);
-                    }
-                    Phase::Closing => {}
-                }
-            }
-            cursor += 1;
-        }
-        if let Some(drain) = &mut self.drain {
-            drain.cursor = cursor;
-            drain.issued += issued;
-        }
-    }
-}
-
-/// The answer that opens an event stream.
-const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\nX-Accel-Buffering: no\r\nAccess-Control-Allow-Origin: *\r\n\r\nretry: 2000\n\n";
-/// An SSE comment that keeps proxies from timing the stream out.
-const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
-
-/// A long-poll connection waiting for its answer.
-#[derive(Debug, Clone, Copy)]
-struct PollWait {
-    generation: u32,
-    /// Answer with messages after this id (None until the owner told the last id).
-    since: Option<u64>,
-}
-
-/// One SSE event: `id`, then one `data:` line per message line (binary as base64
-/// under `event: binary`).
-fn sse_event(seq: u64, payload: &[u8], binary: bool) -> Bytes {
-    let mut out = format!("id: {seq}\n");
-    if binary {
-        out.push_str("event: binary\ndata: ");
-        out.push_str(&base64::engine::general_purpose::STANDARD.encode(payload));
-        out.push('\n');
-    } else {
-        for line in String::from_utf8_lossy(payload).split('\n') {
-            out.push_str("data: ");
-            out.push_str(line.strip_suffix('\r').unwrap_or(line));
-            out.push('\n');
-        }
-    }
-    out.push('\n');
-    Bytes::from(out)
-}
-
-/// The HTTP answer to a long poll: 200 with the messages as JSON, or 204.
-fn poll_response(messages: &[Kept], last_seq: u64) -> Vec<u8> {
-    if messages.is_empty() {
-        return format!(
-            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
-        )
-        .into_bytes();
-    }
-    let items: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|k| {
-            if k.binary {
-                let data = base64::engine::general_purpose::STANDARD.encode(&k.payload);
-                serde_json::json!({"id": k.seq, "data": data, "binary": true})
-            } else {
-                let data = String::from_utf8_lossy(&k.payload);
-                serde_json::json!({"id": k.seq, "data": data})
-            }
-        })
-        .collect();
-    let last = messages.last().map_or(last_seq, |k| k.seq);
-    let body = serde_json::json!({"last_id": last, "messages": items}).to_string();
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 /// One unmasked FIN frame in a fresh shared buffer.

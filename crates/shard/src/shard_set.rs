@@ -2,13 +2,13 @@
 
 /// Which shards have local subscribers of a channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ShardSet {
+pub(crate) struct ShardSet {
     words: Vec<u64>,
 }
 
 impl ShardSet {
     /// Adds `shard`; returns whether it was absent.
-    pub fn insert(&mut self, shard: u16) -> bool {
+    pub(crate) fn insert(&mut self, shard: u16) -> bool {
         let (word, bit) = (usize::from(shard) / 64, 1u64 << (shard % 64));
         if self.words.len() <= word {
             self.words.resize(word + 1, 0);
@@ -19,7 +19,7 @@ impl ShardSet {
     }
 
     /// Removes `shard`; returns whether it was present.
-    pub fn remove(&mut self, shard: u16) -> bool {
+    pub(crate) fn remove(&mut self, shard: u16) -> bool {
         let (word, bit) = (usize::from(shard) / 64, 1u64 << (shard % 64));
         match self.words.get_mut(word) {
             Some(w) if *w & bit != 0 => {
@@ -31,12 +31,12 @@ impl ShardSet {
     }
 
     /// Whether no shard is in the set.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.words.iter().all(|&w| w == 0)
     }
 
     /// The shards in the set, in increasing order.
-    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         self.words.iter().enumerate().flat_map(|(i, &word)| {
             let mut rest = word;
             std::iter::from_fn(move || {

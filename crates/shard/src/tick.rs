@@ -5,13 +5,13 @@
 
 /// Decides when the next tick is due and renders it.
 #[derive(Debug, Default)]
-pub struct TickClock {
+pub(crate) struct TickClock {
     last_second: u64,
 }
 
 impl TickClock {
     /// The tick message if a new Unix second began since the last one.
-    pub fn due(&mut self, unix_ms: u64) -> Option<String> {
+    pub(crate) fn due(&mut self, unix_ms: u64) -> Option<String> {
         let second = unix_ms / 1000;
         if second <= self.last_second {
             return None;
@@ -25,7 +25,7 @@ impl TickClock {
 }
 
 /// `2026-11-23T12:00:00.123Z` for a Unix time in milliseconds.
-pub fn rfc3339_millis(unix_ms: u64) -> String {
+pub(crate) fn rfc3339_millis(unix_ms: u64) -> String {
     let secs = unix_ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);

@@ -3,11 +3,11 @@
 //! slot vector, never a kernel timer; stale entries (closed connections, answered pings)
 //! are recognised by the shard when they fire.
 
-use crate::conn_table::ConnId;
+use crate::ids::ConnId;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerKind {
+pub(crate) enum TimerKind {
     /// Time to ping the connection.
     Ping,
     /// The pong for the last ping is due.
@@ -28,7 +28,7 @@ struct Entry {
 }
 
 /// A hashed wheel whose span covers the longest delay, so no entry needs rounds.
-pub struct TimerWheel {
+pub(crate) struct TimerWheel {
     slots: Vec<Vec<Entry>>,
     tick_ms: u64,
     /// The next tick to fire.
@@ -37,7 +37,7 @@ pub struct TimerWheel {
 
 impl TimerWheel {
     /// A wheel with `tick_ms` resolution able to hold delays up to `max_delay_ms`.
-    pub fn new(tick_ms: u64, max_delay_ms: u64) -> Self {
+    pub(crate) fn new(tick_ms: u64, max_delay_ms: u64) -> Self {
         let tick_ms = tick_ms.max(1);
         let slots = (max_delay_ms / tick_ms + 2) as usize;
         TimerWheel {
@@ -48,7 +48,7 @@ impl TimerWheel {
     }
 
     /// Fires `kind` for `id` at `at_ms` (rounded up to the next tick; clamped to the span).
-    pub fn schedule(&mut self, at_ms: u64, id: ConnId, kind: TimerKind) {
+    pub(crate) fn schedule(&mut self, at_ms: u64, id: ConnId, kind: TimerKind) {
         let span = self.slots.len() as u64 - 1;
         let tick = at_ms.div_ceil(self.tick_ms).max(self.next_tick);
         let tick = tick.min(self.next_tick + span - 1);
@@ -61,7 +61,7 @@ impl TimerWheel {
     }
 
     /// Moves every timer due at or before `now_ms` into `fired`.
-    pub fn advance(&mut self, now_ms: u64, fired: &mut Vec<(ConnId, TimerKind)>) {
+    pub(crate) fn advance(&mut self, now_ms: u64, fired: &mut Vec<(ConnId, TimerKind)>) {
         let now_tick = now_ms / self.tick_ms;
         while self.next_tick <= now_tick {
             let slot = (self.next_tick % self.slots.len() as u64) as usize;
@@ -79,12 +79,13 @@ impl TimerWheel {
     }
 
     /// Milliseconds from `now_ms` until the next tick is due.
-    pub fn ms_until_next(&self, now_ms: u64) -> u64 {
+    pub(crate) fn ms_until_next(&self, now_ms: u64) -> u64 {
         (self.next_tick * self.tick_ms).saturating_sub(now_ms)
     }
 
     /// Timers scheduled and not yet fired.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.slots.iter().map(Vec::len).sum()
     }
 }

@@ -26,7 +26,7 @@ pub const MAX_IOVECS: usize = 64;
 /// What one queued frame costs beyond its bytes: its slot in the queue (a `Bytes` handle
 /// and its kind, 40 bytes, in a ring that may be up to half empty) and the allocator's
 /// share of a small frame's own buffer. Counted by [`WriteQueue::charged_bytes`].
-pub const ENTRY_OVERHEAD: u32 = 64;
+pub(crate) const ENTRY_OVERHEAD: u32 = 64;
 
 #[derive(Debug)]
 struct Entry {
@@ -55,7 +55,7 @@ impl Kind {
 
 /// Queued frames of one connection. Holds no allocation while empty.
 #[derive(Debug, Default)]
-pub struct WriteQueue {
+pub(crate) struct WriteQueue {
     entries: VecDeque<Entry>,
     /// Bytes of the front frame already sent.
     head_offset: u32,
@@ -67,7 +67,7 @@ pub struct WriteQueue {
 
 impl WriteQueue {
     /// Appends a data frame (a message; may be dropped by the slow-consumer policy).
-    pub fn push_data(&mut self, frame: Bytes) {
+    pub(crate) fn push_data(&mut self, frame: Bytes) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {
             frame,
@@ -77,13 +77,13 @@ impl WriteQueue {
 
     /// Queues a control frame ahead of every waiting data frame (after frames already
     /// being sent and after earlier control frames).
-    pub fn push_control(&mut self, frame: Bytes) {
+    pub(crate) fn push_control(&mut self, frame: Bytes) {
         self.insert_control(frame, Kind::Control);
     }
 
     /// Queues the answer to a ping; a pong still waiting (not yet handed to a send) is
     /// replaced by this one instead, so at most one pong ever waits.
-    pub fn push_pong(&mut self, frame: Bytes) {
+    pub(crate) fn push_pong(&mut self, frame: Bytes) {
         let (new_len, mut bytes) = (frame.len() as u32, self.bytes);
         if let Some(waiting) = self.waiting_control(Kind::Pong) {
             bytes = bytes - waiting.frame.len() as u32 + new_len;
@@ -95,7 +95,7 @@ impl WriteQueue {
     }
 
     /// Queues a keep-alive frame unless one is already waiting (it says the same).
-    pub fn push_keepalive(&mut self, frame: Bytes) {
+    pub(crate) fn push_keepalive(&mut self, frame: Bytes) {
         if self.waiting_control(Kind::Keepalive).is_none() {
             self.insert_control(frame, Kind::Keepalive);
         }
@@ -124,7 +124,7 @@ impl WriteQueue {
 
     /// Queues a close frame: nothing may follow it, so waiting data frames are dropped.
     /// Returns how many were dropped.
-    pub fn push_close(&mut self, frame: Bytes) -> usize {
+    pub(crate) fn push_close(&mut self, frame: Bytes) -> usize {
         let dropped = self.drop_waiting_data(usize::MAX);
         self.push_control(frame);
         dropped
@@ -132,7 +132,7 @@ impl WriteQueue {
 
     /// Queues a close frame after everything already queued (a graceful close: the data
     /// the peer is owed still goes out first).
-    pub fn push_final(&mut self, frame: Bytes) {
+    pub(crate) fn push_final(&mut self, frame: Bytes) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {
             frame,
@@ -142,7 +142,7 @@ impl WriteQueue {
 
     /// Drops waiting data frames, oldest first, until at least `need` bytes are freed or
     /// none is left. Returns how many frames were dropped.
-    pub fn drop_waiting_data(&mut self, need: usize) -> usize {
+    pub(crate) fn drop_waiting_data(&mut self, need: usize) -> usize {
         let mut freed = 0usize;
         let mut dropped = 0;
         let mut i = self.pinned();
@@ -161,18 +161,18 @@ impl WriteQueue {
     }
 
     /// Whether nothing is waiting to be sent.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Bytes queued and not yet sent (including the send in flight).
-    pub fn queued_bytes(&self) -> u32 {
+    pub(crate) fn queued_bytes(&self) -> u32 {
         self.bytes
     }
 
     /// What the queue costs against a limit: [`WriteQueue::queued_bytes`] plus
     /// [`ENTRY_OVERHEAD`] per queued frame.
-    pub fn charged_bytes(&self) -> u32 {
+    pub(crate) fn charged_bytes(&self) -> u32 {
         let entries = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         self.bytes
             .saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
@@ -180,7 +180,7 @@ impl WriteQueue {
 
     /// Hands the unsent slices, oldest first, at most [`MAX_IOVECS`], to `chunk` and marks
     /// them in flight. The slices stay valid until [`WriteQueue::advance`].
-    pub fn begin_send(&mut self, mut chunk: impl FnMut(&[u8])) {
+    pub(crate) fn begin_send(&mut self, mut chunk: impl FnMut(&[u8])) {
         let mut count = 0;
         for (i, entry) in self.entries.iter().take(MAX_IOVECS).enumerate() {
             let start = if i == 0 { self.head_offset as usize } else { 0 };
@@ -192,7 +192,7 @@ impl WriteQueue {
 
     /// The send in flight wrote `written` bytes: drops finished frames, and frees the
     /// queue's storage when it becomes empty so an idle connection holds nothing.
-    pub fn advance(&mut self, mut written: usize) {
+    pub(crate) fn advance(&mut self, mut written: usize) {
         self.inflight = 0;
         self.bytes = self.bytes.saturating_sub(written as u32);
         while let Some(front) = self.entries.front() {

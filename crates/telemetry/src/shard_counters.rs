@@ -1,5 +1,7 @@
 //! Per-shard counters: plain integers bumped by one shard thread (no atomics), pushed into
-//! the `metrics` facade as deltas about once a second by `ShardCounters::flush`.
+//! the `metrics` facade as deltas about once a second by `ShardCounters::flush`. The shard
+//! core owns its counters privately; the reason labels it passes to `closed` and
+//! `handshake_failed` come from its `CloseReason` and `HandshakeFailure` enums.
 
 use metrics::{SharedString, counter, gauge, histogram};
 

@@ -1,12 +1,13 @@
 //! ringcast-uring: the per-shard io_uring reactor (sockets and completions only, no WebSocket).
 //!
 //! One [`Reactor`] per thread owns an io_uring, a provided buffer ring shared by all of its
-//! connections and an eventfd [`Waker`]. Callers name connections with `(conn, gen)` pairs that
+//! connections and an eventfd [`Waker`]. Callers name connections with `(conn, generation)` pairs that
 //! travel in `user_data`; the reactor keeps no per-connection state, so an idle connection with
 //! an armed multishot recv costs zero user-space bytes here. Submissions are batched: one
 //! `io_uring_enter` per [`Reactor::wait`].
 //!
-//! `gen` is a reserved word in Rust 2024, so the generation fields are spelled `r#gen`.
+//! Generations keep [`GEN_BITS`] bits. The gateway's shard core (sans-IO, not a dependant of
+//! this crate) wraps its own generations with an equal `GEN_MASK`, which the binary asserts.
 
 #![warn(unreachable_pub)]
 

@@ -1,7 +1,7 @@
 //! The per-shard io_uring reactor: submission batching and completion decoding.
 //!
 //! Memory model: the reactor keeps **no per-connection state**. Connections are named by the
-//! caller's `(conn, gen)` pair, carried in each submission's `user_data` (see `token`), and
+//! caller's `(conn, generation)` pair, carried in each submission's `user_data` (see `token`), and
 //! reads land in the one provided buffer ring shared by all connections (see `buf_ring`). An
 //! idle connection with an armed multishot recv therefore costs zero user-space bytes here.
 //! The only growable state is per *in-flight operation kind*, never per connection:
@@ -106,7 +106,7 @@ pub enum Completion {
         /// The caller's connection id.
         conn: u32,
         /// The caller's generation, reduced to [`GEN_BITS`](crate::GEN_BITS) bits.
-        r#gen: u32,
+        generation: u32,
         /// The received buffer or an errno.
         result: Result<RecvBuf, i32>,
         /// Whether the multishot recv is still armed.
@@ -117,7 +117,7 @@ pub enum Completion {
         /// The caller's connection id.
         conn: u32,
         /// The caller's generation, reduced to [`GEN_BITS`](crate::GEN_BITS) bits.
-        r#gen: u32,
+        generation: u32,
         /// Bytes sent or an errno.
         result: Result<u32, i32>,
     },
@@ -126,7 +126,7 @@ pub enum Completion {
         /// The caller's connection id.
         conn: u32,
         /// The caller's generation, reduced to [`GEN_BITS`](crate::GEN_BITS) bits.
-        r#gen: u32,
+        generation: u32,
         /// Success or an errno.
         result: Result<(), i32>,
     },
@@ -153,7 +153,7 @@ pub struct ReactorStats {
 struct ConnectSlot {
     addr: Box<SockAddr>,
     conn: u32,
-    gen_: u32,
+    generation: u32,
     in_flight: bool,
 }
 
@@ -290,8 +290,8 @@ impl Reactor {
     /// To end it, call [`shutdown_socket`](crate::shutdown_socket) and wait for the completion
     /// with `more == false` before closing: a pending request keeps the socket alive, so
     /// `close` alone neither ends the recv nor releases the connection.
-    pub fn arm_recv(&mut self, fd: RawFd, conn: u32, r#gen: u32) {
-        let token = Token::new(OpKind::Recv, conn, r#gen);
+    pub fn arm_recv(&mut self, fd: RawFd, conn: u32, generation: u32) {
+        let token = Token::new(OpKind::Recv, conn, generation);
         let entry = opcode::RecvMulti::new(Fd(fd), BUF_GROUP)
             .build()
             .user_data(token.encode());
@@ -305,8 +305,8 @@ impl Reactor {
     /// Send completion arrives (caller's job). Uses MSG_NOSIGNAL.
     ///
     /// More than 1024 iovecs completes with `Err(EMSGSIZE)`, like `sendmsg(2)`.
-    pub fn send_vectored(&mut self, fd: RawFd, conn: u32, r#gen: u32, iov: &[libc::iovec]) {
-        let token = Token::new(OpKind::Send, conn, r#gen);
+    pub fn send_vectored(&mut self, fd: RawFd, conn: u32, generation: u32, iov: &[libc::iovec]) {
+        let token = Token::new(OpKind::Send, conn, generation);
         if iov.len() > MAX_IOVECS {
             self.fail(token, libc::EMSGSIZE);
             return;
@@ -338,7 +338,7 @@ impl Reactor {
     }
 
     /// Starts a `connect` of `fd` to `addr`; the address is stored until the completion.
-    pub fn connect(&mut self, fd: RawFd, addr: SocketAddr, conn: u32, r#gen: u32) {
+    pub fn connect(&mut self, fd: RawFd, addr: SocketAddr, conn: u32, generation: u32) {
         let addr = SockAddr::from(addr);
         let index = match self.free_connects.pop() {
             Some(index) => index,
@@ -346,7 +346,7 @@ impl Reactor {
                 let Ok(index) = u32::try_from(self.connects.len()) else {
                     self.backlog.push(Completion::Connect {
                         conn,
-                        r#gen: r#gen & crate::token::GEN_MASK,
+                        generation: generation & crate::token::GEN_MASK,
                         result: Err(libc::ENOMEM),
                     });
                     return;
@@ -354,7 +354,7 @@ impl Reactor {
                 self.connects.push(ConnectSlot {
                     addr: Box::new(addr.clone()),
                     conn,
-                    gen_: r#gen,
+                    generation,
                     in_flight: false,
                 });
                 index
@@ -363,7 +363,7 @@ impl Reactor {
         let slot = &mut self.connects[index as usize];
         *slot.addr = addr;
         slot.conn = conn;
-        slot.gen_ = r#gen;
+        slot.generation = generation;
         slot.in_flight = true;
         let addr_ptr = slot.addr.as_ptr().cast::<libc::sockaddr>();
         let addr_len = slot.addr.len();
@@ -570,14 +570,14 @@ impl Reactor {
                 };
                 Some(Completion::Recv {
                     conn: token.id,
-                    r#gen: token.gen_,
+                    generation: token.generation,
                     result,
                     more,
                 })
             }
             OpKind::Send => Some(Completion::Send {
                 conn: token.id,
-                r#gen: token.gen_,
+                generation: token.generation,
                 result: errno_or(res).map(|sent| sent as u32),
             }),
             OpKind::Connect => {
@@ -589,7 +589,7 @@ impl Reactor {
                 self.free_connects.push(token.id);
                 Some(Completion::Connect {
                     conn: slot.conn,
-                    r#gen: slot.gen_ & crate::token::GEN_MASK,
+                    generation: slot.generation & crate::token::GEN_MASK,
                     result: errno_or(res).map(drop),
                 })
             }

@@ -36,22 +36,22 @@ impl OpKind {
 pub(crate) struct Token {
     pub(crate) kind: OpKind,
     pub(crate) id: u32,
-    pub(crate) gen_: u32,
+    pub(crate) generation: u32,
 }
 
 impl Token {
-    /// A token for `kind` addressed to `id`; `gen_` is reduced to [`GEN_BITS`] bits.
-    pub(crate) fn new(kind: OpKind, id: u32, gen_: u32) -> Token {
+    /// A token for `kind` addressed to `id`; `generation` is reduced to [`GEN_BITS`] bits.
+    pub(crate) fn new(kind: OpKind, id: u32, generation: u32) -> Token {
         Token {
             kind,
             id,
-            gen_: gen_ & GEN_MASK,
+            generation: generation & GEN_MASK,
         }
     }
 
     /// The 64-bit `user_data` value.
     pub(crate) fn encode(self) -> u64 {
-        (u64::from(self.kind as u8) << 56) | (u64::from(self.gen_) << 32) | u64::from(self.id)
+        (u64::from(self.kind as u8) << 56) | (u64::from(self.generation) << 32) | u64::from(self.id)
     }
 
     /// Decodes a `user_data` value; `None` when the kind is unknown.
@@ -60,7 +60,7 @@ impl Token {
         Some(Token {
             kind,
             id: user_data as u32,
-            gen_: ((user_data >> 32) as u32) & GEN_MASK,
+            generation: ((user_data >> 32) as u32) & GEN_MASK,
         })
     }
 }
@@ -88,9 +88,9 @@ mod tests {
     #[test]
     fn generation_is_truncated_to_24_bits() {
         let token = Token::new(OpKind::Recv, 1, 0x0123_4567);
-        assert_eq!(token.gen_, 0x23_4567);
+        assert_eq!(token.generation, 0x23_4567);
         assert_eq!(
-            Token::decode(token.encode()).map(|t| t.gen_),
+            Token::decode(token.encode()).map(|t| t.generation),
             Some(0x23_4567)
         );
     }

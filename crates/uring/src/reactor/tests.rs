@@ -104,11 +104,11 @@ fn multishot_recv_reads_200_connections_through_the_ring() {
     drive(&mut reactor, |reactor, completion| match completion {
         Completion::Recv {
             conn,
-            r#gen,
+            generation,
             result: Ok(buf),
             more,
         } => {
-            assert_eq!(r#gen, 3);
+            assert_eq!(generation, 3);
             assert!(more);
             let data = got.entry(conn).or_default();
             data.extend_from_slice(reactor.buffer(buf.bid, buf.len));
@@ -224,10 +224,10 @@ fn send_vectored_arrives_concatenated() {
     drive(&mut reactor, |_, completion| match completion {
         Completion::Send {
             conn,
-            r#gen,
+            generation,
             result,
         } => {
-            assert_eq!((conn, r#gen, result), (5, 9, Ok(16)));
+            assert_eq!((conn, generation, result), (5, 9, Ok(16)));
             true
         }
         Completion::Wake => false,
@@ -392,10 +392,10 @@ fn connect_reaches_a_listener_and_reports_refusal() {
     drive(&mut reactor, |_, completion| match completion {
         Completion::Connect {
             conn,
-            r#gen,
+            generation,
             result,
         } => {
-            results.insert(conn, (r#gen, result));
+            results.insert(conn, (generation, result));
             results.len() == 2
         }
         Completion::Wake => false,

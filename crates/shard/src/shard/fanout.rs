@@ -1,0 +1,149 @@
+//! Fan-out of published messages: the owner numbers a message, encodes (and maybe
+//! compresses) its frame once, and routes one shared copy to every shard with
+//! subscribers; each shard queues it on its subscribers under the slow-consumer policy.
+//! The tick channel is published here too, by every shard to its own subscribers.
+
+use super::sse::sse_event;
+use super::{Shard, encoded};
+use crate::close_reason::CloseReason;
+use crate::compression::FANOUT_WINDOW_BITS;
+use crate::config::SlowConsumer;
+use crate::conn::Transport;
+use crate::ids::ChannelName;
+use crate::messages::ShardMsg;
+use crate::poll_ring::Kept;
+use crate::write_queue::ENTRY_OVERHEAD;
+use bytes::Bytes;
+use ringcast_proto::{OpCode, close_payload, code};
+
+impl Shard {
+    /// Publishes the time to local subscribers of the tick channel once a second.
+    pub(super) fn tick_channel(&mut self, now_ms: u64) {
+        let Some(name) = &self.cfg.tick_channel else {
+            return;
+        };
+        let Some(text) = self.tick.due(self.cfg.unix_ms_at_zero + now_ms) else {
+            return;
+        };
+        if self.channels.slot_of(name).is_some() {
+            let name = name.clone();
+            let payload = Bytes::from(text);
+            let frame = encoded(OpCode::Text, &payload);
+            let seq = self.cfg.unix_ms_at_zero.saturating_add(now_ms) / 1000;
+            self.deliver(&name, frame, None, &payload, false, seq);
+        }
+    }
+
+    /// At the owner: a message for `channel` from the broker.
+    pub(super) fn publish(&mut self, channel: ChannelName, payload: &Bytes, binary: bool) {
+        let Some(publication) = self.owned.publish(&channel, payload, binary) else {
+            self.counters.publish_dropped += 1;
+            return;
+        };
+        let seq = publication.seq;
+        let opcode = if binary { OpCode::Binary } else { OpCode::Text };
+        let frame = encoded(opcode, payload);
+        let deflated = self.compression.frame(opcode, payload, FANOUT_WINDOW_BITS);
+        if deflated.is_some() {
+            self.counters.compressed += 1;
+        }
+        let deliver = ShardMsg::Deliver {
+            channel,
+            frame,
+            deflated,
+            payload: payload.clone(),
+            binary,
+            seq,
+        };
+        // The publication borrows the owner's state, so the local copy is kept and
+        // delivered once every other shard has its own.
+        let mut local = None;
+        for shard in publication.shards.iter() {
+            if let Some(msg) = self.outbox.route(shard, deliver.clone()) {
+                local = Some(msg);
+            }
+        }
+        if let Some(msg) = local {
+            self.on_message(msg, self.now_ms);
+        }
+    }
+
+    /// Queues one message on every local subscriber of `channel`.
+    pub(super) fn deliver(
+        &mut self,
+        channel: &str,
+        frame: Bytes,
+        deflated: Option<Bytes>,
+        payload: &Bytes,
+        binary: bool,
+        seq: u64,
+    ) {
+        let Some(subs) = self.channels.subscribers(channel) else {
+            return;
+        };
+        let limit = self.cfg.max_queue_bytes as usize;
+        let mut slow = std::mem::take(&mut self.slow);
+        let mut polls = std::mem::take(&mut self.answered);
+        let mut sse: Option<Bytes> = None;
+        for &idx in subs {
+            let Some((id, conn)) = self.conns.get_by_idx_mut(idx) else {
+                continue;
+            };
+            let frame = match conn.transport {
+                Transport::WebSocket => match &deflated {
+                    Some(d) if conn.deflate_bits == FANOUT_WINDOW_BITS => d.clone(),
+                    _ => frame.clone(),
+                },
+                Transport::Sse => sse
+                    .get_or_insert_with(|| sse_event(seq, payload, binary))
+                    .clone(),
+                Transport::Poll => {
+                    polls.push(id);
+                    continue;
+                }
+            };
+            // What this frame would cost the queue: its bytes and its entry.
+            let cost = frame.len() + ENTRY_OVERHEAD as usize;
+            let queued = conn.queue.charged_bytes() as usize;
+            if queued + cost > limit {
+                match self.cfg.slow_consumer {
+                    SlowConsumer::Close => {
+                        slow.push(id);
+                        continue;
+                    }
+                    SlowConsumer::DropOldest => {
+                        let need = queued + cost - limit;
+                        let dropped = conn.queue.drop_waiting_data(need);
+                        self.counters.slow_consumer_dropped += dropped as u64;
+                        if conn.queue.charged_bytes() as usize + cost > limit {
+                            // Even with every waiting message gone it does not fit.
+                            self.counters.slow_consumer_dropped += 1;
+                            continue;
+                        }
+                    }
+                }
+            }
+            conn.queue.push_data(frame);
+            self.counters.delivered += 1;
+            if !conn.in_ready && !conn.send_inflight {
+                conn.in_ready = true;
+                self.ready.push(id);
+            }
+        }
+        for id in slow.drain(..) {
+            self.counters.slow_consumer_closes += 1;
+            let payload = close_payload(code::POLICY, "slow consumer");
+            self.close_with(id, CloseReason::SlowConsumer, &payload, self.now_ms);
+        }
+        self.slow = slow;
+        let message = [Kept {
+            seq,
+            payload: payload.clone(),
+            binary,
+        }];
+        for id in polls.drain(..) {
+            self.deliver_to_poll(id, &message);
+        }
+        self.answered = polls;
+    }
+}

@@ -1,0 +1,14 @@
+//! The shard state machine driven with byte strings and a fake clock, one module per
+//! subject: handshakes, frames, fan-out, pings, slow consumers, drain, SSE, long-poll and
+//! compression; `node` is the harness they share.
+
+mod compression;
+mod drain;
+mod fanout;
+mod frames;
+mod handshake;
+mod node;
+mod pings;
+mod poll;
+mod slow_consumer;
+mod sse;
