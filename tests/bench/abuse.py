@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""Edge-hardening benchmark: what one hostile client or burst costs the gateway.
+
+Each case starts its own gateway (--shards 1, so the attacker and the probe share a
+shard), runs one attack with bounded counts and times, and prints one JSON line of
+figures: server CPU seconds spent, RSS growth, and the echo round-trip latency of an
+innocent connection on the same shard while the attack runs.
+
+  tests/bench/abuse.py [--bin target/release/ringcast] [CASE ...]
+  cases: ping_flood poll_hoard idle_channels
+
+Every process it starts is stopped by pid; every loop is bounded.
+"""
+import argparse
+import base64
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.request
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Gateway:
+    def __init__(self, binary, *flags):
+        self.port, self.admin = free_port(), free_port()
+        self.proc = subprocess.Popen(
+            [binary, "--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin}",
+             "--shards", "1", "--no-pin", "--drain-seconds", "1",
+             # the probes answer no pings: keep pings out of the measurement
+             "--ping-interval", "3600", *flags],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        sys.exit("gateway did not start")
+
+    def cpu(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def publish(self, channel, body):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/publish/{channel}", data=body)
+        urllib.request.urlopen(req, timeout=10).read()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def masked(opcode, payload):
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    else:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    return head + mask + body
+
+
+def ws_connect(port, path, rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise RuntimeError("closed during handshake")
+        head += chunk
+    return s
+
+
+def echo_rtts(sock, count, gap_s):
+    rtts = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        sock.sendall(masked(0x1, b"probe"))
+        got = b""
+        while len(got) < 7:
+            chunk = sock.recv(64)
+            if not chunk:
+                raise RuntimeError("echo connection closed")
+            got += chunk
+        rtts.append((time.perf_counter() - t0) * 1000)
+        time.sleep(gap_s)
+    rtts.sort()
+    return {"p50_ms": round(rtts[len(rtts) // 2], 3),
+            "p99_ms": round(rtts[int(len(rtts) * 0.99) - 1], 3),
+            "max_ms": round(rtts[-1], 3)}
+
+
+def ping_flood(binary, pings=100_000):
+    """A client sends `pings` pings and never reads; an echo client probes the shard."""
+    gw = Gateway(binary)
+    try:
+        probe = ws_connect(gw.port, "/echo")
+        attacker = ws_connect(gw.port, "/flood", rcvbuf=4096)
+        cpu0, rss0 = gw.cpu(), gw.rss()
+        frame = masked(0x9, b"")
+        attacker.setblocking(False)
+        blob, sent, t0 = frame * pings, 0, time.time()
+        latency = None
+        while sent < len(blob) and time.time() - t0 < 60:
+            try:
+                sent += attacker.send(blob[sent:sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.001)
+            if latency is None and sent > len(blob) // 4:
+                latency = echo_rtts(probe, 200, 0.002)
+        time.sleep(1)
+        return {"case": "ping_flood", "pings": pings, "sent_bytes": sent,
+                "server_cpu_s": round(gw.cpu() - cpu0, 3),
+                "rss_growth_mib": round((gw.rss() - rss0) / 2**20, 2),
+                "echo_during": latency or echo_rtts(probe, 200, 0.002)}
+    finally:
+        gw.stop()
+
+
+def poll_hoard(binary, pollers=50, ring=64, size=64 * 1024):
+    """`pollers` long-poll clients that never read, on a ring of `ring` × `size` messages."""
+    gw = Gateway(binary, "--poll-ring", str(ring), "--poll-timeout", "30")
+    socks = []
+    try:
+        seed = socket.create_connection(("127.0.0.1", gw.port))
+        seed.sendall(b"GET /poll/hoard HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        for i in range(ring):
+            gw.publish("hoard", (b"%08d" % i) * (size // 8))
+        rss0, cpu0 = gw.rss(), gw.cpu()
+        for _ in range(pollers):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", gw.port))
+            s.sendall(b"GET /poll/hoard?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(s)
+        time.sleep(2)
+        return {"case": "poll_hoard", "pollers": pollers, "ring": ring, "message_bytes": size,
+                "server_cpu_s": round(gw.cpu() - cpu0, 3),
+                "rss_growth_mib": round((gw.rss() - rss0) / 2**20, 2)}
+    finally:
+        for s in socks:
+            s.close()
+        gw.stop()
+
+
+def idle_channels(binary, channels=100_000):
+    """Echo cost per round trip before and after `channels` idle long-poll channels exist."""
+    gw = Gateway(binary, "--poll-timeout", "1", "--connect-rate-per-ip", "0",
+                 "--max-connections", "200000")
+    try:
+        probe = ws_connect(gw.port, "/echo")
+
+        def echo_cost(n=3000):
+            cpu0, t0 = gw.cpu(), time.time()
+            lat = echo_rtts(probe, n, 0)
+            return {"cpu_us_per_rtt": round((gw.cpu() - cpu0) / n * 1e6, 2),
+                    "wall_us_per_rtt": round((time.time() - t0) / n * 1e6, 2), **lat}
+
+        before = echo_cost()
+        made, t0 = 0, time.time()
+        while made < channels and time.time() - t0 < 120:
+            batch = []
+            for _ in range(min(500, channels - made)):
+                s = socket.socket()
+                s.bind((f"127.0.{1 + made // 60000}.{2 + (made // 250) % 250}", 0))
+                s.connect(("127.0.0.1", gw.port))
+                s.sendall(f"GET /poll/idle-{made} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                batch.append(s)
+                made += 1
+            time.sleep(0.05)
+            for s in batch:
+                s.close()
+        time.sleep(2)
+        after = echo_cost()
+        return {"case": "idle_channels", "channels": made, "before": before, "after": after,
+                "cpu_ratio": round(after["cpu_us_per_rtt"] / max(before["cpu_us_per_rtt"], 1e-9), 2)}
+    finally:
+        gw.stop()
+
+
+CASES = {"ping_flood": ping_flood, "poll_hoard": poll_hoard, "idle_channels": idle_channels}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--bin", default="target/release/ringcast")
+    ap.add_argument("cases", nargs="*", default=list(CASES))
+    args = ap.parse_args()
+    with open("/proc/loadavg") as f:
+        print(json.dumps({"loadavg": f.read().split()[:3]}), flush=True)
+    for case in args.cases:
+        print(json.dumps(CASES[case](args.bin)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
