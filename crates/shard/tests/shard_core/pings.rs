@@ -70,3 +70,58 @@ fn missing_pong_closes_the_connection() {
     assert_eq!(node.shards[0].connections(), 0);
     assert_eq!(node.shards[0].counters().closed_count("ping_timeout"), 1);
 }
+
+/// A client that floods pings and never reads (its sends never complete) holds one pong,
+/// not one per ping, and its queue stays a few bytes long: before, each ping queued a pong
+/// behind a walk of every queued control frame (quadratic CPU, ~70 B of memory each).
+#[test]
+fn a_ping_flood_from_a_client_that_never_reads_holds_one_pong() {
+    let mut node = Node::new(1, |c| c.max_queue_bytes = 1 << 20);
+    let flooder = node.connect(0, "/news");
+    let bystander = node.connect(0, "/echo");
+    // One ping gets a pong whose send never completes: the connection stops reading.
+    node.shards[0].on_recv(flooder, &mut ping(b"first"), node.now);
+    let (id, _) = node.shards[0].next_send().expect("the pong is ready");
+    assert_eq!(id, flooder);
+    node.shards[0].begin_send(id, &mut |_| {});
+    let in_flight = node.shards[0].queued_bytes(flooder).expect("open");
+    let mut flood = Vec::new();
+    for i in 0..100_000u32 {
+        flood.extend_from_slice(&ping(&i.to_be_bytes()));
+    }
+    for chunk in flood.chunks_mut(4096) {
+        node.shards[0].on_recv(flooder, chunk, node.now);
+    }
+    let queued = node.shards[0].queued_bytes(flooder).expect("still open");
+    assert_eq!(
+        queued - in_flight,
+        6,
+        "one waiting pong (2-byte header + 4-byte payload), not 100,000"
+    );
+    // The shard still serves its other connections.
+    node.send_frame(0, bystander, OpCode::Text, b"still here");
+    assert!(
+        node.messages(0, bystander)
+            .iter()
+            .any(|(op, p)| *op == OpCode::Text && p == b"still here")
+    );
+    // When the stuck send completes, the latest ping's pong goes out.
+    node.shards[0].on_send_done(flooder, Ok(in_flight as usize));
+    node.pump();
+    let pongs: Vec<Vec<u8>> = node
+        .messages(0, flooder)
+        .into_iter()
+        .filter(|(op, _)| *op == OpCode::Pong)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(
+        pongs.last().map(Vec::as_slice),
+        Some(&99_999u32.to_be_bytes()[..])
+    );
+}
+
+fn ping(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    ringcast_proto::encode_frame(&mut frame, OpCode::Ping, payload, crate::node::MASK);
+    frame
+}
