@@ -53,6 +53,19 @@ impl UsagePoint {
     }
 }
 
+/// wsload's own cost measured by one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Before the first connect.
+    pub start: UsagePoint,
+    /// When half of the worker's connections were open (marginal memory per connection).
+    pub mid: Option<UsagePoint>,
+    /// When the ramp ended.
+    pub ramp_end: UsagePoint,
+    /// When the measured phase (hold, publish, echo, churn) ended.
+    pub hold_end: UsagePoint,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
