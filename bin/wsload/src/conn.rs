@@ -243,7 +243,9 @@ impl Link {
         self.messages += 1;
         let body = parse_body(payload);
         if let Some(sent_ns) = body.sent_ns {
-            figures.latency.record_ns(ctx.now_ns.saturating_sub(sent_ns));
+            figures
+                .latency
+                .record_ns(ctx.now_ns.saturating_sub(sent_ns));
         }
         if let Some(seq) = body.seq {
             if ctx.ticks {

@@ -234,7 +234,8 @@ impl<'p> Engine<'p> {
             } else {
                 COORDINATED_FALLBACK
             };
-        self.core.start_scenario(hold_start, hold_start + p.duration);
+        self.core
+            .start_scenario(hold_start, hold_start + p.duration);
         loop {
             let now = Instant::now();
             if stop.load(Ordering::Relaxed) || now >= hold_end {
@@ -363,7 +364,8 @@ impl<'p> Engine<'p> {
                         self.reactor.recycle(buf.bid);
                     }
                     Err(libc::ENOBUFS) => {
-                        self.core.on_recv(at, Received::NoBuffers, more, now, now_ns);
+                        self.core
+                            .on_recv(at, Received::NoBuffers, more, now, now_ns);
                     }
                     Err(errno) => {
                         self.core

@@ -68,9 +68,9 @@ impl Latency {
 
     /// Adds another histogram (another worker's) to this one.
     pub fn merge(&mut self, other: &Self) {
-        self.histogram.add(&other.histogram).unwrap_or_else(|_| {
-            unreachable!("histograms of the same constant bounds always add")
-        });
+        self.histogram
+            .add(&other.histogram)
+            .unwrap_or_else(|_| unreachable!("histograms of the same constant bounds always add"));
         self.sum_micros += other.sum_micros;
     }
 

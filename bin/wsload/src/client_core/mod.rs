@@ -257,7 +257,8 @@ impl ClientCore {
                 Ok(()) => {
                     link.flags |= flag::RECV_ARMED;
                     link.state = State::Handshaking;
-                    self.actions.push_back(Action::ArmRecv(slot_ref(id, link.r#gen)));
+                    self.actions
+                        .push_back(Action::ArmRecv(slot_ref(id, link.r#gen)));
                     self.dirty.push(id as u32);
                 }
                 Err(errno) => self.fail_setup(id, ConnectFailure::from_errno(errno)),
@@ -372,7 +373,8 @@ impl ClientCore {
             // From here `out.sending` stays untouched until the send completes: new frames
             // go to `out.queued`, and the outbox is only dropped with no send in flight.
             link.flags |= flag::SEND_IN_FLIGHT;
-            self.actions.push_back(Action::Send(slot_ref(id as usize, link.r#gen)));
+            self.actions
+                .push_back(Action::Send(slot_ref(id as usize, link.r#gen)));
         }
     }
 
@@ -524,7 +526,8 @@ impl ClientCore {
         );
         if wants && !link.has(flag::RECV_ARMED) && !link.has(flag::ABORTED) {
             link.flags |= flag::RECV_ARMED;
-            self.actions.push_back(Action::ArmRecv(slot_ref(id, link.r#gen)));
+            self.actions
+                .push_back(Action::ArmRecv(slot_ref(id, link.r#gen)));
         }
     }
 

@@ -132,7 +132,10 @@ fn handshake_opens_and_counts_what_followed_the_101() {
     assert_eq!(f.first_message_at_s, Some(0.004));
     assert_eq!(f.connect_latency.count(), 1);
     assert_eq!(f.latency.count(), 1);
-    assert!(actions(&mut c).is_empty(), "the multishot receive stays armed");
+    assert!(
+        actions(&mut c).is_empty(),
+        "the multishot receive stays armed"
+    );
 }
 
 #[test]
@@ -181,7 +184,10 @@ fn bad_handshake_fails_once_and_frees_the_slot() {
     c.on_recv(slot, Received::End, false, t0, 0);
     assert_eq!(actions(&mut c), vec![Action::Close(0)]);
     let f = c.figures();
-    assert_eq!((f.counters.connect_errors.handshake, f.counters.failed()), (1, 1));
+    assert_eq!(
+        (f.counters.connect_errors.handshake, f.counters.failed()),
+        (1, 1)
+    );
     assert_eq!((c.live(), c.in_flight()), (0, 0));
 }
 
@@ -323,7 +329,13 @@ fn churn_closes_and_reopens_in_the_same_slot() {
     c.on_connect_done(again, Ok(()), round);
     actions(&mut c);
     let request = sent_bytes(&mut c, again, round);
-    c.on_recv(again, Received::Bytes(&mut accept(&request)), true, round, 0);
+    c.on_recv(
+        again,
+        Received::Bytes(&mut accept(&request)),
+        true,
+        round,
+        0,
+    );
     let f = c.figures();
     assert_eq!((f.counters.reconnects, f.counters.open), (1, 1));
     assert_eq!(f.reconnect_latency.count(), 1);
@@ -359,7 +371,11 @@ fn stop_closes_open_ends_attempts_and_aborts_the_rest() {
     sent_bytes(&mut c, first, t0);
     c.on_connect_done(attempt, Err(libc::ECANCELED), t0);
     assert_eq!(actions(&mut c), vec![Action::Close(1)]);
-    assert_eq!(c.figures().counters.failed(), 0, "a stopped attempt is no failure");
+    assert_eq!(
+        c.figures().counters.failed(),
+        0,
+        "a stopped attempt is no failure"
+    );
     assert_eq!(c.live(), 1);
     c.abort_all();
     assert_eq!(actions(&mut c), vec![Action::Shutdown(0)]);
@@ -377,7 +393,10 @@ fn close_grace_ends_a_silent_server() {
     c.begin_stop(t0);
     sent_bytes(&mut c, slot, t0);
     c.expire(t0 + TIMEOUT);
-    assert!(actions(&mut c).is_empty(), "an open connection's connect deadline is moot");
+    assert!(
+        actions(&mut c).is_empty(),
+        "an open connection's connect deadline is moot"
+    );
     assert_eq!(c.next_deadline(), Some(t0 + CLOSE_GRACE));
     c.expire(t0 + CLOSE_GRACE);
     assert_eq!(actions(&mut c), vec![Action::Shutdown(0)]);
