@@ -1,8 +1,8 @@
 //! wsload's own cost: CPU seconds (user + system) of the calling thread from
 //! `getrusage(RUSAGE_THREAD)` (the engine thread, so the publisher and progress threads of a
 //! single-process run are not counted) and the process's resident set size from
-//! `/proc/self/statm`, so reports can say what the load generator itself spent per
-//! connection and per message.
+//! `/proc/self/statm`, taken at four points of a worker's run ([`Usage`]), so reports can
+//! say what the load generator itself spent per connection and per message.
 
 use serde::{Deserialize, Serialize};
 

@@ -8,7 +8,9 @@ use crate::figures::Figures;
 use crate::latency::PromBuckets;
 use crate::stats::Counters;
 
-/// Live state of a worker, sent a few times a second (progress line and `--metrics`).
+/// Live state of a worker, sent a few times a second (progress line and `--metrics`): the
+/// plain counts of its [`Figures`] and its latency as Prometheus buckets (the histograms
+/// themselves travel only in the final report).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Seconds since the run started.

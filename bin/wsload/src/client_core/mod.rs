@@ -533,27 +533,20 @@ impl ClientCore {
 
     /// The receive side ended: EOF (`None`) or an error.
     fn on_recv_end(&mut self, id: usize, errno: Option<i32>) {
-        match self.slots[id].link.state {
-            State::Handshaking => {
-                let why = errno.map_or(ConnectFailure::Reset, ConnectFailure::from_errno);
-                self.fail_setup(id, why);
-            }
-            State::Open => {
-                self.figures.counters.closed_by_server += 1;
-                self.end_open(id);
-                self.abort(id);
-            }
-            State::Closing => {
-                self.end_open(id);
-                self.abort(id);
-            }
-            _ => {}
-        }
+        let why = errno.map_or(ConnectFailure::Reset, ConnectFailure::from_errno);
+        self.connection_lost(id, why);
     }
 
     fn on_send_error(&mut self, id: usize, errno: i32) {
+        self.connection_lost(id, ConnectFailure::from_errno(errno));
+        self.slots[id].link.drop_outbox(&mut self.pool);
+    }
+
+    /// The TCP connection broke (EOF, reset, failed send): a handshake fails with `why`, an
+    /// open connection counts as closed by the server, a closing one just ends.
+    fn connection_lost(&mut self, id: usize, why: ConnectFailure) {
         match self.slots[id].link.state {
-            State::Handshaking => self.fail_setup(id, ConnectFailure::from_errno(errno)),
+            State::Handshaking => self.fail_setup(id, why),
             State::Open => {
                 self.figures.counters.closed_by_server += 1;
                 self.end_open(id);
@@ -565,7 +558,6 @@ impl ClientCore {
             }
             _ => {}
         }
-        self.slots[id].link.drop_outbox(&mut self.pool);
     }
 
     /// Received bytes: handshake response or frames.

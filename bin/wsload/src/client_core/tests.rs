@@ -77,15 +77,27 @@ fn start(core: &mut ClientCore, index: usize, now: Instant) -> SlotRef {
     }
 }
 
-/// Connects, handshakes and opens connection `index`; returns its slot.
-fn open(core: &mut ClientCore, index: usize, now: Instant) -> SlotRef {
-    let slot = start(core, index, now);
+/// Completes the connect and the handshake of `slot`.
+fn handshake(core: &mut ClientCore, slot: SlotRef, now: Instant) {
     core.on_connect_done(slot, Ok(()), now);
     assert_eq!(actions(core), vec![Action::ArmRecv(slot)]);
     let request = sent_bytes(core, slot, now);
     let mut response = accept(&request);
     core.on_recv(slot, Received::Bytes(&mut response), true, now, 0);
+}
+
+/// Connects, handshakes and opens connection `index`; returns its slot.
+fn open(core: &mut ClientCore, index: usize, now: Instant) -> SlotRef {
+    let slot = start(core, index, now);
+    handshake(core, slot, now);
     slot
+}
+
+fn churn_every(interval: Duration) -> Scenario {
+    Scenario::Churn {
+        interval,
+        fraction: 1.0,
+    }
 }
 
 #[test]
@@ -305,13 +317,7 @@ fn echo_sends_on_schedule() {
 fn churn_closes_and_reopens_in_the_same_slot() {
     let t0 = Instant::now();
     let interval = Duration::from_secs(1);
-    let mut c = core(
-        Scenario::Churn {
-            interval,
-            fraction: 1.0,
-        },
-        t0,
-    );
+    let mut c = core(churn_every(interval), t0);
     let slot = open(&mut c, 0, t0);
     c.start_scenario(t0, t0 + Duration::from_secs(10));
     assert_eq!(c.scenario_step(t0, 0), Some(t0 + interval));
@@ -326,16 +332,7 @@ fn churn_closes_and_reopens_in_the_same_slot() {
         other => panic!("expected close then reconnect, got {other:?}"),
     };
     assert_eq!(again.id, slot.id);
-    c.on_connect_done(again, Ok(()), round);
-    actions(&mut c);
-    let request = sent_bytes(&mut c, again, round);
-    c.on_recv(
-        again,
-        Received::Bytes(&mut accept(&request)),
-        true,
-        round,
-        0,
-    );
+    handshake(&mut c, again, round);
     let f = c.figures();
     assert_eq!((f.counters.reconnects, f.counters.open), (1, 1));
     assert_eq!(f.reconnect_latency.count(), 1);
@@ -346,13 +343,7 @@ fn churn_closes_and_reopens_in_the_same_slot() {
 fn no_churn_round_at_the_end_of_the_measured_phase() {
     let t0 = Instant::now();
     let interval = Duration::from_secs(1);
-    let mut c = core(
-        Scenario::Churn {
-            interval,
-            fraction: 1.0,
-        },
-        t0,
-    );
+    let mut c = core(churn_every(interval), t0);
     open(&mut c, 0, t0);
     c.start_scenario(t0, t0 + interval);
     assert_eq!(c.scenario_step(t0 + interval, 0), None);
