@@ -6,15 +6,19 @@
 //!
 //! Calling contract for the glue:
 //! - Start connections with [`ClientCore::start_connect`]; run the timers with
-//!   [`ClientCore::expire`] (and wake no later than [`ClientCore::next_deadline`]).
-//! - Report every completion of a current slot: [`ClientCore::on_connect_done`],
-//!   [`ClientCore::on_recv`], [`ClientCore::on_send_done`] (stale generations are ignored
-//!   here, so the glue may report them too), and [`ClientCore::on_socket_failed`] when a
-//!   [`Action::Connect`] could not even create its socket.
+//!   [`ClientCore::expire`] and wake no later than [`ClientCore::next_deadline`].
+//! - Report every completion: [`ClientCore::on_connect_done`], [`ClientCore::on_recv`]
+//!   (then recycle the buffer), [`ClientCore::on_send_done`], and
+//!   [`ClientCore::on_socket_failed`] when an [`Action::Connect`] could not even create
+//!   its socket. Completions of an older generation of a slot are ignored.
 //! - Call [`ClientCore::flush_sends`] before waiting and after a batch of completions.
-//! - After every call, drain [`ClientCore::poll_action`] and perform each action in order.
-//!   The bytes of an [`Action::Send`] ([`ClientCore::unsent`]) stay where they are until
-//!   the matching `on_send_done`.
+//! - Drive the phases: [`ClientCore::end_ramp`], [`ClientCore::start_scenario`] and
+//!   [`ClientCore::scenario_step`] during the measured phase, [`ClientCore::begin_stop`],
+//!   then [`ClientCore::abort_all`] if the close takes too long.
+//! - After every call, drain [`ClientCore::poll_action`] and perform each action in order
+//!   (a slot's `Close` comes before the `Connect` that reuses it). The bytes of an
+//!   [`Action::Send`] ([`ClientCore::unsent`]) stay where they are until the matching
+//!   `on_send_done`.
 
 mod activity;
 mod deadlines;
