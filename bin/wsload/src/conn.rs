@@ -1,19 +1,19 @@
-//! One client connection's state (a slab slot of the engine) and what it does with each
-//! decoded WebSocket message: count it, check its sequence number, record its latency,
-//! answer pings with masked pongs, answer a server close. An open idle connection is this
-//! struct and nothing else: no read buffer (reads land in the reactor's shared buffer ring),
-//! no send buffer (borrowed from the pool only while sending), no task, no timer.
+//! One client connection's state (a slab slot of the [client core](crate::client_core))
+//! and what it does with each decoded WebSocket message: count it, check its sequence
+//! number, record its latency, answer pings with masked pongs, answer a server close. An
+//! open idle connection is this struct and nothing else: no socket handle (the io_uring
+//! glue keeps those), no read buffer (reads land in the reactor's shared buffer ring), no
+//! send buffer (borrowed from the pool only while sending), no task, no timer.
 
-use std::os::fd::RawFd;
 use std::time::Instant;
 
 use ringcast_proto::{Decoder, Message, OpCode, Role, close_payload, code, encode_frame};
 
+use crate::figures::Figures;
 use crate::payload::parse_body;
 use crate::rng::Rng;
 use crate::send_pool::SendPool;
 use crate::seq::{SeqEvent, SeqTracker};
-use crate::tally::Tally;
 
 /// Largest message a connection accepts.
 pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -31,7 +31,8 @@ pub enum State {
     Open,
     /// A close frame was sent or received; waiting for the server to end the TCP connection.
     Closing,
-    /// Finished (failed, ended or aborted); waiting for in-flight operations before `close`.
+    /// Finished (failed, ended or aborted); waiting for in-flight operations before the
+    /// socket is closed.
     Done,
 }
 
@@ -57,7 +58,7 @@ pub mod flag {
     pub const REOPEN: u16 = 1 << 8;
     /// This connection is a reopening (churn).
     pub const RECONNECT: u16 = 1 << 9;
-    /// `shutdown` was called on the socket.
+    /// The socket was shut down (so every pending operation on it completes).
     pub const ABORTED: u16 = 1 << 10;
     /// The server's close frame arrived before wsload sent one.
     pub const SERVER_CLOSED: u16 = 1 << 11;
@@ -99,8 +100,6 @@ pub struct Slot {
 /// A connection apart from its decoder.
 #[derive(Debug)]
 pub struct Link {
-    /// The socket (or -1).
-    pub fd: RawFd,
     /// Generation, masked to the reactor's 24 bits; bumped on every reuse of the slot.
     pub r#gen: u32,
     /// Connection number in the address plan.
@@ -127,7 +126,6 @@ impl Slot {
         Self {
             decoder: Decoder::new(Role::Client, MAX_MESSAGE_BYTES),
             link: Link {
-                fd: -1,
                 r#gen: 0,
                 index: 0,
                 state: State::Free,
@@ -144,8 +142,10 @@ impl Slot {
 
 /// What the message handler needs besides the connection.
 pub struct MessageCtx<'a> {
-    /// The worker's measurements.
-    pub tally: &'a mut Tally,
+    /// The worker's figures.
+    pub figures: &'a mut Figures,
+    /// Open connections still waiting for `--expect-messages`.
+    pub awaiting: &'a mut u64,
     /// Send buffers.
     pub pool: &'a mut SendPool,
     /// Masking keys.
@@ -156,6 +156,8 @@ pub struct MessageCtx<'a> {
     pub ticks: bool,
     /// Receive time.
     pub now: Instant,
+    /// Receive time, seconds since the run started.
+    pub at_s: f64,
     /// Receive time, wall clock (Unix ns).
     pub now_ns: u64,
 }
@@ -221,7 +223,7 @@ impl Link {
         match message {
             Message::Text(payload) | Message::Binary(payload) => self.on_data(payload, ctx),
             Message::Ping(payload) => {
-                ctx.tally.counters.pings += 1;
+                ctx.figures.counters.pings += 1;
                 self.queue_frame(ctx.pool, ctx.rng, OpCode::Pong, payload);
             }
             Message::Pong(_) => {}
@@ -236,21 +238,20 @@ impl Link {
     }
 
     fn on_data(&mut self, payload: &[u8], ctx: &mut MessageCtx<'_>) {
-        let tally = &mut *ctx.tally;
-        let counters = &mut tally.counters;
-        counters.messages += 1;
-        counters.bytes += payload.len() as u64;
-        tally.first_message.get_or_insert(ctx.now);
-        tally.last_message = Some(ctx.now);
+        let figures = &mut *ctx.figures;
+        figures.add_message(payload.len(), ctx.at_s);
         self.messages += 1;
         let body = parse_body(payload);
         if let Some(sent_ns) = body.sent_ns {
-            tally.latency.record_ns(ctx.now_ns.saturating_sub(sent_ns));
+            figures
+                .latency
+                .record_ns(ctx.now_ns.saturating_sub(sent_ns));
         }
         if let Some(seq) = body.seq {
             if ctx.ticks {
-                tally.ticks.record(seq, body.sent_ns, ctx.now_ns);
+                figures.ticks.record(seq, body.sent_ns, ctx.now_ns);
             }
+            let counters = &mut figures.counters;
             match self.seq.observe(seq) {
                 SeqEvent::InOrder => {}
                 SeqEvent::Gap(missing) => {
@@ -273,15 +274,15 @@ impl Link {
         };
         if self.has(flag::AWAITING) && self.messages >= expected {
             self.flags &= !flag::AWAITING;
-            tally.awaiting = tally.awaiting.saturating_sub(1);
+            *ctx.awaiting = ctx.awaiting.saturating_sub(1);
         }
         let complete = self.messages == expected && !self.has(flag::OUT_OF_ORDER);
         if complete != self.has(flag::COMPLETE) {
             self.flags ^= flag::COMPLETE;
             if complete {
-                tally.counters.conns_complete += 1;
+                figures.counters.conns_complete += 1;
             } else {
-                tally.counters.conns_complete -= 1;
+                figures.counters.conns_complete -= 1;
             }
         }
     }
@@ -291,19 +292,24 @@ impl Link {
 mod tests {
     use super::*;
 
-    fn ctx<'a>(
-        tally: &'a mut Tally,
-        pool: &'a mut SendPool,
-        rng: &'a mut Rng,
-        expect: Option<u64>,
-    ) -> MessageCtx<'a> {
+    /// The shared state a message handler works on.
+    #[derive(Default)]
+    struct World {
+        figures: Figures,
+        awaiting: u64,
+        pool: SendPool,
+    }
+
+    fn ctx<'a>(world: &'a mut World, rng: &'a mut Rng, expect: Option<u64>) -> MessageCtx<'a> {
         MessageCtx {
-            tally,
-            pool,
+            figures: &mut world.figures,
+            awaiting: &mut world.awaiting,
+            pool: &mut world.pool,
             rng,
             expect_messages: expect,
             ticks: true,
             now: Instant::now(),
+            at_s: 1.5,
             now_ns: 10_000_000,
         }
     }
@@ -322,36 +328,37 @@ mod tests {
 
     #[test]
     fn counts_checks_sequence_and_latency() {
-        let (mut tally, mut pool, mut rng) = (Tally::default(), SendPool::default(), Rng::new(1));
-        tally.awaiting = 1;
+        let (mut world, mut rng) = (World::default(), Rng::new(1));
+        world.awaiting = 1;
         let mut link = open_link();
         link.flags |= flag::AWAITING;
-        let mut c = ctx(&mut tally, &mut pool, &mut rng, Some(3));
+        let mut c = ctx(&mut world, &mut rng, Some(3));
         link.on_message(Message::Text(b"0:9000000:x"), &mut c);
         link.on_message(Message::Binary(b"1:9000000:"), &mut c);
         link.on_message(Message::Text(b"2"), &mut c);
-        assert_eq!(c.tally.counters.conns_complete, 1);
-        assert_eq!(c.tally.awaiting, 0);
+        assert_eq!(c.figures.counters.conns_complete, 1);
+        assert_eq!(*c.awaiting, 0);
         link.on_message(Message::Text(b"2"), &mut c);
         link.on_message(Message::Text(b"1"), &mut c);
         link.on_message(Message::Text(b"5"), &mut c);
-        let counters = c.tally.counters;
+        let counters = c.figures.counters;
         assert_eq!(counters.messages, 6);
         assert_eq!(counters.seq_dups, 2);
         assert_eq!(counters.seq_out_of_order, 1);
         assert_eq!(counters.seq_gaps, 2);
         assert_eq!(counters.conns_complete, 0);
-        let latency = c.tally.latency.summary().unwrap();
+        let latency = c.figures.latency.summary().unwrap();
         assert_eq!(latency.count, 2);
         assert!((latency.p50_ms - 1.0).abs() < 0.01, "{latency:?}");
-        assert_eq!(c.tally.ticks.arrivals().len(), 6);
+        assert_eq!(c.figures.ticks.arrivals().len(), 6);
+        assert_eq!(c.figures.first_message_at_s, Some(1.5));
     }
 
     #[test]
     fn answers_ping_and_server_close_with_masked_frames() {
-        let (mut tally, mut pool, mut rng) = (Tally::default(), SendPool::default(), Rng::new(1));
+        let (mut world, mut rng) = (World::default(), Rng::new(1));
         let mut link = open_link();
-        let mut c = ctx(&mut tally, &mut pool, &mut rng, None);
+        let mut c = ctx(&mut world, &mut rng, None);
         link.on_message(Message::Ping(b"hi"), &mut c);
         link.on_message(
             Message::Close(Some(ringcast_proto::CloseFrame {
@@ -360,7 +367,7 @@ mod tests {
             })),
             &mut c,
         );
-        assert_eq!(c.tally.counters.pings, 1);
+        assert_eq!(c.figures.counters.pings, 1);
         assert!(link.has(flag::CLOSE_SENT) && link.has(flag::SERVER_CLOSED));
         assert!(link.wants_send());
         let out = link.out.as_mut().unwrap();

@@ -16,14 +16,15 @@ use anyhow::Context;
 
 use crate::addr_plan::AddrPlan;
 use crate::cli::{LoadArgs, WorkerSlot};
+use crate::figures::Figures;
 use crate::metrics::{self, MetricsBoard};
 use crate::procs::{self, Envelope, WorkerHandle};
 use crate::progress::ProgressView;
 use crate::publisher::{self, PublishMode, PublishPlan, PublishStats};
-use crate::report::{self, Report};
+use crate::report::Report;
 use crate::scenario::{Scenario, WorkerParams};
 use crate::stats::Counters;
-use crate::wire::{Snapshot, WorkerEvent, WorkerReport};
+use crate::wire::{Snapshot, WorkerEvent};
 
 /// How often the coordinator looks at the clock when no event arrives.
 const POLL: Duration = Duration::from_millis(100);
@@ -151,7 +152,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
     let mut ended = vec![false; procs];
     let mut ramp_done = MarkerFile::new(load.ready_file.as_deref(), procs);
     let mut hold_done = MarkerFile::new(load.done_file.as_deref(), procs);
-    let mut reports: Vec<Option<WorkerReport>> = vec![None; procs];
+    let mut reports: Vec<Option<Figures>> = vec![None; procs];
     let mut published = PublishStats::default();
     let mut phase = Phase::Ramp;
     let mut view = ProgressView::new(load.connections as u64, spec.scenario.name());
@@ -253,9 +254,9 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
         }
     }
     let missing_workers: Vec<usize> = (0..procs).filter(|&i| reports[i].is_none()).collect();
-    let merged = report::merge(&reports.into_iter().flatten().collect::<Vec<_>>());
+    let merged = Figures::merged(reports.iter().flatten());
     let mut report =
-        Report::from_merged(spec.scenario.name(), spec.command.clone(), procs, &merged);
+        Report::from_figures(spec.scenario.name(), spec.command.clone(), procs, &merged);
     report.missing_workers = missing_workers;
     match spec.scenario {
         Scenario::Push => report.add_push(&merged, &published),

@@ -1,9 +1,10 @@
 //! Latency recording: an HDR histogram in microseconds (3 significant digits, up to one
-//! hour), its wire form for merging worker histograms, its percentile summary for the
-//! report, and its cumulative buckets for the Prometheus histogram.
+//! hour), its wire form for merging worker histograms (also how it serializes), its
+//! percentile summary for the report, and its cumulative buckets for the Prometheus
+//! histogram.
 
 use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Largest recordable value: one hour in microseconds (larger values are clamped).
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -16,8 +17,9 @@ pub const BUCKET_BOUNDS_S: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// A latency histogram plus the exact sum of what it recorded.
-#[derive(Debug, Clone)]
+/// A latency histogram plus the exact sum of what it recorded. Serializes as its
+/// [`LatencyWire`] form.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Latency {
     histogram: Histogram<u64>,
     sum_micros: u64,
@@ -64,6 +66,14 @@ impl Latency {
         }
     }
 
+    /// Adds another histogram (another worker's) to this one.
+    pub fn merge(&mut self, other: &Self) {
+        self.histogram
+            .add(&other.histogram)
+            .unwrap_or_else(|_| unreachable!("histograms of the same constant bounds always add"));
+        self.sum_micros += other.sum_micros;
+    }
+
     /// Adds a wire-form histogram (another worker's) to this one.
     pub fn add_wire(&mut self, wire: &LatencyWire) {
         for &(value, count) in &wire.buckets {
@@ -107,6 +117,20 @@ impl Latency {
             sum_s: self.sum_micros as f64 / 1e6,
             count: self.count(),
         }
+    }
+}
+
+impl Serialize for Latency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_wire().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Latency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut latency = Self::new();
+        latency.add_wire(&LatencyWire::deserialize(deserializer)?);
+        Ok(latency)
     }
 }
 
@@ -190,11 +214,16 @@ mod tests {
         b.record_ns(4_000_000);
         let wire: LatencyWire =
             serde_json::from_str(&serde_json::to_string(&b.to_wire()).unwrap()).unwrap();
+        let mut c = a.clone();
         a.add_wire(&wire);
         let s = a.summary().unwrap();
         assert_eq!(s.count, 3);
         assert!((s.max_ms - 4.0).abs() < 0.01);
         assert!((s.mean_ms - 10.0 / 3.0).abs() < 0.01);
+        let back: Latency = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(back, b);
+        c.merge(&b);
+        assert_eq!(c, a);
     }
 
     #[test]

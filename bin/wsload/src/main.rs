@@ -7,9 +7,11 @@
 mod addr_plan;
 mod admin_client;
 mod cli;
+mod client_core;
 mod conn;
 mod coordinator;
 mod engine;
+mod figures;
 mod http1;
 mod latency;
 mod metrics;
@@ -26,7 +28,7 @@ mod send_pool;
 mod seq;
 mod stats;
 mod table;
-mod tally;
+mod ticks;
 mod wire;
 
 use std::time::Duration;

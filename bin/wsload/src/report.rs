@@ -1,7 +1,8 @@
-//! The final report of a scenario: merging the workers' reports, deriving every figure
-//! (rates, latency percentiles, lost messages, tick spread, reconnects, wsload's own cost)
-//! and writing it as one JSON line to stdout and `--json FILE`. The flat fields of the
-//! original `hold` report keep their names; each scenario adds its own section.
+//! The final report of a scenario: derived from the workers' merged [`Figures`] (rates,
+//! latency percentiles, lost messages, tick spread, reconnects, wsload's own cost) and
+//! written as one JSON line to stdout and `--json FILE`. [`Report`] is that line's schema:
+//! the flat fields of the original `hold` report keep their names (README, bench scripts
+//! and e2e tests read them); each scenario adds its own section.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,84 +10,15 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::figures::Figures;
 use crate::latency::{Latency, LatencySummary};
 use crate::publisher::PublishStats;
-use crate::self_usage::UsagePoint;
-use crate::stats::{ConnectErrors, Counters};
-use crate::tally::{TickArrival, merge_ticks};
-use crate::wire::WorkerReport;
+use crate::self_usage::{Usage, UsagePoint};
+use crate::stats::ConnectErrors;
 
 /// Fewer connections than this between the mid-ramp and end-of-ramp measurements make the
 /// per-connection memory a whole-ramp average instead of a marginal one.
 const MIN_MARGINAL_CONNS: u64 = 1000;
-
-/// The merge of all workers' reports.
-#[derive(Debug, Default)]
-pub struct Merged {
-    /// Summed counters.
-    pub counters: Counters,
-    /// Longest ramp.
-    pub ramp_seconds: f64,
-    /// Longest measured phase.
-    pub hold_seconds: f64,
-    /// Earliest first message.
-    pub first_message_at_s: Option<f64>,
-    /// Latest last message.
-    pub last_message_at_s: Option<f64>,
-    /// Longest worker run.
-    pub elapsed_s: f64,
-    /// Merged latency.
-    pub latency: Latency,
-    /// Merged connect latency.
-    pub connect_latency: Latency,
-    /// Merged reconnect latency.
-    pub reconnect_latency: Latency,
-    /// Merged tick arrivals.
-    pub ticks: Vec<TickArrival>,
-    /// Summed subscribers per channel.
-    pub channel_subscribers: Vec<u64>,
-    /// Per-worker usage.
-    pub usage: Vec<crate::wire::Usage>,
-}
-
-/// Merges worker reports.
-pub fn merge(reports: &[WorkerReport]) -> Merged {
-    let mut m = Merged::default();
-    for r in reports {
-        m.counters.add(&r.counters);
-        m.ramp_seconds = m.ramp_seconds.max(r.ramp_seconds);
-        m.hold_seconds = m.hold_seconds.max(r.hold_seconds);
-        m.first_message_at_s = min_opt(m.first_message_at_s, r.first_message_at_s);
-        m.last_message_at_s = max_opt(m.last_message_at_s, r.last_message_at_s);
-        m.elapsed_s = m.elapsed_s.max(r.elapsed_s);
-        m.latency.add_wire(&r.latency);
-        m.connect_latency.add_wire(&r.connect_latency);
-        m.reconnect_latency.add_wire(&r.reconnect_latency);
-        merge_ticks(&mut m.ticks, &r.ticks);
-        if m.channel_subscribers.len() < r.channel_subscribers.len() {
-            m.channel_subscribers.resize(r.channel_subscribers.len(), 0);
-        }
-        for (a, b) in m.channel_subscribers.iter_mut().zip(&r.channel_subscribers) {
-            *a += b;
-        }
-        m.usage.push(r.usage);
-    }
-    m
-}
-
-fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 fn per_second(count: u64, seconds: f64) -> f64 {
     if seconds > 0.0 {
@@ -185,8 +117,8 @@ pub struct ClientCost {
 
 impl ClientCost {
     /// Derives the cost from the workers' usage points.
-    pub fn from_usage(usage: &[crate::wire::Usage], messages: u64) -> Self {
-        let sum = |f: &dyn Fn(&crate::wire::Usage) -> f64| usage.iter().map(f).sum::<f64>();
+    pub fn from_usage(usage: &[Usage], messages: u64) -> Self {
+        let sum = |f: &dyn Fn(&Usage) -> f64| usage.iter().map(f).sum::<f64>();
         let cpu_s = sum(&|u| u.hold_end.cpu_s - u.start.cpu_s);
         let ramp_cpu_s = sum(&|u| u.ramp_end.cpu_s - u.start.cpu_s);
         let hold_cpu_s = sum(&|u| u.hold_end.cpu_s - u.ramp_end.cpu_s);
@@ -301,8 +233,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// The scenario-independent part of the report.
-    pub fn from_merged(scenario: &str, command: String, procs: usize, m: &Merged) -> Self {
+    /// The scenario-independent part of the report, from the merged figures.
+    pub fn from_figures(scenario: &str, command: String, procs: usize, m: &Figures) -> Self {
         let c = &m.counters;
         Self {
             scenario: scenario.to_owned(),
@@ -340,7 +272,7 @@ impl Report {
     }
 
     /// Adds the `push` section.
-    pub fn add_push(&mut self, m: &Merged, published: &PublishStats) {
+    pub fn add_push(&mut self, m: &Figures, published: &PublishStats) {
         let expected: u64 = published
             .per_channel
             .iter()
@@ -362,13 +294,13 @@ impl Report {
     }
 
     /// Adds the `tick` section.
-    pub fn add_tick(&mut self, m: &Merged, published: &PublishStats) {
+    pub fn add_tick(&mut self, m: &Figures, published: &PublishStats) {
         let receivers: u64 = m.channel_subscribers.iter().sum();
         let mut spread = Latency::new();
         let mut to_last = Latency::new();
         let mut received = 0;
         let mut complete = 0;
-        for tick in m.ticks.iter().filter(|t| t.count > 0) {
+        for tick in m.ticks.arrivals().iter().filter(|t| t.count > 0) {
             received += 1;
             if tick.count >= receivers {
                 complete += 1;
@@ -388,7 +320,7 @@ impl Report {
     }
 
     /// Adds the `echo` section.
-    pub fn add_echo(&mut self, m: &Merged) {
+    pub fn add_echo(&mut self, m: &Figures) {
         let c = &m.counters;
         self.echo = Some(EchoFigures {
             sent: c.echo_sent,
@@ -399,7 +331,7 @@ impl Report {
     }
 
     /// Adds the `churn` section.
-    pub fn add_churn(&mut self, m: &Merged) {
+    pub fn add_churn(&mut self, m: &Figures) {
         let c = &m.counters;
         self.churn = Some(ChurnFigures {
             closed: c.churn_closed,
@@ -428,12 +360,13 @@ pub fn emit(report: &impl Serialize, file: Option<&Path>) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Usage;
+    use crate::stats::Counters;
+    use crate::ticks::{TickArrival, Ticks};
 
-    fn worker(connected: u64, messages: u64, first: f64, last: f64) -> WorkerReport {
+    fn worker(connected: u64, messages: u64, first: f64, last: f64) -> Figures {
         let mut latency = Latency::new();
         latency.record_ns(1_000_000 * connected);
-        WorkerReport {
+        Figures {
             counters: Counters {
                 target: connected + 1,
                 connected,
@@ -448,16 +381,16 @@ mod tests {
             first_message_at_s: Some(first),
             last_message_at_s: Some(last),
             elapsed_s: last + 1.0,
-            latency: latency.to_wire(),
+            latency,
             channel_subscribers: vec![connected / 2, connected - connected / 2],
-            ..WorkerReport::default()
+            ..Figures::default()
         }
     }
 
     #[test]
     fn merges_sums_and_derives_rates() {
-        let m = merge(&[worker(100, 1000, 1.0, 3.0), worker(300, 3000, 2.0, 5.0)]);
-        let r = Report::from_merged("hold", "wsload hold".into(), 2, &m);
+        let m = Figures::merged(&[worker(100, 1000, 1.0, 3.0), worker(300, 3000, 2.0, 5.0)]);
+        let r = Report::from_figures("hold", "wsload hold".into(), 2, &m);
         assert_eq!(r.target, 402);
         assert_eq!(r.connected, 400);
         assert_eq!(r.failed, 2);
@@ -477,8 +410,8 @@ mod tests {
         w.counters.messages = 17;
         w.counters.seq_dups = 1;
         w.channel_subscribers = vec![3, 1];
-        let m = merge(&[w]);
-        let mut r = Report::from_merged("push", String::new(), 1, &m);
+        let m = Figures::merged([&w]);
+        let mut r = Report::from_figures("push", String::new(), 1, &m);
         let published = PublishStats {
             published: 10,
             per_channel: vec![5, 5],
@@ -496,7 +429,7 @@ mod tests {
     fn tick_spread_and_completeness() {
         let mut w = worker(2, 4, 0.0, 1.0);
         w.channel_subscribers = vec![2];
-        w.ticks = vec![
+        w.ticks = Ticks::from(vec![
             TickArrival {
                 sent_ns: 1_000_000,
                 first_ns: 2_000_000,
@@ -509,9 +442,9 @@ mod tests {
                 last_ns: 9_000_000,
                 count: 1,
             },
-        ];
-        let m = merge(&[w]);
-        let mut r = Report::from_merged("tick", String::new(), 1, &m);
+        ]);
+        let m = Figures::merged([&w]);
+        let mut r = Report::from_figures("tick", String::new(), 1, &m);
         r.add_tick(
             &m,
             &PublishStats {
@@ -550,8 +483,8 @@ mod tests {
 
     #[test]
     fn json_keeps_the_fields_scripts_read() {
-        let m = merge(&[worker(1, 0, 0.0, 0.0)]);
-        let value = serde_json::to_value(Report::from_merged("hold", "x".into(), 1, &m)).unwrap();
+        let m = Figures::merged(&[worker(1, 0, 0.0, 0.0)]);
+        let value = serde_json::to_value(Report::from_figures("hold", "x".into(), 1, &m)).unwrap();
         for key in [
             "scenario",
             "command",

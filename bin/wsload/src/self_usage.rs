@@ -1,8 +1,8 @@
 //! wsload's own cost: CPU seconds (user + system) of the calling thread from
 //! `getrusage(RUSAGE_THREAD)` (the engine thread, so the publisher and progress threads of a
 //! single-process run are not counted) and the process's resident set size from
-//! `/proc/self/statm`, so reports can say what the load generator itself spent per
-//! connection and per message.
+//! `/proc/self/statm`, taken at four points of a worker's run ([`Usage`]), so reports can
+//! say what the load generator itself spent per connection and per message.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,19 @@ impl UsagePoint {
             open,
         }
     }
+}
+
+/// wsload's own cost measured by one worker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Before the first connect.
+    pub start: UsagePoint,
+    /// When half of the worker's connections were open (marginal memory per connection).
+    pub mid: Option<UsagePoint>,
+    /// When the ramp ended.
+    pub ramp_end: UsagePoint,
+    /// When the measured phase (hold, publish, echo, churn) ended.
+    pub hold_end: UsagePoint,
 }
 
 #[cfg(test)]

@@ -1,13 +1,7 @@
-//! Everything one worker measures while it runs: the counters, the latency histograms, the
-//! first/last message times, the per-tick arrival spread (tick scenario) and the live gauges
-//! the engine needs (connections awaiting their expected messages, connects in flight).
-
-use std::time::Instant;
+//! The per-tick arrival spread of the `tick` scenario: when each tick (sequence number)
+//! first and last reached a worker's connections, and how those of several workers merge.
 
 use serde::{Deserialize, Serialize};
-
-use crate::latency::Latency;
-use crate::stats::Counters;
 
 /// Ticks tracked at most (one per second of `tick`: more than a day).
 pub const MAX_TICKS: usize = 100_000;
@@ -44,8 +38,9 @@ impl TickArrival {
     }
 }
 
-/// Arrival spread per tick, indexed by sequence number.
-#[derive(Debug, Clone, Default)]
+/// Arrival spread per tick, indexed by sequence number (serialized as the plain list).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Ticks {
     arrivals: Vec<TickArrival>,
 }
@@ -74,39 +69,23 @@ impl Ticks {
     pub fn arrivals(&self) -> &[TickArrival] {
         &self.arrivals
     }
+
+    /// Merges another worker's arrivals by sequence number.
+    pub fn merge(&mut self, other: &Self) {
+        if self.arrivals.len() < other.arrivals.len() {
+            self.arrivals
+                .resize(other.arrivals.len(), TickArrival::default());
+        }
+        for (a, b) in self.arrivals.iter_mut().zip(&other.arrivals) {
+            a.merge(b);
+        }
+    }
 }
 
-/// Merges per-worker tick arrivals by sequence number.
-pub fn merge_ticks(into: &mut Vec<TickArrival>, other: &[TickArrival]) {
-    if into.len() < other.len() {
-        into.resize(other.len(), TickArrival::default());
+impl From<Vec<TickArrival>> for Ticks {
+    fn from(arrivals: Vec<TickArrival>) -> Self {
+        Self { arrivals }
     }
-    for (a, b) in into.iter_mut().zip(other) {
-        a.merge(b);
-    }
-}
-
-/// One worker's measurements.
-#[derive(Debug, Default)]
-pub struct Tally {
-    /// Counters reported and exported.
-    pub counters: Counters,
-    /// Publish→receive latency or echo round trip.
-    pub latency: Latency,
-    /// Connect + handshake time of first connects.
-    pub connect_latency: Latency,
-    /// Connect + handshake time of reopened connections (churn).
-    pub reconnect_latency: Latency,
-    /// Tick arrival spread.
-    pub ticks: Ticks,
-    /// First data message.
-    pub first_message: Option<Instant>,
-    /// Last data message.
-    pub last_message: Option<Instant>,
-    /// Open connections still waiting for `--expect-messages`.
-    pub awaiting: u64,
-    /// Connects and handshakes in progress.
-    pub in_flight: u64,
 }
 
 #[cfg(test)]
@@ -135,13 +114,13 @@ mod tests {
 
     #[test]
     fn merges_workers() {
-        let mut a = vec![TickArrival {
+        let mut a = Ticks::from(vec![TickArrival {
             sent_ns: 5,
             first_ns: 10,
             last_ns: 20,
             count: 2,
-        }];
-        let b = [
+        }]);
+        let b = Ticks::from(vec![
             TickArrival {
                 sent_ns: 5,
                 first_ns: 8,
@@ -154,8 +133,9 @@ mod tests {
                 last_ns: 31,
                 count: 2,
             },
-        ];
-        merge_ticks(&mut a, &b);
+        ]);
+        a.merge(&b);
+        let a = a.arrivals();
         assert_eq!(a[0].first_ns, 8);
         assert_eq!(a[0].last_ns, 20);
         assert_eq!(a[0].count, 3);
