@@ -87,6 +87,11 @@ pub struct LoadArgs {
     /// Connects in flight at once, per worker.
     #[arg(long, default_value_t = 1000)]
     pub max_in_flight: usize,
+    /// Share of connections that may fail (connect or handshake failed, closed by the
+    /// server, protocol error) and of messages that may be lost before wsload exits
+    /// non-zero: `0` (default), `1%` or `0.01`.
+    #[arg(long, default_value = "0")]
+    pub tolerate: Fraction,
     /// Serve wsload's Prometheus metrics on `http://ADDR/metrics` while it runs.
     #[arg(long, long_help = METRICS_HELP)]
     pub metrics: Option<SocketAddr>,

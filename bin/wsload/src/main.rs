@@ -2,7 +2,8 @@
 //! protocol (client role). Scenarios `hold`, `push`, `tick`, `echo` and `churn` open many
 //! connections (over many source IPs, ports and, with `--procs`, worker processes), run for
 //! `--duration` and report a table on stderr plus one JSON line on stdout; `publish` feeds
-//! numbered messages through an admin API.
+//! numbered messages through an admin API. A run whose connections failed or whose
+//! messages were lost beyond `--tolerate` exits non-zero (after its report).
 
 mod addr_plan;
 mod admin_client;
@@ -29,6 +30,7 @@ mod seq;
 mod stats;
 mod table;
 mod ticks;
+mod verdict;
 mod wire;
 
 use std::time::Duration;
@@ -101,6 +103,7 @@ fn run(load: LoadArgs, scenario: Scenario, publish: Option<PublishSpec>) -> anyh
         return procs::run_worker(&coordinator::worker_params(&load, scenario, slot, epoch));
     }
     let json = load.json.clone();
+    let tolerate = load.tolerate.0;
     let spec = RunSpec {
         load,
         scenario,
@@ -115,6 +118,9 @@ fn run(load: LoadArgs, scenario: Scenario, publish: Option<PublishSpec>) -> anyh
             "workers {:?} ended without a report; the line above merges the others",
             report.missing_workers
         );
+    }
+    if let Err(shortfall) = verdict::check(&report, tolerate) {
+        bail!("{}", shortfall.0);
     }
     Ok(())
 }
