@@ -1,5 +1,7 @@
 //! One blocking keep-alive HTTP/1.1 connection to a server's admin API (`POST
-//! /publish/<channel>`), reopened after errors; plus parsing of the `--admin` URL.
+//! /publish/<channel>`), reopened after errors; plus parsing of the `--admin` URL. A
+//! gateway started with an admin token is given the same one: `RINGCAST_ADMIN_TOKEN`
+//! in wsload's environment is sent as `Authorization: Bearer`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -33,6 +35,8 @@ pub fn parse_admin_url(url: &str) -> anyhow::Result<SocketAddr> {
 pub struct AdminClient {
     addr: SocketAddr,
     host: String,
+    /// The admin token (`RINGCAST_ADMIN_TOKEN`), if any.
+    bearer: Option<String>,
     stream: Option<TcpStream>,
     request: Vec<u8>,
     response: Vec<u8>,
@@ -44,6 +48,7 @@ impl AdminClient {
         Self {
             addr,
             host: addr.to_string(),
+            bearer: std::env::var("RINGCAST_ADMIN_TOKEN").ok(),
             stream: None,
             request: Vec::new(),
             response: Vec::new(),
@@ -73,7 +78,13 @@ impl AdminClient {
             }
         };
         self.request.clear();
-        write_post(&mut self.request, &self.host, path, body);
+        write_post(
+            &mut self.request,
+            &self.host,
+            self.bearer.as_deref(),
+            path,
+            body,
+        );
         stream.write_all(&self.request)?;
         self.response.clear();
         let mut chunk = [0u8; READ_BYTES];

@@ -9,10 +9,11 @@ use anyhow::{Context, bail};
 pub const MAX_HEAD_BYTES: usize = 16 << 10;
 
 /// Appends a `POST path` request with `body` to `out`.
-pub fn write_post(out: &mut Vec<u8>, host: &str, path: &str, body: &[u8]) {
+pub fn write_post(out: &mut Vec<u8>, host: &str, bearer: Option<&str>, path: &str, body: &[u8]) {
+    let auth = bearer.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     out.extend_from_slice(
         format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/octet-stream\r\n\
              Content-Length: {}\r\n\r\n",
             body.len()
         )
@@ -86,10 +87,19 @@ mod tests {
     #[test]
     fn writes_a_post() {
         let mut out = Vec::new();
-        write_post(&mut out, "127.0.0.1:9090", "/publish/a", b"0:xx");
+        write_post(&mut out, "127.0.0.1:9090", None, "/publish/a", b"0:xx");
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("POST /publish/a HTTP/1.1\r\nHost: 127.0.0.1:9090\r\n"));
         assert!(text.contains("Content-Length: 4\r\n\r\n0:xx"));
+        assert!(!text.contains("Authorization"));
+    }
+
+    #[test]
+    fn writes_the_admin_token_as_a_bearer() {
+        let mut out = Vec::new();
+        write_post(&mut out, "h", Some("s3cret-token-value"), "/publish/a", b"x");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\r\nAuthorization: Bearer s3cret-token-value\r\n"));
     }
 
     #[test]
