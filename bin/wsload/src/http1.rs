@@ -97,7 +97,13 @@ mod tests {
     #[test]
     fn writes_the_admin_token_as_a_bearer() {
         let mut out = Vec::new();
-        write_post(&mut out, "h", Some("s3cret-token-value"), "/publish/a", b"x");
+        write_post(
+            &mut out,
+            "h",
+            Some("s3cret-token-value"),
+            "/publish/a",
+            b"x",
+        );
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\r\nAuthorization: Bearer s3cret-token-value\r\n"));
     }

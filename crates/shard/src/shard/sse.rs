@@ -38,7 +38,9 @@ impl Shard {
 }
 
 /// One SSE event: `id`, then one `data:` line per message line (binary as base64
-/// under `event: binary`).
+/// under `event: binary`). A message line ends at `\r\n`, `\r` or `\n`, exactly as an
+/// EventSource splits the stream, so no published text can start a line of its own
+/// (`event:`, `id:`, `retry:`) in the stream.
 pub(super) fn sse_event(seq: u64, payload: &[u8], binary: bool) -> Bytes {
     let mut out = format!("id: {seq}\n");
     if binary {
@@ -46,12 +48,56 @@ pub(super) fn sse_event(seq: u64, payload: &[u8], binary: bool) -> Bytes {
         out.push_str(&base64::engine::general_purpose::STANDARD.encode(payload));
         out.push('\n');
     } else {
-        for line in String::from_utf8_lossy(payload).split('\n') {
+        for line in event_stream_lines(&String::from_utf8_lossy(payload)) {
             out.push_str("data: ");
-            out.push_str(line.strip_suffix('\r').unwrap_or(line));
+            out.push_str(line);
             out.push('\n');
         }
     }
     out.push('\n');
     Bytes::from(out)
+}
+
+/// `text` split at every `\r\n`, `\r` and `\n` (the event-stream line ends).
+fn event_stream_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\r', '\n']) {
+            Some(end) => {
+                let skip = if text[end..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
+                rest = Some(&text[end + skip..]);
+                Some(&text[..end])
+            }
+            None => {
+                rest = None;
+                Some(text)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sse_event;
+
+    #[test]
+    fn every_line_end_starts_a_new_data_line() {
+        let event = sse_event(7, b"a\rid: 99\r\nevent: x\nretry: 1\r\rz", false);
+        assert_eq!(
+            event,
+            "id: 7\ndata: a\ndata: id: 99\ndata: event: x\ndata: retry: 1\ndata: \ndata: z\n\n"
+        );
+    }
+
+    #[test]
+    fn plain_text_is_one_data_line_and_trailing_ends_keep_an_empty_line() {
+        assert_eq!(sse_event(1, b"hello", false), "id: 1\ndata: hello\n\n");
+        assert_eq!(sse_event(2, b"x\n", false), "id: 2\ndata: x\ndata: \n\n");
+        assert_eq!(sse_event(3, b"", false), "id: 3\ndata: \n\n");
+    }
 }
