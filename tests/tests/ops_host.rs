@@ -11,7 +11,7 @@ use ops_support::seccomp::{SeccompGateway, python_seccomp};
 use ops_support::*;
 use ringcast_tests::http;
 use ringcast_tests::programs::binary;
-use ringcast_tests::ws_client::connect;
+use ringcast_tests::ws_client::{connect, next_message};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -317,8 +317,8 @@ fn serves_and_drains(mut gateway: SeccompGateway) {
     let mut echo = connect(gateway.ws, "/echo");
     echo.send(Message::text("ping through seccomp"))
         .expect("send");
-    let back = echo.read().expect("echo");
-    assert_eq!(back, Message::text("ping through seccomp"));
+    let back = next_message(&mut echo, Duration::from_secs(5)).expect("echo");
+    assert_eq!(back, Some(Message::text("ping through seccomp")));
     assert!(
         http::wait_until(
             gateway.admin,

@@ -15,7 +15,7 @@ use ops_support::seccomp::{SeccompGateway, python_seccomp, ringcast_under_seccom
 use ops_support::*;
 use ringcast_tests::http;
 use ringcast_tests::programs::binary;
-use ringcast_tests::ws_client::connect;
+use ringcast_tests::ws_client::{connect, next_message};
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -413,8 +413,8 @@ fn ringcast_serves_under_the_seccomp_profile_and_fails_without_io_uring() {
     echo.send(Message::text("through the profile"))
         .expect("send");
     assert_eq!(
-        echo.read().expect("echo"),
-        Message::text("through the profile")
+        next_message(&mut echo, Duration::from_secs(5)).expect("echo"),
+        Some(Message::text("through the profile"))
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     let delivered = loop {
