@@ -133,15 +133,18 @@ fn one_client_many_channels_and_commands() {
     for ch in ["a", "b", "c"] {
         assert_eq!(gateway.publish(ch, ch.as_bytes()), 202);
     }
-    let got: Vec<_> = (0..3)
-        .map(|_| next_message(&mut ws, Duration::from_secs(5)).expect("message"))
+    // Order is promised per channel, not across channels: a, b and c have different
+    // owner shards, whose deliveries may overtake each other (under load they do).
+    let mut got: Vec<String> = (0..3)
+        .map(
+            |_| match next_message(&mut ws, Duration::from_secs(5)).expect("message") {
+                Some(Message::Text(text)) => text.to_string(),
+                other => panic!("expected a channel message, got {other:?}"),
+            },
+        )
         .collect();
-    assert_eq!(
-        got,
-        ["a", "b", "c"]
-            .map(|c| Some(Message::Text(c.into())))
-            .to_vec()
-    );
+    got.sort();
+    assert_eq!(got, ["a", "b", "c"]);
 }
 
 #[test]
