@@ -16,6 +16,8 @@
 //! trait, so their tests run against a real loopback listener and a fake broker without
 //! building the io_uring gateway; and `ringcast-telemetry` stays about metrics.
 
+#![warn(unreachable_pub)]
+
 mod access;
 mod batch;
 mod error;

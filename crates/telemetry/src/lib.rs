@@ -2,6 +2,8 @@
 //! flushed into the `metrics` facade, and the Prometheus recorder (the admin HTTP API that
 //! serves `/metrics` is `ringcast-admin`).
 
+#![warn(unreachable_pub)]
+
 pub mod error;
 pub mod names;
 pub mod recorder;
