@@ -143,6 +143,8 @@ pub struct Shard {
     drain: Option<Drain>,
     /// The clock of the latest event, for closes decided outside a timed event.
     now_ms: u64,
+    /// Times a request head was parsed (see [`Shard::handshake_parses`]).
+    handshake_parses: u64,
 }
 
 impl Shard {
@@ -190,6 +192,7 @@ impl Shard {
             compression,
             drain: None,
             now_ms: 0,
+            handshake_parses: 0,
         }
     }
 
@@ -201,6 +204,12 @@ impl Shard {
     /// This shard's id.
     pub fn id(&self) -> u16 {
         self.cfg.id
+    }
+
+    /// How many times a request head has been parsed: once per request however it was
+    /// split across receives (a work bound for tests).
+    pub fn handshake_parses(&self) -> u64 {
+        self.handshake_parses
     }
 
     /// Connections in any phase.

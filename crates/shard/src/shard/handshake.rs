@@ -22,6 +22,7 @@ impl Shard {
             return;
         };
         conn.handshake.extend_from_slice(data);
+        self.handshake_parses += 1;
         match parse_upgrade(&conn.handshake) {
             Ok(HandshakeStatus::Partial) => {}
             Ok(HandshakeStatus::Done(upgrade)) => self.start_websocket(id, upgrade, now_ms),
