@@ -44,6 +44,14 @@ impl RequestHead {
         }
     }
 
+    /// Keeps `bytes` (everything received so far) when a head handed over turned out
+    /// not to be complete after all (an empty line before the request line): the next
+    /// feed scans only what arrives after them.
+    pub(crate) fn keep(&mut self, bytes: &[u8]) {
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Frees the buffer (the connection was admitted or refused).
     pub(crate) fn clear(&mut self) {
         self.buf = Vec::new();

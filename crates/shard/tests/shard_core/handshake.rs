@@ -221,11 +221,19 @@ fn connections_are_counted_from_accept_and_refused_without_reading() {
     let third = node.accept(0);
     let wire = String::from_utf8_lossy(&node.take_wire(0, third)).into_owned();
     assert!(wire.starts_with("HTTP/1.1 503"), "{wire}");
-    assert_eq!(node.shards[0].counters().handshake_failed_count("server_full"), 1);
+    assert_eq!(
+        node.shards[0]
+            .counters()
+            .handshake_failed_count("server_full"),
+        1
+    );
     node.shards[0].on_recv_end(first, RecvEnd::Eof);
     node.pump();
     let fourth = node.accept(0);
-    assert!(node.take_wire(0, fourth).is_empty(), "a freed slot is reused");
+    assert!(
+        node.take_wire(0, fourth).is_empty(),
+        "a freed slot is reused"
+    );
 }
 
 #[test]
@@ -268,9 +276,22 @@ fn handshakes_over_the_budget_get_503_with_a_jittered_retry_after() {
     waits.dedup();
     assert!(waits.len() >= 3, "jittered: {waits:?}");
     assert_eq!(
-        node.shards[0].counters().handshake_failed_count("handshake_budget"),
+        node.shards[0]
+            .counters()
+            .handshake_failed_count("handshake_budget"),
         20
     );
     node.advance(200);
     node.connect(0, "/news");
+}
+
+#[test]
+fn an_empty_line_before_the_request_line_waits_for_the_real_end() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.accept(0);
+    node.send_bytes(0, id, b"\r\n\r\n");
+    assert!(node.take_wire(0, id).is_empty());
+    node.send_bytes(0, id, &client_request("x", "/echo", &generate_key(4)));
+    let wire = String::from_utf8_lossy(&node.take_wire(0, id)).into_owned();
+    assert!(wire.starts_with("HTTP/1.1 101"), "{wire}");
 }
