@@ -48,5 +48,5 @@ pub use messages::{BrokerCmd, ShardMsg};
 pub use poll_ring::Kept;
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};
-pub use spare_slots::SpareSlots;
+pub use spare_slots::{SpareSlots, connection_shares};
 pub use write_queue::MAX_IOVECS;

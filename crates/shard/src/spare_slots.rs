@@ -43,9 +43,34 @@ impl SpareSlots {
     }
 }
 
+/// Each shard keeps this fraction (1/N) of its even split of the limit as its own share.
+const SHARE_DIVISOR: usize = 4;
+
+/// Splits `--max-connections` (`None` = unlimited) over `shards`: each shard's own share
+/// (a quarter of an even split, rounded down) and the pool holding the rest. A limit
+/// below four slots per shard is pooled entirely, so it is exact.
+pub fn connection_shares(max: Option<usize>, shards: usize) -> (usize, SpareSlots) {
+    let Some(max) = max else {
+        return (usize::MAX, SpareSlots::default());
+    };
+    let shards = shards.max(1);
+    let share = max / shards / SHARE_DIVISOR;
+    (share, SpareSlots::new(max - share * shards))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_are_a_quarter_of_an_even_split_and_the_pool_the_rest() {
+        let (share, pool) = connection_shares(Some(3), 2);
+        assert_eq!((share, pool.available()), (0, 3));
+        let (share, pool) = connection_shares(Some(10_000), 8);
+        assert_eq!((share, pool.available()), (312, 10_000 - 312 * 8));
+        let (share, _) = connection_shares(None, 8);
+        assert_eq!(share, usize::MAX);
+    }
 
     #[test]
     fn borrows_until_empty_and_takes_slots_back() {
