@@ -295,3 +295,11 @@ fn an_empty_line_before_the_request_line_waits_for_the_real_end() {
     let wire = String::from_utf8_lossy(&node.take_wire(0, id)).into_owned();
     assert!(wire.starts_with("HTTP/1.1 101"), "{wire}");
 }
+
+#[test]
+fn bytes_that_cannot_start_a_request_are_refused_without_waiting() {
+    let mut node = Node::new(1, |_| {});
+    let id = node.accept(0);
+    node.send_bytes(0, id, b"\x16\x03\x01\x00\xa5\x01");
+    assert!(node.take_wire(0, id).starts_with(b"HTTP/1.1 400"));
+}
