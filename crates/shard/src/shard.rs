@@ -230,7 +230,9 @@ impl Shard {
     }
 
     /// A new socket from `peer` was accepted: the glue must arm its recv (see
-    /// [`Shard::take_actions`]). The peer address is only needed (and only looked up by
+    /// [`Shard::take_actions`]). Admission is settled here, before any byte is read: a
+    /// socket over the handshake budget or past the connection slots is answered 503 and
+    /// closed. The peer address is only needed (and only looked up by
     /// the glue) when [`Shard::needs_peer_address`].
     pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
         self.now_ms = now_ms;

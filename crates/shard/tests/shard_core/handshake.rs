@@ -1,5 +1,7 @@
-//! Handshakes: requests split anywhere, HTTP errors for bad or oversized requests, the
-//! handshake timeout, capacity (503), the per-IP rate (429), and the token and origin rules.
+//! Handshakes: requests split anywhere (and parsed once however trickled), HTTP errors
+//! for bad or oversized requests, the handshake timeout, capacity counted from accept with
+//! the node-wide spare pool (503), the handshake budget (503 + `Retry-After`), the per-IP
+//! rate (429), and the token and origin rules.
 
 use crate::node::{MASK, Node};
 use ringcast_proto::{Decoder, Message, OpCode, Role, client_request, encode_frame, generate_key};
