@@ -228,8 +228,10 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub max_message_bytes: u64,
 
-    /// Most open WebSocket connections on this node (split evenly over shards); further
-    /// handshakes get HTTP 503. At least 1. Default: unlimited.
+    /// Most client sockets on this node in any phase, counted from accept (a half-open
+    /// handshake counts); one more gets HTTP 503 at once, unread. Node-wide: each shard
+    /// owns a small share and borrows the rest from a node-wide pool. At least 1.
+    /// Default: unlimited.
     #[arg(long, env = "RINGCAST_MAX_CONNECTIONS",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_connections: Option<usize>,
@@ -419,6 +421,12 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_ADMIN_MAX_CONNECTIONS", default_value_t = 256,
           value_parser = clap::value_parser!(u64).range(1..=65_535))]
     pub admin_max_connections: u64,
+
+    /// Handshakes per second the node accepts (each shard enforces its share, burst one
+    /// second's worth): sockets accepted over it get HTTP 503 with a `Retry-After` of
+    /// 1-5 s (jittered), before their request is read. 0 = unlimited.
+    #[arg(long, env = "RINGCAST_MAX_HANDSHAKES_PER_SEC", default_value_t = 0)]
+    pub max_handshakes_per_sec: u32,
 }
 
 impl Config {
@@ -580,6 +588,15 @@ mod tests {
         assert_eq!(parsed.max_connections, Some(3));
         let err = Config::try_parse_from(["ringcast", "--max-connections", "0"]).unwrap_err();
         assert!(err.to_string().contains("--max-connections"), "{err}");
+    }
+
+    #[test]
+    fn handshake_budget_defaults_to_unlimited() {
+        let parsed = Config::try_parse_from(["ringcast"]).unwrap();
+        assert_eq!(parsed.max_handshakes_per_sec, 0);
+        let parsed =
+            Config::try_parse_from(["ringcast", "--max-handshakes-per-sec", "500"]).unwrap();
+        assert_eq!(parsed.max_handshakes_per_sec, 500);
     }
 
     #[test]

@@ -17,7 +17,9 @@ use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
 use mesh::Mesh;
 use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisMode};
-use ringcast_shard::{AuthPolicy, Shard, ShardConfig, ShardMsg, SlowConsumer, mint_token};
+use ringcast_shard::{
+    AuthPolicy, Shard, ShardConfig, ShardMsg, SlowConsumer, connection_shares, mint_token,
+};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
 use sidecar::{ShardExit, Sidecar};
@@ -80,9 +82,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     ensure_unserved(config.admin, Purpose::Admin)?;
     let max_message_bytes = config.max_message_bytes as usize;
-    let per_shard_max = config
-        .max_connections
-        .map_or(usize::MAX, |max| max.div_ceil(shards));
+    let (connection_share, spare_connections) = connection_shares(config.max_connections, shards);
 
     let (broker_tx, broker_rx) = flume::unbounded();
     let (exit_tx, exit_rx) = flume::unbounded();
@@ -109,7 +109,9 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             handshake_timeout_ms: config.handshake_timeout.as_millis() as u64,
             linger_ms: 2_000,
             max_message_bytes,
-            max_connections: per_shard_max,
+            max_connections: connection_share,
+            spare_connections: spare_connections.clone(),
+            handshakes_per_sec: config.max_handshakes_per_sec.div_ceil(shards as u32),
             max_queue_bytes: config.max_queue_bytes,
             slow_consumer: match config.slow_consumer {
                 SlowConsumerPolicy::Close => SlowConsumer::Close,

@@ -1,6 +1,7 @@
 //! The settings one shard runs with (already split per shard by the binary).
 
 use crate::auth::AuthPolicy;
+use crate::spare_slots::SpareSlots;
 
 /// What happens to a connection whose queue would pass `max_queue_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +29,15 @@ pub struct ShardConfig {
     pub linger_ms: u64,
     /// Largest message a client may send (whole reassembled message).
     pub max_message_bytes: usize,
-    /// This shard's share of `--max-connections`; further handshakes get 503.
+    /// This shard's own share of `--max-connections`, counted from accept (every socket
+    /// in any phase); past it the shard borrows from `spare_connections`, and when that
+    /// is empty too a new socket gets 503 at once, unread.
     pub max_connections: usize,
+    /// The node-wide pool of connection slots beyond the shards' shares.
+    pub spare_connections: SpareSlots,
+    /// This shard's share of `--max-handshakes-per-sec` (burst: one second's worth);
+    /// a socket accepted over it gets 503 with a jittered `Retry-After`, unread. 0 = off.
+    pub handshakes_per_sec: u32,
     /// Bytes a connection may have queued (sent to the kernel or not) before the
     /// slow-consumer policy applies.
     pub max_queue_bytes: u32,
@@ -71,6 +79,8 @@ impl ShardConfig {
             linger_ms: 2_000,
             max_message_bytes: 65_536,
             max_connections: usize::MAX,
+            spare_connections: SpareSlots::default(),
+            handshakes_per_sec: 0,
             max_queue_bytes: 1 << 20,
             slow_consumer: SlowConsumer::Close,
             connect_rate_per_ip: 0,

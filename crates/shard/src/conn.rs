@@ -1,5 +1,5 @@
 //! One connection's state: a small slab entry that holds no buffer while idle. The
-//! handshake buffer exists only until the upgrade, the decoder's buffers only while a
+//! request head buffer exists only while a request spans receives, the decoder's buffers only while a
 //! frame or a fragmented message is partial, the write queue only while frames wait.
 //!
 //! Its life is a [`Phase`]: handshaking, open, then closing through the steps of
@@ -10,6 +10,7 @@
 
 use crate::close_reason::CloseReason;
 use crate::conn_channels::ConnChannels;
+use crate::request_head::RequestHead;
 use crate::write_queue::WriteQueue;
 use ringcast_proto::{Decoder, Role};
 
@@ -80,8 +81,11 @@ pub(crate) struct Conn {
     pub(crate) channels: ConnChannels,
     /// Shard clock (ms) when the unanswered ping was sent; 0 when none is outstanding.
     pub(crate) ping_sent_ms: u64,
-    /// Partial upgrade request (empty and unallocated once open).
-    pub(crate) handshake: Vec<u8>,
+    /// Partial request head (empty and unallocated once open, or when the request came
+    /// in one receive).
+    pub(crate) head: RequestHead,
+    /// Counted in the shard's connection slots (see `ConnSlots`) until it is freed.
+    pub(crate) holds_slot: bool,
     /// Frame decoder.
     pub(crate) decoder: Decoder,
     /// Frames waiting to be sent.
@@ -102,7 +106,8 @@ impl Conn {
             deflate_bits: 0,
             channels: ConnChannels::None,
             ping_sent_ms: 0,
-            handshake: Vec::new(),
+            head: RequestHead::default(),
+            holds_slot: false,
             decoder: Decoder::new(Role::Server, max_message_bytes),
             queue: WriteQueue::default(),
         }

@@ -22,6 +22,9 @@ pub(crate) enum HandshakeFailure {
     RateLimited,
     /// The node is full or draining (503).
     ServerFull,
+    /// The node's handshake budget (`--max-handshakes-per-sec`) is spent (503 with
+    /// `Retry-After`).
+    HandshakeBudget,
     /// A long poll's `since` is not a number.
     BadSince,
 }
@@ -37,6 +40,7 @@ impl HandshakeFailure {
             HandshakeFailure::NotFound => "not_found",
             HandshakeFailure::RateLimited => "rate_limited",
             HandshakeFailure::ServerFull => "server_full",
+            HandshakeFailure::HandshakeBudget => "handshake_budget",
             HandshakeFailure::BadSince => "bad_since",
         }
     }
@@ -56,6 +60,7 @@ mod tests {
             (HandshakeFailure::NotFound, "not_found"),
             (HandshakeFailure::RateLimited, "rate_limited"),
             (HandshakeFailure::ServerFull, "server_full"),
+            (HandshakeFailure::HandshakeBudget, "handshake_budget"),
             (HandshakeFailure::BadSince, "bad_since"),
         ];
         for (failure, label) in labels {

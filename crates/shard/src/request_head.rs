@@ -29,7 +29,7 @@ impl RequestHead {
     /// Takes the bytes of one receive. Scans only the new bytes (and the last two kept).
     pub(crate) fn feed<'a>(&'a mut self, data: &'a mut [u8]) -> Head<'a> {
         if self.buf.is_empty() {
-            if data.len() >= MAX_HANDSHAKE_BYTES || ends_head(data) {
+            if data.len() >= MAX_HANDSHAKE_BYTES || ends_head(data) || !plausible_start(data) {
                 return Head::Ready(data);
             }
             self.buf.extend_from_slice(data);
@@ -44,10 +44,38 @@ impl RequestHead {
         }
     }
 
+    /// Keeps `bytes` (everything received so far) when a head handed over turned out
+    /// not to be complete after all (an empty line before the request line): the next
+    /// feed scans only what arrives after them.
+    pub(crate) fn keep(&mut self, bytes: &[u8]) {
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
+    }
+
     /// Frees the buffer (the connection was admitted or refused).
     pub(crate) fn clear(&mut self) {
         self.buf = Vec::new();
     }
+}
+
+/// Longest method this server could answer (`OPTIONS`, with room to spare).
+const MAX_METHOD_BYTES: usize = 16;
+
+/// Whether the first bytes of a request can start a request line: a method token (then
+/// a space). Anything else (a TLS ClientHello, binary noise) is handed over at once so
+/// the parser refuses it without waiting for more.
+fn plausible_start(bytes: &[u8]) -> bool {
+    let method = bytes.split(|&b| b == b' ').next().unwrap_or_default();
+    let spaced = method.len() < bytes.len();
+    !method.is_empty()
+        && method.len() <= MAX_METHOD_BYTES
+        && (spaced || bytes.len() <= MAX_METHOD_BYTES)
+        && method.iter().all(|&b| is_tchar(b))
+}
+
+/// RFC 9110 token characters.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `bytes` contain an empty line: `\n` followed by `\n` or by `\r\n`.
@@ -97,6 +125,26 @@ mod tests {
     }
 
     #[test]
+    fn what_cannot_start_a_request_is_handed_over_at_once() {
+        for garbage in [
+            &b"\x16\x03\x01\x00\xa5"[..],
+            b"\r\n",
+            b"GET/a/very/long/path/no/space",
+        ] {
+            assert!(
+                feed(&mut RequestHead::default(), garbage).is_some(),
+                "{garbage:?}"
+            );
+        }
+        for start in [&b"G"[..], b"GET", b"GET /ne", b"OPTIONS * HT"] {
+            assert!(
+                feed(&mut RequestHead::default(), start).is_none(),
+                "{start:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bare_lf_line_ends_end_the_head_too() {
         let mut head = RequestHead::default();
         assert!(feed(&mut head, b"GET / HTTP/1.1\nHost: x\n").is_none());
@@ -106,6 +154,7 @@ mod tests {
     #[test]
     fn a_head_without_end_is_handed_over_at_the_limit() {
         let mut head = RequestHead::default();
+        assert!(feed(&mut head, b"GET / HTTP/1.1\r\n").is_none());
         let line = [b'a'; 1000];
         let mut fed = 0;
         while feed(&mut head, &line).is_none() {

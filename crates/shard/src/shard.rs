@@ -21,9 +21,10 @@ use crate::close_reason::CloseReason;
 use crate::compression::Compression;
 use crate::config::ShardConfig;
 use crate::conn::{CloseStep, Conn, Phase, Transport};
+use crate::conn_slots::ConnSlots;
 use crate::conn_table::ConnTable;
 use crate::connect_limiter::ConnectLimiter;
-use crate::handshake_failure::HandshakeFailure;
+use crate::handshake_budget::HandshakeBudget;
 use crate::ids::ConnId;
 use crate::local_channels::LocalChannels;
 use crate::messages::{BrokerCmd, ShardMsg};
@@ -33,7 +34,7 @@ use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
-use ringcast_proto::{OpCode, encode_frame, http_error_response};
+use ringcast_proto::{OpCode, encode_frame};
 use ringcast_telemetry::ShardCounters;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -125,7 +126,6 @@ pub struct Shard {
     wheel: TimerWheel,
     /// Plain per-shard counters, pushed to the metrics registry by `flush_metrics`.
     counters: ShardCounters,
-    open: usize,
     actions: Vec<Action>,
     ready: Vec<ConnId>,
     outbox: Outbox,
@@ -138,11 +138,17 @@ pub struct Shard {
     polls: HashMap<u32, PollWait>,
     open_by_transport: [usize; 3],
     limiter: ConnectLimiter,
+    /// Connection slots held, from accept to the freed slot (`--max-connections`).
+    slots: ConnSlots,
+    /// This shard's share of the node's handshakes per second.
+    budget: HandshakeBudget,
     tick: TickClock,
     compression: Compression,
     drain: Option<Drain>,
     /// The clock of the latest event, for closes decided outside a timed event.
     now_ms: u64,
+    /// Times a request head was parsed (see [`Shard::handshake_parses`]).
+    handshake_parses: u64,
 }
 
 impl Shard {
@@ -163,6 +169,8 @@ impl Shard {
         // Keep the wheel at most ~64k slots whatever the intervals.
         let tick_ms = cfg.tick_ms.max(max_delay / 65_536 + 1);
         let limiter = ConnectLimiter::new(cfg.connect_rate_per_ip);
+        let slots = ConnSlots::new(cfg.max_connections, cfg.spare_connections.clone());
+        let budget = HandshakeBudget::new(cfg.handshakes_per_sec);
         let compression = Compression::new(cfg.compression, cfg.compression_min_bytes);
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
@@ -175,7 +183,6 @@ impl Shard {
             channels: LocalChannels::default(),
             owned,
             counters: ShardCounters::default(),
-            open: 0,
             actions: Vec::new(),
             ready: Vec::new(),
             broker: Vec::new(),
@@ -186,10 +193,13 @@ impl Shard {
             polls: HashMap::new(),
             open_by_transport: [0; 3],
             limiter,
+            slots,
+            budget,
             tick: TickClock::default(),
             compression,
             drain: None,
             now_ms: 0,
+            handshake_parses: 0,
         }
     }
 
@@ -203,6 +213,12 @@ impl Shard {
         self.cfg.id
     }
 
+    /// How many times a request head has been parsed: once per request however it was
+    /// split across receives (a work bound for tests).
+    pub fn handshake_parses(&self) -> u64 {
+        self.handshake_parses
+    }
+
     /// Connections in any phase.
     pub fn connections(&self) -> usize {
         self.conns.len()
@@ -214,7 +230,9 @@ impl Shard {
     }
 
     /// A new socket from `peer` was accepted: the glue must arm its recv (see
-    /// [`Shard::take_actions`]). The peer address is only needed (and only looked up by
+    /// [`Shard::take_actions`]). Admission is settled here, before any byte is read: a
+    /// socket over the handshake budget or past the connection slots is answered 503 and
+    /// closed. The peer address is only needed (and only looked up by
     /// the glue) when [`Shard::needs_peer_address`].
     pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
         self.now_ms = now_ms;
@@ -227,16 +245,7 @@ impl Shard {
             id,
             TimerKind::HandshakeDeadline,
         );
-        if self.drain.is_some() {
-            self.abort(id, CloseReason::Shutdown);
-            self.progress(id);
-        } else if let Some(ip) = peer
-            && !self.limiter.allow(ip, now_ms)
-        {
-            // Answer right away: no need to read the request of a client over its rate.
-            let response = http_error_response(429, "Too Many Requests", "slow down\n");
-            self.fail_handshake(id, HandshakeFailure::RateLimited, response, now_ms);
-        }
+        self.admit_socket(id, peer, now_ms);
         id
     }
 
@@ -444,10 +453,9 @@ impl Shard {
     /// Marks a connection open on `transport` once its request is admitted.
     fn open_as(&mut self, id: ConnId, transport: Transport) {
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.handshake = Vec::new();
+            conn.head.clear();
             conn.phase = Phase::Open;
             conn.transport = transport;
-            self.open += 1;
             self.open_by_transport[transport as usize] += 1;
         }
     }
@@ -510,7 +518,6 @@ impl Shard {
     /// subscription and no pending poll.
     fn leave_open(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.get_mut(id) {
-            self.open -= 1;
             self.open_by_transport[conn.transport as usize] -= 1;
         }
         self.polls.remove(&id.idx);
@@ -555,6 +562,9 @@ impl Shard {
     /// Frees a dropped connection's slot and tells the glue to close its descriptor.
     fn free(&mut self, id: ConnId) {
         if let Some(conn) = self.conns.remove(id) {
+            if conn.holds_slot {
+                self.slots.release();
+            }
             self.actions.push(Action::Close(conn.fd));
         }
         self.counters.connections = self.conns.len() as u64;

@@ -1,36 +1,99 @@
 //! The HTTP request of a new connection: an upgrade to WebSocket, or a plain GET for
-//! the SSE or long-poll transport. Admits it (capacity, origin, token, channels) or
-//! answers an HTTP error and closes.
+//! the SSE or long-poll transport. A socket is first admitted at accept, before anything
+//! is read (draining, the per-IP rate, the handshake budget, the connection slots);
+//! then its request head is gathered across receives and parsed once, and admitted
+//! (origin, token, channels) or answered an HTTP error and closed.
 
 use super::Shard;
 use crate::admission::{Admitted, Target, admit, admit_plain};
 use crate::close_reason::CloseReason;
 use crate::conn::Transport;
+use crate::handshake_budget::over_budget_response;
 use crate::handshake_failure::HandshakeFailure;
 use crate::ids::ConnId;
+use crate::request_head::Head;
 use bytes::Bytes;
 use ringcast_proto::{
     HandshakeError, HandshakeStatus, PlainGet, PlainRoute, Upgrade, http_error_response,
     parse_plain_get, parse_upgrade,
 };
+use std::net::IpAddr;
+
+/// What a complete request head asks for.
+enum Request<'a> {
+    /// An upgrade, and the bytes after its head (frames sent without waiting).
+    WebSocket(Upgrade, &'a mut [u8]),
+    /// `GET /sse/...` or `GET /poll/...`.
+    Plain(PlainGet),
+    /// Neither: answered with this error.
+    Bad(HandshakeError),
+}
 
 impl Shard {
-    /// Bytes of a connection's request: waits for the whole request, then starts the
-    /// transport it asks for.
-    pub(super) fn recv_handshake(&mut self, id: ConnId, data: &[u8], now_ms: u64) {
+    /// A socket was just accepted: refuses it at once, unread, when the shard is
+    /// draining, its source is over the per-IP rate, the handshake budget is spent or
+    /// no connection slot is left. Otherwise it holds a slot until it is freed.
+    pub(super) fn admit_socket(&mut self, id: ConnId, peer: Option<IpAddr>, now_ms: u64) {
+        if self.drain.is_some() {
+            self.abort(id, CloseReason::Shutdown);
+            self.progress(id);
+        } else if let Some(ip) = peer
+            && !self.limiter.allow(ip, now_ms)
+        {
+            let response = http_error_response(429, "Too Many Requests", "slow down\n");
+            self.fail_handshake(id, HandshakeFailure::RateLimited, response, now_ms);
+        } else if !self.budget.allow(now_ms) {
+            let response = over_budget_response(id, now_ms);
+            self.fail_handshake(id, HandshakeFailure::HandshakeBudget, response, now_ms);
+        } else if self.slots.take() {
+            if let Some(conn) = self.conns.get_mut(id) {
+                conn.holds_slot = true;
+            }
+        } else {
+            let response = http_error_response(503, "Service Unavailable", "server full\n");
+            self.fail_handshake(id, HandshakeFailure::ServerFull, response, now_ms);
+        }
+    }
+
+    /// Bytes of a connection's request: gathers the head until it is complete, parses it
+    /// once, then starts the transport it asks for.
+    pub(super) fn recv_handshake(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        conn.handshake.extend_from_slice(data);
-        match parse_upgrade(&conn.handshake) {
-            Ok(HandshakeStatus::Partial) => {}
-            Ok(HandshakeStatus::Done(upgrade)) => self.start_websocket(id, upgrade, now_ms),
-            Err(HandshakeError::NotUpgrade) => match parse_plain_get(&conn.handshake) {
-                Ok(Some(get)) => self.start_plain(id, get, now_ms),
-                Ok(None) => self.refuse(id, HandshakeError::NotUpgrade, now_ms),
-                Err(err) => self.refuse(id, err, now_ms),
+        let mut head = std::mem::take(&mut conn.head);
+        let bytes = match head.feed(data) {
+            Head::Partial => {
+                conn.head = head;
+                return;
+            }
+            Head::Ready(bytes) => bytes,
+        };
+        self.handshake_parses += 1;
+        let request = match parse_upgrade(bytes) {
+            // An empty line came before the request line: wait for the head's own end.
+            Ok(HandshakeStatus::Partial) => {
+                let kept = bytes.to_vec();
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.head.keep(&kept);
+                }
+                return;
+            }
+            Ok(HandshakeStatus::Done(upgrade)) => {
+                let consumed = upgrade.consumed.min(bytes.len());
+                Request::WebSocket(upgrade, &mut bytes[consumed..])
+            }
+            Err(HandshakeError::NotUpgrade) => match parse_plain_get(bytes) {
+                Ok(Some(get)) => Request::Plain(get),
+                Ok(None) => Request::Bad(HandshakeError::NotUpgrade),
+                Err(err) => Request::Bad(err),
             },
-            Err(err) => self.refuse(id, err, now_ms),
+            Err(err) => Request::Bad(err),
+        };
+        match request {
+            Request::WebSocket(upgrade, rest) => self.start_websocket(id, upgrade, rest, now_ms),
+            Request::Plain(get) => self.start_plain(id, get, now_ms),
+            Request::Bad(err) => self.refuse(id, err, now_ms),
         }
     }
 
@@ -39,9 +102,10 @@ impl Shard {
         self.fail_handshake(id, HandshakeFailure::Request(err), response, now_ms);
     }
 
-    /// Answers 503 and returns true when the node is full or draining.
-    fn refuse_if_full(&mut self, id: ConnId, now_ms: u64) -> bool {
-        if self.open < self.cfg.max_connections && self.drain.is_none() {
+    /// Answers 503 and returns true when the shard started draining during the handshake
+    /// (capacity was settled at accept).
+    fn refuse_if_draining(&mut self, id: ConnId, now_ms: u64) -> bool {
+        if self.drain.is_none() {
             return false;
         }
         let response = http_error_response(503, "Service Unavailable", "server full\n");
@@ -49,8 +113,8 @@ impl Shard {
         true
     }
 
-    fn start_websocket(&mut self, id: ConnId, upgrade: Upgrade, now_ms: u64) {
-        if self.refuse_if_full(id, now_ms) {
+    fn start_websocket(&mut self, id: ConnId, upgrade: Upgrade, rest: &mut [u8], now_ms: u64) {
+        if self.refuse_if_draining(id, now_ms) {
             return;
         }
         let Admitted {
@@ -68,7 +132,6 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let mut rest = conn.handshake.split_off(upgrade.consumed);
         conn.queue.push_control(Bytes::from(response));
         if let Some(params) = deflate {
             conn.deflate_bits = params.server_max_window_bits;
@@ -90,13 +153,13 @@ impl Shard {
         self.schedule_first_ping(id, now_ms);
         self.mark_ready(id);
         if !rest.is_empty() {
-            self.recv_frames(id, &mut rest, now_ms);
+            self.recv_frames(id, rest, now_ms);
         }
     }
 
     /// `GET /sse/<channel>` or `GET /poll/<channel>?since=<id>`.
     fn start_plain(&mut self, id: ConnId, get: PlainGet, now_ms: u64) {
-        if self.refuse_if_full(id, now_ms) {
+        if self.refuse_if_draining(id, now_ms) {
             return;
         }
         if let Err(refusal) = admit_plain(&self.cfg, &get, now_ms) {
@@ -129,7 +192,7 @@ impl Shard {
     ) {
         self.counters.handshake_failed(failure.label());
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.handshake = Vec::new();
+            conn.head.clear();
             conn.queue.push_control(Bytes::from(response));
         }
         self.begin_close(id, CloseReason::HandshakeFailed, now_ms);
