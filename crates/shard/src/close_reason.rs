@@ -31,6 +31,9 @@ pub(crate) enum CloseReason {
     PollDone,
     /// A long poll was answered 204 at its timeout.
     PollTimeout,
+    /// The connection's token expired (WebSocket close 4001, SSE `token_expired` event,
+    /// long poll 401).
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -49,6 +52,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::PollDone => "poll_done",
             CloseReason::PollTimeout => "poll_timeout",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -75,6 +79,7 @@ mod tests {
             (CloseReason::Shutdown, "shutdown"),
             (CloseReason::PollDone, "poll_done"),
             (CloseReason::PollTimeout, "poll_timeout"),
+            (CloseReason::TokenExpired, "token_expired"),
         ];
         for (reason, label) in labels {
             assert_eq!(reason.label(), label, "{reason:?}");

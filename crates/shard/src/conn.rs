@@ -80,6 +80,8 @@ pub(crate) struct Conn {
     pub(crate) channels: ConnChannels,
     /// Shard clock (ms) when the unanswered ping was sent; 0 when none is outstanding.
     pub(crate) ping_sent_ms: u64,
+    /// Shard clock (ms) at which its token expires; 0 when it was admitted without one.
+    pub(crate) token_deadline_ms: u64,
     /// Partial upgrade request (empty and unallocated once open).
     pub(crate) handshake: Vec<u8>,
     /// Frame decoder.
@@ -102,6 +104,7 @@ impl Conn {
             deflate_bits: 0,
             channels: ConnChannels::None,
             ping_sent_ms: 0,
+            token_deadline_ms: 0,
             handshake: Vec::new(),
             decoder: Decoder::new(Role::Server, max_message_bytes),
             queue: WriteQueue::default(),

@@ -3,8 +3,8 @@
 //! connection meets on the way live in the child modules: the handshake
 //! ([`handshake`]), WebSocket frames ([`frames`]), client commands ([`client_command`]),
 //! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
-//! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]) and the drain
-//! ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
+//! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]), the close at a
+//! token's expiry ([`token_expiry`]) and the drain ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
 //! child modules import from this one and never the other way round.
 
 mod client_command;
@@ -15,6 +15,7 @@ mod handshake;
 mod poll;
 mod sse;
 mod subscriptions;
+mod token_expiry;
 
 use crate::channel_owner::ChannelOwner;
 use crate::close_reason::CloseReason;
@@ -607,6 +608,7 @@ impl Shard {
                 self.abort(id, CloseReason::PingTimeout);
                 self.progress(id);
             }
+            (TimerKind::TokenExpiry, Phase::Open) => self.token_expiry_timer(id, now_ms),
             (TimerKind::Linger, Phase::Closing { reason, .. }) => {
                 self.abort(id, reason);
                 self.progress(id);

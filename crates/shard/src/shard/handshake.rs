@@ -57,6 +57,7 @@ impl Shard {
             target,
             response,
             deflate,
+            token_expires,
         } = match admit(&self.cfg, &upgrade, now_ms) {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -88,6 +89,7 @@ impl Shard {
             }
         }
         self.schedule_first_ping(id, now_ms);
+        self.schedule_token_expiry(id, token_expires, now_ms);
         self.mark_ready(id);
         if !rest.is_empty() {
             self.recv_frames(id, &mut rest, now_ms);
@@ -99,11 +101,14 @@ impl Shard {
         if self.refuse_if_full(id, now_ms) {
             return;
         }
-        if let Err(refusal) = admit_plain(&self.cfg, &get, now_ms) {
-            let response = refusal.response();
-            self.fail_handshake(id, refusal.reason, response, now_ms);
-            return;
-        }
+        let token_expires = match admit_plain(&self.cfg, &get, now_ms) {
+            Ok(expires) => expires,
+            Err(refusal) => {
+                let response = refusal.response();
+                self.fail_handshake(id, refusal.reason, response, now_ms);
+                return;
+            }
+        };
         let since = get.query_param("since").map(str::parse::<u64>);
         match get.route {
             PlainRoute::Sse(channel) => self.start_sse(id, &channel, now_ms),
@@ -117,6 +122,7 @@ impl Shard {
                 }
             },
         }
+        self.schedule_token_expiry(id, token_expires, now_ms);
     }
 
     /// Counts the failure, answers `response` and closes after it is sent.
