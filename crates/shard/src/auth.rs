@@ -43,6 +43,15 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every refusal, for exporting each label at 0 from startup.
+    pub(crate) const ALL: [AuthError; 5] = [
+        AuthError::Origin,
+        AuthError::MissingToken,
+        AuthError::BadToken,
+        AuthError::Expired,
+        AuthError::Channel,
+    ];
+
     /// HTTP status for the refusal.
     pub fn status(self) -> u16 {
         match self {

@@ -168,6 +168,8 @@ impl Shard {
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
         let owned = ChannelOwner::new(cfg.poll_ring, cfg.poll_timeout_ms * 2);
+        let mut counters = ShardCounters::default();
+        counters.register_reasons(CloseReason::labels(), HandshakeFailure::labels());
         Shard {
             wheel: TimerWheel::new(tick_ms, max_delay),
             outbox: Outbox::new(cfg.id, cfg.shards),
@@ -175,7 +177,7 @@ impl Shard {
             conns: ConnTable::default(),
             channels: LocalChannels::default(),
             owned,
-            counters: ShardCounters::default(),
+            counters,
             open: 0,
             actions: Vec::new(),
             ready: Vec::new(),
