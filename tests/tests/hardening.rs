@@ -1,4 +1,5 @@
-//! Production hardening end to end: tokens and origins at the handshake, the per-IP
+//! Production hardening end to end: tokens and origins at the handshake, connections
+//! closed when their token expires (WebSocket 4001, SSE `token_expired`), the per-IP
 //! connect rate, running out of descriptors (back off, no busy loop, /metrics still
 //! scrapeable through the admin port's spare descriptor, recover) and a
 //! tiny receive buffer ring (re-armed receives, no lost bytes).
@@ -107,6 +108,41 @@ fn tokens_and_origins_gate_subscriptions() {
         let failures = "ringcast_handshake_failures_total";
         wait_labelled(&gateway, failures, ("reason", reason), 5, |n| n >= 1.0);
     }
+}
+
+#[test]
+fn open_connections_are_closed_when_their_token_expires() {
+    let gateway = Gateway::start(1, &["--auth-secret", SECRET]);
+    let addr = gateway.ws_addr();
+    // `exp` is whole seconds: this token lives 2 to 3 s from now.
+    let token = mint("news", "3s");
+    let mut client = connect(addr, &format!("/news?token={token}"));
+    sync_subscriber(&gateway, "news", &mut client);
+    let mut sse = TcpStream::connect(addr).expect("connect");
+    let request = format!("GET /sse/news?token={token} HTTP/1.1\r\nHost: x\r\n\r\n");
+    sse.write_all(request.as_bytes()).expect("write");
+    // Bounded waits: the closes come at `exp`, well within these.
+    let closed = next_message(&mut client, Duration::from_secs(6)).expect("read");
+    match closed {
+        Some(Message::Close(Some(frame))) => {
+            assert_eq!(u16::from(frame.code), 4001);
+            assert_eq!(frame.reason.as_str(), "token expired");
+        }
+        other => panic!("expected close 4001, got {other:?}"),
+    }
+    sse.set_read_timeout(Some(Duration::from_secs(6)))
+        .expect("timeout");
+    let mut stream = String::new();
+    sse.read_to_string(&mut stream).expect("the stream ends");
+    assert!(stream.starts_with("HTTP/1.1 200 OK"), "{stream}");
+    assert!(
+        stream.ends_with("event: token_expired\ndata: token expired\n\n"),
+        "{stream}"
+    );
+    let closed = "ringcast_connections_closed_total";
+    wait_labelled(&gateway, closed, ("reason", "token_expired"), 5, |n| {
+        n >= 2.0
+    });
 }
 
 #[test]

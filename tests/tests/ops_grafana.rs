@@ -150,7 +150,7 @@ fn overview_and_capacity_dashboards_cover_what_operators_watch() {
         "ringcast_shard_queue_depth",
         "ringcast_slow_consumer_closes_total",
         "ringcast_broker_up",
-        "ringcast_fanout_seconds_bucket",
+        "ringcast_broker_latency_seconds_bucket",
         "process_resident_memory_bytes",
         "process_open_fds",
     ] {

@@ -1,10 +1,33 @@
-//! The Redis broker's events, recorded as `ringcast_broker_*` metrics.
+//! The Redis broker's events, recorded as `ringcast_broker_*` metrics, each exported
+//! from startup (at 0, the broker down) so `increase()` and absent-alerts work before
+//! the first event. A node without Redis exports none of them: it has no broker
+//! connection that could be up or down.
 
 use ringcast_broker::{BrokerEvents, RejectReason};
 use ringcast_telemetry::names;
 
 /// Records the Redis broker's events as `ringcast_broker_*` metrics.
 pub struct BrokerMetrics;
+
+impl BrokerMetrics {
+    /// Exports every broker counter and gauge before the broker starts: counters at 0
+    /// (each rejection reason too), the connection down, no subscriptions.
+    pub fn register_all() {
+        metrics::gauge!(names::BROKER_UP).set(0.0);
+        metrics::gauge!(names::BROKER_SUBSCRIPTIONS).set(0.0);
+        for name in [
+            names::BROKER_RECONNECTS,
+            names::BROKER_MESSAGES_RECEIVED,
+            names::BROKER_PUBLISH_ERRORS,
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        for reason in RejectReason::ALL {
+            metrics::counter!(names::BROKER_REJECTED, names::LABEL_REASON => reason.as_str())
+                .increment(0);
+        }
+    }
+}
 
 impl BrokerEvents for BrokerMetrics {
     fn up(&self, up: bool) {

@@ -64,6 +64,8 @@ impl ShardThread {
         }
         let mut completions: Vec<Completion> = Vec::with_capacity(4096);
         let mut iov: Vec<libc::iovec> = Vec::with_capacity(ringcast_shard::MAX_IOVECS);
+        // Exports every series (reasons at 0 included) before the first connection.
+        self.flush_metrics();
         let mut last_flush = 0;
         let mut drain_deadline: Option<u64> = None;
         loop {

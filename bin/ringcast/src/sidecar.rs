@@ -79,6 +79,7 @@ impl Sidecar {
         };
         let (broker, broker_up): (Arc<dyn Broker>, _) = match self.redis.clone() {
             Some(redis) => {
+                BrokerMetrics::register_all();
                 let redis = RedisBroker::start(redis, Arc::new(sink), Arc::new(BrokerMetrics))
                     .context("starting the Redis broker")?;
                 let up = redis.up_flag();

@@ -20,6 +20,11 @@ pub(crate) fn batch_body_limit(max_message_bytes: usize) -> usize {
     max_message_bytes.saturating_mul(16).max(1 << 20)
 }
 
+/// Exports `ringcast_messages_published_total` at 0 before the first publish.
+pub(crate) fn register_published() {
+    metrics::counter!(names::MESSAGES_PUBLISHED).increment(0);
+}
+
 /// Checks `message`, publishes it through the broker (waiting for its backend to confirm)
 /// and counts it in `ringcast_messages_published_total`.
 async fn publish(state: &AdminState, message: &Message) -> Result<(), PublishError> {

@@ -71,6 +71,7 @@ pub async fn serve_admin(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     Refusal::register_all();
+    crate::publish::register_published();
     let max = limits.max_connections.clamp(1, MAX_CONNECTIONS_CEILING) as u32;
     let slots = Arc::new(Semaphore::new(max as usize));
     let spare = Arc::new(SpareDescriptor::open());

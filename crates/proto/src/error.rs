@@ -53,6 +53,25 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
+    /// Every error, for exporting each label at 0 from startup.
+    pub const ALL: [ProtocolError; 15] = [
+        Self::Unmasked,
+        Self::Masked,
+        Self::ReservedBits,
+        Self::ReservedOpcode,
+        Self::FragmentedControl,
+        Self::ControlTooLong,
+        Self::UnexpectedContinuation,
+        Self::ExpectedContinuation,
+        Self::BadCloseLength,
+        Self::BadCloseCode,
+        Self::InvalidUtf8,
+        Self::TooBig,
+        Self::NonMinimalLength,
+        Self::LengthOverflow,
+        Self::BadCompressedData,
+    ];
+
     /// Close code to send to the peer: 1007 for bad UTF-8, 1009 for too big, else 1002.
     pub fn close_code(&self) -> u16 {
         match self {
@@ -80,6 +99,36 @@ impl ProtocolError {
             Self::NonMinimalLength => "non_minimal_length",
             Self::LengthOverflow => "length_overflow",
             Self::BadCompressedData => "bad_compressed_data",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_error_once() {
+        // No wildcard: a new variant does not compile here until it is in `ALL`.
+        let position = |err: ProtocolError| match err {
+            ProtocolError::Unmasked => 0,
+            ProtocolError::Masked => 1,
+            ProtocolError::ReservedBits => 2,
+            ProtocolError::ReservedOpcode => 3,
+            ProtocolError::FragmentedControl => 4,
+            ProtocolError::ControlTooLong => 5,
+            ProtocolError::UnexpectedContinuation => 6,
+            ProtocolError::ExpectedContinuation => 7,
+            ProtocolError::BadCloseLength => 8,
+            ProtocolError::BadCloseCode => 9,
+            ProtocolError::InvalidUtf8 => 10,
+            ProtocolError::TooBig => 11,
+            ProtocolError::NonMinimalLength => 12,
+            ProtocolError::LengthOverflow => 13,
+            ProtocolError::BadCompressedData => 14,
+        };
+        for (i, err) in ProtocolError::ALL.into_iter().enumerate() {
+            assert_eq!(position(err), i, "{err:?}");
         }
     }
 }

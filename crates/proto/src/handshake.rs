@@ -135,6 +135,22 @@ pub enum HandshakeError {
 }
 
 impl HandshakeError {
+    /// Every error a server answers a request with (not the client-side `Rejected` and
+    /// `BadAccept`), for exporting each label at 0 from startup.
+    pub const SERVER_SIDE: [HandshakeError; 11] = [
+        Self::NotGet,
+        Self::NotHttp11,
+        Self::Malformed,
+        Self::TooLarge,
+        Self::NotUpgrade,
+        Self::BadVersion,
+        Self::MissingKey,
+        Self::InvalidKey,
+        Self::MissingHost,
+        Self::BadChannel,
+        Self::NotFound,
+    ];
+
     /// HTTP status code to answer with.
     pub fn status(&self) -> u16 {
         match self {
@@ -320,5 +336,32 @@ fn route_for(target: &str) -> Result<Route, HandshakeError> {
         Ok(Route::Channel(name.to_owned()))
     } else {
         Err(HandshakeError::BadChannel)
+    }
+}
+
+#[cfg(test)]
+mod server_side_tests {
+    use super::HandshakeError;
+
+    #[test]
+    fn server_side_lists_every_error_a_server_answers_once() {
+        // No wildcard: a new variant does not compile here until it is placed.
+        let position = |err: &HandshakeError| match err {
+            HandshakeError::NotGet => Some(0),
+            HandshakeError::NotHttp11 => Some(1),
+            HandshakeError::Malformed => Some(2),
+            HandshakeError::TooLarge => Some(3),
+            HandshakeError::NotUpgrade => Some(4),
+            HandshakeError::BadVersion => Some(5),
+            HandshakeError::MissingKey => Some(6),
+            HandshakeError::InvalidKey => Some(7),
+            HandshakeError::MissingHost => Some(8),
+            HandshakeError::BadChannel => Some(9),
+            HandshakeError::NotFound => Some(10),
+            HandshakeError::Rejected(_) | HandshakeError::BadAccept => None,
+        };
+        for (i, err) in HandshakeError::SERVER_SIDE.iter().enumerate() {
+            assert_eq!(position(err), Some(i), "{err:?}");
+        }
     }
 }

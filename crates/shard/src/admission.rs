@@ -64,6 +64,8 @@ pub(crate) struct Admitted {
     pub(crate) response: Vec<u8>,
     /// Negotiated permessage-deflate, if any.
     pub(crate) deflate: Option<DeflateParams>,
+    /// When its token expires (unix seconds), if a token was required.
+    pub(crate) token_expires: Option<u64>,
 }
 
 /// Admits `upgrade` at shard time `now_ms`: its target, the 101 response, and the
@@ -85,9 +87,9 @@ pub(crate) fn admit(
         Target::Channels(list) if list.is_empty() => vec![""],
         Target::Channels(list) => list.iter().map(String::as_str).collect(),
     };
-    let mut protocol = None;
+    let mut admission = Default::default();
     for name in names {
-        protocol = cfg.auth.admit(&creds, name, unix_now).map_err(|err| {
+        admission = cfg.auth.admit(&creds, name, unix_now).map_err(|err| {
             let body = match err.status() {
                 401 => "missing, forged or expired token\n",
                 _ => "not allowed\n",
@@ -100,17 +102,26 @@ pub(crate) fn admit(
     } else {
         None
     };
-    let response = upgrade.response_with(protocol, negotiated.as_ref().map(|(_, h)| h.as_str()));
+    let response = upgrade.response_with(
+        admission.protocol,
+        negotiated.as_ref().map(|(_, h)| h.as_str()),
+    );
     Ok(Admitted {
         target,
         response,
         deflate: negotiated.map(|(params, _)| params),
+        token_expires: admission.expires,
     })
 }
 
 /// Admits a plain `GET /sse/<channel>` or `/poll/<channel>`: the same origin and token
-/// rules as an upgrade (the token comes as `?token=`).
-pub(crate) fn admit_plain(cfg: &ShardConfig, get: &PlainGet, now_ms: u64) -> Result<(), Refusal> {
+/// rules as an upgrade (the token comes as `?token=`). Ok carries when the token expires
+/// (unix seconds), if a token was required.
+pub(crate) fn admit_plain(
+    cfg: &ShardConfig,
+    get: &PlainGet,
+    now_ms: u64,
+) -> Result<Option<u64>, Refusal> {
     let creds = Credentials {
         origin: get.origin.as_deref(),
         query_token: get.query_param("token"),
@@ -120,7 +131,7 @@ pub(crate) fn admit_plain(cfg: &ShardConfig, get: &PlainGet, now_ms: u64) -> Res
     let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
     cfg.auth
         .admit(&creds, channel, unix_now)
-        .map(|_| ())
+        .map(|admission| admission.expires)
         .map_err(|err| Refusal::new(err.status(), HandshakeFailure::Auth(err), "not allowed\n"))
 }
 

@@ -16,6 +16,8 @@
 //!
 //! A client passes it as `?token=<token>` or offers the subprotocol `token.<token>`
 //! (browsers cannot set headers), which the server then selects in its 101 answer.
+//! The permission ends at `exp` also for an open connection: admission hands the expiry
+//! on, and the shard closes the connection then (WebSocket close 4001).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -41,6 +43,15 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// Every refusal, for exporting each label at 0 from startup.
+    pub(crate) const ALL: [AuthError; 5] = [
+        AuthError::Origin,
+        AuthError::MissingToken,
+        AuthError::BadToken,
+        AuthError::Expired,
+        AuthError::Channel,
+    ];
+
     /// HTTP status for the refusal.
     pub fn status(self) -> u16 {
         match self {
@@ -70,6 +81,16 @@ pub struct Credentials<'a> {
     pub query_token: Option<&'a str>,
     /// The offered subprotocols.
     pub protocols: &'a [String],
+}
+
+/// What an admitted request's credentials allow beyond the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Admission<'a> {
+    /// The subprotocol to select, when the token came as one.
+    pub protocol: Option<&'a str>,
+    /// Unix seconds at which the token expires (None when no token is required): the
+    /// connection is closed then.
+    pub expires: Option<u64>,
 }
 
 /// Why [`mint_token`] refuses to sign.
@@ -164,13 +185,13 @@ impl AuthPolicy {
     }
 
     /// Checks a request for `channel` at `unix_now`. Ok carries the subprotocol to
-    /// select when the token came as one.
+    /// select when the token came as one, and the token's expiry.
     pub fn admit<'a>(
         &self,
         creds: &Credentials<'a>,
         channel: &str,
         unix_now: u64,
-    ) -> Result<Option<&'a str>, AuthError> {
+    ) -> Result<Admission<'a>, AuthError> {
         if !self.origins.is_empty()
             && let Some(origin) = creds.origin
             && !self
@@ -181,7 +202,7 @@ impl AuthPolicy {
             return Err(AuthError::Origin);
         }
         let Some(secret) = &self.secret else {
-            return Ok(None);
+            return Ok(Admission::default());
         };
         let from_protocol = creds
             .protocols
@@ -202,7 +223,10 @@ impl AuthPolicy {
         if !claims.channels.iter().any(|c| c == "*" || c == channel) {
             return Err(AuthError::Channel);
         }
-        Ok(selected)
+        Ok(Admission {
+            protocol: selected,
+            expires: Some(claims.expires),
+        })
     }
 }
 
@@ -483,10 +507,13 @@ mod tests {
     fn origins_are_checked_case_insensitively() {
         let policy = AuthPolicy::new(vec!["https://*.Example.com".into()], None);
         let ok = creds(Some("https://App.example.com"), None);
-        assert_eq!(policy.admit(&ok, "news", 0), Ok(None));
+        assert_eq!(policy.admit(&ok, "news", 0), Ok(Admission::default()));
         let bad = creds(Some("https://evil.com"), None);
         assert_eq!(policy.admit(&bad, "news", 0), Err(AuthError::Origin));
-        assert_eq!(policy.admit(&creds(None, None), "news", 0), Ok(None));
+        assert_eq!(
+            policy.admit(&creds(None, None), "news", 0),
+            Ok(Admission::default())
+        );
     }
 
     #[test]
@@ -496,7 +523,10 @@ mod tests {
             mint_token(SECRET, &["news".into(), "sport".into()], 1000).expect("valid names");
         assert_eq!(
             policy.admit(&creds(None, Some(&token)), "news", 999),
-            Ok(None)
+            Ok(Admission {
+                protocol: None,
+                expires: Some(1000),
+            })
         );
         assert_eq!(
             policy.admit(&creds(None, Some(&token)), "weather", 999),
@@ -511,7 +541,12 @@ mod tests {
             Err(AuthError::MissingToken)
         );
         let all = mint_token(SECRET, &["*".into()], 1000).expect("valid names");
-        assert_eq!(policy.admit(&creds(None, Some(&all)), "x", 1), Ok(None));
+        assert_eq!(
+            policy
+                .admit(&creds(None, Some(&all)), "x", 1)
+                .map(|a| a.expires),
+            Ok(Some(1000))
+        );
     }
 
     #[test]
@@ -632,7 +667,10 @@ mod tests {
         };
         assert_eq!(
             policy.admit(&c, "news", 10),
-            Ok(Some(protocols[1].as_str()))
+            Ok(Admission {
+                protocol: Some(protocols[1].as_str()),
+                expires: Some(50),
+            })
         );
     }
 }

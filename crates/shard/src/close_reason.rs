@@ -31,9 +31,42 @@ pub(crate) enum CloseReason {
     PollDone,
     /// A long poll was answered 204 at its timeout.
     PollTimeout,
+    /// The connection's token expired (WebSocket close 4001, SSE `token_expired` event,
+    /// long poll 401).
+    TokenExpired,
 }
 
 impl CloseReason {
+    /// Every reason without data, in label order (the protocol errors come from
+    /// [`ProtocolError::ALL`]).
+    const PLAIN: [CloseReason; 12] = [
+        CloseReason::HandshakeAborted,
+        CloseReason::HandshakeTimeout,
+        CloseReason::HandshakeFailed,
+        CloseReason::PeerGone,
+        CloseReason::Reset,
+        CloseReason::ClientClose,
+        CloseReason::PingTimeout,
+        CloseReason::SlowConsumer,
+        CloseReason::Shutdown,
+        CloseReason::PollDone,
+        CloseReason::PollTimeout,
+        CloseReason::TokenExpired,
+    ];
+
+    /// Every label value a server can count, for exporting each at 0 from startup. A
+    /// server's decoder never reports a masked frame (that is a client's error).
+    pub(crate) fn labels() -> impl Iterator<Item = &'static str> {
+        let protocol = ProtocolError::ALL
+            .into_iter()
+            .filter(|err| *err != ProtocolError::Masked)
+            .map(CloseReason::Protocol);
+        CloseReason::PLAIN
+            .into_iter()
+            .chain(protocol)
+            .map(CloseReason::label)
+    }
+
     /// The `reason` label value.
     pub(crate) fn label(self) -> &'static str {
         match self {
@@ -49,6 +82,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::PollDone => "poll_done",
             CloseReason::PollTimeout => "poll_timeout",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 }
@@ -75,9 +109,39 @@ mod tests {
             (CloseReason::Shutdown, "shutdown"),
             (CloseReason::PollDone, "poll_done"),
             (CloseReason::PollTimeout, "poll_timeout"),
+            (CloseReason::TokenExpired, "token_expired"),
         ];
         for (reason, label) in labels {
             assert_eq!(reason.label(), label, "{reason:?}");
         }
+    }
+
+    #[test]
+    fn labels_list_every_reason_once() {
+        // No wildcard: a new reason does not compile here until it is in `PLAIN`.
+        let listed = |reason: CloseReason| match reason {
+            CloseReason::Protocol(_) => true,
+            CloseReason::HandshakeAborted
+            | CloseReason::HandshakeTimeout
+            | CloseReason::HandshakeFailed
+            | CloseReason::PeerGone
+            | CloseReason::Reset
+            | CloseReason::ClientClose
+            | CloseReason::PingTimeout
+            | CloseReason::SlowConsumer
+            | CloseReason::Shutdown
+            | CloseReason::PollDone
+            | CloseReason::PollTimeout
+            | CloseReason::TokenExpired => CloseReason::PLAIN.contains(&reason),
+        };
+        assert!(CloseReason::PLAIN.into_iter().all(listed));
+        let labels: Vec<&str> = CloseReason::labels().collect();
+        let mut unique = labels.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), labels.len(), "{labels:?}");
+        assert_eq!(labels.len(), 12 + 14);
+        assert!(labels.contains(&"token_expired") && labels.contains(&"invalid_utf8"));
+        assert!(!labels.contains(&"masked"));
     }
 }

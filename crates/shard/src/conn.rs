@@ -81,6 +81,8 @@ pub(crate) struct Conn {
     pub(crate) channels: ConnChannels,
     /// Shard clock (ms) when the unanswered ping was sent; 0 when none is outstanding.
     pub(crate) ping_sent_ms: u64,
+    /// Shard clock (ms) at which its token expires; 0 when it was admitted without one.
+    pub(crate) token_deadline_ms: u64,
     /// Partial request head (empty and unallocated once open, or when the request came
     /// in one receive).
     pub(crate) head: RequestHead,
@@ -106,6 +108,7 @@ impl Conn {
             deflate_bits: 0,
             channels: ConnChannels::None,
             ping_sent_ms: 0,
+            token_deadline_ms: 0,
             head: RequestHead::default(),
             holds_slot: false,
             decoder: Decoder::new(Role::Server, max_message_bytes),

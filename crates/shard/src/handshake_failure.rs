@@ -30,6 +30,33 @@ pub(crate) enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
+    /// Every failure without data (request and auth errors come from their types).
+    const PLAIN: [HandshakeFailure; 7] = [
+        HandshakeFailure::BadChannel,
+        HandshakeFailure::TooManyChannels,
+        HandshakeFailure::NotFound,
+        HandshakeFailure::RateLimited,
+        HandshakeFailure::ServerFull,
+        HandshakeFailure::HandshakeBudget,
+        HandshakeFailure::BadSince,
+    ];
+
+    /// Every label value, each once (a request error and a failure named here may share
+    /// one, such as `bad_channel`), for exporting each at 0 from startup.
+    pub(crate) fn labels() -> Vec<&'static str> {
+        let requests = HandshakeError::SERVER_SIDE
+            .into_iter()
+            .map(HandshakeFailure::Request);
+        let auth = AuthError::ALL.into_iter().map(HandshakeFailure::Auth);
+        let mut labels: Vec<&'static str> = Vec::new();
+        for failure in requests.chain(auth).chain(HandshakeFailure::PLAIN) {
+            if !labels.contains(&failure.label()) {
+                labels.push(failure.label());
+            }
+        }
+        labels
+    }
+
     /// The `reason` label value.
     pub(crate) fn label(&self) -> &'static str {
         match self {
@@ -65,6 +92,34 @@ mod tests {
         ];
         for (failure, label) in labels {
             assert_eq!(failure.label(), label, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn labels_list_every_failure_once() {
+        // No wildcard: a new failure does not compile here until it is in `PLAIN`.
+        let listed = |failure: &HandshakeFailure| match failure {
+            HandshakeFailure::Request(_) | HandshakeFailure::Auth(_) => true,
+            HandshakeFailure::BadChannel
+            | HandshakeFailure::TooManyChannels
+            | HandshakeFailure::NotFound
+            | HandshakeFailure::RateLimited
+            | HandshakeFailure::ServerFull
+            | HandshakeFailure::HandshakeBudget
+            | HandshakeFailure::BadSince => HandshakeFailure::PLAIN.contains(failure),
+        };
+        assert!(HandshakeFailure::PLAIN.iter().all(listed));
+        let labels = HandshakeFailure::labels();
+        // 11 request errors, 5 auth refusals, 7 named here of which 2 repeat a request's.
+        assert_eq!(labels.len(), 11 + 5 + 5, "{labels:?}");
+        for label in [
+            "not_get",
+            "token_expired",
+            "rate_limited",
+            "handshake_budget",
+            "bad_channel",
+        ] {
+            assert!(labels.contains(&label), "{label}");
         }
     }
 }

@@ -3,8 +3,8 @@
 //! connection meets on the way live in the child modules: the handshake
 //! ([`handshake`]), WebSocket frames ([`frames`]), client commands ([`client_command`]),
 //! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
-//! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]) and the drain
-//! ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
+//! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]), the close at a
+//! token's expiry ([`token_expiry`]) and the drain ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
 //! child modules import from this one and never the other way round.
 
 mod client_command;
@@ -15,6 +15,7 @@ mod handshake;
 mod poll;
 mod sse;
 mod subscriptions;
+mod token_expiry;
 
 use crate::channel_owner::ChannelOwner;
 use crate::close_reason::CloseReason;
@@ -25,6 +26,7 @@ use crate::conn_slots::ConnSlots;
 use crate::conn_table::ConnTable;
 use crate::connect_limiter::ConnectLimiter;
 use crate::handshake_budget::HandshakeBudget;
+use crate::handshake_failure::HandshakeFailure;
 use crate::ids::ConnId;
 use crate::local_channels::LocalChannels;
 use crate::messages::{BrokerCmd, ShardMsg};
@@ -175,6 +177,8 @@ impl Shard {
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
         let owned = ChannelOwner::new(cfg.poll_ring, cfg.poll_timeout_ms * 2);
+        let mut counters = ShardCounters::default();
+        counters.register_reasons(CloseReason::labels(), HandshakeFailure::labels());
         Shard {
             wheel: TimerWheel::new(tick_ms, max_delay),
             outbox: Outbox::new(cfg.id, cfg.shards),
@@ -182,7 +186,7 @@ impl Shard {
             conns: ConnTable::default(),
             channels: LocalChannels::default(),
             owned,
-            counters: ShardCounters::default(),
+            counters,
             actions: Vec::new(),
             ready: Vec::new(),
             broker: Vec::new(),
@@ -617,6 +621,7 @@ impl Shard {
                 self.abort(id, CloseReason::PingTimeout);
                 self.progress(id);
             }
+            (TimerKind::TokenExpiry, Phase::Open) => self.token_expiry_timer(id, now_ms),
             (TimerKind::Linger, Phase::Closing { reason, .. }) => {
                 self.abort(id, reason);
                 self.progress(id);

@@ -1,5 +1,5 @@
-//! One timer wheel per shard: pings, pong deadlines, handshake deadlines and close
-//! lingers for every connection, advanced once per loop turn. A timer is 12 bytes in a
+//! One timer wheel per shard: pings, pong deadlines, handshake deadlines, close lingers,
+//! poll deadlines and token expiries for every connection, advanced once per loop turn. A timer is 12 bytes in a
 //! slot vector, never a kernel timer; stale entries (closed connections, answered pings)
 //! are recognised by the shard when they fire.
 
@@ -18,6 +18,8 @@ pub(crate) enum TimerKind {
     Linger,
     /// A long poll got no message in time: answer 204.
     PollDeadline,
+    /// The connection's token expires (or, beyond the wheel's span, a step towards it).
+    TokenExpiry,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +49,8 @@ impl TimerWheel {
         }
     }
 
-    /// Fires `kind` for `id` at `at_ms` (rounded up to the next tick; clamped to the span).
+    /// Fires `kind` for `id` at `at_ms` (rounded up to the next tick; clamped to the span,
+    /// so a caller with a later deadline checks it when the timer fires and re-arms).
     pub(crate) fn schedule(&mut self, at_ms: u64, id: ConnId, kind: TimerKind) {
         let span = self.slots.len() as u64 - 1;
         let tick = at_ms.div_ceil(self.tick_ms).max(self.next_tick);

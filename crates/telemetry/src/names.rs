@@ -44,8 +44,6 @@ pub const RECV_ENOBUFS: &str = "ringcast_recv_enobufs_total";
 pub const ACCEPT_ERRORS: &str = "ringcast_accept_errors_total";
 /// Counter `{shard}`: publishes dropped because the channel had no subscribers.
 pub const PUBLISH_DROPPED: &str = "ringcast_publish_dropped_total";
-/// Histogram: time from a publish entering the gateway to its fan-out being written.
-pub const FANOUT_SECONDS: &str = "ringcast_fanout_seconds";
 /// Gauge: 1 while the broker (Redis) connection is up, else 0.
 pub const BROKER_UP: &str = "ringcast_broker_up";
 /// Counter: broker (Redis) reconnects.
@@ -155,11 +153,6 @@ pub fn describe_all() {
         PUBLISH_DROPPED,
         Unit::Count,
         "Publishes dropped because the channel had no subscribers."
-    );
-    describe_histogram!(
-        FANOUT_SECONDS,
-        Unit::Seconds,
-        "Time from a publish entering the gateway to its fan-out being written."
     );
     describe_gauge!(
         BROKER_UP,

@@ -1,7 +1,9 @@
 //! Per-shard counters: plain integers bumped by one shard thread (no atomics), pushed into
 //! the `metrics` facade as deltas about once a second by `ShardCounters::flush`. The shard
 //! core owns its counters privately; the reason labels it passes to `closed` and
-//! `handshake_failed` come from its `CloseReason` and `HandshakeFailure` enums.
+//! `handshake_failed` come from its `CloseReason` and `HandshakeFailure` enums, which
+//! also list every label for `register_reasons`, so each is exported at 0 from the first
+//! flush (`increase()` and absent-alerts need the series before the first event).
 
 use metrics::{SharedString, counter, gauge, histogram};
 
@@ -86,6 +88,17 @@ struct ReasonCount {
 }
 
 impl ReasonCounts {
+    /// Adds `reason` at 0 unless it is already counted.
+    fn register(&mut self, reason: &'static str) {
+        if !self.entries.iter().any(|entry| entry.reason == reason) {
+            self.entries.push(ReasonCount {
+                reason,
+                total: 0,
+                flushed: 0,
+            });
+        }
+    }
+
     fn bump(&mut self, reason: &'static str) {
         match self.entries.iter_mut().find(|entry| entry.reason == reason) {
             Some(entry) => entry.total += 1,
@@ -114,6 +127,21 @@ impl ReasonCounts {
 }
 
 impl ShardCounters {
+    /// Registers every close and handshake-failure reason label the shard can count, so
+    /// each is exported (at 0 until it happens) from the next flush on.
+    pub fn register_reasons(
+        &mut self,
+        closes: impl IntoIterator<Item = &'static str>,
+        handshake_failures: impl IntoIterator<Item = &'static str>,
+    ) {
+        for reason in closes {
+            self.closes.register(reason);
+        }
+        for reason in handshake_failures {
+            self.handshake_failures.register(reason);
+        }
+    }
+
     /// Counts one closed connection under `reason` (`ringcast_connections_closed_total`).
     pub fn closed(&mut self, reason: &'static str) {
         self.closes.bump(reason);
@@ -450,6 +478,36 @@ mod tests {
         assert_eq!(
             value(&text, r#"ringcast_ping_rtt_seconds_count{shard="2"}"#),
             Some(expected)
+        );
+    }
+
+    #[test]
+    fn registered_reasons_are_exported_at_zero_from_the_first_flush() {
+        let recorder = build_recorder().unwrap();
+        let handle = recorder.handle();
+        let mut counters = ShardCounters::default();
+        counters.register_reasons(["peer_gone", "token_expired"], ["not_get"]);
+        counters.closed("peer_gone");
+        counters.register_reasons(["peer_gone"], ["not_get"]);
+        flush_into(&recorder, &mut counters, 1);
+        let text = handle.render();
+        let closed = |reason: &str| {
+            let series =
+                format!(r#"ringcast_connections_closed_total{{shard="1",reason="{reason}"}}"#);
+            value(&text, &series)
+        };
+        assert_eq!(closed("token_expired"), Some(0.0));
+        assert_eq!(
+            closed("peer_gone"),
+            Some(1.0),
+            "registering again keeps the count"
+        );
+        assert_eq!(
+            value(
+                &text,
+                r#"ringcast_handshake_failures_total{shard="1",reason="not_get"}"#
+            ),
+            Some(0.0)
         );
     }
 

@@ -8,7 +8,7 @@ fn install_once_then_error() {
     assert!(install_recorder().is_err());
 
     metrics::counter!(names::BROKER_RECONNECTS).increment(1);
-    metrics::histogram!(names::FANOUT_SECONDS).record(0.003);
+    metrics::histogram!(names::BROKER_LATENCY_SECONDS).record(0.003);
     handle.run_upkeep();
     let text = handle.render();
     assert!(
@@ -20,11 +20,11 @@ fn install_once_then_error() {
         "{text}"
     );
     assert!(
-        text.contains(r#"ringcast_fanout_seconds_bucket{le="0.005"} 1"#),
+        text.contains(r#"ringcast_broker_latency_seconds_bucket{le="0.005"} 1"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"ringcast_fanout_seconds_bucket{le="0.0025"} 0"#),
+        text.contains(r#"ringcast_broker_latency_seconds_bucket{le="0.0025"} 0"#),
         "{text}"
     );
 }

@@ -19,6 +19,15 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, for exporting each label at 0 from startup.
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::TooLarge,
+        RejectReason::Channel,
+        RejectReason::Envelope,
+        RejectReason::Malformed,
+        RejectReason::Disconnect,
+    ];
+
     /// Label value for metrics.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -121,6 +121,7 @@ impl Shard {
             target,
             response,
             deflate,
+            token_expires,
         } = match admit(&self.cfg, &upgrade, now_ms) {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -151,6 +152,7 @@ impl Shard {
             }
         }
         self.schedule_first_ping(id, now_ms);
+        self.schedule_token_expiry(id, token_expires, now_ms);
         self.mark_ready(id);
         if !rest.is_empty() {
             self.recv_frames(id, rest, now_ms);
@@ -162,11 +164,14 @@ impl Shard {
         if self.refuse_if_draining(id, now_ms) {
             return;
         }
-        if let Err(refusal) = admit_plain(&self.cfg, &get, now_ms) {
-            let response = refusal.response();
-            self.fail_handshake(id, refusal.reason, response, now_ms);
-            return;
-        }
+        let token_expires = match admit_plain(&self.cfg, &get, now_ms) {
+            Ok(expires) => expires,
+            Err(refusal) => {
+                let response = refusal.response();
+                self.fail_handshake(id, refusal.reason, response, now_ms);
+                return;
+            }
+        };
         let since = get.query_param("since").map(str::parse::<u64>);
         match get.route {
             PlainRoute::Sse(channel) => self.start_sse(id, &channel, now_ms),
@@ -180,6 +185,7 @@ impl Shard {
                 }
             },
         }
+        self.schedule_token_expiry(id, token_expires, now_ms);
     }
 
     /// Counts the failure, answers `response` and closes after it is sent.

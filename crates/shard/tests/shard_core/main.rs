@@ -1,6 +1,6 @@
 //! The shard state machine driven with byte strings and a fake clock, one module per
 //! subject: handshakes, frames, fan-out, pings, slow consumers, drain, SSE, long-poll and
-//! compression; `node` is the harness they share.
+//! compression, token expiry; `node` is the harness they share.
 
 mod compression;
 mod drain;
@@ -12,3 +12,4 @@ mod pings;
 mod poll;
 mod slow_consumer;
 mod sse;
+mod token_expiry;

@@ -1,0 +1,74 @@
+//! Token expiry of open connections: a connection admitted with a token is closed at the
+//! token's `exp`, whatever its transport. A WebSocket gets close code 4001 "token
+//! expired", an event stream a last `event: token_expired` before it ends, a held long
+//! poll the answer `401 token expired`; each is counted as
+//! `ringcast_connections_closed_total{reason="token_expired"}`. What was queued before
+//! the expiry still goes out first.
+//!
+//! `exp` is unix seconds; it becomes a deadline on the shard clock through
+//! `ShardConfig::unix_ms_at_zero`. The timer wheel only spans the longest connection
+//! timer, so a later deadline is re-armed in steps of at most that span.
+
+use super::{Shard, encoded};
+use crate::close_reason::CloseReason;
+use crate::conn::{Phase, Transport};
+use crate::ids::ConnId;
+use crate::timer_wheel::TimerKind;
+use bytes::Bytes;
+use ringcast_proto::{OpCode, close_payload, http_error_response};
+
+/// WebSocket close code for an expired token (application range 4000-4999).
+pub(crate) const TOKEN_EXPIRED_CODE: u16 = 4001;
+/// The last event of an event stream whose token expired.
+const SSE_TOKEN_EXPIRED: &[u8] = b"event: token_expired\ndata: token expired\n\n";
+
+impl Shard {
+    /// Arms the expiry of a just-admitted connection whose token expires at `expires`
+    /// (unix seconds; None when no token was required).
+    pub(super) fn schedule_token_expiry(&mut self, id: ConnId, expires: Option<u64>, now_ms: u64) {
+        let Some(expires) = expires else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.phase != Phase::Open {
+            return;
+        }
+        // Admission checked `exp` against the same clock, so the deadline is ahead.
+        let deadline = expires
+            .saturating_mul(1000)
+            .saturating_sub(self.cfg.unix_ms_at_zero)
+            .max(now_ms);
+        conn.token_deadline_ms = deadline;
+        self.wheel.schedule(deadline, id, TimerKind::TokenExpiry);
+    }
+
+    /// The expiry timer fired: closes the connection, or re-arms a deadline the wheel
+    /// could not hold in one step.
+    pub(super) fn token_expiry_timer(&mut self, id: ConnId, now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.token_deadline_ms == 0 {
+            return;
+        }
+        if now_ms < conn.token_deadline_ms {
+            let deadline = conn.token_deadline_ms;
+            self.wheel.schedule(deadline, id, TimerKind::TokenExpiry);
+            return;
+        }
+        let last = match conn.transport {
+            Transport::WebSocket => encoded(
+                OpCode::Close,
+                &close_payload(TOKEN_EXPIRED_CODE, "token expired"),
+            ),
+            Transport::Sse => Bytes::from_static(SSE_TOKEN_EXPIRED),
+            Transport::Poll => {
+                Bytes::from(http_error_response(401, "Unauthorized", "token expired\n"))
+            }
+        };
+        conn.queue.push_final(last);
+        self.begin_close(id, CloseReason::TokenExpired, now_ms);
+    }
+}
