@@ -1,11 +1,12 @@
 //! The shard state machine driven with byte strings and a fake clock, one module per
-//! subject: handshakes, frames, fan-out, pings, slow consumers, drain, SSE, long-poll and
-//! compression; `node` is the harness they share.
+//! subject: handshakes, channel creation rates, frames, fan-out, pings, slow consumers,
+//! drain, SSE, long-poll and compression; `node` is the harness they share.
 
 mod compression;
 mod drain;
 mod fanout;
 mod frames;
+mod channel_rate;
 mod handshake;
 mod node;
 mod pings;
