@@ -24,6 +24,8 @@ pub(crate) enum HandshakeFailure {
     ServerFull,
     /// A long poll's `since` is not a number.
     BadSince,
+    /// A poll or event stream from an address over its channel creation rate (429).
+    ChannelRateLimited,
 }
 
 impl HandshakeFailure {
@@ -38,6 +40,7 @@ impl HandshakeFailure {
             HandshakeFailure::RateLimited => "rate_limited",
             HandshakeFailure::ServerFull => "server_full",
             HandshakeFailure::BadSince => "bad_since",
+            HandshakeFailure::ChannelRateLimited => "channel_rate_limited",
         }
     }
 }
@@ -57,6 +60,10 @@ mod tests {
             (HandshakeFailure::RateLimited, "rate_limited"),
             (HandshakeFailure::ServerFull, "server_full"),
             (HandshakeFailure::BadSince, "bad_since"),
+            (
+                HandshakeFailure::ChannelRateLimited,
+                "channel_rate_limited",
+            ),
         ];
         for (failure, label) in labels {
             assert_eq!(failure.label(), label, "{failure:?}");

@@ -7,6 +7,7 @@
 //! ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
 //! child modules import from this one and never the other way round.
 
+mod channel_rate;
 mod client_command;
 mod drain;
 mod fanout;
@@ -17,6 +18,7 @@ mod sse;
 mod subscriptions;
 
 use crate::channel_owner::ChannelOwner;
+use fanout::Delivery;
 use crate::close_reason::CloseReason;
 use crate::compression::Compression;
 use crate::config::ShardConfig;
@@ -138,6 +140,8 @@ pub struct Shard {
     polls: HashMap<u32, PollWait>,
     open_by_transport: [usize; 3],
     limiter: ConnectLimiter,
+    /// Per-address budget of channels polls and event streams make the owners create.
+    channel_limiter: ConnectLimiter,
     tick: TickClock,
     compression: Compression,
     drain: Option<Drain>,
@@ -163,6 +167,7 @@ impl Shard {
         // Keep the wheel at most ~64k slots whatever the intervals.
         let tick_ms = cfg.tick_ms.max(max_delay / 65_536 + 1);
         let limiter = ConnectLimiter::new(cfg.connect_rate_per_ip);
+        let channel_limiter = ConnectLimiter::new(cfg.channel_create_rate_per_ip);
         let compression = Compression::new(cfg.compression, cfg.compression_min_bytes);
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
@@ -186,6 +191,7 @@ impl Shard {
             polls: HashMap::new(),
             open_by_transport: [0; 3],
             limiter,
+            channel_limiter,
             tick: TickClock::default(),
             compression,
             drain: None,
@@ -195,7 +201,7 @@ impl Shard {
 
     /// Whether [`Shard::on_accept`] wants the peer's address (a per-IP limit is on).
     pub fn needs_peer_address(&self) -> bool {
-        self.limiter.enabled()
+        self.limiter.enabled() || self.channel_limiter.enabled()
     }
 
     /// This shard's id.
@@ -218,7 +224,9 @@ impl Shard {
     /// the glue) when [`Shard::needs_peer_address`].
     pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
         self.now_ms = now_ms;
-        let id = self.conns.insert(Conn::new(fd, self.cfg.max_message_bytes));
+        let id = self
+            .conns
+            .insert(Conn::new(fd, peer, self.cfg.max_message_bytes));
         self.counters.accepted += 1;
         self.counters.connections = self.conns.len() as u64;
         self.actions.push(Action::ArmRecv(id, fd));
@@ -333,7 +341,18 @@ impl Shard {
                 payload,
                 binary,
                 seq,
-            } => self.deliver(&channel, frame, deflated, &payload, binary, seq),
+                kept,
+            } => {
+                let delivery = Delivery {
+                    frame,
+                    deflated,
+                    payload: &payload,
+                    binary,
+                    seq,
+                    kept,
+                };
+                self.deliver(&channel, delivery);
+            }
             ShardMsg::PollRequest {
                 channel,
                 since,
