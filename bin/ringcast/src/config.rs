@@ -428,9 +428,13 @@ pub struct Config {
 
     /// Channels per second per source IP that long polls and event streams may ask for
     /// without a subscriber already on the shard (enforced per shard as its share); more
-    /// get HTTP 429, counted in ringcast_handshake_failures_total{reason="channel_rate_limited"}.
-    /// 0 = unlimited.
-    #[arg(long, env = "RINGCAST_CHANNEL_CREATE_RATE_PER_IP", default_value_t = 20)]
+    /// get HTTP 429, counted in
+    /// ringcast_handshake_failures_total{reason="channel_rate_limited"}. 0 = unlimited.
+    #[arg(
+        long,
+        env = "RINGCAST_CHANNEL_CREATE_RATE_PER_IP",
+        default_value_t = 20
+    )]
     pub channel_create_rate_per_ip: u32,
 }
 

@@ -60,10 +60,7 @@ mod tests {
             (HandshakeFailure::RateLimited, "rate_limited"),
             (HandshakeFailure::ServerFull, "server_full"),
             (HandshakeFailure::BadSince, "bad_since"),
-            (
-                HandshakeFailure::ChannelRateLimited,
-                "channel_rate_limited",
-            ),
+            (HandshakeFailure::ChannelRateLimited, "channel_rate_limited"),
         ];
         for (failure, label) in labels {
             assert_eq!(failure.label(), label, "{failure:?}");

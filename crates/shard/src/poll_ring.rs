@@ -22,7 +22,11 @@ impl Kept {
     /// Encodes message `seq` once (binary as base64, text as UTF-8 with invalid
     /// sequences replaced).
     pub(crate) fn encode(seq: u64, payload: &[u8], binary: bool) -> Self {
-        let room = if binary { payload.len() / 3 * 4 + 4 } else { payload.len() };
+        let room = if binary {
+            payload.len() / 3 * 4 + 4
+        } else {
+            payload.len()
+        };
         let mut out = Vec::with_capacity(room + 48);
         if binary {
             out.extend_from_slice(b",{\"binary\":true,\"data\":\"");
@@ -120,7 +124,10 @@ mod tests {
         let expected = "{\"data\":\"a\\\"b\\n\u{e9}\",\"id\":7}";
         assert_eq!(&text.first()[..], expected.as_bytes());
         let binary = Kept::encode(8, &[0xff, 0x00], true);
-        assert_eq!(&binary.following()[..], br#",{"binary":true,"data":"/wA=","id":8}"#);
+        assert_eq!(
+            &binary.following()[..],
+            br#",{"binary":true,"data":"/wA=","id":8}"#
+        );
         assert_eq!(binary.len(), binary.following().len());
         assert_eq!(text.first().as_ptr(), text.following()[1..].as_ptr());
     }

@@ -18,7 +18,6 @@ mod sse;
 mod subscriptions;
 
 use crate::channel_owner::ChannelOwner;
-use fanout::Delivery;
 use crate::close_reason::CloseReason;
 use crate::compression::Compression;
 use crate::config::ShardConfig;
@@ -35,6 +34,7 @@ use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
+use fanout::Delivery;
 use ringcast_proto::{OpCode, encode_frame, http_error_response};
 use ringcast_telemetry::ShardCounters;
 use std::collections::HashMap;

@@ -2,11 +2,11 @@
 //! subject: handshakes, channel creation rates, frames, fan-out, pings, slow consumers,
 //! drain, SSE, long-poll and compression; `node` is the harness they share.
 
+mod channel_rate;
 mod compression;
 mod drain;
 mod fanout;
 mod frames;
-mod channel_rate;
 mod handshake;
 mod node;
 mod pings;

@@ -91,7 +91,11 @@ fn a_large_ring_is_served_in_capped_polls_that_resume_where_the_last_stopped() {
         let poll = plain_get(&mut node, 1, &format!("/poll/big?since={since}"));
         let answer = wire_text(&mut node, 1, poll);
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:.200}");
-        assert!(answer.len() <= 1 << 20, "a poll answer is capped: {}", answer.len());
+        assert!(
+            answer.len() <= 1 << 20,
+            "a poll answer is capped: {}",
+            answer.len()
+        );
         let (_, body) = split_answer(&answer);
         let messages = body["messages"].as_array().expect("messages");
         assert!(!messages.is_empty());
@@ -104,7 +108,11 @@ fn a_large_ring_is_served_in_capped_polls_that_resume_where_the_last_stopped() {
     }
     assert_eq!(since, 64);
     let ids: Vec<u64> = seen.iter().filter_map(|m| m["id"].as_u64()).collect();
-    assert_eq!(ids, (1..=64).collect::<Vec<_>>(), "nothing lost or repeated");
+    assert_eq!(
+        ids,
+        (1..=64).collect::<Vec<_>>(),
+        "nothing lost or repeated"
+    );
     for (i, m) in seen.iter().take(63).enumerate() {
         assert_eq!(m["data"].as_str(), Some(big_text(i + 1).as_str()));
         assert!(m.get("binary").is_none());
@@ -153,7 +161,12 @@ fn hoarding_pollers_queue_capped_answers_sharing_the_kept_encodings() {
     let owner = ringcast_shard::owner_of("hoard", 2);
     let seed = plain_get(&mut node, owner, "/poll/hoard");
     for i in 0..64 {
-        publish_raw(&mut node, "hoard", vec![b'a' + (i % 26) as u8; 64 * 1024], false);
+        publish_raw(
+            &mut node,
+            "hoard",
+            vec![b'a' + (i % 26) as u8; 64 * 1024],
+            false,
+        );
     }
     node.take_wire(owner, seed);
     // Pollers on both shards (the other one gets the owner's reply) that never read.
