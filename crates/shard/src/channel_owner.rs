@@ -161,6 +161,11 @@ impl ChannelOwner {
         self.channels.get(channel).map(|o| &o.shards)
     }
 
+    /// Whether `channel` is owned here (with subscribers, or lingering).
+    pub(crate) fn owns(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
+    }
+
     /// Owned channels (with subscribers, or lingering for long-poll clients).
     pub(crate) fn len(&self) -> usize {
         self.channels.len()

@@ -1,8 +1,8 @@
 //! The per-address budget of channels that long polls and event streams make their
-//! owners create: a request for a channel this shard has no subscriber of costs a token
-//! of its source address, and over the budget it is answered 429 before anything is
-//! created (the owner may be another shard, so the count is kept where the peer is
-//! known: here).
+//! owners create: a request for a channel this shard has no subscriber of (and does not
+//! own already) costs a token of its source address, and over the budget it is answered
+//! 429 before anything is created. The owner may be another shard, so the count is kept
+//! where the peer is known: here.
 
 use super::Shard;
 use crate::handshake_failure::HandshakeFailure;
@@ -18,7 +18,8 @@ impl Shard {
         channel: &str,
         now_ms: u64,
     ) -> bool {
-        if self.channels.slot_of(channel).is_some() {
+        // Nothing is created for a channel with local subscribers, or owned here.
+        if self.channels.slot_of(channel).is_some() || self.owned.owns(channel) {
             return false;
         }
         let Some(ip) = self.conns.get_mut(id).and_then(|c| c.peer) else {

@@ -1,6 +1,6 @@
 //! Channels created by long polls and event streams are rate-limited per source
-//! address: past the budget a request for a channel the shard has no subscriber of is
-//! answered 429 before anything is created.
+//! address: past the budget a request for a channel the shard has no subscriber of (and
+//! does not own) is answered 429 before anything is created.
 
 use crate::node::{Node, plain_get, wire_text};
 
@@ -35,6 +35,15 @@ fn polls_and_streams_creating_channels_are_limited_per_address() {
     // A channel the shard already has a subscriber of costs nothing.
     let joined = plain_get(&mut node, 0, "/sse/s1");
     assert!(wire_text(&mut node, 0, joined).starts_with("HTTP/1.1 200"));
+    // Nor does one it owns already: a re-poll after an answer, with no poll held.
+    node.peer = Some([10, 0, 0, 3].into());
+    let first = plain_get(&mut node, 0, "/poll/again");
+    node.publish("again", "x");
+    assert!(wire_text(&mut node, 0, first).starts_with("HTTP/1.1 200"));
+    node.peer = Some([10, 0, 0, 1].into());
+    let again = plain_get(&mut node, 0, "/poll/again?since=1");
+    node.publish("again", "y");
+    assert!(wire_text(&mut node, 0, again).starts_with("HTTP/1.1 200"));
     // Another address has its own budget, and the budget refills.
     node.peer = Some([10, 0, 0, 2].into());
     let other = plain_get(&mut node, 0, "/poll/other");

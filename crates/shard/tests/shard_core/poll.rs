@@ -126,19 +126,7 @@ fn route_only(node: &mut Node) {
     for _ in 0..16 {
         let mut moved = false;
         for from in 0..node.shards.len() {
-            let out: Vec<(usize, Vec<ShardMsg>)> = node.shards[from]
-                .outbox()
-                .iter_mut()
-                .enumerate()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(to, v)| (to, std::mem::take(v)))
-                .collect();
-            for (to, msgs) in out {
-                moved = true;
-                for msg in msgs {
-                    node.shards[to].on_message(msg, node.now);
-                }
-            }
+            moved |= node.route_from(from);
         }
         if !moved {
             return;
