@@ -76,6 +76,13 @@ class Gateway:
             self.proc.wait()
 
 
+def new_flags(binary):
+    """Whether `binary` has the channel-creation limit (absent before it existed), which
+    idle_channels turns off: it measures what idle channels cost, not the limiter."""
+    out = subprocess.run([binary, "--help"], capture_output=True, text=True).stdout
+    return "--channel-create-rate-per-ip" in out
+
+
 def masked(opcode, payload):
     mask = os.urandom(4)
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
@@ -181,6 +188,7 @@ def poll_hoard(binary, pollers=50, ring=64, size=64 * 1024):
 def idle_channels(binary, channels=30_000):
     """Echo cost per round trip before and after `channels` idle long-poll channels exist."""
     gw = Gateway(binary, "--poll-timeout", "1", "--connect-rate-per-ip", "0",
+                 *(["--channel-create-rate-per-ip", "0"] if new_flags(binary) else []),
                  "--max-connections", "200000")
     try:
         probe = ws_connect(gw.port, "/echo")

@@ -427,6 +427,23 @@ pub struct Config {
     /// 1-5 s (jittered), before their request is read. 0 = unlimited.
     #[arg(long, env = "RINGCAST_MAX_HANDSHAKES_PER_SEC", default_value_t = 0)]
     pub max_handshakes_per_sec: u32,
+
+    /// Most bytes one long-poll answer may queue (also capped by --max-queue-bytes);
+    /// messages past it are left in the ring for the next poll from its `last_id`.
+    #[arg(long, env = "RINGCAST_POLL_MAX_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(1024..))]
+    pub poll_max_bytes: u32,
+
+    /// Channels per second per source IP that long polls and event streams may ask for
+    /// without a subscriber already on the shard (enforced per shard as its share); more
+    /// get HTTP 429, counted in
+    /// ringcast_handshake_failures_total{reason="channel_rate_limited"}. 0 = unlimited.
+    #[arg(
+        long,
+        env = "RINGCAST_CHANNEL_CREATE_RATE_PER_IP",
+        default_value_t = 20
+    )]
+    pub channel_create_rate_per_ip: u32,
 }
 
 impl Config {

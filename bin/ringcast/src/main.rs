@@ -125,6 +125,8 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             compression_min_bytes: config.compression_min_bytes,
             poll_timeout_ms: config.poll_timeout.as_millis() as u64,
             poll_ring: config.poll_ring as usize,
+            poll_max_bytes: config.poll_max_bytes,
+            channel_create_rate_per_ip: config.channel_create_rate_per_ip.div_ceil(shards as u32),
             auth: auth.clone(),
             unix_ms_at_zero: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

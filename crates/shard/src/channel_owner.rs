@@ -43,6 +43,8 @@ pub(crate) struct Publication<'a> {
     pub(crate) seq: u64,
     /// Shards with subscribers.
     pub(crate) shards: &'a ShardSet,
+    /// Its long-poll encoding, when the channel keeps a ring (shared with the ring).
+    pub(crate) kept: Option<Kept>,
 }
 
 impl ChannelOwner {
@@ -97,16 +99,15 @@ impl ChannelOwner {
     ) -> Option<Publication<'_>> {
         let owned = self.channels.get_mut(channel)?;
         owned.last_seq += 1;
-        if let Some(ring) = &mut owned.ring {
-            ring.push(Kept {
-                seq: owned.last_seq,
-                payload: payload.clone(),
-                binary,
-            });
-        }
+        let kept = owned.ring.as_mut().map(|ring| {
+            let kept = Kept::encode(owned.last_seq, payload, binary);
+            ring.push(kept.clone());
+            kept
+        });
         Some(Publication {
             seq: owned.last_seq,
             shards: &owned.shards,
+            kept,
         })
     }
 
@@ -158,6 +159,11 @@ impl ChannelOwner {
     #[cfg(test)]
     pub(crate) fn interested(&self, channel: &str) -> Option<&ShardSet> {
         self.channels.get(channel).map(|o| &o.shards)
+    }
+
+    /// Whether `channel` is owned here (with subscribers, or lingering).
+    pub(crate) fn owns(&self, channel: &str) -> bool {
+        self.channels.contains_key(channel)
     }
 
     /// Owned channels (with subscribers, or lingering for long-poll clients).

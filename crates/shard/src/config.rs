@@ -59,6 +59,12 @@ pub struct ShardConfig {
     pub poll_timeout_ms: u64,
     /// Messages kept per long-poll channel by its owner.
     pub poll_ring: usize,
+    /// Most bytes of queue one long-poll answer may take (capped further by
+    /// `max_queue_bytes`); the messages past it are left for the next poll.
+    pub poll_max_bytes: u32,
+    /// Channels per second per source address that this shard's polls and event
+    /// streams may ask for without a local subscriber already there (0 = off).
+    pub channel_create_rate_per_ip: u32,
     /// Origin allow-list and token rules for handshakes.
     pub auth: AuthPolicy,
     /// Unix time in milliseconds when the shard clock read 0 (token expiry needs it).
@@ -91,6 +97,8 @@ impl ShardConfig {
             compression_min_bytes: 256,
             poll_timeout_ms: 30_000,
             poll_ring: 64,
+            poll_max_bytes: 1 << 20,
+            channel_create_rate_per_ip: 20,
             auth: AuthPolicy::default(),
             unix_ms_at_zero: 0,
             tick_ms: 50,

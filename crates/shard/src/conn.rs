@@ -13,6 +13,7 @@ use crate::conn_channels::ConnChannels;
 use crate::request_head::RequestHead;
 use crate::write_queue::WriteQueue;
 use ringcast_proto::{Decoder, Role};
+use std::net::IpAddr;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +93,13 @@ pub(crate) struct Conn {
     pub(crate) decoder: Decoder,
     /// Frames waiting to be sent.
     pub(crate) queue: WriteQueue,
+    /// The source address, when a per-address limit needs it.
+    pub(crate) peer: Option<IpAddr>,
 }
 
 impl Conn {
     /// A freshly accepted connection.
-    pub(crate) fn new(fd: i32, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(fd: i32, peer: Option<IpAddr>, max_message_bytes: usize) -> Self {
         Conn {
             fd,
             phase: Phase::Handshake,
@@ -113,6 +116,7 @@ impl Conn {
             holds_slot: false,
             decoder: Decoder::new(Role::Server, max_message_bytes),
             queue: WriteQueue::default(),
+            peer,
         }
     }
 

@@ -91,12 +91,12 @@ mod tests {
     #[test]
     fn reuses_slots_with_new_generation() {
         let mut table = ConnTable::default();
-        let a = table.insert(Conn::new(10, 1024));
-        let b = table.insert(Conn::new(11, 1024));
+        let a = table.insert(Conn::new(10, None, 1024));
+        let b = table.insert(Conn::new(11, None, 1024));
         assert_eq!(table.len(), 2);
         assert!(table.remove(a).is_some());
         assert!(table.remove(a).is_none(), "stale id");
-        let c = table.insert(Conn::new(12, 1024));
+        let c = table.insert(Conn::new(12, None, 1024));
         assert_eq!(c.idx, a.idx);
         assert_ne!(c.generation, a.generation);
         assert!(table.get_mut(a).is_none());

@@ -27,17 +27,20 @@ pub(crate) enum HandshakeFailure {
     HandshakeBudget,
     /// A long poll's `since` is not a number.
     BadSince,
+    /// A poll or event stream from an address over its channel creation rate (429).
+    ChannelRateLimited,
 }
 
 impl HandshakeFailure {
     /// Every failure without data (request and auth errors come from their types).
-    const PLAIN: [HandshakeFailure; 7] = [
+    const PLAIN: [HandshakeFailure; 8] = [
         HandshakeFailure::BadChannel,
         HandshakeFailure::TooManyChannels,
         HandshakeFailure::NotFound,
         HandshakeFailure::RateLimited,
         HandshakeFailure::ServerFull,
         HandshakeFailure::HandshakeBudget,
+        HandshakeFailure::ChannelRateLimited,
         HandshakeFailure::BadSince,
     ];
 
@@ -69,6 +72,7 @@ impl HandshakeFailure {
             HandshakeFailure::ServerFull => "server_full",
             HandshakeFailure::HandshakeBudget => "handshake_budget",
             HandshakeFailure::BadSince => "bad_since",
+            HandshakeFailure::ChannelRateLimited => "channel_rate_limited",
         }
     }
 }
@@ -89,6 +93,7 @@ mod tests {
             (HandshakeFailure::ServerFull, "server_full"),
             (HandshakeFailure::HandshakeBudget, "handshake_budget"),
             (HandshakeFailure::BadSince, "bad_since"),
+            (HandshakeFailure::ChannelRateLimited, "channel_rate_limited"),
         ];
         for (failure, label) in labels {
             assert_eq!(failure.label(), label, "{failure:?}");
@@ -106,17 +111,19 @@ mod tests {
             | HandshakeFailure::RateLimited
             | HandshakeFailure::ServerFull
             | HandshakeFailure::HandshakeBudget
+            | HandshakeFailure::ChannelRateLimited
             | HandshakeFailure::BadSince => HandshakeFailure::PLAIN.contains(failure),
         };
         assert!(HandshakeFailure::PLAIN.iter().all(listed));
         let labels = HandshakeFailure::labels();
-        // 11 request errors, 5 auth refusals, 7 named here of which 2 repeat a request's.
-        assert_eq!(labels.len(), 11 + 5 + 5, "{labels:?}");
+        // 11 request errors, 5 auth refusals, 8 named here of which 2 repeat a request's.
+        assert_eq!(labels.len(), 11 + 5 + 6, "{labels:?}");
         for label in [
             "not_get",
             "token_expired",
             "rate_limited",
             "handshake_budget",
+            "channel_rate_limited",
             "bad_channel",
         ] {
             assert!(labels.contains(&label), "{label}");

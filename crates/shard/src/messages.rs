@@ -33,6 +33,9 @@ pub enum ShardMsg {
         payload: Bytes,
         binary: bool,
         seq: u64,
+        /// Its long-poll JSON element, when the owner keeps a ring for the channel:
+        /// the ring's own buffer, shared by every poll answer.
+        kept: Option<Kept>,
     },
     /// To the owner: long-poll connection `conn` on `shard` wants the messages of
     /// `channel` after `since` (None: only new ones).
@@ -42,7 +45,8 @@ pub enum ShardMsg {
         shard: u16,
         conn: ConnId,
     },
-    /// From the owner: the kept messages after the poll's `since`, and the last id.
+    /// From the owner: the kept messages after the poll's `since` (their encodings are
+    /// the ring's, shared, never re-escaped), and the last id.
     PollReply {
         conn: ConnId,
         messages: Vec<Kept>,

@@ -7,6 +7,7 @@
 //! token's expiry ([`token_expiry`]) and the drain ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
 //! child modules import from this one and never the other way round.
 
+mod channel_rate;
 mod client_command;
 mod drain;
 mod fanout;
@@ -36,6 +37,7 @@ use crate::tick::TickClock;
 use crate::timer_wheel::{TimerKind, TimerWheel};
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
+use fanout::Delivery;
 use ringcast_proto::{OpCode, encode_frame};
 use ringcast_telemetry::ShardCounters;
 use std::collections::HashMap;
@@ -144,6 +146,8 @@ pub struct Shard {
     slots: ConnSlots,
     /// This shard's share of the node's handshakes per second.
     budget: HandshakeBudget,
+    /// Per-address budget of channels polls and event streams make the owners create.
+    channel_limiter: ConnectLimiter,
     tick: TickClock,
     compression: Compression,
     drain: Option<Drain>,
@@ -173,6 +177,7 @@ impl Shard {
         let limiter = ConnectLimiter::new(cfg.connect_rate_per_ip);
         let slots = ConnSlots::new(cfg.max_connections, cfg.spare_connections.clone());
         let budget = HandshakeBudget::new(cfg.handshakes_per_sec);
+        let channel_limiter = ConnectLimiter::new(cfg.channel_create_rate_per_ip);
         let compression = Compression::new(cfg.compression, cfg.compression_min_bytes);
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
@@ -199,6 +204,7 @@ impl Shard {
             limiter,
             slots,
             budget,
+            channel_limiter,
             tick: TickClock::default(),
             compression,
             drain: None,
@@ -209,7 +215,7 @@ impl Shard {
 
     /// Whether [`Shard::on_accept`] wants the peer's address (a per-IP limit is on).
     pub fn needs_peer_address(&self) -> bool {
-        self.limiter.enabled()
+        self.limiter.enabled() || self.channel_limiter.enabled()
     }
 
     /// This shard's id.
@@ -240,7 +246,9 @@ impl Shard {
     /// the glue) when [`Shard::needs_peer_address`].
     pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
         self.now_ms = now_ms;
-        let id = self.conns.insert(Conn::new(fd, self.cfg.max_message_bytes));
+        let id = self
+            .conns
+            .insert(Conn::new(fd, peer, self.cfg.max_message_bytes));
         self.counters.accepted += 1;
         self.counters.connections = self.conns.len() as u64;
         self.actions.push(Action::ArmRecv(id, fd));
@@ -346,7 +354,18 @@ impl Shard {
                 payload,
                 binary,
                 seq,
-            } => self.deliver(&channel, frame, deflated, &payload, binary, seq),
+                kept,
+            } => {
+                let delivery = Delivery {
+                    frame,
+                    deflated,
+                    payload: &payload,
+                    binary,
+                    seq,
+                    kept,
+                };
+                self.deliver(&channel, delivery);
+            }
             ShardMsg::PollRequest {
                 channel,
                 since,

@@ -130,8 +130,9 @@ impl WriteQueue {
         dropped
     }
 
-    /// Queues a close frame after everything already queued (a graceful close: the data
-    /// the peer is owed still goes out first).
+    /// Queues a control frame after everything already queued: a graceful close (the
+    /// data the peer is owed still goes out first), or the next part of an answer queued
+    /// in parts.
     pub(crate) fn push_final(&mut self, frame: Bytes) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {

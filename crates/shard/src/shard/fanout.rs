@@ -16,6 +16,16 @@ use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
 use ringcast_proto::{OpCode, close_payload, code};
 
+/// One message as a shard queues it on its local subscribers (see [`ShardMsg::Deliver`]).
+pub(super) struct Delivery<'a> {
+    pub(super) frame: Bytes,
+    pub(super) deflated: Option<Bytes>,
+    pub(super) payload: &'a Bytes,
+    pub(super) binary: bool,
+    pub(super) seq: u64,
+    pub(super) kept: Option<Kept>,
+}
+
 impl Shard {
     /// Publishes the time to local subscribers of the tick channel once a second.
     pub(super) fn tick_channel(&mut self, now_ms: u64) {
@@ -30,7 +40,15 @@ impl Shard {
             let payload = Bytes::from(text);
             let frame = encoded(OpCode::Text, &payload);
             let seq = self.cfg.unix_ms_at_zero.saturating_add(now_ms) / 1000;
-            self.deliver(&name, frame, None, &payload, false, seq);
+            let delivery = Delivery {
+                frame,
+                deflated: None,
+                payload: &payload,
+                binary: false,
+                seq,
+                kept: None,
+            };
+            self.deliver(&name, delivery);
         }
     }
 
@@ -54,6 +72,7 @@ impl Shard {
             payload: payload.clone(),
             binary,
             seq,
+            kept: publication.kept,
         };
         // The publication borrows the owner's state, so the local copy is kept and
         // delivered once every other shard has its own.
@@ -68,16 +87,17 @@ impl Shard {
         }
     }
 
-    /// Queues one message on every local subscriber of `channel`.
-    pub(super) fn deliver(
-        &mut self,
-        channel: &str,
-        frame: Bytes,
-        deflated: Option<Bytes>,
-        payload: &Bytes,
-        binary: bool,
-        seq: u64,
-    ) {
+    /// Queues one message on every local subscriber of `channel`. Long-poll subscribers
+    /// get the owner's encoding, or one encoding made here for all of them.
+    pub(super) fn deliver(&mut self, channel: &str, delivery: Delivery<'_>) {
+        let Delivery {
+            frame,
+            deflated,
+            payload,
+            binary,
+            seq,
+            kept,
+        } = delivery;
         let Some(subs) = self.channels.subscribers(channel) else {
             return;
         };
@@ -136,13 +156,11 @@ impl Shard {
             self.close_with(id, CloseReason::SlowConsumer, &payload, self.now_ms);
         }
         self.slow = slow;
-        let message = [Kept {
-            seq,
-            payload: payload.clone(),
-            binary,
-        }];
-        for id in polls.drain(..) {
-            self.deliver_to_poll(id, &message);
+        if !polls.is_empty() {
+            let message = [kept.unwrap_or_else(|| Kept::encode(seq, payload, binary))];
+            for id in polls.drain(..) {
+                self.deliver_to_poll(id, &message);
+            }
         }
         self.answered = polls;
     }

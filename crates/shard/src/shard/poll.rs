@@ -9,7 +9,7 @@ use crate::ids::{ChannelName, ConnId};
 use crate::messages::ShardMsg;
 use crate::poll_ring::Kept;
 use crate::timer_wheel::TimerKind;
-use base64::Engine;
+use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
 
 impl Shard {
@@ -21,6 +21,9 @@ impl Shard {
         since: Option<u64>,
         now_ms: u64,
     ) {
+        if self.refuse_channel_creation(id, &channel, now_ms) {
+            return;
+        }
         self.open_as(id, Transport::Poll);
         self.subscribe(id, &channel);
         self.polls.insert(
@@ -105,46 +108,81 @@ impl Shard {
     }
 
     /// Answers a long-poll connection with `messages` (200, or 204 when empty) and
-    /// closes it.
+    /// closes it. The answer holds as many messages as fit in
+    /// `min(poll_max_bytes, max_queue_bytes)` of queue (at least one); the next poll,
+    /// from its `last_id`, gets the rest.
     fn answer_poll(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
         let reason = if messages.is_empty() {
             CloseReason::PollTimeout
         } else {
             CloseReason::PollDone
         };
-        let response = poll_response(messages, last_seq);
+        let cap = self.cfg.poll_max_bytes.min(self.cfg.max_queue_bytes) as usize;
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.queue.push_control(Bytes::from(response));
+            let budget = cap.saturating_sub(conn.queue.charged_bytes() as usize);
+            for part in poll_answer(messages, last_seq, budget) {
+                conn.queue.push_final(part);
+            }
         }
         self.begin_close(id, reason, now_ms);
     }
 }
 
-/// The HTTP answer to a long poll: 200 with the messages as JSON, or 204.
-fn poll_response(messages: &[Kept], last_seq: u64) -> Vec<u8> {
-    if messages.is_empty() {
-        return format!(
-            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
-        )
-        .into_bytes();
-    }
-    let items: Vec<serde_json::Value> = messages
-        .iter()
-        .map(|k| {
-            if k.binary {
-                let data = base64::engine::general_purpose::STANDARD.encode(&k.payload);
-                serde_json::json!({"id": k.seq, "data": data, "binary": true})
-            } else {
-                let data = String::from_utf8_lossy(&k.payload);
-                serde_json::json!({"id": k.seq, "data": data})
-            }
-        })
-        .collect();
-    let last = messages.last().map_or(last_seq, |k| k.seq);
-    let body = serde_json::json!({"last_id": last, "messages": items}).to_string();
+/// The end of a 200 answer's body.
+const BODY_TAIL: &[u8] = b"]}";
+
+/// The HTTP head of a 200 answer.
+fn http_head(content_length: usize) -> String {
     format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {content_length}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
     )
-    .into_bytes()
+}
+
+/// The start of a 200 answer's body.
+fn body_start(last_id: u64) -> String {
+    format!("{{\"last_id\":{last_id},\"messages\":[")
+}
+
+/// The HTTP answer to a long poll as queue parts: 204 with the last id, or 200 with
+/// `{"last_id":n,"messages":[...]}` (a head of its own, then the kept elements, shared,
+/// then the tail), holding the messages that fit in `budget` bytes of queue (its
+/// parts' bytes and entries), and at least one.
+fn poll_answer(messages: &[Kept], last_seq: u64, budget: usize) -> Vec<Bytes> {
+    if messages.is_empty() {
+        let head = format!(
+            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
+        );
+        return vec![Bytes::from(head)];
+    }
+    let entry = ENTRY_OVERHEAD as usize;
+    // The head and tail at their largest, each an entry.
+    let mut charged =
+        http_head(usize::MAX).len() + body_start(u64::MAX).len() + BODY_TAIL.len() + 2 * entry;
+    let mut elements = 0usize;
+    let mut taken = 0;
+    for (i, kept) in messages.iter().enumerate() {
+        let cost = kept.len() - usize::from(i == 0) + entry;
+        if i > 0 && charged + cost > budget {
+            break;
+        }
+        charged += cost;
+        elements += kept.len() - usize::from(i == 0);
+        taken = i + 1;
+    }
+    let included = &messages[..taken];
+    let last_id = included.last().map_or(last_seq, |k| k.seq);
+    let start = body_start(last_id);
+    let content_length = start.len() + elements + BODY_TAIL.len();
+    let mut head = http_head(content_length);
+    head.push_str(&start);
+    let mut parts = Vec::with_capacity(taken + 2);
+    parts.push(Bytes::from(head));
+    parts.extend(
+        included
+            .iter()
+            .enumerate()
+            .map(|(i, k)| if i == 0 { k.first() } else { k.following() }),
+    );
+    parts.push(Bytes::from_static(BODY_TAIL));
+    parts
 }

@@ -17,6 +17,9 @@ const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 impl Shard {
     /// An admitted event stream: answers, subscribes, and schedules keep-alives.
     pub(super) fn start_sse(&mut self, id: ConnId, channel: &str, now_ms: u64) {
+        if self.refuse_channel_creation(id, channel, now_ms) {
+            return;
+        }
         if let Some(conn) = self.conns.get_mut(id) {
             conn.queue.push_control(Bytes::from_static(SSE_HEAD));
         }

@@ -1,7 +1,8 @@
 //! The shard state machine driven with byte strings and a fake clock, one module per
-//! subject: handshakes, frames, fan-out, pings, slow consumers, drain, SSE, long-poll and
-//! compression, token expiry; `node` is the harness they share.
+//! subject: handshakes, channel creation rates, frames, fan-out, pings, slow consumers,
+//! drain, SSE, long-poll and compression, token expiry; `node` is the harness they share.
 
+mod channel_rate;
 mod compression;
 mod drain;
 mod fanout;

@@ -88,19 +88,7 @@ impl Node {
         loop {
             let mut moved = false;
             for from in 0..self.shards.len() {
-                let out: Vec<(usize, Vec<ShardMsg>)> = self.shards[from]
-                    .outbox()
-                    .iter_mut()
-                    .enumerate()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(to, v)| (to, std::mem::take(v)))
-                    .collect();
-                for (to, msgs) in out {
-                    moved = true;
-                    for msg in msgs {
-                        self.shards[to].on_message(msg, self.now);
-                    }
-                }
+                moved |= self.route_from(from);
                 while let Some((id, _fd)) = self.shards[from].next_send() {
                     moved = true;
                     let mut bytes = Vec::new();
@@ -127,6 +115,24 @@ impl Node {
                 return;
             }
         }
+    }
+
+    /// Delivers the messages in shard `from`'s outbox; false when it was empty.
+    pub(crate) fn route_from(&mut self, from: usize) -> bool {
+        let out: Vec<(usize, Vec<ShardMsg>)> = self.shards[from]
+            .outbox()
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(to, v)| (to, std::mem::take(v)))
+            .collect();
+        let moved = !out.is_empty();
+        for (to, msgs) in out {
+            for msg in msgs {
+                self.shards[to].on_message(msg, self.now);
+            }
+        }
+        moved
     }
 
     fn conn_with_fd(&self, shard: usize, action: Action) -> Option<ConnId> {

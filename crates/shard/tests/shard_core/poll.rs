@@ -1,8 +1,9 @@
 //! The long-poll transport: a held poll answered by the next message, resuming from the
-//! owner's ring with `since`, the 204 at the timeout, and bad requests.
+//! owner's ring with `since`, the 204 at the timeout, bad requests, and answers capped
+//! and built from the owner's shared encodings so hoarding pollers cost little.
 
 use crate::node::{Node, plain_get, wire_text};
-use ringcast_shard::RecvEnd;
+use ringcast_shard::{ConnId, RecvEnd, ShardMsg};
 
 #[test]
 fn long_poll_waits_answers_and_resumes_from_the_ring() {
@@ -38,4 +39,148 @@ fn long_poll_waits_answers_and_resumes_from_the_ring() {
     assert!(wire_text(&mut node, 0, bad).starts_with("HTTP/1.1 400"));
     let chan = plain_get(&mut node, 0, "/sse/bad%20chan");
     assert!(wire_text(&mut node, 0, chan).starts_with("HTTP/1.1 400"));
+}
+
+/// The poll answer's head and body; asserts Content-Length matches the body.
+fn split_answer(answer: &str) -> (&str, serde_json::Value) {
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("Content-Length")
+        .parse()
+        .expect("a number");
+    assert_eq!(length, body.len(), "{head}");
+    (head, serde_json::from_str(body).expect("JSON body"))
+}
+
+fn publish_raw(node: &mut Node, channel: &str, payload: Vec<u8>, binary: bool) {
+    let owner = ringcast_shard::owner_of(channel, node.shards.len());
+    node.shards[owner].on_message(
+        ShardMsg::Publish {
+            channel: channel.into(),
+            payload: payload.into(),
+            binary,
+        },
+        node.now,
+    );
+    node.pump();
+}
+
+/// A 64 KiB text message numbered `i`, with characters JSON must escape.
+fn big_text(i: usize) -> String {
+    let unit = format!("{i:04}\"\\\n\u{e9}");
+    unit.repeat(64 * 1024 / unit.len())
+}
+
+#[test]
+fn a_large_ring_is_served_in_capped_polls_that_resume_where_the_last_stopped() {
+    let mut node = Node::new(2, |c| c.poll_timeout_ms = 1000);
+    let seed = plain_get(&mut node, 0, "/poll/big");
+    for i in 1..=63 {
+        publish_raw(&mut node, "big", big_text(i).into_bytes(), false);
+    }
+    publish_raw(&mut node, "big", vec![0xff, 0x00, b'"'], true);
+    node.take_wire(0, seed);
+    let mut since = 0u64;
+    let mut seen = Vec::new();
+    for _ in 0..64 {
+        if since == 64 {
+            break;
+        }
+        let poll = plain_get(&mut node, 1, &format!("/poll/big?since={since}"));
+        let answer = wire_text(&mut node, 1, poll);
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:.200}");
+        assert!(
+            answer.len() <= 1 << 20,
+            "a poll answer is capped: {}",
+            answer.len()
+        );
+        let (_, body) = split_answer(&answer);
+        let messages = body["messages"].as_array().expect("messages");
+        assert!(!messages.is_empty());
+        for m in messages {
+            seen.push(m.clone());
+        }
+        let last = body["last_id"].as_u64().expect("last_id");
+        assert_eq!(Some(last), messages.last().and_then(|m| m["id"].as_u64()));
+        since = last;
+    }
+    assert_eq!(since, 64);
+    let ids: Vec<u64> = seen.iter().filter_map(|m| m["id"].as_u64()).collect();
+    assert_eq!(
+        ids,
+        (1..=64).collect::<Vec<_>>(),
+        "nothing lost or repeated"
+    );
+    for (i, m) in seen.iter().take(63).enumerate() {
+        assert_eq!(m["data"].as_str(), Some(big_text(i + 1).as_str()));
+        assert!(m.get("binary").is_none());
+    }
+    assert_eq!(seen[63]["data"], "/wAi");
+    assert_eq!(seen[63]["binary"], true);
+}
+
+/// Moves cross-shard messages until quiet, completing no send.
+fn route_only(node: &mut Node) {
+    for _ in 0..16 {
+        let mut moved = false;
+        for from in 0..node.shards.len() {
+            moved |= node.route_from(from);
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+/// The start address of every chunk a send of `id` would write (the send never ends).
+fn chunk_addresses(node: &mut Node, shard: usize, id: ConnId) -> Vec<usize> {
+    let mut addresses = Vec::new();
+    node.shards[shard].begin_send(id, &mut |c| addresses.push(c.as_ptr() as usize));
+    addresses
+}
+
+#[test]
+fn hoarding_pollers_queue_capped_answers_sharing_the_kept_encodings() {
+    const POLLERS: usize = 50;
+    const CAP: u32 = 1 << 20;
+    let mut node = Node::new(2, |c| c.poll_timeout_ms = 30_000);
+    let owner = ringcast_shard::owner_of("hoard", 2);
+    let seed = plain_get(&mut node, owner, "/poll/hoard");
+    for i in 0..64 {
+        publish_raw(
+            &mut node,
+            "hoard",
+            vec![b'a' + (i % 26) as u8; 64 * 1024],
+            false,
+        );
+    }
+    node.take_wire(owner, seed);
+    // Pollers on both shards (the other one gets the owner's reply) that never read.
+    let mut pollers = Vec::new();
+    for i in 0..POLLERS {
+        let shard = i % 2;
+        let id = node.shards[shard].on_accept(1000 + i as i32, None, node.now);
+        let mut request = b"GET /poll/hoard?since=0 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        node.shards[shard].on_recv(id, &mut request, node.now);
+        route_only(&mut node);
+        pollers.push((shard, id));
+    }
+    let mut total = 0u64;
+    for &(shard, id) in &pollers {
+        let queued = node.shards[shard].queued_bytes(id).expect("held");
+        assert!(queued > 64 * 1024, "answered: {queued}");
+        assert!(queued <= CAP, "one answer is capped: {queued}");
+        total += u64::from(queued);
+    }
+    assert!(total <= POLLERS as u64 * u64::from(CAP), "{total}");
+    // The messages are the owner's encodings, shared by every answer on either shard.
+    let here = chunk_addresses(&mut node, pollers[0].0, pollers[0].1);
+    let there = chunk_addresses(&mut node, pollers[1].0, pollers[1].1);
+    let near = chunk_addresses(&mut node, pollers[2].0, pollers[2].1);
+    assert!(here.len() > 2, "head, messages, tail: {here:?}");
+    assert_ne!(here[0], there[0], "each answer has its own head");
+    assert_eq!(here[1..here.len() - 1], there[1..there.len() - 1]);
+    assert_eq!(here[1..here.len() - 1], near[1..near.len() - 1]);
 }
