@@ -19,9 +19,9 @@ use ringcast_uring::Waker;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Messages a shard's publish lane holds.
-pub const PUBLISH_LANE: usize = 8_192;
+pub const PUBLISH_LANE: usize = 1_024;
 /// Messages a shard's mesh lane holds.
-pub const MESH_LANE: usize = 16_384;
+pub const MESH_LANE: usize = 2_048;
 
 /// A shard's receiving ends.
 pub struct Inbox {

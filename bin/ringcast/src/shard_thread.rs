@@ -3,10 +3,13 @@
 //! forwards its outbox, and has the shard flush its metrics about once a second. It
 //! follows the calling contract documented on [`Shard`].
 //!
-//! Inbox: the mesh lane is drained on every turn; the publish lane (at most
-//! [`PUBLISH_BATCH`] per turn) only while everything this shard sent to other shards and
-//! to the broker fitted their queues. What did not fit waits here, in order, and is
-//! offered again on the next turn (see `mesh` for why nothing blocks).
+//! Inbox: each loop turn takes a bounded share of each lane ([`MESH_TURN`],
+//! [`PUBLISH_TURN`]: together no more frames than one `sendmsg` carries, and bytes well
+//! under `--max-queue-bytes`, so a burst does not make a client that reads at once look
+//! slow) and then does I/O. The mesh lane is taken from on every turn; the publish lane only while everything
+//! this shard sent to other shards and to the broker fitted their queues. What did not
+//! fit waits here, in order, and is offered again on the next turn (see `mesh` for why
+//! nothing blocks).
 //!
 //! Teardown order matters: the shard owns the bytes behind every in-flight `sendmsg`, so on
 //! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
@@ -31,8 +34,33 @@ const _: () = assert!(ringcast_shard::GEN_MASK == ringcast_uring::GEN_MASK);
 const MAX_WAIT_MS: u64 = 250;
 /// Longest sleep while messages wait for room in another shard's or the broker's queue.
 const WAITING_WAIT_MS: u64 = 1;
-/// Publishes taken from the publish lane per loop turn.
-const PUBLISH_BATCH: usize = 1_024;
+/// Most taken from the mesh lane per loop turn.
+const MESH_TURN: TurnShare = TurnShare {
+    messages: 48,
+    bytes: 192 << 10,
+};
+/// Most taken from the publish lane per loop turn.
+const PUBLISH_TURN: TurnShare = TurnShare {
+    messages: 16,
+    bytes: 64 << 10,
+};
+
+/// How much of one lane a loop turn takes: at most `messages`, and no more once their
+/// payloads reach `bytes` (the first message is always taken).
+struct TurnShare {
+    messages: usize,
+    bytes: usize,
+}
+
+/// The payload bytes a message brings to queue on connections (a poll reply answers one
+/// connection and is capped by the poll response limit: not counted).
+fn message_bytes(msg: &ShardMsg) -> usize {
+    match msg {
+        ShardMsg::Publish { payload, .. } => payload.len(),
+        ShardMsg::Deliver { frame, .. } => frame.len(),
+        _ => 0,
+    }
+}
 /// How long accepting pauses after the process ran out of descriptors or memory.
 const ACCEPT_BACKOFF_MS: u64 = 100;
 /// How often counters are pushed into the metrics registry.
@@ -121,15 +149,24 @@ impl ShardThread {
         let mut drain_deadline: Option<u64> = None;
         loop {
             let t = now();
-            while let Ok(msg) = self.inbox.mesh.try_recv() {
+            let mut taken = 0;
+            for _ in 0..MESH_TURN.messages {
+                let Ok(msg) = self.inbox.mesh.try_recv() else {
+                    break;
+                };
                 if let ShardMsg::Drain { .. } = msg {
                     drain_deadline = Some(t + self.drain_ms);
                     self.close_listeners();
                 }
+                taken += message_bytes(&msg);
                 self.handle(msg, t);
+                if taken >= MESH_TURN.bytes {
+                    break;
+                }
             }
             if !self.waiting.any() {
-                for _ in 0..PUBLISH_BATCH {
+                let mut taken = 0;
+                for _ in 0..PUBLISH_TURN.messages {
                     let Ok(msg) = self.inbox.publish.try_recv() else {
                         break;
                     };
@@ -138,7 +175,11 @@ impl ShardThread {
                     {
                         panic!("failpoint: publish to {channel}");
                     }
+                    taken += message_bytes(&msg);
                     self.handle(msg, t);
+                    if taken >= PUBLISH_TURN.bytes {
+                        break;
+                    }
                 }
             }
             self.shard.on_tick(t);
