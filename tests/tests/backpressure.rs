@@ -149,7 +149,10 @@ fn a_burst_at_a_slow_shard_is_refused_with_503_not_buffered() {
                 503 => end_refused += 1,
                 other => panic!("{channel}: end marker answered {other}"),
             }
-            assert!(Instant::now() < deadline, "{channel}: end marker never accepted");
+            assert!(
+                Instant::now() < deadline,
+                "{channel}: end marker never accepted"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

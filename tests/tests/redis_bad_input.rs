@@ -98,7 +98,12 @@ fn oversized_misnamed_and_broken_messages_are_counted_and_skipped() {
 fn huge_payloads_are_skipped_while_read_not_buffered() {
     let redis = RedisServer::start();
     // Redis must not cut the node off for these: the test is about the node's memory.
-    redis.cli(&["CONFIG", "SET", "client-output-buffer-limit", "pubsub 512mb 512mb 60"]);
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 512mb 512mb 60",
+    ]);
     let a = Gateway::start(1, &["--redis", &redis.url()]);
     a.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
     let mut ws = connect(a.ws_addr(), "/news");

@@ -5,7 +5,7 @@
 //!
 //! - the **publish lane** ([`PUBLISH_LANE`] messages) carries the broker's publishes to
 //!   the channel's owner. Full: the publish is refused at once
-//!   ([`Refused::Full`]; `POST /publish` answers 503, the Redis reader holds the message
+//!   ([`Sent::Full`]; `POST /publish` answers 503, the Redis reader holds the message
 //!   and stops reading). An owner takes from it only while everything it sent to other
 //!   shards fitted, so a slow shard's backlog reaches the publishers instead of memory.
 //! - the **mesh lane** ([`MESH_LANE`] messages) carries everything between shards
@@ -58,11 +58,13 @@ pub fn inbox() -> (InboxSenders, Inbox) {
     )
 }
 
-/// Why a message was not queued.
-pub enum Refused {
+/// What became of a message offered to a lane.
+pub enum Sent {
+    /// It is in the lane.
+    Queued,
     /// The lane is full; here is the message back.
     Full(ShardMsg),
-    /// The shard is gone (the process is ending).
+    /// The shard is gone (the process is ending); the message is dropped.
     Gone,
 }
 
@@ -78,11 +80,12 @@ pub struct Mesh {
     boxes: Vec<Mailbox>,
 }
 
-fn try_send(tx: &flume::Sender<ShardMsg>, msg: ShardMsg) -> Result<(), Refused> {
-    tx.try_send(msg).map_err(|err| match err {
-        flume::TrySendError::Full(msg) => Refused::Full(msg),
-        flume::TrySendError::Disconnected(_) => Refused::Gone,
-    })
+fn try_send(tx: &flume::Sender<ShardMsg>, msg: ShardMsg) -> Sent {
+    match tx.try_send(msg) {
+        Ok(()) => Sent::Queued,
+        Err(flume::TrySendError::Full(msg)) => Sent::Full(msg),
+        Err(flume::TrySendError::Disconnected(_)) => Sent::Gone,
+    }
 }
 
 impl Mesh {
@@ -106,15 +109,19 @@ impl Mesh {
     }
 
     /// Queues a broker publish on shard `to`'s publish lane without waking it.
-    pub fn publish(&self, to: usize, msg: ShardMsg) -> Result<(), Refused> {
-        let b = self.boxes.get(to).ok_or(Refused::Gone)?;
-        try_send(&b.tx.publish, msg)
+    pub fn publish(&self, to: usize, msg: ShardMsg) -> Sent {
+        match self.boxes.get(to) {
+            Some(b) => try_send(&b.tx.publish, msg),
+            None => Sent::Gone,
+        }
     }
 
     /// Queues `msg` on shard `to`'s mesh lane without waking it.
-    pub fn send(&self, to: usize, msg: ShardMsg) -> Result<(), Refused> {
-        let b = self.boxes.get(to).ok_or(Refused::Gone)?;
-        try_send(&b.tx.mesh, msg)
+    pub fn send(&self, to: usize, msg: ShardMsg) -> Sent {
+        match self.boxes.get(to) {
+            Some(b) => try_send(&b.tx.mesh, msg),
+            None => Sent::Gone,
+        }
     }
 
     /// Queues `msg` on shard `to`'s mesh lane, waiting (asynchronously) for room; false

@@ -4,7 +4,7 @@
 //! lane is bounded: when it is full the message is refused at once with
 //! [`BrokerError::Overloaded`] (and counted), never queued elsewhere.
 
-use crate::mesh::{Mesh, Refused};
+use crate::mesh::{Mesh, Sent};
 use bytes::Bytes;
 use ringcast_broker::{BrokerError, DeliverySink};
 use ringcast_shard::{ShardMsg, owner_of};
@@ -28,12 +28,12 @@ impl DeliverySink for ShardSink {
         let queued = self.mesh.publish(owner, msg);
         self.mesh.nudge(owner);
         match queued {
-            Ok(()) => Ok(()),
-            Err(Refused::Full(_)) => {
+            Sent::Queued => Ok(()),
+            Sent::Full(_) => {
                 QueueName::ShardPublish.count_full(1);
                 Err(BrokerError::Overloaded)
             }
-            Err(Refused::Gone) => Err(BrokerError::Closed),
+            Sent::Gone => Err(BrokerError::Closed),
         }
     }
 }

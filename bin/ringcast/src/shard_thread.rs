@@ -15,7 +15,7 @@
 //! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
 //! and only then is the shard freed (see the `Drop` impl).
 
-use crate::mesh::{Inbox, Mesh, Refused};
+use crate::mesh::{Inbox, Mesh, Sent};
 use ringcast_shard::{Action, BrokerCmd, ConnId, RecvEnd, Shard, ShardMsg};
 use ringcast_telemetry::QueueName;
 use ringcast_uring::{
@@ -116,14 +116,14 @@ impl Waiting {
     }
 }
 
-/// Sends `queue`'s items in order until one does not fit; that one and the rest stay in
-/// `queue`. Returns whether everything went.
-fn send_in_order<T>(queue: &mut Vec<T>, mut send: impl FnMut(T) -> Result<(), T>) -> bool {
+/// Sends `queue`'s items in order until one does not fit (`send` gives it back); that one
+/// and the rest stay in `queue`. Returns whether everything went.
+fn send_in_order<T>(queue: &mut Vec<T>, mut send: impl FnMut(T) -> Option<T>) -> bool {
     let mut kept = Vec::new();
     {
         let mut items = queue.drain(..);
         while let Some(item) = items.next() {
-            if let Err(item) = send(item) {
+            if let Some(item) = send(item) {
                 kept.push(item);
                 kept.extend(items);
                 break;
@@ -198,7 +198,10 @@ impl ShardThread {
                 MAX_WAIT_MS
             };
             let wait_ms = self.shard.ms_until_tick(t).clamp(1, longest);
-            let wait = if self.mesh.prepare_sleep(id, &self.inbox, !self.waiting.any()) {
+            let wait = if self
+                .mesh
+                .prepare_sleep(id, &self.inbox, !self.waiting.any())
+            {
                 Duration::from_millis(wait_ms)
             } else {
                 Duration::ZERO
@@ -322,8 +325,8 @@ impl ShardThread {
             }
             let mesh = &self.mesh;
             let all_sent = send_in_order(msgs, |msg| match mesh.send(to, msg) {
-                Ok(()) | Err(Refused::Gone) => Ok(()),
-                Err(Refused::Full(msg)) => Err(msg),
+                Sent::Queued | Sent::Gone => None,
+                Sent::Full(msg) => Some(msg),
             });
             if !all_sent {
                 self.waiting.mesh = true;
@@ -335,12 +338,11 @@ impl ShardThread {
         waiting.broker_cmds.extend(self.shard.take_broker_cmds());
         if !waiting.broker_cmds.is_empty() {
             let broker = &self.broker_cmds;
-            let all_sent = send_in_order(&mut waiting.broker_cmds, |cmd| {
-                match broker.try_send(cmd) {
-                    Ok(()) | Err(flume::TrySendError::Disconnected(_)) => Ok(()),
-                    Err(flume::TrySendError::Full(cmd)) => Err(cmd),
-                }
-            });
+            let all_sent =
+                send_in_order(&mut waiting.broker_cmds, |cmd| match broker.try_send(cmd) {
+                    Ok(()) | Err(flume::TrySendError::Disconnected(_)) => None,
+                    Err(flume::TrySendError::Full(cmd)) => Some(cmd),
+                });
             if !all_sent {
                 waiting.broker_full += 1;
             }

@@ -24,7 +24,11 @@ pub(crate) async fn connect(
     gate: ReadGate,
 ) -> RedisResult<MultiplexedConnection> {
     let ConnectionAddr::Tcp(host, port) = info.addr() else {
-        return Err((ErrorKind::InvalidClientConfig, "only redis:// (TCP) is supported").into());
+        return Err((
+            ErrorKind::InvalidClientConfig,
+            "only redis:// (TCP) is supported",
+        )
+            .into());
     };
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(timeout))

@@ -219,11 +219,8 @@ mod tests {
             .unwrap();
         tx.send(push(PUSH_BACKLOG_BYTES)).unwrap();
         let mut buf = [0u8; 8];
-        let read = tokio::time::timeout(
-            std::time::Duration::from_millis(50),
-            gated.read(&mut buf),
-        )
-        .await;
+        let read =
+            tokio::time::timeout(std::time::Duration::from_millis(50), gated.read(&mut buf)).await;
         assert!(read.is_err(), "read while full");
         assert_eq!(rx.take_pauses(), 1);
         let reading = tokio::spawn(async move {

@@ -242,13 +242,20 @@ mod tests {
         let mut limiter = RespLimiter::new(1024);
         let mut out = Vec::new();
         limiter
-            .filter(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$100000000\r\n", &mut out)
+            .filter(
+                b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$100000000\r\n",
+                &mut out,
+            )
             .expect("valid");
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..95 {
             limiter.filter(&chunk, &mut out).expect("valid");
         }
-        assert!(out.len() < 64, "nothing of the blob was kept: {}", out.len());
+        assert!(
+            out.len() < 64,
+            "nothing of the blob was kept: {}",
+            out.len()
+        );
         let rest = 100_000_000 - 95 * (1 << 20);
         limiter.filter(&vec![b'x'; rest], &mut out).expect("valid");
         limiter.filter(b"\r\n+OK\r\n", &mut out).expect("valid");

@@ -68,11 +68,7 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        config: RedisConfig,
-        client: redis::Client,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, config: RedisConfig, client: redis::Client) -> Self {
         let rules = InboundRules {
             prefix: config.prefix.clone(),
             max_message_bytes: config.max_message_bytes,
@@ -241,7 +237,11 @@ impl Session {
 
     /// Handles up to [`PUSH_BATCH`] waiting pushes, stopping at one the shards have no
     /// room for.
-    fn take_waiting(&mut self, pushes: &mut PushReceiver, held: &mut Option<Held>) -> Result<(), End> {
+    fn take_waiting(
+        &mut self,
+        pushes: &mut PushReceiver,
+        held: &mut Option<Held>,
+    ) -> Result<(), End> {
         for _ in 0..PUSH_BATCH {
             let Some(push) = pushes.try_recv() else { break };
             match self.on_push(push) {
