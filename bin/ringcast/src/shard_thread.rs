@@ -405,3 +405,29 @@ impl Drop for ShardThread {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::send_in_order;
+
+    #[test]
+    fn what_does_not_fit_stays_in_order_behind_what_went() {
+        let mut queue = vec![1, 2, 3, 4];
+        let mut room = 2;
+        let mut sent = Vec::new();
+        let all = send_in_order(&mut queue, |n| {
+            if room == 0 {
+                return Some(n);
+            }
+            room -= 1;
+            sent.push(n);
+            None
+        });
+        assert!(!all);
+        assert_eq!(sent, [1, 2]);
+        assert_eq!(queue, [3, 4]);
+        queue.push(5);
+        assert!(send_in_order(&mut queue, |_| None));
+        assert!(queue.is_empty());
+    }
+}

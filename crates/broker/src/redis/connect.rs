@@ -1,10 +1,10 @@
 //! Opens the broker's connection: a TCP socket we own, read through the size filter
-//! ([`LimitedStream`]: an over-limit blob is skipped while it streams in, never buffered)
-//! and the push backlog gate ([`GatedStream`]), handed to the redis crate as a RESP3
+//! ([`LimitedStream`]: an over-limit blob is skipped while it streams in, never buffered;
+//! the socket is not read while the push backlog is full), handed to the redis crate as a RESP3
 //! multiplexed connection whose driver runs on the current tokio runtime. AUTH and SELECT
 //! from the URL are sent by the redis crate on connect.
 
-use super::push_gate::{GatedStream, PushSender, ReadGate};
+use super::push_gate::{PushSender, ReadGate};
 use super::resp_limit::LimitedStream;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisResult};
@@ -39,7 +39,7 @@ pub(crate) async fn connect(
     let opened = tokio::time::timeout(timeout, async {
         let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
         stream.set_nodelay(true)?;
-        let stream = GatedStream::new(LimitedStream::new(stream, limit), gate);
+        let stream = LimitedStream::new(stream, limit).gated(gate);
         MultiplexedConnection::new_with_config(info.redis_settings(), stream, config).await
     })
     .await;

@@ -1,7 +1,7 @@
 //! The bound on pushes from Redis waiting for the connection task: the redis crate hands
 //! every push it parses to a sender that must not block, so the bound is kept one step
-//! earlier, at the socket. [`GatedStream`] stops reading the socket while the pushes the
-//! task has not taken yet weigh [`PUSH_BACKLOG_BYTES`] or more; the task takes none while
+//! earlier, at the socket: its reader stops reading while the pushes the task has not
+//! taken yet weigh [`PUSH_BACKLOG_BYTES`] or more ([`ReadGate`]); the task takes none while
 //! the shards' inboxes are full. Redis then keeps the rest in its own output buffer, and
 //! its `client-output-buffer-limit pubsub` applies.
 //!
@@ -10,12 +10,9 @@
 
 use redis::PushInfo;
 use redis::aio::{AsyncPushSender, SendError};
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 /// Bytes of waiting pushes at which the socket is no longer read.
@@ -134,65 +131,33 @@ impl PushReceiver {
     }
 }
 
-/// The socket's end: tells [`GatedStream`] when to stop reading.
+/// The socket's end: tells the reader ([`LimitedStream`]) when to stop reading.
+///
+/// [`LimitedStream`]: super::resp_limit::LimitedStream
 #[derive(Debug)]
 pub(crate) struct ReadGate {
     backlog: Arc<Backlog>,
 }
 
-/// A socket that is not read while its [`ReadGate`]'s backlog is full.
-pub(crate) struct GatedStream<S> {
-    inner: S,
-    gate: ReadGate,
-}
-
-impl<S> GatedStream<S> {
-    /// Reads `inner` only while `gate` has room.
-    pub(crate) fn new(inner: S, gate: ReadGate) -> Self {
-        GatedStream { inner, gate }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for GatedStream<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let backlog = &this.gate.backlog;
-        if backlog.is_full() {
-            if let Ok(mut reader) = backlog.reader.lock() {
-                *reader = Some(cx.waker().clone());
-            }
-            if !backlog.parked.swap(true, Ordering::AcqRel) {
-                backlog.pauses.fetch_add(1, Ordering::AcqRel);
-            }
-            // The receiver may have taken pushes between the check and the park.
-            if backlog.is_full() {
-                return Poll::Pending;
-            }
-            backlog.parked.store(false, Ordering::Release);
+impl ReadGate {
+    /// Ready while the backlog has room; otherwise parks the reader until it has.
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let backlog = &self.backlog;
+        if !backlog.is_full() {
+            return Poll::Ready(());
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for GatedStream<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        if let Ok(mut reader) = backlog.reader.lock() {
+            *reader = Some(cx.waker().clone());
+        }
+        if !backlog.parked.swap(true, Ordering::AcqRel) {
+            backlog.pauses.fetch_add(1, Ordering::AcqRel);
+        }
+        // The receiver may have taken pushes between the check and the park.
+        if backlog.is_full() {
+            return Poll::Pending;
+        }
+        backlog.parked.store(false, Ordering::Release);
+        Poll::Ready(())
     }
 }
 
@@ -200,7 +165,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GatedStream<S> {
 mod tests {
     use super::*;
     use redis::PushKind;
-    use tokio::io::AsyncReadExt;
 
     fn push(bytes: usize) -> PushInfo {
         PushInfo {
@@ -210,27 +174,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_socket_is_not_read_while_the_backlog_is_full() {
+    async fn the_reader_waits_while_the_backlog_is_full() {
         let (tx, mut rx, gate) = push_queue();
-        let (mut far, near) = tokio::io::duplex(64);
-        let mut gated = GatedStream::new(near, gate);
-        tokio::io::AsyncWriteExt::write_all(&mut far, b"abc")
-            .await
-            .unwrap();
         tx.send(push(PUSH_BACKLOG_BYTES)).unwrap();
-        let mut buf = [0u8; 8];
-        let read =
-            tokio::time::timeout(std::time::Duration::from_millis(50), gated.read(&mut buf)).await;
-        assert!(read.is_err(), "read while full");
-        assert_eq!(rx.take_pauses(), 1);
-        let reading = tokio::spawn(async move {
-            let mut buf = [0u8; 8];
-            let n = gated.read(&mut buf).await.unwrap();
-            buf[..n].to_vec()
-        });
+        let gate = Arc::new(gate);
+        let waiting = {
+            let gate = gate.clone();
+            tokio::spawn(async move { std::future::poll_fn(|cx| gate.poll_room(cx)).await })
+        };
         tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the reader waits while full");
+        assert_eq!(rx.take_pauses(), 1);
         assert!(rx.recv().await.is_some());
-        assert_eq!(reading.await.unwrap(), b"abc");
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .expect("woken once the backlog shrank")
+            .unwrap();
         assert!(rx.is_empty());
     }
 }

@@ -6,8 +6,10 @@
 //! the inbound side counts it as too large.
 //!
 //! [`RespLimiter`] is the sans-IO tokenizer (bytes in, bytes out, any split);
-//! [`LimitedStream`] wraps a socket with it for the redis crate.
+//! [`LimitedStream`] wraps a socket with it for the redis crate, and does not read the
+//! socket while its [`ReadGate`] says the pushes waiting for the node are at their bound.
 
+use super::push_gate::ReadGate;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -135,10 +137,12 @@ fn memchr_nl(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
-/// A socket whose incoming bytes pass through a [`RespLimiter`].
+/// A socket whose incoming bytes pass through a [`RespLimiter`], read only while its
+/// gate (if any) has room.
 pub(crate) struct LimitedStream<S> {
     inner: S,
     limiter: RespLimiter,
+    gate: Option<ReadGate>,
     /// Filtered bytes not yet handed to the reader (a held-back header can make one
     /// read's output longer than what the reader asked for).
     ready: Vec<u8>,
@@ -152,9 +156,16 @@ impl<S> LimitedStream<S> {
         LimitedStream {
             inner,
             limiter: RespLimiter::new(limit),
+            gate: None,
             ready: Vec::new(),
             raw: vec![0; 16 * 1024],
         }
+    }
+
+    /// Reads the socket only while `gate` has room.
+    pub(crate) fn gated(mut self, gate: ReadGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
@@ -166,6 +177,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for LimitedStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         while this.ready.is_empty() {
+            if let Some(gate) = &this.gate {
+                ready!(gate.poll_room(cx));
+            }
             let mut raw = ReadBuf::new(&mut this.raw);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut raw))?;
             if raw.filled().is_empty() {
