@@ -7,6 +7,10 @@
 //! inbox fills) and one by the other (its fan-out to the slow shard fills the mesh lane and
 //! holds back its own publishes).
 //!
+//! From Redis, a burst for the slow shard stops the node reading its Redis connection
+//! (`ringcast_queue_full_total{queue="redis_pushes"}`) instead of buffering it, and every
+//! message still arrives, in order, on the same connection.
+//!
 //! The issue asks for 1M publishes; a debug build of the gateway's admin API on a shared
 //! 2-core host answers about 1,500 per second, so the test sends 40,000 (13× the slow
 //! shard's queues, 3× what it handles meanwhile at 2 ms per message) to stay within a
@@ -14,8 +18,11 @@
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::http_pipeline::Pipeline;
-use ringcast_tests::metrics::sum_where;
+use ringcast_tests::metrics::{sum, sum_where};
+use ringcast_tests::redis_server::RedisServer;
 use ringcast_tests::ws_client::{connect, next_message};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -193,4 +200,75 @@ fn a_burst_at_a_slow_shard_is_refused_with_503_not_buffered() {
         grown < RSS_GROWTH_BOUND,
         "RSS grew by {grown} bytes (bound {RSS_GROWTH_BOUND})"
     );
+}
+
+/// Messages of the Redis burst: 12 MB of 2 KiB payloads, more than the slow shard's
+/// publish lane (2 MB) and the node's push backlog (8 MiB) hold together.
+const REDIS_MESSAGES: usize = 6_000;
+
+/// `PUBLISH channel payload` for each payload, pipelined on one connection; waits for
+/// every reply.
+fn redis_publish_all(port: u16, channel: &str, payloads: &[Vec<u8>]) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("redis");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    for payload in payloads {
+        out.extend_from_slice(
+            format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{channel}\r\n", channel.len()).as_bytes(),
+        );
+        out.extend_from_slice(format!("${}\r\n", payload.len()).as_bytes());
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\n");
+    }
+    let mut writer = stream.try_clone().expect("clone");
+    let writing = std::thread::spawn(move || writer.write_all(&out).expect("write"));
+    let mut replies = 0;
+    let mut buf = [0u8; 4096];
+    while replies < payloads.len() {
+        let n = stream.read(&mut buf).expect("replies");
+        assert!(n > 0, "redis closed after {replies} replies");
+        replies += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+    writing.join().expect("writer");
+}
+
+#[test]
+fn a_redis_burst_at_a_slow_shard_pauses_the_reader_and_loses_nothing() {
+    let redis = RedisServer::start();
+    let gateway = Gateway::start(1, &["--redis", &redis.url(), "--slow-shard-us", "1000"]);
+    gateway.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
+    let mut ws = connect(gateway.ws_addr(), "/slow");
+    gateway.wait_metric("ringcast_broker_subscriptions", 20, |n| n == 1.0);
+    let payloads: Vec<Vec<u8>> = (0..REDIS_MESSAGES)
+        .map(|i| {
+            let mut p = format!("{i:08}").into_bytes();
+            p.resize(PAYLOAD, b'r');
+            p
+        })
+        .collect();
+    let publishing = {
+        let payloads = payloads.clone();
+        let port = redis.port;
+        std::thread::spawn(move || redis_publish_all(port, "ringcast:slow", &payloads))
+    };
+    for (i, payload) in payloads.iter().enumerate() {
+        match next_message(&mut ws, Duration::from_secs(30)) {
+            Ok(Some(Message::Text(text))) => {
+                assert_eq!(text.as_bytes(), &payload[..], "message {i} in order")
+            }
+            other => panic!("message {i}: {other:?}"),
+        }
+    }
+    publishing.join().expect("publisher");
+    let metrics = gateway.metrics();
+    let paused = sum_where(
+        &metrics,
+        "ringcast_queue_full_total",
+        Some(("queue", "redis_pushes")),
+    );
+    println!("Redis reader paused {paused} times");
+    assert!(paused > 0.0, "the reader stopped while the shard was full");
+    assert_eq!(sum(&metrics, "ringcast_broker_reconnects_total"), 0.0);
 }
