@@ -112,17 +112,37 @@ def ws_connect(port, path, rcvbuf=None):
     return s
 
 
+def read_frame(sock, buf):
+    """Reads one server frame (unmasked) from `sock`, with `buf` holding leftover bytes;
+    returns (opcode, payload, leftover)."""
+    while True:
+        if len(buf) >= 2:
+            n, head = buf[1] & 0x7F, 2
+            if n == 126 and len(buf) >= 4:
+                n, head = struct.unpack(">H", buf[2:4])[0], 4
+            elif n == 127 and len(buf) >= 10:
+                n, head = struct.unpack(">Q", buf[2:10])[0], 10
+            if n < 126 or head > 2:
+                if len(buf) >= head + n:
+                    return buf[0] & 0x0F, buf[head:head + n], buf[head + n:]
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("echo connection closed")
+        buf += chunk
+
+
 def echo_rtts(sock, count, gap_s):
-    rtts = []
+    """`count` echo round trips on `sock` (server pings are answered on the way)."""
+    rtts, buf = [], b""
     for _ in range(count):
         t0 = time.perf_counter()
         sock.sendall(masked(0x1, b"probe"))
-        got = b""
-        while len(got) < 7:
-            chunk = sock.recv(64)
-            if not chunk:
-                raise RuntimeError("echo connection closed")
-            got += chunk
+        while True:
+            opcode, payload, buf = read_frame(sock, buf)
+            if opcode == 0x9:
+                sock.sendall(masked(0xA, payload))
+            elif opcode == 0x1:
+                break
         rtts.append((time.perf_counter() - t0) * 1000)
         time.sleep(gap_s)
     rtts.sort()

@@ -1,9 +1,10 @@
 //! The end-to-end test harness: builds and starts the real `ringcast` binary on free
-//! ports, talks plain HTTP/1.1 to its admin port, reads its Prometheus metrics, runs
+//! ports, talks plain HTTP/1.1 to its admin port (also pipelined), reads its Prometheus metrics, runs
 //! `wsload`, and stops every process it started by pid.
 
 pub mod gateway;
 pub mod http;
+pub mod http_pipeline;
 pub mod metrics;
 pub mod ports;
 pub mod proc_stats;

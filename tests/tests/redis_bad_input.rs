@@ -1,8 +1,9 @@
 //! Bad input from Redis is counted and skipped, never delivered and never fatal: payloads
 //! over `--max-message-bytes`, invalid channel names, broken envelopes (real redis-server,
-//! pattern mode so every channel arrives), and a server that cuts a reply short or sends
-//! bytes that are not RESP (a fake Redis on a loopback socket). Foreign payloads without
-//! an envelope are delivered as text or binary.
+//! pattern mode so every channel arrives), huge payloads skipped while they stream in
+//! (never buffered whole), and a server that cuts a reply short or sends bytes that are
+//! not RESP (a fake Redis on a loopback socket). Foreign payloads without an envelope are
+//! delivered as text or binary.
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::{sum, sum_where};
@@ -91,6 +92,41 @@ fn oversized_misnamed_and_broken_messages_are_counted_and_skipped() {
     assert_eq!(sum(&text, "ringcast_broker_messages_received_total"), 10.0);
     assert_eq!(sum(&text, "ringcast_broker_up"), 1.0);
     assert_eq!(sum(&text, "ringcast_broker_reconnects_total"), 0.0);
+}
+
+#[test]
+fn huge_payloads_are_skipped_while_read_not_buffered() {
+    let redis = RedisServer::start();
+    // Redis must not cut the node off for these: the test is about the node's memory.
+    redis.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 512mb 512mb 60",
+    ]);
+    let a = Gateway::start(1, &["--redis", &redis.url()]);
+    a.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
+    let mut ws = connect(a.ws_addr(), "/news");
+    a.wait_metric("ringcast_broker_subscriptions", 20, |n| n == 1.0);
+    assert_eq!(redis.publish("ringcast:news", b"warm-up"), 1);
+    assert_eq!(next(&mut ws), Message::text("warm-up"));
+
+    let before = a.rss_bytes();
+    let huge = vec![b'x'; 25 << 20];
+    for _ in 0..3 {
+        assert_eq!(redis.publish("ringcast:news", &huge), 1);
+    }
+    assert_eq!(redis.publish("ringcast:news", b"after"), 1);
+    assert_eq!(next(&mut ws), Message::text("after"));
+    let grown = a.rss_bytes().saturating_sub(before);
+    println!("RSS before {before} B, grown by {grown} B after 3 x 25 MiB");
+    assert!(grown < 10 << 20, "RSS grew by {grown} bytes");
+
+    assert_eq!(rejected(&a, "too_large"), 3.0);
+    let text = a.metrics();
+    assert_eq!(sum(&text, "ringcast_broker_reconnects_total"), 0.0);
+    assert_eq!(sum(&text, "ringcast_broker_up"), 1.0);
+    assert_eq!(rejected(&a, "disconnect"), 0.0);
 }
 
 /// What the fake Redis does after confirming a SUBSCRIBE on its n-th connection.

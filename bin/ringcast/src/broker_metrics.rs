@@ -4,7 +4,7 @@
 //! connection that could be up or down.
 
 use ringcast_broker::{BrokerEvents, RejectReason};
-use ringcast_telemetry::names;
+use ringcast_telemetry::{QueueName, names};
 
 /// Records the Redis broker's events as `ringcast_broker_*` metrics.
 pub struct BrokerMetrics;
@@ -57,5 +57,9 @@ impl BrokerEvents for BrokerMetrics {
 
     fn latency(&self, seconds: f64) {
         metrics::histogram!(names::BROKER_LATENCY_SECONDS).record(seconds);
+    }
+
+    fn push_backlog_full(&self, times: usize) {
+        QueueName::RedisPushes.count_full(times as u64);
     }
 }

@@ -335,6 +335,12 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_PANIC_ON_CHANNEL", hide = true)]
     pub panic_on_channel: Option<String>,
 
+    /// Test failpoint: shard 0 sleeps this many microseconds per message it takes from
+    /// its inbox (to prove a slow shard's backlog stays bounded). Never set it in
+    /// production.
+    #[arg(long, env = "RINGCAST_SLOW_SHARD_US", hide = true)]
+    pub slow_shard_us: Option<u64>,
+
     /// Listen backlog per listener (capped by net.core.somaxconn).
     #[arg(long, env = "RINGCAST_BACKLOG", default_value_t = 4096)]
     pub backlog: i32,

@@ -14,18 +14,19 @@ use address_check::{Purpose, ensure_unserved};
 use anyhow::{Context, bail};
 use clap::Parser;
 use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
-use mesh::Mesh;
+use mesh::{Mesh, inbox};
 use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisMode};
-use ringcast_shard::{
-    AuthPolicy, Shard, ShardConfig, ShardMsg, SlowConsumer, connection_shares, mint_token,
-};
+use ringcast_shard::{AuthPolicy, Shard, ShardConfig, SlowConsumer, connection_shares, mint_token};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
 use sidecar::{ShardExit, Sidecar};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Subscription changes the broker's queue holds (the shards keep what does not fit).
+const BROKER_CMD_QUEUE: usize = 4_096;
 
 fn main() -> ExitCode {
     let config = Config::parse();
@@ -84,7 +85,10 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     let max_message_bytes = config.max_message_bytes as usize;
     let (connection_share, spare_connections) = connection_shares(config.max_connections, shards);
 
-    let (broker_tx, broker_rx) = flume::unbounded();
+    for queue in ringcast_telemetry::QueueName::ALL {
+        queue.count_full(0);
+    }
+    let (broker_tx, broker_rx) = flume::bounded(BROKER_CMD_QUEUE);
     let (exit_tx, exit_rx) = flume::unbounded();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, Result<Waker, String>)>();
     let mut inbox_txs = Vec::with_capacity(shards);
@@ -97,7 +101,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("listening on {addr}"))?,
             );
         }
-        let (inbox_tx, inbox) = flume::unbounded::<ShardMsg>();
+        let (inbox_tx, inbox) = inbox();
         inbox_txs.push(inbox_tx);
         let (mesh_tx, mesh_rx) = std::sync::mpsc::channel::<Arc<Mesh>>();
         mesh_txs.push(mesh_tx);
@@ -148,6 +152,10 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
         let broker_cmds = broker_tx.clone();
         let drain_ms = config.drain_seconds.as_millis() as u64;
         let panic_on_channel = config.panic_on_channel.clone();
+        let slow_per_message = config
+            .slow_shard_us
+            .filter(|_| id == 0)
+            .map(Duration::from_micros);
         std::thread::Builder::new()
             .name(format!("ringcast-shard-{id}"))
             .spawn(move || {
@@ -173,9 +181,11 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                     inbox,
                     mesh,
                     broker_cmds,
+                    waiting: Default::default(),
                     drain_ms,
                     accept_rearm: Vec::new(),
                     panic_on_channel,
+                    slow_per_message,
                 }
                 .run();
             })

@@ -1,11 +1,14 @@
 //! The broker's sink: every message the broker delivers on this node (an admin publish
 //! with the in-process broker, or a message received from Redis) goes to its channel's
-//! owner shard, which fans it out to the shards with subscribers.
+//! owner shard, which fans it out to the shards with subscribers. The owner's publish
+//! lane is bounded: when it is full the message is refused at once with
+//! [`BrokerError::Overloaded`] (and counted), never queued elsewhere.
 
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, Sent};
 use bytes::Bytes;
 use ringcast_broker::{BrokerError, DeliverySink};
 use ringcast_shard::{ShardMsg, owner_of};
+use ringcast_telemetry::QueueName;
 use std::sync::Arc;
 
 /// Delivers broker messages to owner shards.
@@ -22,10 +25,15 @@ impl DeliverySink for ShardSink {
             payload,
             binary,
         };
-        if !self.mesh.send(owner, msg) {
-            return Err(BrokerError::Closed);
-        }
+        let queued = self.mesh.publish(owner, msg);
         self.mesh.nudge(owner);
-        Ok(())
+        match queued {
+            Sent::Queued => Ok(()),
+            Sent::Full(_) => {
+                QueueName::ShardPublish.count_full(1);
+                Err(BrokerError::Overloaded)
+            }
+            Sent::Gone => Err(BrokerError::Closed),
+        }
     }
 }

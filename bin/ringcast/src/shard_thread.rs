@@ -3,12 +3,21 @@
 //! forwards its outbox, and has the shard flush its metrics about once a second. It
 //! follows the calling contract documented on [`Shard`].
 //!
+//! Inbox: each loop turn takes a bounded share of each lane ([`MESH_TURN`],
+//! [`PUBLISH_TURN`]: together no more frames than one `sendmsg` carries, and bytes well
+//! under `--max-queue-bytes`, so a burst does not make a client that reads at once look
+//! slow) and then does I/O. The mesh lane is taken from on every turn; the publish lane only while everything
+//! this shard sent to other shards and to the broker fitted their queues. What did not
+//! fit waits here, in order, and is offered again on the next turn (see `mesh` for why
+//! nothing blocks).
+//!
 //! Teardown order matters: the shard owns the bytes behind every in-flight `sendmsg`, so on
 //! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
 //! and only then is the shard freed (see the `Drop` impl).
 
-use crate::mesh::Mesh;
-use ringcast_shard::{Action, ConnId, RecvEnd, Shard, ShardMsg};
+use crate::mesh::{Inbox, Mesh, Sent};
+use ringcast_shard::{Action, BrokerCmd, ConnId, RecvEnd, Shard, ShardMsg};
+use ringcast_telemetry::QueueName;
 use ringcast_uring::{
     CancelOutcome, Completion, Reactor, close_fd, peer_ip, shutdown_socket, shutdown_write,
 };
@@ -23,6 +32,35 @@ const _: () = assert!(ringcast_shard::GEN_MASK == ringcast_uring::GEN_MASK);
 
 /// Longest sleep in one wait, so the counters flush on time even when idle.
 const MAX_WAIT_MS: u64 = 250;
+/// Longest sleep while messages wait for room in another shard's or the broker's queue.
+const WAITING_WAIT_MS: u64 = 1;
+/// Most taken from the mesh lane per loop turn.
+const MESH_TURN: TurnShare = TurnShare {
+    messages: 48,
+    bytes: 192 << 10,
+};
+/// Most taken from the publish lane per loop turn.
+const PUBLISH_TURN: TurnShare = TurnShare {
+    messages: 16,
+    bytes: 64 << 10,
+};
+
+/// How much of one lane a loop turn takes: at most `messages`, and no more once their
+/// payloads reach `bytes` (the first message is always taken).
+struct TurnShare {
+    messages: usize,
+    bytes: usize,
+}
+
+/// The payload bytes a message brings to queue on connections (a poll reply answers one
+/// connection and is capped by the poll response limit: not counted).
+fn message_bytes(msg: &ShardMsg) -> usize {
+    match msg {
+        ShardMsg::Publish { payload, .. } => payload.len(),
+        ShardMsg::Deliver { frame, .. } => frame.len(),
+        _ => 0,
+    }
+}
 /// How long accepting pauses after the process ran out of descriptors or memory.
 const ACCEPT_BACKOFF_MS: u64 = 100;
 /// How often counters are pushed into the metrics registry.
@@ -40,17 +78,60 @@ pub struct ShardThread {
     /// One SO_REUSEPORT listener per listen port.
     pub listeners: Vec<OwnedFd>,
     /// This shard's inbox.
-    pub inbox: flume::Receiver<ShardMsg>,
+    pub inbox: Inbox,
     /// Every shard's inbox.
     pub mesh: Arc<Mesh>,
     /// Subscribe/unsubscribe commands for the sidecar's broker.
-    pub broker_cmds: flume::Sender<ringcast_shard::BrokerCmd>,
+    pub broker_cmds: flume::Sender<BrokerCmd>,
+    /// Messages that did not fit their destination's queue yet.
+    pub waiting: Waiting,
     /// The drain deadline after a Drain message: the loop ends then, drained or not.
     pub drain_ms: u64,
     /// Listeners whose multishot accept ended, with the time to re-arm them.
     pub accept_rearm: Vec<(u64, u32)>,
     /// Test failpoint (`--panic-on-channel`): panic on a publish to this channel.
     pub panic_on_channel: Option<String>,
+    /// Test failpoint (`--slow-shard-us`): sleep this long per inbox message.
+    pub slow_per_message: Option<Duration>,
+}
+
+/// What this shard sent that did not fit yet, and how often a queue was full.
+#[derive(Default)]
+pub struct Waiting {
+    /// Broker commands, in order, not yet taken by the broker's queue.
+    broker_cmds: Vec<BrokerCmd>,
+    /// Whether some shard's mesh lane had no room on the last turn (the rest waits in
+    /// the shard's outbox).
+    mesh: bool,
+    /// Times a peer's mesh lane was full, since the last flush.
+    mesh_full: u64,
+    /// Times the broker's queue was full, since the last flush.
+    broker_full: u64,
+}
+
+impl Waiting {
+    /// Whether anything waits for room.
+    fn any(&self) -> bool {
+        self.mesh || !self.broker_cmds.is_empty()
+    }
+}
+
+/// Sends `queue`'s items in order until one does not fit (`send` gives it back); that one
+/// and the rest stay in `queue`. Returns whether everything went.
+fn send_in_order<T>(queue: &mut Vec<T>, mut send: impl FnMut(T) -> Option<T>) -> bool {
+    let mut kept = Vec::new();
+    {
+        let mut items = queue.drain(..);
+        while let Some(item) = items.next() {
+            if let Some(item) = send(item) {
+                kept.push(item);
+                kept.extend(items);
+                break;
+            }
+        }
+    }
+    queue.append(&mut kept);
+    queue.is_empty()
 }
 
 impl ShardThread {
@@ -70,20 +151,38 @@ impl ShardThread {
         let mut drain_deadline: Option<u64> = None;
         loop {
             let t = now();
-            while let Ok(msg) = self.inbox.try_recv() {
-                match &msg {
-                    ShardMsg::Drain { .. } => {
-                        drain_deadline = Some(t + self.drain_ms);
-                        self.close_listeners();
-                    }
-                    ShardMsg::Publish { channel, .. }
-                        if self.panic_on_channel.as_deref() == Some(&**channel) =>
+            let mut taken = 0;
+            for _ in 0..MESH_TURN.messages {
+                let Ok(msg) = self.inbox.mesh.try_recv() else {
+                    break;
+                };
+                if let ShardMsg::Drain { .. } = msg {
+                    drain_deadline = Some(t + self.drain_ms);
+                    self.close_listeners();
+                }
+                taken += message_bytes(&msg);
+                self.handle(msg, t);
+                if taken >= MESH_TURN.bytes {
+                    break;
+                }
+            }
+            if !self.waiting.any() {
+                let mut taken = 0;
+                for _ in 0..PUBLISH_TURN.messages {
+                    let Ok(msg) = self.inbox.publish.try_recv() else {
+                        break;
+                    };
+                    if let ShardMsg::Publish { channel, .. } = &msg
+                        && self.panic_on_channel.as_deref() == Some(&**channel)
                     {
                         panic!("failpoint: publish to {channel}");
                     }
-                    _ => {}
+                    taken += message_bytes(&msg);
+                    self.handle(msg, t);
+                    if taken >= PUBLISH_TURN.bytes {
+                        break;
+                    }
                 }
-                self.shard.on_message(msg, t);
             }
             self.shard.on_tick(t);
             self.rearm_accepts(t);
@@ -95,8 +194,16 @@ impl ShardThread {
                 last_flush = t;
                 self.flush_metrics();
             }
-            let wait_ms = self.shard.ms_until_tick(t).clamp(1, MAX_WAIT_MS);
-            let wait = if self.mesh.prepare_sleep(id, &self.inbox) {
+            let longest = if self.waiting.any() {
+                WAITING_WAIT_MS
+            } else {
+                MAX_WAIT_MS
+            };
+            let wait_ms = self.shard.ms_until_tick(t).clamp(1, longest);
+            let wait = if self
+                .mesh
+                .prepare_sleep(id, &self.inbox, !self.waiting.any())
+            {
                 Duration::from_millis(wait_ms)
             } else {
                 Duration::ZERO
@@ -113,6 +220,14 @@ impl ShardThread {
             }
         }
         self.flush_metrics();
+    }
+
+    /// One inbox message for the shard.
+    fn handle(&mut self, msg: ShardMsg, t: u64) {
+        if let Some(pause) = self.slow_per_message {
+            std::thread::sleep(pause);
+        }
+        self.shard.on_message(msg, t);
     }
 
     fn complete(&mut self, completion: Completion, t: u64) {
@@ -205,17 +320,34 @@ impl ShardThread {
             self.reactor
                 .send_vectored(fd, conn.idx, conn.generation, iov);
         }
+        self.waiting.mesh = false;
         for (to, msgs) in self.shard.outbox().iter_mut().enumerate() {
             if msgs.is_empty() || to == id {
                 continue;
             }
-            for msg in msgs.drain(..) {
-                self.mesh.send(to, msg);
+            let mesh = &self.mesh;
+            let all_sent = send_in_order(msgs, |msg| match mesh.send(to, msg) {
+                Sent::Queued | Sent::Gone => None,
+                Sent::Full(msg) => Some(msg),
+            });
+            if !all_sent {
+                self.waiting.mesh = true;
+                self.waiting.mesh_full += 1;
             }
             self.mesh.nudge(to);
         }
-        for cmd in self.shard.take_broker_cmds() {
-            let _ = self.broker_cmds.send(cmd);
+        let waiting = &mut self.waiting;
+        waiting.broker_cmds.extend(self.shard.take_broker_cmds());
+        if !waiting.broker_cmds.is_empty() {
+            let broker = &self.broker_cmds;
+            let all_sent =
+                send_in_order(&mut waiting.broker_cmds, |cmd| match broker.try_send(cmd) {
+                    Ok(()) | Err(flume::TrySendError::Disconnected(_)) => None,
+                    Err(flume::TrySendError::Full(cmd)) => Some(cmd),
+                });
+            if !all_sent {
+                waiting.broker_full += 1;
+            }
         }
     }
 
@@ -244,6 +376,13 @@ impl ShardThread {
     fn flush_metrics(&mut self) {
         self.shard.on_inbox_depth(self.inbox.len());
         self.shard.flush_metrics();
+        let waiting = &mut self.waiting;
+        if waiting.mesh_full > 0 {
+            QueueName::ShardMesh.count_full(std::mem::take(&mut waiting.mesh_full));
+        }
+        if waiting.broker_full > 0 {
+            QueueName::BrokerCommands.count_full(std::mem::take(&mut waiting.broker_full));
+        }
     }
 }
 
@@ -266,5 +405,31 @@ impl Drop for ShardThread {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::send_in_order;
+
+    #[test]
+    fn what_does_not_fit_stays_in_order_behind_what_went() {
+        let mut queue = vec![1, 2, 3, 4];
+        let mut room = 2;
+        let mut sent = Vec::new();
+        let all = send_in_order(&mut queue, |n| {
+            if room == 0 {
+                return Some(n);
+            }
+            room -= 1;
+            sent.push(n);
+            None
+        });
+        assert!(!all);
+        assert_eq!(sent, [1, 2]);
+        assert_eq!(queue, [3, 4]);
+        queue.push(5);
+        assert!(send_in_order(&mut queue, |_| None));
+        assert!(queue.is_empty());
     }
 }

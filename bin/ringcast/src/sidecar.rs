@@ -165,7 +165,9 @@ impl Sidecar {
     async fn drain_shards(&self) -> bool {
         let spread_ms = (self.drain.as_millis() as u64 * 4 / 5).max(1);
         for shard in 0..self.mesh.len() {
-            self.mesh.send(shard, ShardMsg::Drain { spread_ms });
+            self.mesh
+                .send_waiting(shard, ShardMsg::Drain { spread_ms })
+                .await;
             self.mesh.nudge(shard);
         }
         let mut panicked = false;

@@ -11,6 +11,9 @@ pub(crate) enum PublishError {
     /// The channel name is not valid (HTTP 400).
     #[error("invalid channel name")]
     BadChannel,
+    /// The owner shard's inbox is full: the node is behind (HTTP 503 `overloaded`).
+    #[error("overloaded")]
+    Overloaded,
     /// The broker could not take the publish (HTTP 503).
     #[error("unavailable: {0}")]
     Unavailable(BrokerError),
@@ -24,6 +27,7 @@ impl From<BrokerError> for PublishError {
     fn from(err: BrokerError) -> Self {
         match err {
             BrokerError::RemoteUnavailable(reason) => PublishError::LocalOnly(reason),
+            BrokerError::Overloaded => PublishError::Overloaded,
             other => PublishError::Unavailable(other),
         }
     }

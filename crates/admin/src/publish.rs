@@ -50,7 +50,9 @@ pub(crate) async fn publish_one(
         Ok(payload) => payload,
         Err(rejection) => return body_refused(&rejection),
     };
-    let message = Message::new(channel, payload);
+    // A body can be a slice of the connection's read buffer (several pipelined requests
+    // at once); a queued message must hold only its own bytes, not that whole buffer.
+    let message = Message::new(channel, Bytes::copy_from_slice(&payload));
     match publish(&state, &message).await {
         Ok(()) => {
             let body = serde_json::json!({

@@ -28,9 +28,9 @@ impl IntoResponse for PublishError {
         let status = match self {
             PublishError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PublishError::BadChannel => StatusCode::BAD_REQUEST,
-            PublishError::Unavailable(_) | PublishError::LocalOnly(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            PublishError::Overloaded
+            | PublishError::Unavailable(_)
+            | PublishError::LocalOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if let PublishError::LocalOnly(_) = self {
             let body = serde_json::json!({

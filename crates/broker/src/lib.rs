@@ -36,6 +36,9 @@ pub enum BrokerError {
     /// message WAS delivered to this node's own subscribers.
     #[error("delivered on this node only: {0}")]
     RemoteUnavailable(String),
+    /// The owner shard's inbox is full: the node is behind; nothing was delivered.
+    #[error("overloaded")]
+    Overloaded,
     /// The node's shards are gone (shutting down).
     #[error("node is shutting down")]
     Closed,
@@ -43,7 +46,8 @@ pub enum BrokerError {
 
 /// Receives messages the broker wants delivered on this node.
 pub trait DeliverySink: Send + Sync + 'static {
-    /// Routes one message for `channel` to its owner shard.
+    /// Routes one message for `channel` to its owner shard, or answers
+    /// [`BrokerError::Overloaded`] at once when that shard's inbox is full (never blocks).
     fn deliver(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError>;
 }
 

@@ -67,6 +67,13 @@ pub const BROKER_LATENCY_SECONDS: &str = "ringcast_broker_latency_seconds";
 /// `over_capacity` (connection cap reached) and `timeout` (headers or body too slow).
 pub const ADMIN_REFUSED: &str = "ringcast_admin_refused_total";
 
+// --- Bounded queues (bin/ringcast, crates/broker) ---
+/// Counter `{queue}`: times a bounded queue was found full (see `QueueName` for the
+/// queues and what each does when full).
+pub const QUEUE_FULL: &str = "ringcast_queue_full_total";
+/// Label naming a bounded queue.
+pub const LABEL_QUEUE: &str = "queue";
+
 /// Label carrying the shard index.
 pub const LABEL_SHARD: &str = "shard";
 /// Label carrying a close or handshake-failure reason.
@@ -184,6 +191,11 @@ pub fn describe_all() {
         BROKER_LATENCY_SECONDS,
         Unit::Seconds,
         "Seconds from a node's publish to this node handing the message to its shards."
+    );
+    describe_counter!(
+        QUEUE_FULL,
+        Unit::Count,
+        "Times a bounded queue was full, by queue (shard_publish: a publish answered 503 or a Redis message held; shard_mesh: a shard-to-shard message kept in its sender; broker_commands: a subscription change kept in its shard; redis_pushes: the Redis socket not read)."
     );
     describe_counter!(
         ADMIN_REFUSED,

@@ -57,4 +57,7 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn publish_failed(&self);
     /// Seconds from a node's publish to this node handing the message to its shards.
     fn latency(&self, seconds: f64);
+    /// The socket stopped being read `times` times because the pushes waiting for the
+    /// shards reached their bound.
+    fn push_backlog_full(&self, times: usize);
 }

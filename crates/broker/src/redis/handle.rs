@@ -6,13 +6,13 @@ use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
 use super::envelope;
 use super::events::BrokerEvents;
+use super::interest_queue::InterestQueue;
 use super::session::Session;
-use super::shared::{InterestChange, Shared};
+use super::shared::Shared;
 use crate::{Broker, BrokerError, DeliverySink, PublishFuture};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// The broker could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,6 @@ pub enum RedisStartError {
 /// runtime it was started on, and ends when the handle is dropped.
 pub struct RedisBroker {
     shared: Arc<Shared>,
-    interest: mpsc::UnboundedSender<InterestChange>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -56,16 +55,12 @@ impl RedisBroker {
             events,
             up: Arc::new(AtomicBool::new(false)),
             connection: Mutex::new(None),
+            interest: InterestQueue::default(),
         });
         shared.events.up(false);
         shared.events.subscriptions(0);
-        let (interest, changes) = mpsc::unbounded_channel();
-        runtime.spawn(Session::new(shared.clone(), config, client, changes).run());
-        Ok(RedisBroker {
-            shared,
-            interest,
-            runtime,
-        })
+        runtime.spawn(Session::new(shared.clone(), config, client).run());
+        Ok(RedisBroker { shared, runtime })
     }
 
     /// `true` while connected and subscribed; shared, so readiness can report it.
@@ -162,11 +157,18 @@ impl Broker for RedisBroker {
     }
 
     fn subscribe(&self, channel: &str) {
-        let _ = self.interest.send((channel.into(), true));
+        self.shared.interest.set(channel, true);
     }
 
     fn unsubscribe(&self, channel: &str) {
-        let _ = self.interest.send((channel.into(), false));
+        self.shared.interest.set(channel, false);
+    }
+}
+
+/// The connection task ends with the handle.
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        self.shared.interest.close();
     }
 }
 
@@ -201,6 +203,7 @@ mod tests {
             self.publish_failures.fetch_add(1, Ordering::SeqCst);
         }
         fn latency(&self, _seconds: f64) {}
+        fn push_backlog_full(&self, _times: usize) {}
     }
 
     fn config(url: &str) -> RedisConfig {

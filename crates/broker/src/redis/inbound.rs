@@ -47,6 +47,11 @@ impl InboundRules {
         if parts.next().is_some() {
             return Inbound::Reject(RejectReason::Malformed);
         }
+        // The size filter on the socket (`resp_limit`) replaced an over-limit payload by
+        // a null while it streamed in; Redis itself never sends a null payload.
+        if let (Some(Value::BulkString(_)), Some(Value::Nil)) = (&channel, &payload) {
+            return Inbound::Reject(RejectReason::TooLarge);
+        }
         let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
             (channel, payload)
         else {
@@ -141,6 +146,11 @@ mod tests {
             msg(b"rc:a", &vec![b'x'; 1 << 20]),
             reject(RejectReason::TooLarge)
         );
+        assert_eq!(
+            r.classify(&PushKind::Message, vec![bulk(b"rc:a"), Value::Nil]),
+            reject(RejectReason::TooLarge),
+            "a payload the size filter dropped"
+        );
         assert_eq!(msg(b"rc:bad name", b"x"), reject(RejectReason::Channel));
         assert_eq!(msg(b"rc:", b"x"), reject(RejectReason::Channel));
         assert_eq!(msg(b"other:a", b"x"), reject(RejectReason::Channel));
@@ -153,7 +163,6 @@ mod tests {
             vec![],
             vec![bulk(b"rc:a")],
             vec![Value::Int(1), bulk(b"x")],
-            vec![bulk(b"rc:a"), Value::Nil],
             vec![bulk(b"rc:a"), bulk(b"x"), bulk(b"extra")],
         ] {
             assert_eq!(

@@ -29,8 +29,10 @@
 //!
 //! Its parts, one subject a file: [`RedisConfig`] and [`RedisMode`] (`config`), the
 //! [`RedisBroker`] handle that publishes (`handle`), the state the handle and the connection
-//! task share (`shared`), the connection task (`session`), the node's channel interest
-//! (`interest`), the checks on what Redis sends (`inbound`), reconnect delays (`backoff`),
+//! task share (`shared`), the connection task (`session`), opening the connection
+//! (`connect`), the size filter on incoming bytes (`resp_limit`), the bounded push backlog
+//! (`push_gate`), the node's channel interest (`interest`) and the changes to it on their
+//! way to the task (`interest_queue`), the checks on what Redis sends (`inbound`), reconnect delays (`backoff`),
 //! the wire format ([`envelope`]), what the broker reports ([`BrokerEvents`]) and the
 //! wall clock it stamps messages with (`clock`).
 //!
@@ -41,11 +43,15 @@
 mod backoff;
 mod clock;
 mod config;
+mod connect;
 pub mod envelope;
 mod events;
 mod handle;
 mod inbound;
 mod interest;
+mod interest_queue;
+mod push_gate;
+mod resp_limit;
 mod session;
 mod shared;
 

@@ -1,19 +1,28 @@
 //! The Redis broker's connection task: connect, subscribe what the node wants, hand
 //! received messages to the shards, batch subscription changes, watch an idle connection
 //! with PING, and on any loss report down, back off with jitter and start over.
+//!
+//! Backpressure: when the owner shard's inbox is full the message is held and offered
+//! again every [`RETRY_FULL_INBOX`], and no further push is taken meanwhile; the pushes
+//! behind it fill the bounded backlog (`push_gate`), the socket is no longer read, and
+//! Redis buffers the rest up to its `client-output-buffer-limit pubsub`.
 
 use super::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
+use super::connect::connect;
 use super::events::RejectReason;
 use super::inbound::{Inbound, InboundRules};
 use super::interest::Interest;
-use super::shared::{InterestChange, Shared};
+use super::interest_queue::Pending;
+use super::push_gate::{PushReceiver, push_queue};
+use super::shared::Shared;
+use crate::BrokerError;
+use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, PushInfo, PushKind, RedisResult};
+use redis::{PushInfo, PushKind, RedisResult};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// Pushes handled per wake-up before other work gets a turn.
@@ -21,6 +30,8 @@ const PUSH_BATCH: usize = 1_024;
 /// Wait before resending subscription changes whose confirmation timed out while the
 /// connection was busy with pushes.
 const RETRY_BUSY_FLUSH: Duration = Duration::from_millis(200);
+/// Wait before offering a held message to a full shard inbox again.
+const RETRY_FULL_INBOX: Duration = Duration::from_millis(1);
 
 /// Why a connection's serving loop ended.
 enum End {
@@ -30,23 +41,34 @@ enum End {
     Closed,
 }
 
+/// A message from Redis its owner shard had no room for yet.
+struct Held {
+    channel: String,
+    payload: Bytes,
+    binary: bool,
+}
+
+/// What handling one push led to.
+enum Handled {
+    /// Delivered, refused or ignored: take the next one.
+    Done,
+    /// The owner's inbox is full: offer it again later, take nothing else meanwhile.
+    Held(Held),
+    /// The push says the connection is gone.
+    Lost,
+}
+
 /// The connection task's state.
 pub(crate) struct Session {
     shared: Arc<Shared>,
     config: RedisConfig,
     client: redis::Client,
-    changes: mpsc::UnboundedReceiver<InterestChange>,
     interest: Interest,
     rules: InboundRules,
 }
 
 impl Session {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        config: RedisConfig,
-        client: redis::Client,
-        changes: mpsc::UnboundedReceiver<InterestChange>,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, config: RedisConfig, client: redis::Client) -> Self {
         let rules = InboundRules {
             prefix: config.prefix.clone(),
             max_message_bytes: config.max_message_bytes,
@@ -56,7 +78,6 @@ impl Session {
             shared,
             config,
             client,
-            changes,
             interest: Interest::default(),
             rules,
         }
@@ -69,8 +90,16 @@ impl Session {
         let mut connected_before = false;
         let mut failing = false;
         loop {
-            let (push_tx, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
-            match self.connect(push_tx).await {
+            let (push_tx, mut pushes, gate) = push_queue();
+            let connected = connect(
+                self.client.get_connection_info(),
+                self.config.max_message_bytes,
+                self.config.timeout,
+                push_tx,
+                gate,
+            )
+            .await;
+            match connected {
                 Ok(connection) => {
                     if connected_before {
                         self.shared.events.reconnected();
@@ -98,24 +127,11 @@ impl Session {
         }
     }
 
-    async fn connect(
-        &self,
-        pushes: mpsc::UnboundedSender<PushInfo>,
-    ) -> RedisResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.config.timeout))
-            .set_response_timeout(Some(self.config.timeout))
-            .set_push_sender(pushes);
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-    }
-
     /// Subscribes, reports up, then serves the connection until it is lost.
     async fn serve(
         &mut self,
         mut connection: MultiplexedConnection,
-        pushes: &mut mpsc::UnboundedReceiver<PushInfo>,
+        pushes: &mut PushReceiver,
     ) -> End {
         let subscribed = match self.config.mode {
             RedisMode::Pattern => {
@@ -141,6 +157,7 @@ impl Session {
         // Pushes prove the connection alive; PING only checks an idle one (a PING behind
         // a burst of pushes could time out on a busy host and cost a needless reconnect).
         let mut last_push = Instant::now();
+        let mut held: Option<Held> = None;
         loop {
             let flush_due = async {
                 match flush_at {
@@ -148,43 +165,63 @@ impl Session {
                     None => std::future::pending().await,
                 }
             };
+            let pauses = pushes.take_pauses();
+            if pauses > 0 {
+                self.shared.events.push_backlog_full(pauses);
+            }
+            // Busy, not dead: pushes are waiting, or the node is behind on them.
+            let busy = held.is_some() || !pushes.is_empty();
             tokio::select! {
-                push = pushes.recv() => {
-                    let Some(push) = push else { return End::Lost("push stream ended".into()) };
+                () = tokio::time::sleep(RETRY_FULL_INBOX), if held.is_some() => {
                     last_push = Instant::now();
-                    if !self.on_push(push) {
-                        return End::Lost("disconnected".into());
+                    if let Some(message) = held.take() {
+                        held = self.offer(message);
                     }
-                    for _ in 0..PUSH_BATCH {
-                        let Ok(push) = pushes.try_recv() else { break };
-                        if !self.on_push(push) {
-                            return End::Lost("disconnected".into());
-                        }
+                    if held.is_none()
+                        && let Err(end) = self.take_waiting(pushes, &mut held)
+                    {
+                        return end;
                     }
                 }
-                change = self.changes.recv() => {
-                    let Some((channel, on)) = change else { return End::Closed };
-                    self.interest.set(&channel, on);
+                push = pushes.recv(), if held.is_none() => {
+                    let Some(push) = push else { return End::Lost("push stream ended".into()) };
+                    last_push = Instant::now();
+                    match self.on_push(push) {
+                        Handled::Done => {}
+                        Handled::Held(message) => held = Some(message),
+                        Handled::Lost => return End::Lost("disconnected".into()),
+                    }
+                    if held.is_none()
+                        && let Err(end) = self.take_waiting(pushes, &mut held)
+                    {
+                        return end;
+                    }
+                }
+                pending = self.shared.interest.next() => {
+                    let Pending::Changes(changes) = pending else { return End::Closed };
+                    for (channel, on) in changes {
+                        self.interest.set(&channel, on);
+                    }
                     if flush_at.is_none() && self.config.mode != RedisMode::Pattern {
                         flush_at = Some(Instant::now() + self.config.batch_window);
                     }
                 }
                 () = flush_due => {
                     flush_at = None;
-                    while let Ok((channel, on)) = self.changes.try_recv() {
+                    for (channel, on) in self.shared.interest.take() {
                         self.interest.set(&channel, on);
                     }
                     match self.flush(&mut connection).await {
                         Ok(()) => {}
                         // Confirmations stuck behind a flood of pushes: the connection is
                         // busy, not dead; send the unconfirmed changes again shortly.
-                        Err(err) if err.is_timeout() && !pushes.is_empty() => {
+                        Err(err) if err.is_timeout() && (busy || !pushes.is_empty()) => {
                             flush_at = Some(Instant::now() + RETRY_BUSY_FLUSH);
                         }
                         Err(err) => return End::Lost(format!("subscription change: {err}")),
                     }
                 }
-                _ = ping.tick(), if last_push.elapsed() >= self.config.ping_every => {
+                _ = ping.tick(), if !busy && last_push.elapsed() >= self.config.ping_every => {
                     let pong = redis::cmd("PING").query_async::<redis::Value>(&mut connection).await;
                     // A late PONG behind pushes that arrived meanwhile is a busy
                     // connection, not a dead one.
@@ -198,10 +235,44 @@ impl Session {
         }
     }
 
-    /// Handles one push; `false` when it says the connection is gone.
-    fn on_push(&mut self, push: PushInfo) -> bool {
+    /// Handles up to [`PUSH_BATCH`] waiting pushes, stopping at one the shards have no
+    /// room for.
+    fn take_waiting(
+        &mut self,
+        pushes: &mut PushReceiver,
+        held: &mut Option<Held>,
+    ) -> Result<(), End> {
+        for _ in 0..PUSH_BATCH {
+            let Some(push) = pushes.try_recv() else { break };
+            match self.on_push(push) {
+                Handled::Done => {}
+                Handled::Held(message) => {
+                    *held = Some(message);
+                    break;
+                }
+                Handled::Lost => return Err(End::Lost("disconnected".into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `message` to its owner shard; gives it back when the shard's inbox is full.
+    fn offer(&self, message: Held) -> Option<Held> {
+        match self
+            .shared
+            .sink
+            .deliver(&message.channel, message.payload.clone(), message.binary)
+        {
+            Err(BrokerError::Overloaded) => Some(message),
+            // Delivered, or the node is shutting down: nothing more to do with it.
+            _ => None,
+        }
+    }
+
+    /// Handles one push.
+    fn on_push(&mut self, push: PushInfo) -> Handled {
         if push.kind == PushKind::Disconnection {
-            return false;
+            return Handled::Lost;
         }
         let events = &self.shared.events;
         match self.rules.classify(&push.kind, push.data) {
@@ -215,19 +286,23 @@ impl Session {
                 // Pattern mode receives everything; only channels with local subscribers
                 // go on to the shards.
                 if self.config.mode == RedisMode::Pattern && !self.interest.wants(&channel) {
-                    return true;
+                    return Handled::Done;
                 }
                 if let Some(at) = message.published_at_ns {
                     let nanos = unix_nanos().saturating_sub(at);
                     events.latency(Duration::from_nanos(nanos).as_secs_f64());
                 }
-                let _ = self
-                    .shared
-                    .sink
-                    .deliver(&channel, message.payload, message.binary);
+                let held = self.offer(Held {
+                    channel,
+                    payload: message.payload,
+                    binary: message.binary,
+                });
+                if let Some(held) = held {
+                    return Handled::Held(held);
+                }
             }
         }
-        true
+        Handled::Done
     }
 
     /// Sends the pending subscription changes (interest and sharded modes).
@@ -284,9 +359,11 @@ impl Session {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return true,
-                change = self.changes.recv() => {
-                    let Some((channel, on)) = change else { return false };
-                    self.interest.set(&channel, on);
+                pending = self.shared.interest.next() => {
+                    let Pending::Changes(changes) = pending else { return false };
+                    for (channel, on) in changes {
+                        self.interest.set(&channel, on);
+                    }
                 }
             }
         }

@@ -1,9 +1,10 @@
 //! What the broker handle and its connection task share: the live connection (or none while
 //! down), the up flag readiness reads, where received messages and events go, and the
-//! subscription changes the handle sends the task.
+//! subscription changes the handle passes to the task.
 
 use super::config::RedisMode;
 use super::events::BrokerEvents;
+use super::interest_queue::InterestQueue;
 use crate::DeliverySink;
 use redis::aio::MultiplexedConnection;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ pub(crate) struct Shared {
     pub(crate) up: Arc<AtomicBool>,
     /// The live, fully subscribed connection; `None` while down.
     pub(crate) connection: Mutex<Option<MultiplexedConnection>>,
+    /// Subscription changes for the connection task, latest state per channel.
+    pub(crate) interest: InterestQueue,
 }
 
 impl Shared {
@@ -36,6 +39,3 @@ impl Shared {
         self.connection.lock().ok().and_then(|slot| slot.clone())
     }
 }
-
-/// A subscription change for the connection task.
-pub(crate) type InterestChange = (Box<str>, bool);

@@ -6,8 +6,10 @@
 //! the inbound side counts it as too large.
 //!
 //! [`RespLimiter`] is the sans-IO tokenizer (bytes in, bytes out, any split);
-//! [`LimitedStream`] wraps a socket with it for the redis crate.
+//! [`LimitedStream`] wraps a socket with it for the redis crate, and does not read the
+//! socket while its [`ReadGate`] says the pushes waiting for the node are at their bound.
 
+use super::push_gate::ReadGate;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -135,10 +137,12 @@ fn memchr_nl(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&b| b == b'\n')
 }
 
-/// A socket whose incoming bytes pass through a [`RespLimiter`].
+/// A socket whose incoming bytes pass through a [`RespLimiter`], read only while its
+/// gate (if any) has room.
 pub(crate) struct LimitedStream<S> {
     inner: S,
     limiter: RespLimiter,
+    gate: Option<ReadGate>,
     /// Filtered bytes not yet handed to the reader (a held-back header can make one
     /// read's output longer than what the reader asked for).
     ready: Vec<u8>,
@@ -152,9 +156,16 @@ impl<S> LimitedStream<S> {
         LimitedStream {
             inner,
             limiter: RespLimiter::new(limit),
+            gate: None,
             ready: Vec::new(),
             raw: vec![0; 16 * 1024],
         }
+    }
+
+    /// Reads the socket only while `gate` has room.
+    pub(crate) fn gated(mut self, gate: ReadGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
@@ -166,6 +177,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for LimitedStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         while this.ready.is_empty() {
+            if let Some(gate) = &this.gate {
+                ready!(gate.poll_room(cx));
+            }
             let mut raw = ReadBuf::new(&mut this.raw);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut raw))?;
             if raw.filled().is_empty() {
@@ -242,13 +256,20 @@ mod tests {
         let mut limiter = RespLimiter::new(1024);
         let mut out = Vec::new();
         limiter
-            .filter(b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$100000000\r\n", &mut out)
+            .filter(
+                b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$100000000\r\n",
+                &mut out,
+            )
             .expect("valid");
         let chunk = vec![b'x'; 1 << 20];
         for _ in 0..95 {
             limiter.filter(&chunk, &mut out).expect("valid");
         }
-        assert!(out.len() < 64, "nothing of the blob was kept: {}", out.len());
+        assert!(
+            out.len() < 64,
+            "nothing of the blob was kept: {}",
+            out.len()
+        );
         let rest = 100_000_000 - 95 * (1 << 20);
         limiter.filter(&vec![b'x'; rest], &mut out).expect("valid");
         limiter.filter(b"\r\n+OK\r\n", &mut out).expect("valid");
