@@ -207,7 +207,7 @@ def poll_hoard(binary, pollers=50, ring=64, size=64 * 1024):
 
 def idle_channels(binary, channels=30_000):
     """Echo cost per round trip before and after `channels` idle long-poll channels exist."""
-    gw = Gateway(binary, "--poll-timeout", "1", "--connect-rate-per-ip", "0",
+    gw = Gateway(binary, "--poll-timeout", "30", "--connect-rate-per-ip", "0",
                  *(["--channel-create-rate-per-ip", "0"] if new_flags(binary) else []),
                  "--max-connections", "200000")
     try:
