@@ -233,7 +233,12 @@ def idle_channels(binary, channels=30_000):
             time.sleep(0.05)
             for s in batch:
                 s.close()
-        time.sleep(2)
+        # Let the gateway finish with the closed pollers before measuring (bounded).
+        for _ in range(30):
+            cpu0 = gw.cpu()
+            time.sleep(1)
+            if gw.cpu() - cpu0 < 0.02:
+                break
         after = echo_cost()
         return {"case": "idle_channels", "channels": made, "before": before, "after": after,
                 "cpu_ratio": round(after["cpu_us_per_rtt"] / max(before["cpu_us_per_rtt"], 1e-9), 2)}
