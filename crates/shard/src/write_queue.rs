@@ -6,12 +6,12 @@
 //! messages, and only data frames are ever dropped. Frames handed to the send in flight
 //! (and a partly sent front frame) are never moved or dropped: the kernel reads them.
 //!
-//! Waiting control frames stay few, so placing one is O(1): at most one pong waits
-//! ([`WriteQueue::push_pong`] replaces it, as RFC 6455 §5.5.3 allows answering only the
-//! latest ping), at most one keep-alive (a server ping or an SSE comment,
-//! [`WriteQueue::push_keepalive`]), plus a connection's one-off answers (handshake, poll
-//! reply, close). A client that floods pings without reading therefore holds one pong,
-//! not one per ping.
+//! Waiting control frames stay few, so placing one is O(1): at most
+//! [`MAX_WAITING_PONGS`] pongs wait (past that [`WriteQueue::push_pong`] replaces the
+//! newest, as RFC 6455 §5.5.3 allows answering only the latest ping), at most one
+//! keep-alive (a server ping or an SSE comment, [`WriteQueue::push_keepalive`]), plus a
+//! connection's one-off answers (handshake, poll reply, close). A client that floods
+//! pings without reading therefore holds 16 pongs, not one per ping.
 //!
 //! Limits are checked against [`WriteQueue::charged_bytes`]: the frames' bytes plus
 //! [`ENTRY_OVERHEAD`] per queued frame, so a flood of tiny frames is bounded by what it
@@ -27,6 +27,10 @@ pub const MAX_IOVECS: usize = 64;
 /// and its kind, 40 bytes, in a ring that may be up to half empty) and the allocator's
 /// share of a small frame's own buffer. Counted by [`WriteQueue::charged_bytes`].
 pub(crate) const ENTRY_OVERHEAD: u32 = 64;
+
+/// Pongs that may wait at once; a newer ping's pong then replaces the newest of them
+/// (RFC 6455 §5.5.3 allows answering only the most recent ping).
+pub(crate) const MAX_WAITING_PONGS: usize = 16;
 
 #[derive(Debug)]
 struct Entry {
@@ -81,16 +85,34 @@ impl WriteQueue {
         self.insert_control(frame, Kind::Control);
     }
 
-    /// Queues the answer to a ping; a pong still waiting (not yet handed to a send) is
-    /// replaced by this one instead, so at most one pong ever waits.
+    /// Queues the answer to a ping. Up to [`MAX_WAITING_PONGS`] wait (a client's short
+    /// burst of pings gets every pong, as conformance suites expect); past that the
+    /// newest waiting pong is replaced by this one, so a flood holds a bounded number.
     pub(crate) fn push_pong(&mut self, frame: Bytes) {
-        let (new_len, mut bytes) = (frame.len() as u32, self.bytes);
-        if let Some(waiting) = self.waiting_control(Kind::Pong) {
-            bytes = bytes - waiting.frame.len() as u32 + new_len;
-            waiting.frame = frame;
-            self.bytes = bytes;
-        } else {
+        let pinned = self.pinned();
+        let waiting = self
+            .entries
+            .iter()
+            .skip(pinned)
+            .take_while(|e| e.kind.jumps_data())
+            .filter(|e| e.kind == Kind::Pong)
+            .count();
+        if waiting < MAX_WAITING_PONGS {
             self.insert_control(frame, Kind::Pong);
+            return;
+        }
+        let (new_len, mut bytes) = (frame.len() as u32, self.bytes);
+        let newest = self
+            .entries
+            .iter_mut()
+            .skip(pinned)
+            .take_while(|e| e.kind.jumps_data())
+            .filter(|e| e.kind == Kind::Pong)
+            .last();
+        if let Some(newest) = newest {
+            bytes = bytes - newest.frame.len() as u32 + new_len;
+            newest.frame = frame;
+            self.bytes = bytes;
         }
     }
 
@@ -306,15 +328,29 @@ mod tests {
     }
 
     #[test]
-    fn a_ping_flood_holds_one_pong_with_the_latest_payload() {
+    fn a_ping_flood_holds_a_bounded_number_of_pongs_the_last_the_latest() {
         let mut q = WriteQueue::default();
         data(&mut q, b"D");
         for i in 0..100_000u32 {
             q.push_pong(Bytes::from(i.to_be_bytes().to_vec()));
         }
-        assert_eq!(q.entries.len(), 2);
-        assert_eq!(pending(&mut q), [0, 1, 0x86, 0x9f, b'D']);
-        assert_eq!(q.queued_bytes(), 5);
+        assert_eq!(q.entries.len(), MAX_WAITING_PONGS + 1);
+        let mut want: Vec<u8> = (0..MAX_WAITING_PONGS as u32 - 1)
+            .flat_map(u32::to_be_bytes)
+            .collect();
+        want.extend_from_slice(&99_999u32.to_be_bytes());
+        want.push(b'D');
+        assert_eq!(pending(&mut q), want);
+        assert_eq!(q.queued_bytes() as usize, 4 * MAX_WAITING_PONGS + 1);
+    }
+
+    #[test]
+    fn a_short_burst_of_pings_gets_every_pong_in_order() {
+        let mut q = WriteQueue::default();
+        for p in [b"1", b"2", b"3"] {
+            q.push_pong(Bytes::from_static(p));
+        }
+        assert_eq!(pending(&mut q), b"123");
     }
 
     #[test]
@@ -325,7 +361,7 @@ mod tests {
         q.push_pong(Bytes::from_static(b"2"));
         q.push_pong(Bytes::from_static(b"3"));
         q.advance(1);
-        assert_eq!(pending(&mut q), b"3");
+        assert_eq!(pending(&mut q), b"23");
     }
 
     #[test]
