@@ -1,8 +1,10 @@
-//! Slow consumers under a real publish load: 1,000 healthy subscribers and 50 clients
+//! Slow consumers under a real publish load: 300 healthy subscribers and 50 clients
 //! that never read share one channel at 200 messages/s for 30 s (6 MB per subscriber,
 //! more than the kernel's socket buffers can absorb for a stalled reader). The gateway's RSS
 //! stays bounded, every healthy subscriber receives every message in order, and the 50
-//! are closed with 1008 and counted.
+//! are closed with 1008 and counted. (300, not the 1,000 it once had: 200k deliveries/s
+//! to debug-build readers saturated both cores of the test machine, so the healthy
+//! readers fell seconds behind and were rightly closed as slow consumers themselves.)
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::programs::binary;
@@ -13,7 +15,7 @@ use std::os::fd::FromRawFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const HEALTHY: u64 = 1_000;
+const HEALTHY: u64 = 300;
 const STALLED: usize = 50;
 const MESSAGES: u64 = 6_000;
 const RATE: u64 = 200;
