@@ -90,29 +90,21 @@ impl WriteQueue {
     /// newest waiting pong is replaced by this one, so a flood holds a bounded number.
     pub(crate) fn push_pong(&mut self, frame: Bytes) {
         let pinned = self.pinned();
-        let waiting = self
-            .entries
-            .iter()
-            .skip(pinned)
-            .take_while(|e| e.kind.jumps_data())
-            .filter(|e| e.kind == Kind::Pong)
-            .count();
-        if waiting < MAX_WAITING_PONGS {
-            self.insert_control(frame, Kind::Pong);
-            return;
-        }
-        let (new_len, mut bytes) = (frame.len() as u32, self.bytes);
-        let newest = self
+        let mut pongs = self
             .entries
             .iter_mut()
             .skip(pinned)
             .take_while(|e| e.kind.jumps_data())
-            .filter(|e| e.kind == Kind::Pong)
-            .last();
-        if let Some(newest) = newest {
-            bytes = bytes - newest.frame.len() as u32 + new_len;
-            newest.frame = frame;
-            self.bytes = bytes;
+            .filter(|e| e.kind == Kind::Pong);
+        let newest = pongs.by_ref().nth(MAX_WAITING_PONGS - 1);
+        match newest.map(|full| pongs.last().unwrap_or(full)) {
+            Some(newest) => {
+                let old_len = newest.frame.len() as u32;
+                let new_len = frame.len() as u32;
+                newest.frame = frame;
+                self.bytes = self.bytes - old_len + new_len;
+            }
+            None => self.insert_control(frame, Kind::Pong),
         }
     }
 
