@@ -52,9 +52,14 @@ class Gateway:
         sys.exit("gateway did not start")
 
     def cpu(self):
+        """Server CPU seconds, user plus system."""
+        return sum(self.cpu_split())
+
+    def cpu_split(self):
+        """Server CPU seconds in user space and in the kernel."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
     def rss(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -66,6 +71,12 @@ class Gateway:
     def publish(self, channel, body):
         req = urllib.request.Request(f"http://127.0.0.1:{self.admin}/publish/{channel}", data=body)
         urllib.request.urlopen(req, timeout=10).read()
+
+    def gauge(self, name):
+        """Sum of metric `name` over its series."""
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/metrics", timeout=10).read()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.decode().splitlines()
+                   if line.startswith(name + "{") or line.startswith(name + " "))
 
     def stop(self):
         self.proc.terminate()
@@ -205,18 +216,22 @@ def poll_hoard(binary, pollers=50, ring=64, size=64 * 1024):
         gw.stop()
 
 
-def idle_channels(binary, channels=30_000):
+def idle_channels(binary, channels=100_000):
     """Echo cost per round trip before and after `channels` idle long-poll channels exist."""
+    # Polls held 30 s; channels linger 60 s after their poller left: none expires
+    # while it is measured.
     gw = Gateway(binary, "--poll-timeout", "30", "--connect-rate-per-ip", "0",
                  *(["--channel-create-rate-per-ip", "0"] if new_flags(binary) else []),
                  "--max-connections", "200000")
     try:
         probe = ws_connect(gw.port, "/echo")
 
-        def echo_cost(n=20_000):
-            cpu0, t0 = gw.cpu(), time.time()
+        def echo_cost(n=30_000):
+            (user0, sys0), t0 = gw.cpu_split(), time.time()
             lat = echo_rtts(probe, n, 0)
-            return {"cpu_us_per_rtt": round((gw.cpu() - cpu0) / n * 1e6, 2),
+            user, kernel = gw.cpu_split()
+            return {"cpu_us_per_rtt": round((user + kernel - user0 - sys0) / n * 1e6, 2),
+                    "user_us_per_rtt": round((user - user0) / n * 1e6, 2),
                     "wall_us_per_rtt": round((time.time() - t0) / n * 1e6, 2), **lat}
 
         before = echo_cost()
@@ -233,15 +248,31 @@ def idle_channels(binary, channels=30_000):
             time.sleep(0.05)
             for s in batch:
                 s.close()
-        # Let the gateway finish with the closed pollers before measuring (bounded).
-        for _ in range(30):
+        # Measure only once the gateway holds nothing but the probe and the idle channels
+        # (the closed pollers gone, nothing left to do), bounded.
+        for _ in range(60):
             cpu0 = gw.cpu()
             time.sleep(1)
-            if gw.cpu() - cpu0 < 0.02:
+            if gw.gauge("ringcast_connections") <= 1 and gw.cpu() - cpu0 < 0.02:
                 break
+        owned = gw.gauge("ringcast_channels")
         after = echo_cost()
-        return {"case": "idle_channels", "channels": made, "before": before, "after": after,
-                "cpu_ratio": round(after["cpu_us_per_rtt"] / max(before["cpu_us_per_rtt"], 1e-9), 2)}
+        still = gw.gauge("ringcast_channels")
+        # The same once the channels expired: what the kernel's state after 100k closed
+        # connections costs, apart from the channels themselves (bounded wait).
+        for _ in range(90):
+            if gw.gauge("ringcast_channels") == 0:
+                break
+            time.sleep(1)
+        expired = echo_cost()
+
+        def ratio(a, b, key):
+            return round(a[key] / max(b[key], 1e-9), 2)
+        return {"case": "idle_channels", "channels": made, "owned_during": [owned, still],
+                "before": before, "after": after, "after_expiry": expired,
+                "cpu_ratio": ratio(after, before, "cpu_us_per_rtt"),
+                "user_cpu_ratio": ratio(after, before, "user_us_per_rtt"),
+                "cpu_ratio_vs_expired": ratio(after, expired, "cpu_us_per_rtt")}
     finally:
         gw.stop()
 
