@@ -33,6 +33,9 @@ const CLOSE_PHASE: Duration = Duration::from_secs(5);
 const ABORT_PHASE: Duration = Duration::from_secs(1);
 /// Extra ramp time beyond twice the paced ramp and one connect timeout.
 const RAMP_SLACK: Duration = Duration::from_secs(5);
+/// How much longer than its deadline the ramp waits for first connects the server
+/// deferred (`503` + `Retry-After`) to come back and get in.
+const DEFERRED_RAMP_WAIT: Duration = Duration::from_secs(60);
 /// Connect rate assumed for the ramp deadline when `--rate 0` (no pacing).
 const UNPACED_RATE_FLOOR: f64 = 1000.0;
 /// A coordinated phase ends by itself this long after `--duration` if no stop comes.
@@ -206,10 +209,16 @@ impl<'p> Engine<'p> {
             if self.usage.mid.is_none() && target > 0 && open * 2 >= target {
                 self.usage.mid = Some(UsagePoint::now(open));
             }
-            if (started >= target && self.core.in_flight() == 0) || now >= ramp_deadline {
+            let deferred = self.core.deferred_first_connects() > 0;
+            let deadline = if deferred {
+                ramp_deadline + DEFERRED_RAMP_WAIT
+            } else {
+                ramp_deadline
+            };
+            if (started >= target && self.core.in_flight() == 0 && !deferred) || now >= deadline {
                 break;
             }
-            self.turn(wake_at.min(ramp_deadline))?;
+            self.turn(wake_at.min(deadline))?;
             self.progress(sink, false)?;
         }
         self.core

@@ -214,6 +214,9 @@ pub struct Report {
     pub elapsed_s: f64,
     /// Receives that found wsload's buffer ring empty.
     pub recv_enobufs: u64,
+    /// Handshakes the server deferred with `503` + `Retry-After` (each tried again).
+    #[serde(default)]
+    pub deferred: u64,
     /// Publish→receive latency (push, tick, timestamped bodies) or echo round trip.
     pub latency: Option<LatencySummary>,
     /// Connect + handshake time of first connects.
@@ -264,6 +267,7 @@ impl Report {
             hold_seconds: m.hold_seconds,
             elapsed_s: m.elapsed_s,
             recv_enobufs: c.recv_enobufs,
+            deferred: c.deferred,
             latency: m.latency.summary(),
             connect_latency: m.connect_latency.summary(),
             client: ClientCost::from_usage(&m.usage, c.messages),

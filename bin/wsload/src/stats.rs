@@ -128,6 +128,10 @@ pub struct Counters {
     pub churn_interrupted: u64,
     /// Receives that found wsload's buffer ring empty (re-armed).
     pub recv_enobufs: u64,
+    /// Handshakes the server deferred (`503` + `Retry-After`); each tried again after
+    /// the time it asked for. Not failures.
+    #[serde(default)]
+    pub deferred: u64,
 }
 
 impl Counters {
@@ -152,6 +156,7 @@ impl Counters {
         self.reconnect_failures += o.reconnect_failures;
         self.churn_interrupted += o.churn_interrupted;
         self.recv_enobufs += o.recv_enobufs;
+        self.deferred += o.deferred;
     }
 
     /// Attempts that failed.

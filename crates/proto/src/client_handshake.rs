@@ -78,6 +78,21 @@ pub enum ClientHandshakeStatus {
     },
 }
 
+/// The seconds of `Retry-After` in a complete `503` response head in `buf` (what a
+/// server over its handshake budget answers: come back later), if it is one; `None` for
+/// any other response, an incomplete head, or a value that is not plain seconds.
+pub fn retry_after_secs(buf: &[u8]) -> Option<u64> {
+    let window = &buf[..buf.len().min(MAX_HANDSHAKE_BYTES)];
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    if !response.parse(window).ok()?.is_complete() || response.code != Some(503) {
+        return None;
+    }
+    let mut values = header_values(response.headers, "retry-after");
+    let value = std::str::from_utf8(values.next()?).ok()?;
+    value.trim().parse().ok()
+}
+
 /// Checks the server's response to a request sent with `key`: status 101, upgrade headers
 /// and `Sec-WebSocket-Accept`. A non-101 status is `Rejected(status)`.
 pub fn parse_response(buf: &[u8], key: &str) -> Result<ClientHandshakeStatus, HandshakeError> {
@@ -105,4 +120,22 @@ pub fn parse_response(buf: &[u8], key: &str) -> Result<ClientHandshakeStatus, Ha
         return Err(HandshakeError::BadAccept);
     }
     Ok(ClientHandshakeStatus::Done { consumed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_from_complete_503_heads_only() {
+        let busy =
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(retry_after_secs(busy), Some(3));
+        assert_eq!(retry_after_secs(&busy[..30]), None, "incomplete");
+        let other = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n\r\n";
+        assert_eq!(retry_after_secs(other), None);
+        let date = b"HTTP/1.1 503 x\r\nRetry-After: Wed, 21 Oct 2015 07:28:00 GMT\r\n\r\n";
+        assert_eq!(retry_after_secs(date), None);
+        assert_eq!(retry_after_secs(b"HTTP/1.1 503 x\r\n\r\n"), None);
+    }
 }

@@ -27,7 +27,7 @@ mod utf8;
 pub use channel::is_valid_channel;
 pub use client_handshake::{
     ClientHandshakeStatus, accepted_extension, client_request, client_request_with_extensions,
-    generate_key, parse_response,
+    generate_key, parse_response, retry_after_secs,
 };
 pub use close::{close_payload, code, is_valid_received_code};
 pub use decoder::{CloseFrame, Decoder, Message, Role};

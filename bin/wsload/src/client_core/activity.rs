@@ -128,6 +128,19 @@ impl ClientCore {
         self.stopping = true;
         self.echo_due.clear();
         self.next_churn = None;
+        // Deferred connections that never came back: a first connect never got in (a
+        // failure), a reopening was interrupted.
+        self.deferred_first = 0;
+        for std::cmp::Reverse((_, _, reconnect)) in std::mem::take(&mut self.retries) {
+            if reconnect {
+                self.figures.counters.churn_interrupted += 1;
+            } else {
+                self.figures
+                    .counters
+                    .connect_errors
+                    .count(ConnectFailure::Timeout, 1);
+            }
+        }
         for id in 0..self.slots.len() {
             let link = &self.slots[id].link;
             let churning = matches!(link.state, State::Closing | State::Done)

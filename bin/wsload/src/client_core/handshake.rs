@@ -2,7 +2,11 @@
 //! response, which once complete opens the connection and hands whatever followed it to the
 //! frame decoder; after it they are frames.
 
-use ringcast_proto::{ClientHandshakeStatus, ProtocolError, accepted_extension, parse_response};
+use std::time::Duration;
+
+use ringcast_proto::{
+    ClientHandshakeStatus, ProtocolError, accepted_extension, parse_response, retry_after_secs,
+};
 
 use crate::conn::{Link, MessageCtx, Slot, State, flag};
 
@@ -12,6 +16,9 @@ pub(crate) enum Step {
     Pending,
     /// The handshake failed.
     Failed,
+    /// The server is over its handshake budget: `503` with `Retry-After`; come back after
+    /// this long.
+    Deferred(Duration),
     /// The handshake completed (the connect left flight); what followed it was decoded.
     Opened(Result<(), ProtocolError>),
     /// Frames were decoded (or the protocol was broken).
@@ -48,7 +55,17 @@ pub(crate) fn handshake_bytes(slot: &mut Slot, data: &mut [u8], ctx: &mut Messag
             }
             return Step::Pending;
         }
-        Err(_) => return Step::Failed,
+        Err(_) => {
+            let head: &[u8] = if hs.response.is_empty() {
+                data
+            } else {
+                &hs.response
+            };
+            return match retry_after_secs(head) {
+                Some(secs) => Step::Deferred(Duration::from_secs(secs)),
+                None => Step::Failed,
+            };
+        }
         Ok(ClientHandshakeStatus::Done { consumed }) => consumed,
     };
     let Some(hs) = link.handshake.take() else {

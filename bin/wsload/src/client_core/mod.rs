@@ -26,7 +26,8 @@ mod handshake;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,9 @@ use crate::stats::ConnectFailure;
 
 /// How long a closing connection waits for the server to end the TCP connection.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Most extra delay added to a server's `Retry-After`, so the clients it deferred in the
+/// same second do not all come back in the same millisecond.
+const RETRY_JITTER_MS: u64 = 1_000;
 
 /// What the core needs to know of the run.
 #[derive(Debug, Clone)]
@@ -131,6 +135,11 @@ pub(crate) struct ClientCore {
     /// Next echo send of every echoing connection.
     echo_due: Deadlines,
     next_churn: Option<Instant>,
+    /// Connections the server deferred (`503` + `Retry-After`), by when they try again:
+    /// (when, address-plan index, whether it was a reopening).
+    retries: BinaryHeap<Reverse<(Instant, u32, bool)>>,
+    /// Of those, first connects (not reopenings).
+    deferred_first: u64,
     /// End of the nominal measured phase.
     measure_end: Option<Instant>,
     /// Echo body being built.
@@ -159,6 +168,8 @@ impl ClientCore {
             close_deadlines: Deadlines::default(),
             echo_due: Deadlines::default(),
             next_churn: None,
+            retries: BinaryHeap::new(),
+            deferred_first: 0,
             measure_end: None,
             body: Vec::new(),
             stopping: false,
@@ -208,11 +219,12 @@ impl ClientCore {
             .map_or(&[], |out| &out.sending[out.offset.min(out.sending.len())..])
     }
 
-    /// When the next connect or close deadline expires.
+    /// When the next connect, close or retry deadline expires.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         [
             self.connect_deadlines.next_at(),
             self.close_deadlines.next_at(),
+            self.retries.peek().map(|Reverse((at, _, _))| *at),
         ]
         .into_iter()
         .flatten()
@@ -331,8 +343,26 @@ impl ClientCore {
         self.release_if_done(id, now);
     }
 
-    /// Expires the connect and close deadlines due at `now`.
+    /// First connects the server deferred that have not tried again yet (the ramp waits
+    /// for them).
+    pub(crate) fn deferred_first_connects(&self) -> u64 {
+        self.deferred_first
+    }
+
+    /// Expires the connect and close deadlines due at `now`, and starts the deferred
+    /// connections whose `Retry-After` has passed.
     pub(crate) fn expire(&mut self, now: Instant) {
+        while let Some(Reverse((at, index, reconnect))) = self.retries.peek().copied() {
+            if at > now || self.stopping {
+                break;
+            }
+            self.retries.pop();
+            if !reconnect {
+                self.deferred_first -= 1;
+            }
+            let id = self.alloc();
+            self.connect(index as usize, id, reconnect, now);
+        }
         while let Some(deadline) = self.connect_deadlines.pop_expired(now) {
             if let Some(id) = self.current(deadline.slot) {
                 self.fail_setup(id, ConnectFailure::Timeout);
@@ -470,6 +500,30 @@ impl ClientCore {
         self.abort(id);
     }
 
+    /// The server deferred a handshake (`503` + `Retry-After`): not a failure; the
+    /// connection ends and the same address-plan index tries again `after` (plus up to
+    /// [`RETRY_JITTER_MS`]) from now.
+    fn defer(&mut self, id: usize, after: Duration, now: Instant) {
+        let link = &mut self.slots[id].link;
+        if link.state != State::Handshaking {
+            return;
+        }
+        self.figures.counters.deferred += 1;
+        self.in_flight -= 1;
+        link.state = State::Done;
+        link.handshake = None;
+        let reconnect = link.has(flag::RECONNECT);
+        link.flags &= !flag::REOPEN;
+        let index = link.index;
+        if !reconnect {
+            self.deferred_first += 1;
+        }
+        let jitter = Duration::from_millis(self.rng.next_u64() % RETRY_JITTER_MS);
+        self.retries
+            .push(Reverse((now + after + jitter, index, reconnect)));
+        self.abort(id);
+    }
+
     /// An open (or closing) connection ended.
     fn end_open(&mut self, id: usize) {
         let link = &mut self.slots[id].link;
@@ -599,6 +653,10 @@ impl ClientCore {
             Step::Pending => Ok(()),
             Step::Failed => {
                 self.fail_setup(id, ConnectFailure::Handshake);
+                Ok(())
+            }
+            Step::Deferred(after) => {
+                self.defer(id, after, now);
                 Ok(())
             }
             Step::Opened(fed) => {

@@ -204,6 +204,63 @@ fn bad_handshake_fails_once_and_frees_the_slot() {
 }
 
 #[test]
+fn retry_after_defers_the_connection_and_it_comes_back_when_asked() {
+    let t0 = Instant::now();
+    let mut c = core(hold(), t0);
+    let slot = start(&mut c, 1, t0);
+    c.on_connect_done(slot, Ok(()), t0);
+    actions(&mut c);
+    sent_bytes(&mut c, slot, t0);
+    let mut busy =
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n".to_vec();
+    c.on_recv(slot, Received::Bytes(&mut busy), true, t0, 0);
+    assert_eq!(actions(&mut c), vec![Action::Shutdown(0)]);
+    c.on_recv(slot, Received::End, false, t0, 0);
+    assert_eq!(actions(&mut c), vec![Action::Close(0)]);
+    let f = c.figures();
+    assert_eq!((f.counters.deferred, f.counters.failed()), (1, 0));
+    assert_eq!((c.live(), c.in_flight()), (0, 0));
+    // Not before Retry-After; within its second of jitter.
+    c.expire(t0 + Duration::from_millis(1_999));
+    assert!(actions(&mut c).is_empty());
+    assert!(
+        c.next_deadline()
+            .is_some_and(|at| at < t0 + Duration::from_secs(3))
+    );
+    let due = t0 + Duration::from_secs(3);
+    c.expire(due);
+    let again = match actions(&mut c).as_slice() {
+        [Action::Connect { slot, dest, .. }] => {
+            assert_eq!(dest.port(), 9001, "the same connection of the plan");
+            *slot
+        }
+        other => panic!("expected the retry's connect, got {other:?}"),
+    };
+    handshake(&mut c, again, due);
+    assert_eq!(c.figures().counters.connected, 1);
+}
+
+#[test]
+fn retries_still_waiting_at_the_stop_count_as_failed() {
+    let t0 = Instant::now();
+    let mut c = core(hold(), t0);
+    let slot = start(&mut c, 0, t0);
+    c.on_connect_done(slot, Ok(()), t0);
+    actions(&mut c);
+    sent_bytes(&mut c, slot, t0);
+    let mut busy = b"HTTP/1.1 503 x\r\nRetry-After: 5\r\n\r\n".to_vec();
+    c.on_recv(slot, Received::Bytes(&mut busy), true, t0, 0);
+    c.begin_stop(t0);
+    c.expire(t0 + Duration::from_secs(10));
+    assert!(
+        !actions(&mut c)
+            .iter()
+            .any(|a| matches!(a, Action::Connect { .. }))
+    );
+    assert_eq!(c.figures().counters.failed(), 1);
+}
+
+#[test]
 fn connect_timeout_aborts_and_late_completions_are_stale() {
     let t0 = Instant::now();
     let mut c = core(hold(), t0);
