@@ -77,6 +77,16 @@ fn start(core: &mut ClientCore, index: usize, now: Instant) -> SlotRef {
     }
 }
 
+/// Starts connection `index`, completes its connect and the send of its upgrade request;
+/// returns its slot, waiting for the server's answer.
+fn requested(core: &mut ClientCore, index: usize, now: Instant) -> SlotRef {
+    let slot = start(core, index, now);
+    core.on_connect_done(slot, Ok(()), now);
+    actions(core);
+    sent_bytes(core, slot, now);
+    slot
+}
+
 /// Completes the connect and the handshake of `slot`.
 fn handshake(core: &mut ClientCore, slot: SlotRef, now: Instant) {
     core.on_connect_done(slot, Ok(()), now);
@@ -186,10 +196,7 @@ fn partial_send_sends_the_rest() {
 fn bad_handshake_fails_once_and_frees_the_slot() {
     let t0 = Instant::now();
     let mut c = core(hold(), t0);
-    let slot = start(&mut c, 0, t0);
-    c.on_connect_done(slot, Ok(()), t0);
-    actions(&mut c);
-    sent_bytes(&mut c, slot, t0);
+    let slot = requested(&mut c, 0, t0);
     let mut refusal = b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec();
     c.on_recv(slot, Received::Bytes(&mut refusal), true, t0, 0);
     assert_eq!(actions(&mut c), vec![Action::Shutdown(0)]);
@@ -207,10 +214,7 @@ fn bad_handshake_fails_once_and_frees_the_slot() {
 fn retry_after_defers_the_connection_and_it_comes_back_when_asked() {
     let t0 = Instant::now();
     let mut c = core(hold(), t0);
-    let slot = start(&mut c, 1, t0);
-    c.on_connect_done(slot, Ok(()), t0);
-    actions(&mut c);
-    sent_bytes(&mut c, slot, t0);
+    let slot = requested(&mut c, 1, t0);
     let mut busy =
         b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nContent-Length: 0\r\n\r\n".to_vec();
     c.on_recv(slot, Received::Bytes(&mut busy), true, t0, 0);
@@ -244,10 +248,7 @@ fn retry_after_defers_the_connection_and_it_comes_back_when_asked() {
 fn retries_still_waiting_at_the_stop_count_as_failed() {
     let t0 = Instant::now();
     let mut c = core(hold(), t0);
-    let slot = start(&mut c, 0, t0);
-    c.on_connect_done(slot, Ok(()), t0);
-    actions(&mut c);
-    sent_bytes(&mut c, slot, t0);
+    let slot = requested(&mut c, 0, t0);
     let mut busy = b"HTTP/1.1 503 x\r\nRetry-After: 5\r\n\r\n".to_vec();
     c.on_recv(slot, Received::Bytes(&mut busy), true, t0, 0);
     c.begin_stop(t0);
