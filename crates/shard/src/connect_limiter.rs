@@ -1,5 +1,7 @@
-//! Per-source-IP connection rate limit: a token bucket per address (burst = one
-//! second's worth), pruned of addresses idle for a while so it cannot grow without bound.
+//! Per-source-IP rate limit: a token bucket per address (burst = one second's worth),
+//! pruned of addresses idle for a while so it cannot grow without bound. A shard keeps
+//! two: one for new connections (`--connect-rate-per-ip`) and one for channels created by
+//! long polls and event streams (`--channel-create-rate-per-ip`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
