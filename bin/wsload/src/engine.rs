@@ -209,7 +209,7 @@ impl<'p> Engine<'p> {
             if self.usage.mid.is_none() && target > 0 && open * 2 >= target {
                 self.usage.mid = Some(UsagePoint::now(open));
             }
-            let deferred = self.core.deferred_first_connects() > 0;
+            let deferred = self.core.deferred_waiting() > 0;
             let deadline = if deferred {
                 ramp_deadline + DEFERRED_RAMP_WAIT
             } else {

@@ -130,7 +130,6 @@ impl ClientCore {
         self.next_churn = None;
         // Deferred connections that never came back: a first connect never got in (a
         // failure), a reopening was interrupted.
-        self.deferred_first = 0;
         for std::cmp::Reverse((_, _, reconnect)) in std::mem::take(&mut self.retries) {
             if reconnect {
                 self.figures.counters.churn_interrupted += 1;

@@ -42,13 +42,16 @@ pub(crate) fn handshake_bytes(slot: &mut Slot, data: &mut [u8], ctx: &mut Messag
     let Some(hs) = link.handshake.as_mut() else {
         return Step::Failed;
     };
-    let status = if hs.response.is_empty() {
-        parse_response(data, &hs.key)
-    } else {
+    if !hs.response.is_empty() {
         hs.response.extend_from_slice(data);
-        parse_response(&hs.response, &hs.key)
+    }
+    // The response so far: this receive alone, or everything gathered before it too.
+    let received: &[u8] = if hs.response.is_empty() {
+        data
+    } else {
+        &hs.response
     };
-    let consumed = match status {
+    let consumed = match parse_response(received, &hs.key) {
         Ok(ClientHandshakeStatus::Partial) => {
             if hs.response.is_empty() {
                 hs.response.extend_from_slice(data);
@@ -56,12 +59,7 @@ pub(crate) fn handshake_bytes(slot: &mut Slot, data: &mut [u8], ctx: &mut Messag
             return Step::Pending;
         }
         Err(_) => {
-            let head: &[u8] = if hs.response.is_empty() {
-                data
-            } else {
-                &hs.response
-            };
-            return match retry_after_secs(head) {
+            return match retry_after_secs(received) {
                 Some(secs) => Step::Deferred(Duration::from_secs(secs)),
                 None => Step::Failed,
             };

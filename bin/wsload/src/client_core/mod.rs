@@ -138,8 +138,6 @@ pub(crate) struct ClientCore {
     /// Connections the server deferred (`503` + `Retry-After`), by when they try again:
     /// (when, address-plan index, whether it was a reopening).
     retries: BinaryHeap<Reverse<(Instant, u32, bool)>>,
-    /// Of those, first connects (not reopenings).
-    deferred_first: u64,
     /// End of the nominal measured phase.
     measure_end: Option<Instant>,
     /// Echo body being built.
@@ -169,7 +167,6 @@ impl ClientCore {
             echo_due: Deadlines::default(),
             next_churn: None,
             retries: BinaryHeap::new(),
-            deferred_first: 0,
             measure_end: None,
             body: Vec::new(),
             stopping: false,
@@ -343,10 +340,11 @@ impl ClientCore {
         self.release_if_done(id, now);
     }
 
-    /// First connects the server deferred that have not tried again yet (the ramp waits
-    /// for them).
-    pub(crate) fn deferred_first_connects(&self) -> u64 {
-        self.deferred_first
+    /// Connections the server deferred that have not tried again yet. During the ramp
+    /// every one is a first connect (reopenings begin with the measured phase), and the
+    /// ramp waits for them.
+    pub(crate) fn deferred_waiting(&self) -> usize {
+        self.retries.len()
     }
 
     /// Expires the connect and close deadlines due at `now`, and starts the deferred
@@ -357,9 +355,6 @@ impl ClientCore {
                 break;
             }
             self.retries.pop();
-            if !reconnect {
-                self.deferred_first -= 1;
-            }
             let id = self.alloc();
             self.connect(index as usize, id, reconnect, now);
         }
@@ -515,9 +510,6 @@ impl ClientCore {
         let reconnect = link.has(flag::RECONNECT);
         link.flags &= !flag::REOPEN;
         let index = link.index;
-        if !reconnect {
-            self.deferred_first += 1;
-        }
         let jitter = Duration::from_millis(self.rng.next_u64() % RETRY_JITTER_MS);
         self.retries
             .push(Reverse((now + after + jitter, index, reconnect)));
