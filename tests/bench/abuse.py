@@ -199,12 +199,18 @@ def poll_hoard(binary, pollers=50, ring=64, size=64 * 1024):
         time.sleep(0.3)
         for i in range(ring):
             gw.publish("hoard", (b"%08d" % i) * (size // 8))
+        # The seed's answer names the channel's epoch; the hoarders ask from its start.
+        seed.settimeout(5)
+        answer = b""
+        while b'"epoch":"' not in answer or len(answer.split(b'"epoch":"', 1)[1]) < 8:
+            answer += seed.recv(65536)
+        epoch = answer.split(b'"epoch":"', 1)[1][:8]
         rss0, cpu0 = gw.rss(), gw.cpu()
         for _ in range(pollers):
             s = socket.socket()
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             s.connect(("127.0.0.1", gw.port))
-            s.sendall(b"GET /poll/hoard?since=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.sendall(b"GET /poll/hoard?since=" + epoch + b":0 HTTP/1.1\r\nHost: x\r\n\r\n")
             socks.append(s)
         time.sleep(2)
         return {"case": "poll_hoard", "pollers": pollers, "ring": ring, "message_bytes": size,

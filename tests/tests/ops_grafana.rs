@@ -151,6 +151,9 @@ fn overview_and_capacity_dashboards_cover_what_operators_watch() {
         "ringcast_slow_consumer_closes_total",
         "ringcast_broker_up",
         "ringcast_broker_latency_seconds_bucket",
+        "ringcast_recoveries_total",
+        "ringcast_history_messages",
+        "ringcast_history_evictions_total",
         "process_resident_memory_bytes",
         "process_open_fds",
     ] {

@@ -20,7 +20,7 @@ fn curl(args: &[&str]) -> std::process::Child {
 
 #[test]
 fn curl_reads_an_event_stream() {
-    let gateway = Gateway::start(1, &["--ping-interval", "1"]);
+    let gateway = Gateway::start(1, &["--ping-interval", "1", "--history-size", "10"]);
     let url = format!("http://{}/sse/feed", gateway.ws_addr());
     let mut child = curl(&["-N", &url]);
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -38,14 +38,19 @@ fn curl_reads_an_event_stream() {
             break;
         }
     }
+    let epoch = events[0]
+        .strip_prefix("id: ")
+        .and_then(|id| id.split(':').next())
+        .expect("an id")
+        .to_owned();
     assert_eq!(
         events,
         [
-            "id: 1",
-            "data: first",
-            "data: second",
-            "id: 2",
-            "data: third"
+            format!("id: {epoch}:1"),
+            "data: first".into(),
+            "data: second".into(),
+            format!("id: {epoch}:2"),
+            "data: third".into()
         ]
     );
     // Keep-alive comments arrive at the ping interval.
@@ -66,7 +71,7 @@ fn curl_reads_an_event_stream() {
 }
 
 #[test]
-fn curl_long_polls_and_resumes_from_the_last_id() {
+fn curl_long_polls_and_resumes_from_the_last_offset() {
     let gateway = Gateway::start(1, &["--poll-timeout", "2"]);
     let base = format!("http://{}/poll/feed", gateway.ws_addr());
     let held = curl(&[&base]);
@@ -74,32 +79,37 @@ fn curl_long_polls_and_resumes_from_the_last_id() {
     assert_eq!(gateway.publish("feed", b"one"), 202);
     let out = held.wait_with_output().expect("curl");
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let epoch = body["epoch"].as_str().expect("an epoch").to_owned();
     assert_eq!(
         body,
-        serde_json::json!({"last_id": 1, "messages": [{"id": 1, "data": "one"}]})
+        serde_json::json!({"epoch": epoch, "last_offset": 1, "recovered": true,
+            "messages": [{"offset": 1, "data": "one"}]})
     );
     // Nobody polls now; these are kept by the channel's owner.
     assert_eq!(gateway.publish("feed", b"two"), 202);
     assert_eq!(gateway.publish("feed", b"three"), 202);
-    let out = curl(&[&format!("{base}?since=1")])
+    let out = curl(&[&format!("{base}?since={epoch}:1")])
         .wait_with_output()
         .expect("curl");
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(body["last_id"], 3, "{body}");
+    assert_eq!(body["last_offset"], 3, "{body}");
     assert_eq!(body["messages"].as_array().map(Vec::len), Some(2), "{body}");
     let out = curl(&[
+        "-D",
+        "-",
         "-o",
         "/dev/null",
         "-w",
         "%{http_code}",
-        &format!("{base}?since=3"),
+        &format!("{base}?since={epoch}:3"),
     ])
     .wait_with_output()
     .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "204",
-        "timeout answers 204"
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("204"), "timeout answers 204: {text}");
+    assert!(
+        text.contains(&format!("X-Ringcast-Position: {epoch}:3")),
+        "{text}"
     );
 }
 

@@ -296,16 +296,38 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_COMPRESSION_MIN_BYTES", default_value_t = 256)]
     pub compression_min_bytes: usize,
 
-    /// Seconds a long-poll request (`GET /poll/<channel>?since=<id>`) is held before it
-    /// is answered 204.
+    /// Seconds a long-poll request (`GET /poll/<channel>?since=<epoch>:<offset>`) is
+    /// held before it is answered 204.
     #[arg(long, env = "RINGCAST_POLL_TIMEOUT", value_parser = parse_secs, default_value = "30")]
     pub poll_timeout: Duration,
 
-    /// Messages the owner shard keeps per long-poll channel, so a client that re-polls
-    /// quickly loses nothing still kept.
+    /// Messages the owner shard keeps per long-poll channel that keeps no history of
+    /// its own (see --history-size), so a client that re-polls quickly loses nothing.
     #[arg(long, env = "RINGCAST_POLL_RING", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub poll_ring: u64,
+
+    /// Messages kept per channel for clients that resume (`?since=`, `Last-Event-ID`);
+    /// 0 = no history (long-poll channels still keep --poll-ring).
+    #[arg(long, env = "RINGCAST_HISTORY_SIZE", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub history_size: u64,
+
+    /// Seconds a channel's history is kept after its last publish.
+    #[arg(long, env = "RINGCAST_HISTORY_TTL", value_parser = parse_secs, default_value = "300")]
+    pub history_ttl: Duration,
+
+    /// Bytes of history each shard keeps (payloads plus 64 B per message and 160 B
+    /// plus the name per channel); past it the least recently published channels'
+    /// histories are evicted (ringcast_history_evictions_total).
+    #[arg(long, env = "RINGCAST_HISTORY_MAX_BYTES", default_value_t = 64 << 20,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    pub history_max_bytes: u64,
+
+    /// Which channels keep history: comma-separated names and prefix patterns
+    /// (`news.*,state`); empty = every channel (when --history-size > 0).
+    #[arg(long, env = "RINGCAST_HISTORY_CHANNELS", default_value = "")]
+    pub history_channels: String,
 
     /// Bytes a connection may have queued for sending; past it the slow-consumer policy
     /// applies, so a client that stops reading never holds memory without bound.

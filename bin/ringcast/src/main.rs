@@ -17,10 +17,14 @@ use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
 use mesh::{Mesh, inbox};
 use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisMode};
-use ringcast_shard::{AuthPolicy, Shard, ShardConfig, SlowConsumer, connection_shares, mint_token};
+use ringcast_shard::{
+    AuthPolicy, ChannelPatterns, HistoryConfig, Shard, ShardConfig, SlowConsumer,
+    connection_shares, mint_token,
+};
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
 use sidecar::{ShardExit, Sidecar};
+use std::hash::BuildHasher;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -105,6 +109,9 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
         inbox_txs.push(inbox_tx);
         let (mesh_tx, mesh_rx) = std::sync::mpsc::channel::<Arc<Mesh>>();
         mesh_txs.push(mesh_tx);
+        // Random bits of this process (std seeds each RandomState from the OS), so a
+        // restarted node never draws an epoch it drew before.
+        let epoch_seed = std::collections::hash_map::RandomState::new().hash_one(id);
         let shard_cfg = ShardConfig {
             id: id as u16,
             shards: shards as u16,
@@ -129,6 +136,14 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             compression_min_bytes: config.compression_min_bytes,
             poll_timeout_ms: config.poll_timeout.as_millis() as u64,
             poll_ring: config.poll_ring as usize,
+            history: HistoryConfig {
+                size: config.history_size as usize,
+                ttl_ms: config.history_ttl.as_millis() as u64,
+                max_bytes: config.history_max_bytes as usize,
+                channels: ChannelPatterns::parse(&config.history_channels),
+                epoch_seed,
+            },
+            sees_every_publish: config.redis.is_none(),
             poll_max_bytes: config.poll_max_bytes,
             channel_create_rate_per_ip: config.channel_create_rate_per_ip.div_ceil(shards as u32),
             auth: auth.clone(),

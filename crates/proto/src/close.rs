@@ -18,6 +18,8 @@ pub mod code {
     pub const TOO_BIG: u16 = 1009;
     /// Internal server error.
     pub const INTERNAL: u16 = 1011;
+    /// Try again later (IANA registry): a resuming client's backlog did not fit.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Longest close reason that fits a control frame (125 - 2 code bytes).

@@ -24,6 +24,9 @@ pub struct PlainGet {
     pub origin: Option<String>,
     /// The query string after `?`, if any.
     pub query: Option<String>,
+    /// The `Last-Event-ID` header (what an EventSource sends when it reconnects), if
+    /// any, at most 256 bytes (a longer one is dropped).
+    pub last_event_id: Option<String>,
 }
 
 impl PlainGet {
@@ -67,10 +70,15 @@ pub fn parse_plain_get(buf: &[u8]) -> Result<Option<PlainGet>, HandshakeError> {
     let origin = header_values(request.headers, "origin")
         .next()
         .map(|v| String::from_utf8_lossy(v).into_owned());
+    let last_event_id = header_values(request.headers, "last-event-id")
+        .next()
+        .filter(|v| v.len() <= 256)
+        .map(|v| String::from_utf8_lossy(v).into_owned());
     Ok(Some(PlainGet {
         route,
         origin,
         query,
+        last_event_id,
     }))
 }
 

@@ -1,10 +1,13 @@
 //! Whether and how an upgrade request is admitted: what it subscribes to (`/echo`,
-//! `/<channel>` or `/?channels=a,b`), the channel limit, and the origin/token rules.
+//! `/<channel>` or `/?channels=a,b`), where each subscription resumes (`since=`), the
+//! message framing (`format=`), the channel limit, and the origin/token rules.
 //! Returns the 101 answer to send, or the HTTP refusal.
 
 use crate::auth::Credentials;
 use crate::config::ShardConfig;
+use crate::conn::Framing;
 use crate::handshake_failure::HandshakeFailure;
+use crate::position::Since;
 use ringcast_proto::{
     DeflateParams, PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel,
     negotiate_deflate,
@@ -46,13 +49,22 @@ impl Refusal {
     }
 }
 
+/// One channel a connection subscribes to, and where it resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    /// The channel.
+    pub(crate) name: String,
+    /// What it asks for before the live stream (None: only new messages).
+    pub(crate) since: Option<Since>,
+}
+
 /// What an admitted connection does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Target {
     /// Echo its messages.
     Echo,
     /// Subscribe to these channels (may be empty with client commands on).
-    Channels(Vec<String>),
+    Channels(Vec<Subscription>),
 }
 
 /// An admitted upgrade.
@@ -64,6 +76,8 @@ pub(crate) struct Admitted {
     pub(crate) response: Vec<u8>,
     /// Negotiated permessage-deflate, if any.
     pub(crate) deflate: Option<DeflateParams>,
+    /// How its messages are framed.
+    pub(crate) framing: Framing,
     /// When its token expires (unix seconds), if a token was required.
     pub(crate) token_expires: Option<u64>,
 }
@@ -76,6 +90,17 @@ pub(crate) fn admit(
     now_ms: u64,
 ) -> Result<Admitted, Refusal> {
     let target = target_of(cfg, upgrade)?;
+    let framing = match upgrade.query_param("format") {
+        None | Some("raw") => Framing::Raw,
+        Some("json") => Framing::Json,
+        Some(_) => {
+            return Err(Refusal::new(
+                400,
+                HandshakeFailure::BadFormat,
+                "format must be raw or json\n",
+            ));
+        }
+    };
     let creds = Credentials {
         origin: upgrade.origin.as_deref(),
         query_token: upgrade.query_param("token"),
@@ -85,7 +110,7 @@ pub(crate) fn admit(
     let names: Vec<&str> = match &target {
         Target::Echo => vec!["echo"],
         Target::Channels(list) if list.is_empty() => vec![""],
-        Target::Channels(list) => list.iter().map(String::as_str).collect(),
+        Target::Channels(list) => list.iter().map(|s| s.name.as_str()).collect(),
     };
     let mut admission = Default::default();
     for name in names {
@@ -110,6 +135,7 @@ pub(crate) fn admit(
         target,
         response,
         deflate: negotiated.map(|(params, _)| params),
+        framing,
         token_expires: admission.expires,
     })
 }
@@ -135,14 +161,47 @@ pub(crate) fn admit_plain(
         .map_err(|err| Refusal::new(err.status(), HandshakeFailure::Auth(err), "not allowed\n"))
 }
 
+/// The `since=` list: one entry per channel, in the order the channels are named
+/// (an empty entry resumes nothing), `last` or `<epoch>:<offset>`.
+fn since_list(upgrade: &Upgrade, channels: usize) -> Result<Vec<Option<Since>>, Refusal> {
+    let bad = || {
+        Refusal::new(
+            400,
+            HandshakeFailure::BadSince,
+            "since must be last or <epoch>:<offset>, one per channel\n",
+        )
+    };
+    let Some(list) = upgrade.query_param("since") else {
+        return Ok(vec![None; channels]);
+    };
+    let mut out = Vec::with_capacity(channels);
+    for item in list.split(',') {
+        if out.len() == channels {
+            return Err(bad());
+        }
+        out.push(match item {
+            "" => None,
+            item => Some(Since::parse(item).ok_or_else(bad)?),
+        });
+    }
+    out.resize(channels, None);
+    Ok(out)
+}
+
 fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
     let list = match &upgrade.route {
         Route::Echo => return Ok(Target::Echo),
-        Route::Channel(name) => return Ok(Target::Channels(vec![name.clone()])),
+        Route::Channel(name) => {
+            let since = since_list(upgrade, 1)?.pop().flatten();
+            let name = name.clone();
+            return Ok(Target::Channels(vec![Subscription { name, since }]));
+        }
         Route::Root => upgrade.query_param("channels").unwrap_or(""),
     };
-    let mut channels: Vec<String> = Vec::new();
-    for name in list.split(',').filter(|n| !n.is_empty()) {
+    let names: Vec<&str> = list.split(',').filter(|n| !n.is_empty()).collect();
+    let since = since_list(upgrade, names.len())?;
+    let mut channels: Vec<Subscription> = Vec::new();
+    for (name, since) in names.into_iter().zip(since) {
         if !is_valid_channel(name) {
             return Err(Refusal::new(
                 400,
@@ -150,16 +209,19 @@ fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
                 "invalid channel name\n",
             ));
         }
-        if !channels.iter().any(|c| c == name) {
-            channels.push(name.to_owned());
+        if !channels.iter().any(|c| c.name == name) {
+            if channels.len() == cfg.max_channels_per_conn {
+                return Err(Refusal::new(
+                    400,
+                    HandshakeFailure::TooManyChannels,
+                    "too many channels\n",
+                ));
+            }
+            channels.push(Subscription {
+                name: name.to_owned(),
+                since,
+            });
         }
-    }
-    if channels.len() > cfg.max_channels_per_conn {
-        return Err(Refusal::new(
-            400,
-            HandshakeFailure::TooManyChannels,
-            "too many channels\n",
-        ));
     }
     if channels.is_empty() && !cfg.client_commands {
         return Err(Refusal::new(

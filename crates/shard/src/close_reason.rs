@@ -34,12 +34,15 @@ pub(crate) enum CloseReason {
     /// The connection's token expired (WebSocket close 4001, SSE `token_expired` event,
     /// long poll 401).
     TokenExpired,
+    /// What a resuming client missed did not fit its queue: it got what fitted and
+    /// was closed (WebSocket 1013) to resume again from there.
+    RecoveryTooLarge,
 }
 
 impl CloseReason {
     /// Every reason without data, in label order (the protocol errors come from
     /// [`ProtocolError::ALL`]).
-    const PLAIN: [CloseReason; 12] = [
+    const PLAIN: [CloseReason; 13] = [
         CloseReason::HandshakeAborted,
         CloseReason::HandshakeTimeout,
         CloseReason::HandshakeFailed,
@@ -52,6 +55,7 @@ impl CloseReason {
         CloseReason::PollDone,
         CloseReason::PollTimeout,
         CloseReason::TokenExpired,
+        CloseReason::RecoveryTooLarge,
     ];
 
     /// Every label value a server can count, for exporting each at 0 from startup. A
@@ -83,6 +87,7 @@ impl CloseReason {
             CloseReason::PollDone => "poll_done",
             CloseReason::PollTimeout => "poll_timeout",
             CloseReason::TokenExpired => "token_expired",
+            CloseReason::RecoveryTooLarge => "recovery_too_large",
         }
     }
 }
@@ -110,6 +115,7 @@ mod tests {
             (CloseReason::PollDone, "poll_done"),
             (CloseReason::PollTimeout, "poll_timeout"),
             (CloseReason::TokenExpired, "token_expired"),
+            (CloseReason::RecoveryTooLarge, "recovery_too_large"),
         ];
         for (reason, label) in labels {
             assert_eq!(reason.label(), label, "{reason:?}");
@@ -132,7 +138,8 @@ mod tests {
             | CloseReason::Shutdown
             | CloseReason::PollDone
             | CloseReason::PollTimeout
-            | CloseReason::TokenExpired => CloseReason::PLAIN.contains(&reason),
+            | CloseReason::TokenExpired
+            | CloseReason::RecoveryTooLarge => CloseReason::PLAIN.contains(&reason),
         };
         assert!(CloseReason::PLAIN.into_iter().all(listed));
         let labels: Vec<&str> = CloseReason::labels().collect();
@@ -140,7 +147,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), labels.len(), "{labels:?}");
-        assert_eq!(labels.len(), 12 + 14);
+        assert_eq!(labels.len(), 13 + 14);
         assert!(labels.contains(&"token_expired") && labels.contains(&"invalid_utf8"));
         assert!(!labels.contains(&"masked"));
     }

@@ -1,6 +1,7 @@
 //! The settings one shard runs with (already split per shard by the binary).
 
 use crate::auth::AuthPolicy;
+use crate::channel_histories::HistoryConfig;
 use crate::spare_slots::SpareSlots;
 
 /// What happens to a connection whose queue would pass `max_queue_bytes`.
@@ -57,8 +58,16 @@ pub struct ShardConfig {
     pub compression_min_bytes: usize,
     /// How long a long-poll request is held before answering 204.
     pub poll_timeout_ms: u64,
-    /// Messages kept per long-poll channel by its owner.
+    /// Messages kept per long-poll channel by its owner (when the channel keeps no
+    /// history of its own).
     pub poll_ring: usize,
+    /// Channel history: positions and kept messages for resuming clients.
+    pub history: HistoryConfig,
+    /// Every publish reaches the channel's owner, subscribed or not (the in-process
+    /// broker). False with Redis, where a node hears a channel only while it is
+    /// subscribed: a history is then forgotten when the node unsubscribes, since it
+    /// could no longer be known complete.
+    pub sees_every_publish: bool,
     /// Most bytes of queue one long-poll answer may take (capped further by
     /// `max_queue_bytes`); the messages past it are left for the next poll.
     pub poll_max_bytes: u32,
@@ -97,6 +106,8 @@ impl ShardConfig {
             compression_min_bytes: 256,
             poll_timeout_ms: 30_000,
             poll_ring: 64,
+            history: HistoryConfig::default(),
+            sees_every_publish: true,
             poll_max_bytes: 1 << 20,
             channel_create_rate_per_ip: 20,
             auth: AuthPolicy::default(),

@@ -60,6 +60,27 @@ pub(crate) enum Transport {
     Poll = 2,
 }
 
+impl Transport {
+    /// The `transport` label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+            Transport::Poll => "poll",
+        }
+    }
+}
+
+/// How a WebSocket connection's messages are framed (`?format=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// The payload as it was published (the default).
+    Raw,
+    /// JSON objects that name the channel and carry positions: `subscribed` on each
+    /// subscribe, then one `message` per message.
+    Json,
+}
+
 /// State of one client connection.
 pub(crate) struct Conn {
     /// The socket, owned by the reactor glue; the shard only names it in actions.
@@ -76,6 +97,11 @@ pub(crate) struct Conn {
     pub(crate) in_ready: bool,
     /// The route is `/echo`.
     pub(crate) echo: bool,
+    /// Raw or JSON message framing (WebSocket).
+    pub(crate) framing: Framing,
+    /// History requests sent for it whose answer has not come yet (while any is
+    /// out, deliveries check whether they are for a channel it resumes).
+    pub(crate) resuming: u16,
     /// permessage-deflate window (log2) for messages to this client; 0 = not negotiated.
     pub(crate) deflate_bits: u8,
     /// Channel subscriptions.
@@ -108,6 +134,8 @@ impl Conn {
             send_inflight: false,
             in_ready: false,
             echo: false,
+            framing: Framing::Raw,
+            resuming: 0,
             deflate_bits: 0,
             channels: ConnChannels::None,
             ping_sent_ms: 0,

@@ -25,15 +25,18 @@ pub(crate) enum HandshakeFailure {
     /// The node's handshake budget (`--max-handshakes-per-sec`) is spent (503 with
     /// `Retry-After`).
     HandshakeBudget,
-    /// A long poll's `since` is not a number.
+    /// `since=` is not `last` or `<epoch>:<offset>`, or names more positions than
+    /// channels.
     BadSince,
+    /// `format=` is not `raw` or `json`.
+    BadFormat,
     /// A poll or event stream from an address over its channel creation rate (429).
     ChannelRateLimited,
 }
 
 impl HandshakeFailure {
     /// Every failure without data (request and auth errors come from their types).
-    const PLAIN: [HandshakeFailure; 8] = [
+    const PLAIN: [HandshakeFailure; 9] = [
         HandshakeFailure::BadChannel,
         HandshakeFailure::TooManyChannels,
         HandshakeFailure::NotFound,
@@ -42,6 +45,7 @@ impl HandshakeFailure {
         HandshakeFailure::HandshakeBudget,
         HandshakeFailure::ChannelRateLimited,
         HandshakeFailure::BadSince,
+        HandshakeFailure::BadFormat,
     ];
 
     /// Every label value, each once (a request error and a failure named here may share
@@ -72,6 +76,7 @@ impl HandshakeFailure {
             HandshakeFailure::ServerFull => "server_full",
             HandshakeFailure::HandshakeBudget => "handshake_budget",
             HandshakeFailure::BadSince => "bad_since",
+            HandshakeFailure::BadFormat => "bad_format",
             HandshakeFailure::ChannelRateLimited => "channel_rate_limited",
         }
     }
@@ -93,6 +98,7 @@ mod tests {
             (HandshakeFailure::ServerFull, "server_full"),
             (HandshakeFailure::HandshakeBudget, "handshake_budget"),
             (HandshakeFailure::BadSince, "bad_since"),
+            (HandshakeFailure::BadFormat, "bad_format"),
             (HandshakeFailure::ChannelRateLimited, "channel_rate_limited"),
         ];
         for (failure, label) in labels {
@@ -112,12 +118,13 @@ mod tests {
             | HandshakeFailure::ServerFull
             | HandshakeFailure::HandshakeBudget
             | HandshakeFailure::ChannelRateLimited
-            | HandshakeFailure::BadSince => HandshakeFailure::PLAIN.contains(failure),
+            | HandshakeFailure::BadSince
+            | HandshakeFailure::BadFormat => HandshakeFailure::PLAIN.contains(failure),
         };
         assert!(HandshakeFailure::PLAIN.iter().all(listed));
         let labels = HandshakeFailure::labels();
-        // 11 request errors, 5 auth refusals, 8 named here of which 2 repeat a request's.
-        assert_eq!(labels.len(), 11 + 5 + 6, "{labels:?}");
+        // 11 request errors, 5 auth refusals, 9 named here of which 2 repeat a request's.
+        assert_eq!(labels.len(), 11 + 5 + 7, "{labels:?}");
         for label in [
             "not_get",
             "token_expired",

@@ -16,7 +16,9 @@
 
 mod admission;
 mod auth;
+mod channel_histories;
 mod channel_owner;
+mod channel_patterns;
 mod close_reason;
 mod compression;
 mod config;
@@ -27,11 +29,12 @@ mod conn_table;
 mod connect_limiter;
 mod handshake_budget;
 mod handshake_failure;
+mod history;
 mod ids;
 mod local_channels;
 mod messages;
 mod outbox;
-mod poll_ring;
+mod position;
 mod request_head;
 mod routing;
 mod shard;
@@ -42,10 +45,13 @@ mod timer_wheel;
 mod write_queue;
 
 pub use auth::{AuthPolicy, OriginPatternError, TokenError, check_origin_pattern, mint_token};
+pub use channel_histories::HistoryConfig;
+pub use channel_patterns::ChannelPatterns;
 pub use config::{ShardConfig, SlowConsumer};
+pub use history::{Kept, Recovered};
 pub use ids::{ChannelName, ConnId, GEN_BITS, GEN_MASK};
 pub use messages::{BrokerCmd, ShardMsg};
-pub use poll_ring::Kept;
+pub use position::{EPOCH_LEN, Epoch, Position, Since};
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};
 pub use spare_slots::{SpareSlots, connection_shares};

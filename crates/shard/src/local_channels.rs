@@ -95,6 +95,13 @@ impl LocalChannels {
         }
     }
 
+    /// The shared name of `name`, if it has local subscribers.
+    pub(crate) fn shared_name(&self, name: &str) -> Option<ChannelName> {
+        self.by_name
+            .get_key_value(name)
+            .map(|(shared, _)| shared.clone())
+    }
+
     /// The registry slot of `name`, if it has local subscribers.
     pub(crate) fn slot_of(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()

@@ -1,8 +1,9 @@
 //! Messages that cross threads: between shards (through flume) and from shards to the
 //! sidecar's broker.
 
+use crate::history::Recovered;
 use crate::ids::{ChannelName, ConnId};
-use crate::poll_ring::Kept;
+use crate::position::{Position, Since};
 use bytes::Bytes;
 
 /// What one shard (or the sidecar) tells another shard.
@@ -22,8 +23,8 @@ pub enum ShardMsg {
         binary: bool,
     },
     /// From the owner to a shard with subscribers: the WebSocket frame encoded once and
-    /// shared by all, plus the raw message and its channel sequence number for the
-    /// SSE and long-poll transports.
+    /// shared by all, plus the raw message and its position for the other framings
+    /// (SSE, long-poll, JSON).
     Deliver {
         channel: ChannelName,
         frame: Bytes,
@@ -32,25 +33,27 @@ pub enum ShardMsg {
         deflated: Option<Bytes>,
         payload: Bytes,
         binary: bool,
-        seq: u64,
-        /// Its long-poll JSON element, when the owner keeps a ring for the channel:
-        /// the ring's own buffer, shared by every poll answer.
-        kept: Option<Kept>,
+        /// Its place in the channel's history, when the channel keeps one.
+        position: Option<Position>,
     },
-    /// To the owner: long-poll connection `conn` on `shard` wants the messages of
-    /// `channel` after `since` (None: only new ones).
-    PollRequest {
+    /// To the owner: connection `conn` on `shard` subscribed to `channel` and asks for
+    /// the kept messages `since` (None: only the channel's position). `poll`: it is a
+    /// long poll (which gives the channel a poll ring and keeps it lingering). Sent
+    /// after the subscriber's `Interest`, on the same lane.
+    HistoryRequest {
         channel: ChannelName,
-        since: Option<u64>,
+        since: Option<Since>,
+        poll: bool,
         shard: u16,
         conn: ConnId,
     },
-    /// From the owner: the kept messages after the poll's `since` (their encodings are
-    /// the ring's, shared, never re-escaped), and the last id.
-    PollReply {
+    /// From the owner: its answer. Every
+    /// `Deliver` of the channel the owner sent before it is covered by the answer,
+    /// every later one is newer, since both travel the same FIFO lane.
+    HistoryReply {
         conn: ConnId,
-        messages: Vec<Kept>,
-        last_seq: u64,
+        channel: ChannelName,
+        recovered: Recovered,
     },
     /// From the sidecar: stop accepting and close every connection with 1001, spread
     /// evenly over `spread_ms`.

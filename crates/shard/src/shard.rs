@@ -3,8 +3,9 @@
 //! connection meets on the way live in the child modules: the handshake
 //! ([`handshake`]), WebSocket frames ([`frames`]), client commands ([`client_command`]),
 //! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
-//! ([`fanout`]), the SSE and long-poll transports ([`sse`], [`poll`]), the close at a
-//! token's expiry ([`token_expiry`]) and the drain ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
+//! ([`fanout`]), resuming from a position ([`recovery`]) and the JSON framing
+//! ([`json_framing`]), the SSE and long-poll transports ([`sse`], [`poll`]), the close
+//! at a token's expiry ([`token_expiry`]) and the drain ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
 //! child modules import from this one and never the other way round.
 
 mod channel_rate;
@@ -13,11 +14,14 @@ mod drain;
 mod fanout;
 mod frames;
 mod handshake;
+mod json_framing;
 mod poll;
+mod recovery;
 mod sse;
 mod subscriptions;
 mod token_expiry;
 
+use crate::channel_histories::ChannelHistories;
 use crate::channel_owner::ChannelOwner;
 use crate::close_reason::CloseReason;
 use crate::compression::Compression;
@@ -28,7 +32,8 @@ use crate::conn_table::ConnTable;
 use crate::connect_limiter::ConnectLimiter;
 use crate::handshake_budget::HandshakeBudget;
 use crate::handshake_failure::HandshakeFailure;
-use crate::ids::ConnId;
+use crate::history::Recovery;
+use crate::ids::{ChannelName, ConnId};
 use crate::local_channels::LocalChannels;
 use crate::messages::{BrokerCmd, ShardMsg};
 use crate::outbox::Outbox;
@@ -38,6 +43,7 @@ use crate::timer_wheel::{TimerKind, TimerWheel};
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
 use fanout::Delivery;
+use poll::PollState;
 use ringcast_proto::{OpCode, encode_frame};
 use ringcast_telemetry::ShardCounters;
 use std::collections::HashMap;
@@ -85,8 +91,8 @@ struct Drain {
 #[derive(Debug, Clone, Copy)]
 struct PollWait {
     generation: u32,
-    /// Answer with messages after this id (None until the owner told the last id).
-    since: Option<u64>,
+    /// What it waits for.
+    state: PollState,
 }
 
 /// One shard's connections, channels and timers, as a sans-IO state machine.
@@ -127,6 +133,11 @@ pub struct Shard {
     conns: ConnTable,
     channels: LocalChannels,
     owned: ChannelOwner,
+    /// Positions and kept messages of the owned channels.
+    histories: ChannelHistories,
+    /// Connections waiting for the owner's history answer for a channel (how many
+    /// requests are out); their deliveries of that channel are skipped meanwhile.
+    resuming: HashMap<(ConnId, ChannelName), u16>,
     wheel: TimerWheel,
     /// Plain per-shard counters, pushed to the metrics registry by `flush_metrics`.
     counters: ShardCounters,
@@ -181,9 +192,14 @@ impl Shard {
         let compression = Compression::new(cfg.compression, cfg.compression_min_bytes);
         // Long-poll rings outlive their last subscriber by two poll timeouts, so a
         // client that re-polls loses nothing still in the ring.
-        let owned = ChannelOwner::new(cfg.poll_ring, cfg.poll_timeout_ms * 2);
+        let linger_ms = cfg.poll_timeout_ms * 2;
+        let owned = ChannelOwner::new(linger_ms);
+        let histories = ChannelHistories::new(&cfg.history, cfg.poll_ring, linger_ms);
         let mut counters = ShardCounters::default();
         counters.register_reasons(CloseReason::labels(), HandshakeFailure::labels());
+        let transports =
+            [Transport::WebSocket, Transport::Sse, Transport::Poll].map(Transport::label);
+        counters.register_recoveries(&transports, &Recovery::labels());
         Shard {
             wheel: TimerWheel::new(tick_ms, max_delay),
             outbox: Outbox::new(cfg.id, cfg.shards),
@@ -191,6 +207,8 @@ impl Shard {
             conns: ConnTable::default(),
             channels: LocalChannels::default(),
             owned,
+            histories,
+            resuming: HashMap::new(),
             counters,
             actions: Vec::new(),
             ready: Vec::new(),
@@ -333,8 +351,10 @@ impl Shard {
         self.fired = fired;
         self.drain_step(now_ms);
         self.tick_channel(now_ms);
-        let expired = self.owned.expire(now_ms);
-        self.broker.extend(expired);
+        self.histories.expire(now_ms);
+        for cmd in self.owned.expire(now_ms) {
+            self.command_broker(cmd);
+        }
     }
 
     /// A message from another shard or the sidecar.
@@ -353,30 +373,29 @@ impl Shard {
                 deflated,
                 payload,
                 binary,
-                seq,
-                kept,
+                position,
             } => {
                 let delivery = Delivery {
                     frame,
                     deflated,
                     payload: &payload,
                     binary,
-                    seq,
-                    kept,
+                    position,
                 };
                 self.deliver(&channel, delivery);
             }
-            ShardMsg::PollRequest {
+            ShardMsg::HistoryRequest {
                 channel,
                 since,
+                poll,
                 shard,
                 conn,
-            } => self.poll_request(&channel, since, shard, conn, now_ms),
-            ShardMsg::PollReply {
+            } => self.history_request(channel, since, poll, shard, conn, now_ms),
+            ShardMsg::HistoryReply {
                 conn,
-                messages,
-                last_seq,
-            } => self.poll_reply(conn, &messages, last_seq, now_ms),
+                channel,
+                recovered,
+            } => self.history_reply(conn, &channel, recovered, now_ms),
             ShardMsg::Drain { spread_ms } => self.start_drain(spread_ms, now_ms),
         }
     }
@@ -451,6 +470,10 @@ impl Shard {
         self.counters.poll_connections = self.open_by_transport[Transport::Poll as usize] as u64;
         self.counters.channels = self.owned.len() as u64;
         self.counters.subscriptions = self.channels.subscriptions();
+        let (messages, bytes, evictions) = self.histories.gauges();
+        self.counters.history_messages = messages as u64;
+        self.counters.history_bytes = bytes as u64;
+        self.counters.history_evictions = evictions;
     }
 
     /// Refreshes the gauges and pushes the counters into the metrics registry, labelled
@@ -458,6 +481,17 @@ impl Shard {
     pub fn flush_metrics(&mut self) {
         self.refresh_gauges();
         self.counters.flush(usize::from(self.cfg.id));
+    }
+
+    /// Hands a command to the broker. Where the node hears a channel only while it is
+    /// subscribed, unsubscribing ends what its history can vouch for.
+    fn command_broker(&mut self, cmd: BrokerCmd) {
+        if !self.cfg.sees_every_publish
+            && let BrokerCmd::Unsubscribe(channel) = &cmd
+        {
+            self.histories.forget(channel);
+        }
+        self.broker.push(cmd);
     }
 
     /// The shard that owns `channel`.

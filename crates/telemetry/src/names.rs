@@ -79,6 +79,20 @@ pub const LABEL_SHARD: &str = "shard";
 /// Label carrying a close or handshake-failure reason.
 pub const LABEL_REASON: &str = "reason";
 
+/// Counter: resume requests (`since=`, `Last-Event-ID`), by `transport` and `result`
+/// (`full`, `partial`, `none`).
+pub const RECOVERIES: &str = "ringcast_recoveries_total";
+/// Gauge: messages kept in channel histories (long-poll rings included).
+pub const HISTORY_MESSAGES: &str = "ringcast_history_messages";
+/// Gauge: bytes channel histories cost, as the `--history-max-bytes` cap counts them.
+pub const HISTORY_BYTES: &str = "ringcast_history_bytes";
+/// Counter: channel histories evicted by the `--history-max-bytes` cap.
+pub const HISTORY_EVICTIONS: &str = "ringcast_history_evictions_total";
+/// Label: a connection's transport (`websocket`, `sse`, `poll`).
+pub const LABEL_TRANSPORT: &str = "transport";
+/// Label: how a recovery turned out.
+pub const LABEL_RESULT: &str = "result";
+
 /// Registers help text and units for every ringcast metric with the current recorder.
 pub fn describe_all() {
     describe_gauge!(
@@ -144,6 +158,26 @@ pub fn describe_all() {
         SUBSCRIPTIONS,
         Unit::Count,
         "Subscriptions held by this shard's connections."
+    );
+    describe_counter!(
+        RECOVERIES,
+        Unit::Count,
+        "Resume requests, by transport and result (full: everything missed was delivered; partial: same epoch but some of it is no longer kept; none: unknown epoch or position)."
+    );
+    describe_gauge!(
+        HISTORY_MESSAGES,
+        Unit::Count,
+        "Messages kept in channel histories (long-poll rings included)."
+    );
+    describe_gauge!(
+        HISTORY_BYTES,
+        Unit::Bytes,
+        "Bytes channel histories cost, as the --history-max-bytes cap counts them."
+    );
+    describe_counter!(
+        HISTORY_EVICTIONS,
+        Unit::Count,
+        "Channel histories evicted by the --history-max-bytes cap."
     );
     describe_gauge!(
         SHARD_QUEUE_DEPTH,

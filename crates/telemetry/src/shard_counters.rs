@@ -51,7 +51,14 @@ pub struct ShardCounters {
     pub accept_errors: u64,
     /// Publishes dropped because the channel had no subscribers.
     pub publish_dropped: u64,
+    /// Gauge: messages kept in this shard's channel histories.
+    pub history_messages: u64,
+    /// Gauge: bytes this shard's channel histories cost.
+    pub history_bytes: u64,
+    /// Channel histories evicted by the byte cap.
+    pub history_evictions: u64,
     closes: ReasonCounts,
+    recoveries: Vec<RecoveryCount>,
     handshake_failures: ReasonCounts,
     rtt_samples: Vec<f64>,
     flushed: FlushedCounters,
@@ -72,6 +79,16 @@ struct FlushedCounters {
     recv_enobufs: u64,
     accept_errors: u64,
     publish_dropped: u64,
+    history_evictions: u64,
+}
+
+/// Resume requests of one transport with one result.
+#[derive(Debug, Clone, Copy)]
+struct RecoveryCount {
+    transport: &'static str,
+    result: &'static str,
+    total: u64,
+    flushed: u64,
 }
 
 /// A small linear map from reason to count; reasons are few and static.
@@ -140,6 +157,53 @@ impl ShardCounters {
         for reason in handshake_failures {
             self.handshake_failures.register(reason);
         }
+    }
+
+    /// Registers every transport × result pair of `ringcast_recoveries_total`, so each
+    /// is exported at 0 from the next flush on.
+    pub fn register_recoveries(&mut self, transports: &[&'static str], results: &[&'static str]) {
+        for &transport in transports {
+            for &result in results {
+                self.recovered_entry(transport, result);
+            }
+        }
+    }
+
+    /// Counts one resume request (`ringcast_recoveries_total{transport,result}`).
+    pub fn recovered(&mut self, transport: &'static str, result: &'static str) {
+        self.recovered_entry(transport, result).total += 1;
+    }
+
+    /// Resume requests counted so far for `transport` and `result`.
+    pub fn recovered_count(&self, transport: &str, result: &str) -> u64 {
+        self.recoveries
+            .iter()
+            .find(|e| e.transport == transport && e.result == result)
+            .map_or(0, |e| e.total)
+    }
+
+    fn recovered_entry(
+        &mut self,
+        transport: &'static str,
+        result: &'static str,
+    ) -> &mut RecoveryCount {
+        let at = match self
+            .recoveries
+            .iter()
+            .position(|e| e.transport == transport && e.result == result)
+        {
+            Some(at) => at,
+            None => {
+                self.recoveries.push(RecoveryCount {
+                    transport,
+                    result,
+                    total: 0,
+                    flushed: 0,
+                });
+                self.recoveries.len() - 1
+            }
+        };
+        &mut self.recoveries[at]
     }
 
     /// Counts one closed connection under `reason` (`ringcast_connections_closed_total`).
@@ -231,6 +295,11 @@ impl ShardCounters {
                 self.publish_dropped,
                 &mut flushed.publish_dropped,
             ),
+            (
+                names::HISTORY_EVICTIONS,
+                self.history_evictions,
+                &mut flushed.history_evictions,
+            ),
         ];
         for (name, current, last) in counters {
             counter!(name, &label(&shard)).increment(current.saturating_sub(*last));
@@ -252,11 +321,18 @@ impl ShardCounters {
             (names::CHANNELS, self.channels),
             (names::SUBSCRIPTIONS, self.subscriptions),
             (names::SHARD_QUEUE_DEPTH, self.queue_depth),
+            (names::HISTORY_MESSAGES, self.history_messages),
+            (names::HISTORY_BYTES, self.history_bytes),
         ];
         for (name, value) in gauges {
             gauge!(name, &label(&shard)).set(value as f64);
         }
 
+        for entry in &mut self.recoveries {
+            counter!(names::RECOVERIES, names::LABEL_SHARD => shard.clone(), names::LABEL_TRANSPORT => entry.transport, names::LABEL_RESULT => entry.result)
+                .increment(entry.total.saturating_sub(entry.flushed));
+            entry.flushed = entry.total;
+        }
         self.closes.flush(names::CONNECTIONS_CLOSED, &shard);
         self.handshake_failures
             .flush(names::HANDSHAKE_FAILURES, &shard);

@@ -1,8 +1,10 @@
-//! A client's `{"subscribe":"x"}` and `{"unsubscribe":"x"}` text commands (when client
-//! commands are on), each answered with a JSON ack or error, never a silent close.
+//! A client's `{"subscribe":"x"}` (optionally with `"since":"<epoch>:<offset>"` or
+//! `"last"`) and `{"unsubscribe":"x"}` text commands (when client commands are on), each
+//! answered with a JSON ack or error, never a silent close.
 
 use super::Shard;
 use crate::ids::ConnId;
+use crate::position::Since;
 
 impl Shard {
     /// Runs one command and returns the JSON answer.
@@ -14,7 +16,17 @@ impl Shard {
         let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(text) else {
             return reply_error("expected a JSON object like {\"subscribe\":\"news\"}", None);
         };
-        let (verb, channel) = match (map.len(), map.iter().next()) {
+        let since = match map.get("since") {
+            None => None,
+            Some(serde_json::Value::String(text)) => match Since::parse(text) {
+                Some(since) => Some(since),
+                None => return reply_error("since must be last or <epoch>:<offset>", None),
+            },
+            Some(_) => return reply_error("since must be a string", None),
+        };
+        let verbs = map.len() - usize::from(since.is_some());
+        let found = map.iter().find(|(key, _)| key.as_str() != "since");
+        let (verb, channel) = match (verbs, found) {
             (1, Some((verb, serde_json::Value::String(ch)))) => (verb.as_str(), ch.as_str()),
             _ => {
                 return reply_error(
@@ -23,6 +35,9 @@ impl Shard {
                 );
             }
         };
+        if since.is_some() && verb != "subscribe" {
+            return reply_error("since goes with subscribe", Some(channel));
+        }
         if !matches!(verb, "subscribe" | "unsubscribe") {
             return reply_error("unknown command", None);
         }
@@ -36,7 +51,7 @@ impl Shard {
             return reply_error("invalid channel name", Some(channel));
         }
         let done = if verb == "subscribe" {
-            self.subscribe(id, channel)
+            self.subscribe_from(id, channel, since)
         } else {
             self.unsubscribe(id, channel)
         };

@@ -1,17 +1,22 @@
-//! Fan-out of published messages: the owner numbers a message, encodes (and maybe
-//! compresses) its frame once, and routes one shared copy to every shard with
-//! subscribers; each shard queues it on its subscribers under the slow-consumer policy.
+//! Fan-out of published messages: the owner keeps a message in the channel's history
+//! (which gives it its position), encodes (and maybe compresses) its frame once, and
+//! routes one shared copy to every shard with subscribers; each shard queues it on its
+//! subscribers under the slow-consumer policy (the other framings — SSE, JSON, long
+//! poll — are encoded once per shard, when a subscriber needs them). Connections
+//! waiting for their history answer skip it: the answer covers it (see `recovery`).
 //! The tick channel is published here too, by every shard to its own subscribers.
 
+use super::json_framing::message_frame;
+use super::poll::poll_element;
 use super::sse::sse_event;
 use super::{Shard, encoded};
 use crate::close_reason::CloseReason;
 use crate::compression::FANOUT_WINDOW_BITS;
 use crate::config::SlowConsumer;
-use crate::conn::Transport;
+use crate::conn::{Framing, Transport};
 use crate::ids::ChannelName;
 use crate::messages::ShardMsg;
-use crate::poll_ring::Kept;
+use crate::position::Position;
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
 use ringcast_proto::{OpCode, close_payload, code};
@@ -22,8 +27,7 @@ pub(super) struct Delivery<'a> {
     pub(super) deflated: Option<Bytes>,
     pub(super) payload: &'a Bytes,
     pub(super) binary: bool,
-    pub(super) seq: u64,
-    pub(super) kept: Option<Kept>,
+    pub(super) position: Option<Position>,
 }
 
 impl Shard {
@@ -39,14 +43,12 @@ impl Shard {
             let name = name.clone();
             let payload = Bytes::from(text);
             let frame = encoded(OpCode::Text, &payload);
-            let seq = self.cfg.unix_ms_at_zero.saturating_add(now_ms) / 1000;
             let delivery = Delivery {
                 frame,
                 deflated: None,
                 payload: &payload,
                 binary: false,
-                seq,
-                kept: None,
+                position: None,
             };
             self.deliver(&name, delivery);
         }
@@ -54,11 +56,16 @@ impl Shard {
 
     /// At the owner: a message for `channel` from the broker.
     pub(super) fn publish(&mut self, channel: ChannelName, payload: &Bytes, binary: bool) {
-        let Some(publication) = self.owned.publish(&channel, payload, binary) else {
+        let position = self
+            .histories
+            .append(&channel, payload, binary, self.now_ms);
+        let Some(shards) = self.owned.publish(&channel) else {
             self.counters.publish_dropped += 1;
             return;
         };
-        let seq = publication.seq;
+        if shards.is_empty() {
+            return;
+        }
         let opcode = if binary { OpCode::Binary } else { OpCode::Text };
         let frame = encoded(opcode, payload);
         let deflated = self.compression.frame(opcode, payload, FANOUT_WINDOW_BITS);
@@ -71,13 +78,12 @@ impl Shard {
             deflated,
             payload: payload.clone(),
             binary,
-            seq,
-            kept: publication.kept,
+            position,
         };
-        // The publication borrows the owner's state, so the local copy is kept and
+        // The shard set borrows the owner's state, so the local copy is kept and
         // delivered once every other shard has its own.
         let mut local = None;
-        for shard in publication.shards.iter() {
+        for shard in shards.iter() {
             if let Some(msg) = self.outbox.route(shard, deliver.clone()) {
                 local = Some(msg);
             }
@@ -87,37 +93,51 @@ impl Shard {
         }
     }
 
-    /// Queues one message on every local subscriber of `channel`. Long-poll subscribers
-    /// get the owner's encoding, or one encoding made here for all of them.
+    /// Queues one message on every local subscriber of `channel`.
     pub(super) fn deliver(&mut self, channel: &str, delivery: Delivery<'_>) {
         let Delivery {
             frame,
             deflated,
             payload,
             binary,
-            seq,
-            kept,
+            position,
         } = delivery;
         let Some(subs) = self.channels.subscribers(channel) else {
             return;
+        };
+        // Only while some connection waits for its history answer.
+        let resuming = if self.resuming.is_empty() {
+            None
+        } else {
+            self.channels.shared_name(channel)
         };
         let limit = self.cfg.max_queue_bytes as usize;
         let mut slow = std::mem::take(&mut self.slow);
         let mut polls = std::mem::take(&mut self.answered);
         let mut sse: Option<Bytes> = None;
+        let mut json: Option<Bytes> = None;
         for &idx in subs {
             let Some((id, conn)) = self.conns.get_by_idx_mut(idx) else {
                 continue;
             };
-            let frame = match conn.transport {
-                Transport::WebSocket => match &deflated {
+            if conn.resuming > 0
+                && let Some(name) = &resuming
+                && self.resuming.contains_key(&(id, name.clone()))
+            {
+                continue;
+            }
+            let frame = match (conn.transport, conn.framing) {
+                (Transport::WebSocket, Framing::Json) => json
+                    .get_or_insert_with(|| message_frame(channel, position, payload, binary))
+                    .clone(),
+                (Transport::WebSocket, Framing::Raw) => match &deflated {
                     Some(d) if conn.deflate_bits == FANOUT_WINDOW_BITS => d.clone(),
                     _ => frame.clone(),
                 },
-                Transport::Sse => sse
-                    .get_or_insert_with(|| sse_event(seq, payload, binary))
+                (Transport::Sse, _) => sse
+                    .get_or_insert_with(|| sse_event(position, payload, binary))
                     .clone(),
-                Transport::Poll => {
+                (Transport::Poll, _) => {
                     polls.push(id);
                     continue;
                 }
@@ -157,9 +177,10 @@ impl Shard {
         }
         self.slow = slow;
         if !polls.is_empty() {
-            let message = [kept.unwrap_or_else(|| Kept::encode(seq, payload, binary))];
+            let offset = position.map_or(0, |p| p.offset);
+            let element = poll_element(offset, payload, binary);
             for id in polls.drain(..) {
-                self.deliver_to_poll(id, &message);
+                self.deliver_to_poll(id, &element, position);
             }
         }
         self.answered = polls;

@@ -11,6 +11,7 @@ use crate::conn::Transport;
 use crate::handshake_budget::over_budget_response;
 use crate::handshake_failure::HandshakeFailure;
 use crate::ids::ConnId;
+use crate::position::Since;
 use crate::request_head::Head;
 use bytes::Bytes;
 use ringcast_proto::{
@@ -121,6 +122,7 @@ impl Shard {
             target,
             response,
             deflate,
+            framing,
             token_expires,
         } = match admit(&self.cfg, &upgrade, now_ms) {
             Ok(admitted) => admitted,
@@ -134,6 +136,7 @@ impl Shard {
             return;
         };
         conn.queue.push_control(Bytes::from(response));
+        conn.framing = framing;
         if let Some(params) = deflate {
             conn.deflate_bits = params.server_max_window_bits;
             conn.decoder.enable_deflate();
@@ -145,9 +148,9 @@ impl Shard {
                     conn.echo = true;
                 }
             }
-            Target::Channels(names) => {
-                for name in names {
-                    self.subscribe(id, &name);
+            Target::Channels(subscriptions) => {
+                for sub in subscriptions {
+                    self.subscribe_from(id, &sub.name, sub.since);
                 }
             }
         }
@@ -159,7 +162,9 @@ impl Shard {
         }
     }
 
-    /// `GET /sse/<channel>` or `GET /poll/<channel>?since=<id>`.
+    /// `GET /sse/<channel>` or `GET /poll/<channel>`, each maybe with
+    /// `?since=<epoch>:<offset>` (or `last`); an event stream also resumes from its
+    /// `Last-Event-ID`, which wins over `since` (it is the newer of the two).
     fn start_plain(&mut self, id: ConnId, get: PlainGet, now_ms: u64) {
         if self.refuse_if_draining(id, now_ms) {
             return;
@@ -172,18 +177,31 @@ impl Shard {
                 return;
             }
         };
-        let since = get.query_param("since").map(str::parse::<u64>);
+        let since = match get.query_param("since").map(Since::parse) {
+            None => None,
+            Some(Some(since)) => Some(since),
+            Some(None) => {
+                let response = http_error_response(
+                    400,
+                    "Bad Request",
+                    "since must be last or <epoch>:<offset>\n",
+                );
+                self.fail_handshake(id, HandshakeFailure::BadSince, response, now_ms);
+                return;
+            }
+        };
         match get.route {
-            PlainRoute::Sse(channel) => self.start_sse(id, &channel, now_ms),
-            PlainRoute::Poll(channel) => match since {
-                None => self.start_poll(id, channel, None, now_ms),
-                Some(Ok(since)) => self.start_poll(id, channel, Some(since), now_ms),
-                Some(Err(_)) => {
-                    let response =
-                        http_error_response(400, "Bad Request", "since must be a number\n");
-                    self.fail_handshake(id, HandshakeFailure::BadSince, response, now_ms);
-                }
-            },
+            PlainRoute::Sse(channel) => {
+                // An id this server did not write (another version, another server)
+                // names no kept position: the stream starts with a reset.
+                let resume = get
+                    .last_event_id
+                    .as_deref()
+                    .map(|id| Since::parse(id).unwrap_or(Since::Unknown))
+                    .or(since);
+                self.start_sse(id, &channel, resume, now_ms);
+            }
+            PlainRoute::Poll(channel) => self.start_poll(id, channel, since, now_ms),
         }
         self.schedule_token_expiry(id, token_expires, now_ms);
     }

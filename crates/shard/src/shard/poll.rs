@@ -1,16 +1,44 @@
-//! The long-poll transport (`GET /poll/<channel>?since=<id>`): the connection asks the
-//! channel's owner for the messages it kept after `since`, waits for the next message
-//! or its timeout, and is answered once (200 with JSON, or 204) and closed.
+//! The long-poll transport (`GET /poll/<channel>?since=<epoch>:<offset>`): the
+//! connection asks the channel's owner for what it kept after `since` (which gives the
+//! channel a poll ring when it keeps no history), waits for the next message or its
+//! timeout, and is answered once and closed: 200 with
+//! `{"epoch","last_offset","recovered","messages":[{"offset","data"|"base64"}]}`, or
+//! 204 with the position in `X-Ringcast-Position`. A position that is no longer kept
+//! (another epoch, or messages gone) is answered at once with `"recovered":false`, the
+//! channel's position and no messages.
 
+use super::json_framing::push_json_string;
 use super::{PollWait, Shard};
 use crate::close_reason::CloseReason;
 use crate::conn::Transport;
-use crate::ids::{ChannelName, ConnId};
-use crate::messages::ShardMsg;
-use crate::poll_ring::Kept;
+use crate::history::Recovered;
+use crate::ids::ConnId;
+use crate::position::{Position, Since};
 use crate::timer_wheel::TimerKind;
 use crate::write_queue::ENTRY_OVERHEAD;
+use base64::Engine;
 use bytes::Bytes;
+use std::fmt::Write;
+
+/// What a long poll waits for.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum PollState {
+    /// The owner's answer (deliveries meanwhile are covered by it).
+    Asking,
+    /// A message after this position (None: the channel has no position, any
+    /// message).
+    Waiting { after: Option<Position> },
+}
+
+/// One long-poll answer.
+struct PollAnswer<'a> {
+    /// The channel's position (of the last message included, when there are some).
+    position: Option<Position>,
+    /// Whether the client has everything after the position it asked from.
+    recovered: bool,
+    /// Each message as its JSON element and offset.
+    elements: &'a [(Bytes, u64)],
+}
 
 impl Shard {
     /// An admitted long poll: waits, and asks the owner what it kept after `since`.
@@ -18,7 +46,7 @@ impl Shard {
         &mut self,
         id: ConnId,
         channel: String,
-        since: Option<u64>,
+        since: Option<Since>,
         now_ms: u64,
     ) {
         if self.refuse_channel_creation(id, &channel, now_ms) {
@@ -30,7 +58,7 @@ impl Shard {
             id.idx,
             PollWait {
                 generation: id.generation,
-                since,
+                state: PollState::Asking,
             },
         );
         self.wheel.schedule(
@@ -38,89 +66,119 @@ impl Shard {
             id,
             TimerKind::PollDeadline,
         );
-        let channel: ChannelName = channel.into();
-        let owner = self.owner(&channel);
-        let request = ShardMsg::PollRequest {
-            channel,
-            since,
-            shard: self.cfg.id,
-            conn: id,
-        };
-        self.route(owner, request);
+        self.request_history(id, &channel, since, true);
     }
 
-    /// At the owner: long poll `conn` on `shard` asks for what was kept after `since`.
-    pub(super) fn poll_request(
-        &mut self,
-        channel: &ChannelName,
-        since: Option<u64>,
-        shard: u16,
-        conn: ConnId,
-        now_ms: u64,
-    ) {
-        let (messages, last_seq) = self.owned.poll(channel, since, now_ms);
-        let reply = ShardMsg::PollReply {
-            conn,
-            messages,
-            last_seq,
-        };
-        self.route(shard, reply);
-    }
-
-    /// The owner's answer to a poll request: answers at once when something newer was
-    /// kept, else keeps waiting for messages after the owner's last id.
-    pub(super) fn poll_reply(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
+    /// The owner's answer to a poll: answers at once with kept messages or a position
+    /// that is lost, else waits for messages after the channel's position.
+    pub(super) fn poll_reply(&mut self, id: ConnId, recovered: Recovered, now_ms: u64) {
         let Some(wait) = self.polls.get_mut(&id.idx) else {
             return;
         };
         if wait.generation != id.generation {
             return;
         }
-        match wait.since {
-            Some(since) => {
-                let fresh: Vec<Kept> = messages.iter().filter(|k| k.seq > since).cloned().collect();
-                if !fresh.is_empty() {
-                    self.answer_poll(id, &fresh, last_seq, now_ms);
-                }
-            }
-            // A first poll waits for messages after the current last one.
-            None => wait.since = Some(last_seq),
+        if let Some(result) = recovered.result {
+            self.counters
+                .recovered(Transport::Poll.label(), result.label());
         }
-    }
-
-    /// A message for a long-poll subscriber: answers it if it waits for this one.
-    pub(super) fn deliver_to_poll(&mut self, id: ConnId, message: &[Kept; 1]) {
-        let seq = message[0].seq;
-        let waiting_for_it = self
-            .polls
-            .get(&id.idx)
-            .is_some_and(|w| w.generation == id.generation && w.since.is_none_or(|s| seq > s));
-        if waiting_for_it {
-            self.counters.delivered += 1;
-            self.answer_poll(id, message, seq, self.now_ms);
+        if recovered.result.is_some_and(|r| !r.complete()) {
+            let answer = PollAnswer {
+                position: recovered.position,
+                recovered: false,
+                elements: &[],
+            };
+            self.answer_poll(id, &answer, CloseReason::PollDone, now_ms);
+            return;
         }
-    }
-
-    /// The poll timed out: answers 204 with the last id it knows.
-    pub(super) fn poll_deadline(&mut self, id: ConnId, now_ms: u64) {
-        let last = self.polls.get(&id.idx).and_then(|p| p.since).unwrap_or(0);
-        self.answer_poll(id, &[], last, now_ms);
-    }
-
-    /// Answers a long-poll connection with `messages` (200, or 204 when empty) and
-    /// closes it. The answer holds as many messages as fit in
-    /// `min(poll_max_bytes, max_queue_bytes)` of queue (at least one); the next poll,
-    /// from its `last_id`, gets the rest.
-    fn answer_poll(&mut self, id: ConnId, messages: &[Kept], last_seq: u64, now_ms: u64) {
-        let reason = if messages.is_empty() {
-            CloseReason::PollTimeout
-        } else {
-            CloseReason::PollDone
+        if recovered.messages.is_empty() {
+            wait.state = PollState::Waiting {
+                after: recovered.position,
+            };
+            return;
+        }
+        let elements: Vec<(Bytes, u64)> = recovered
+            .messages
+            .iter()
+            .map(|kept| {
+                let element = kept.element.clone();
+                let element = element
+                    .unwrap_or_else(|| poll_element(kept.offset, &kept.payload, kept.binary));
+                (element, kept.offset)
+            })
+            .collect();
+        let answer = PollAnswer {
+            position: recovered.position,
+            recovered: true,
+            elements: &elements,
         };
+        self.answer_poll(id, &answer, CloseReason::PollDone, now_ms);
+    }
+
+    /// A message for a long-poll subscriber (`element` encoded once per shard):
+    /// answers it if it waits for this one. A message of another epoch than the one
+    /// the poll waits in is answered with `"recovered":false`.
+    pub(super) fn deliver_to_poll(
+        &mut self,
+        id: ConnId,
+        element: &Bytes,
+        position: Option<Position>,
+    ) {
+        let Some(wait) = self.polls.get(&id.idx) else {
+            return;
+        };
+        if wait.generation != id.generation {
+            return;
+        }
+        let PollState::Waiting { after } = wait.state else {
+            return;
+        };
+        let Some(at) = position else {
+            return;
+        };
+        let recovered = match after {
+            Some(after) if after.epoch == at.epoch && at.offset <= after.offset => return,
+            Some(after) => after.epoch == at.epoch,
+            None => true,
+        };
+        self.counters.delivered += 1;
+        let elements = [(element.clone(), at.offset)];
+        let answer = PollAnswer {
+            position: Some(at),
+            recovered,
+            elements: &elements,
+        };
+        self.answer_poll(id, &answer, CloseReason::PollDone, self.now_ms);
+    }
+
+    /// The poll timed out: answers 204 with the position it waited after.
+    pub(super) fn poll_deadline(&mut self, id: ConnId, now_ms: u64) {
+        let position = match self.polls.get(&id.idx).map(|p| p.state) {
+            Some(PollState::Waiting { after }) => after,
+            _ => None,
+        };
+        let answer = PollAnswer {
+            position,
+            recovered: true,
+            elements: &[],
+        };
+        self.answer_poll(id, &answer, CloseReason::PollTimeout, now_ms);
+    }
+
+    /// Answers a long-poll connection and closes it. The answer holds as many messages
+    /// as fit in `min(poll_max_bytes, max_queue_bytes)` of queue (at least one); the
+    /// next poll, from its `last_offset`, gets the rest.
+    fn answer_poll(
+        &mut self,
+        id: ConnId,
+        answer: &PollAnswer<'_>,
+        reason: CloseReason,
+        now_ms: u64,
+    ) {
         let cap = self.cfg.poll_max_bytes.min(self.cfg.max_queue_bytes) as usize;
         if let Some(conn) = self.conns.get_mut(id) {
             let budget = cap.saturating_sub(conn.queue.charged_bytes() as usize);
-            for part in poll_answer(messages, last_seq, budget) {
+            for part in poll_answer(answer, budget) {
                 conn.queue.push_final(part);
             }
         }
@@ -128,8 +186,27 @@ impl Shard {
     }
 }
 
+/// One message of a poll answer: `{"offset":n,"data":"…"}` (binary:
+/// `{"offset":n,"base64":"…"}`).
+pub(super) fn poll_element(offset: u64, payload: &[u8], binary: bool) -> Bytes {
+    let mut out = String::with_capacity(payload.len() * 4 / 3 + 32);
+    let _ = write!(out, "{{\"offset\":{offset},");
+    if binary {
+        out.push_str("\"base64\":\"");
+        base64::engine::general_purpose::STANDARD.encode_string(payload, &mut out);
+        out.push('"');
+    } else {
+        out.push_str("\"data\":");
+        push_json_string(&mut out, &String::from_utf8_lossy(payload));
+    }
+    out.push('}');
+    Bytes::from(out)
+}
+
 /// The end of a 200 answer's body.
 const BODY_TAIL: &[u8] = b"]}";
+/// Between two messages of a 200 answer.
+const SEPARATOR: &[u8] = b",";
 
 /// The HTTP head of a 200 answer.
 fn http_head(content_length: usize) -> String {
@@ -139,50 +216,147 @@ fn http_head(content_length: usize) -> String {
 }
 
 /// The start of a 200 answer's body.
-fn body_start(last_id: u64) -> String {
-    format!("{{\"last_id\":{last_id},\"messages\":[")
+fn body_start(position: Option<Position>, recovered: bool) -> String {
+    let mut out = String::from("{");
+    if let Some(p) = position {
+        let _ = write!(
+            out,
+            "\"epoch\":\"{}\",\"last_offset\":{},",
+            p.epoch, p.offset
+        );
+    }
+    let _ = write!(out, "\"recovered\":{recovered},\"messages\":[");
+    out
 }
 
-/// The HTTP answer to a long poll as queue parts: 204 with the last id, or 200 with
-/// `{"last_id":n,"messages":[...]}` (a head of its own, then the kept elements, shared,
-/// then the tail), holding the messages that fit in `budget` bytes of queue (its
-/// parts' bytes and entries), and at least one.
-fn poll_answer(messages: &[Kept], last_seq: u64, budget: usize) -> Vec<Bytes> {
-    if messages.is_empty() {
+/// The HTTP answer to a long poll as queue parts: 204 with the position when there is
+/// nothing to say, or 200 (a head of its own, then the messages, each shared, then
+/// the tail), holding the messages that fit in `budget` bytes of queue (its parts'
+/// bytes and entries), and at least one.
+fn poll_answer(answer: &PollAnswer<'_>, budget: usize) -> Vec<Bytes> {
+    if answer.elements.is_empty() && answer.recovered {
+        let position = answer
+            .position
+            .map(|p| format!("X-Ringcast-Position: {p}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "HTTP/1.1 204 No Content\r\nX-Ringcast-Last-Id: {last_seq}\r\nCache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 204 No Content\r\n{position}Cache-Control: no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n"
         );
         return vec![Bytes::from(head)];
     }
     let entry = ENTRY_OVERHEAD as usize;
-    // The head and tail at their largest, each an entry.
+    // The head and the body's start and tail at their largest, each an entry.
+    let widest = answer.position.map(|p| Position {
+        offset: u64::MAX,
+        ..p
+    });
     let mut charged =
-        http_head(usize::MAX).len() + body_start(u64::MAX).len() + BODY_TAIL.len() + 2 * entry;
-    let mut elements = 0usize;
+        http_head(usize::MAX).len() + body_start(widest, false).len() + BODY_TAIL.len() + 2 * entry;
+    let mut body = 0usize;
     let mut taken = 0;
-    for (i, kept) in messages.iter().enumerate() {
-        let cost = kept.len() - usize::from(i == 0) + entry;
+    for (i, (element, _)) in answer.elements.iter().enumerate() {
+        // After the first, each message also takes a separator part.
+        let separator = if i == 0 { 0 } else { SEPARATOR.len() };
+        let parts = if i == 0 { 1 } else { 2 };
+        let cost = element.len() + separator + parts * entry;
         if i > 0 && charged + cost > budget {
             break;
         }
         charged += cost;
-        elements += kept.len() - usize::from(i == 0);
+        body += element.len() + separator;
         taken = i + 1;
     }
-    let included = &messages[..taken];
-    let last_id = included.last().map_or(last_seq, |k| k.seq);
-    let start = body_start(last_id);
-    let content_length = start.len() + elements + BODY_TAIL.len();
+    let included = &answer.elements[..taken];
+    let position = match (answer.position, included.last()) {
+        (Some(p), Some((_, offset))) => Some(Position {
+            offset: *offset,
+            ..p
+        }),
+        (position, _) => position,
+    };
+    let start = body_start(position, answer.recovered);
+    let content_length = start.len() + body + BODY_TAIL.len();
     let mut head = http_head(content_length);
     head.push_str(&start);
-    let mut parts = Vec::with_capacity(taken + 2);
+    let mut parts = Vec::with_capacity(taken * 2 + 2);
     parts.push(Bytes::from(head));
-    parts.extend(
-        included
-            .iter()
-            .enumerate()
-            .map(|(i, k)| if i == 0 { k.first() } else { k.following() }),
-    );
+    for (i, (element, _)) in included.iter().enumerate() {
+        if i > 0 {
+            parts.push(Bytes::from_static(SEPARATOR));
+        }
+        parts.push(element.clone());
+    }
     parts.push(Bytes::from_static(BODY_TAIL));
     parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::Epoch;
+
+    #[test]
+    fn elements_are_the_documented_json() {
+        assert_eq!(
+            poll_element(7, "a\"b\n\u{e9}".as_bytes(), false),
+            "{\"offset\":7,\"data\":\"a\\\"b\\n\u{e9}\"}"
+        );
+        assert_eq!(
+            poll_element(8, &[0xff, 0x00], true),
+            r#"{"offset":8,"base64":"/wA="}"#
+        );
+    }
+
+    #[test]
+    fn answers_name_the_position_of_their_last_message() {
+        let at = Position {
+            epoch: Epoch::from_bits(0),
+            offset: 9,
+        };
+        let elements = [
+            (poll_element(8, b"x", false), 8),
+            (poll_element(9, b"y", false), 9),
+        ];
+        let answer = PollAnswer {
+            position: Some(at),
+            recovered: true,
+            elements: &elements,
+        };
+        let whole: Vec<u8> = poll_answer(&answer, usize::MAX).concat();
+        let text = String::from_utf8(whole).expect("utf-8");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head");
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"epoch":"AAAAAAAA","last_offset":9,"recovered":true,
+                "messages":[{"offset":8,"data":"x"},{"offset":9,"data":"y"}]})
+        );
+        // A budget for one message: the first goes, last_offset says where to go on.
+        let one: Vec<u8> = poll_answer(&answer, 0).concat();
+        let body = String::from_utf8(one).expect("utf-8");
+        assert!(body.ends_with(r#"{"epoch":"AAAAAAAA","last_offset":8,"recovered":true,"messages":[{"offset":8,"data":"x"}]}"#), "{body}");
+        let lost = PollAnswer {
+            position: Some(at),
+            recovered: false,
+            elements: &[],
+        };
+        let body = String::from_utf8(poll_answer(&lost, usize::MAX).concat()).expect("utf-8");
+        assert!(body.starts_with("HTTP/1.1 200 OK"));
+        assert!(
+            body.ends_with(
+                r#"{"epoch":"AAAAAAAA","last_offset":9,"recovered":false,"messages":[]}"#
+            )
+        );
+        let idle = PollAnswer {
+            position: Some(at),
+            recovered: true,
+            elements: &[],
+        };
+        let head = String::from_utf8(poll_answer(&idle, usize::MAX).concat()).expect("utf-8");
+        assert!(
+            head.starts_with("HTTP/1.1 204")
+                && head.contains("X-Ringcast-Position: AAAAAAAA:9\r\n")
+        );
+    }
 }

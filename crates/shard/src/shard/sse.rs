@@ -1,10 +1,13 @@
 //! The Server-Sent-Events transport (`GET /sse/<channel>`): an event-stream answer that
-//! stays open, one `id:`/`data:` event per message, and a comment line as keep-alive
-//! where a WebSocket would get a ping.
+//! stays open, one `data:` event per message (with `id: <epoch>:<offset>` on channels
+//! that keep history), and a comment line as keep-alive where a WebSocket would get a
+//! ping. A stream that resumes (`Last-Event-ID`, `?since=`) and cannot get everything
+//! it missed starts with an `event: reset` naming the channel's position.
 
 use super::Shard;
 use crate::conn::Transport;
 use crate::ids::ConnId;
+use crate::position::{Position, Since};
 use crate::timer_wheel::TimerKind;
 use base64::Engine;
 use bytes::Bytes;
@@ -16,7 +19,13 @@ const SSE_KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
 impl Shard {
     /// An admitted event stream: answers, subscribes, and schedules keep-alives.
-    pub(super) fn start_sse(&mut self, id: ConnId, channel: &str, now_ms: u64) {
+    pub(super) fn start_sse(
+        &mut self,
+        id: ConnId,
+        channel: &str,
+        since: Option<Since>,
+        now_ms: u64,
+    ) {
         if self.refuse_channel_creation(id, channel, now_ms) {
             return;
         }
@@ -24,7 +33,7 @@ impl Shard {
             conn.queue.push_control(Bytes::from_static(SSE_HEAD));
         }
         self.open_as(id, Transport::Sse);
-        self.subscribe(id, channel);
+        self.subscribe_from(id, channel, since);
         self.schedule_first_ping(id, now_ms);
         self.mark_ready(id);
     }
@@ -40,12 +49,23 @@ impl Shard {
     }
 }
 
-/// One SSE event: `id`, then one `data:` line per message line (binary as base64
-/// under `event: binary`). A message line ends at `\r\n`, `\r` or `\n`, exactly as an
+/// `event: reset` with the channel's position as `{"epoch":…,"offset":…}` (`{}` on a
+/// channel without history): what the client missed is not all kept.
+pub(super) fn sse_reset(position: Option<Position>) -> Bytes {
+    let data = match position {
+        Some(p) => format!("{{\"epoch\":\"{}\",\"offset\":{}}}", p.epoch, p.offset),
+        None => "{}".to_owned(),
+    };
+    let id = position.map(|p| format!("id: {p}\n")).unwrap_or_default();
+    Bytes::from(format!("event: reset\n{id}data: {data}\n\n"))
+}
+
+/// One SSE event: `id` (when it has a position), then one `data:` line per message
+/// line (binary as base64 under `event: binary`). A message line ends at `\r\n`, `\r` or `\n`, exactly as an
 /// EventSource splits the stream, so no published text can start a line of its own
 /// (`event:`, `id:`, `retry:`) in the stream.
-pub(super) fn sse_event(seq: u64, payload: &[u8], binary: bool) -> Bytes {
-    let mut out = format!("id: {seq}\n");
+pub(super) fn sse_event(position: Option<Position>, payload: &[u8], binary: bool) -> Bytes {
+    let mut out = position.map(|p| format!("id: {p}\n")).unwrap_or_default();
     if binary {
         out.push_str("event: binary\ndata: ");
         out.push_str(&base64::engine::general_purpose::STANDARD.encode(payload));
@@ -86,21 +106,41 @@ fn event_stream_lines(text: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
-    use super::sse_event;
+    use super::{sse_event, sse_reset};
+    use crate::position::{Epoch, Position};
+
+    fn at(offset: u64) -> Option<Position> {
+        Some(Position {
+            epoch: Epoch::from_bits(0),
+            offset,
+        })
+    }
 
     #[test]
     fn every_line_end_starts_a_new_data_line() {
-        let event = sse_event(7, b"a\rid: 99\r\nevent: x\nretry: 1\r\rz", false);
+        let event = sse_event(at(7), b"a\rid: 99\r\nevent: x\nretry: 1\r\rz", false);
         assert_eq!(
             event,
-            "id: 7\ndata: a\ndata: id: 99\ndata: event: x\ndata: retry: 1\ndata: \ndata: z\n\n"
+            "id: AAAAAAAA:7\ndata: a\ndata: id: 99\ndata: event: x\ndata: retry: 1\ndata: \ndata: z\n\n"
         );
     }
 
     #[test]
     fn plain_text_is_one_data_line_and_trailing_ends_keep_an_empty_line() {
-        assert_eq!(sse_event(1, b"hello", false), "id: 1\ndata: hello\n\n");
-        assert_eq!(sse_event(2, b"x\n", false), "id: 2\ndata: x\ndata: \n\n");
-        assert_eq!(sse_event(3, b"", false), "id: 3\ndata: \n\n");
+        assert_eq!(
+            sse_event(at(1), b"hello", false),
+            "id: AAAAAAAA:1\ndata: hello\n\n"
+        );
+        assert_eq!(sse_event(None, b"x\n", false), "data: x\ndata: \n\n");
+        assert_eq!(sse_event(None, b"", false), "data: \n\n");
+    }
+
+    #[test]
+    fn a_reset_names_the_position_to_continue_from() {
+        assert_eq!(
+            sse_reset(at(5)),
+            "event: reset\nid: AAAAAAAA:5\ndata: {\"epoch\":\"AAAAAAAA\",\"offset\":5}\n\n"
+        );
+        assert_eq!(sse_reset(None), "event: reset\ndata: {}\n\n");
     }
 }

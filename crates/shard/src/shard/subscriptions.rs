@@ -79,7 +79,7 @@ impl Shard {
     /// At the owner: shard `shard` gained or lost its interest in `channel`.
     pub(super) fn interest(&mut self, channel: &ChannelName, shard: u16, on: bool) {
         if let Some(cmd) = self.owned.interest(channel, shard, on, self.now_ms) {
-            self.broker.push(cmd);
+            self.command_broker(cmd);
         }
     }
 }

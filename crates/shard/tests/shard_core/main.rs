@@ -11,6 +11,7 @@ mod handshake;
 mod node;
 mod pings;
 mod poll;
+mod recovery;
 mod slow_consumer;
 mod sse;
 mod token_expiry;

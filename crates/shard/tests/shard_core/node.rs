@@ -63,6 +63,12 @@ impl Node {
             "{}",
             String::from_utf8_lossy(&wire)
         );
+        // Frames sent right after the 101 (a resume, a `subscribed` object) stay.
+        if let Some(end) = wire.windows(4).position(|w| w == b"\r\n\r\n")
+            && end + 4 < wire.len()
+        {
+            self.wire.insert((shard, id), wire[end + 4..].to_vec());
+        }
         id
     }
 

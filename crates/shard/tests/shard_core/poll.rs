@@ -1,6 +1,7 @@
 //! The long-poll transport: a held poll answered by the next message, resuming from the
-//! owner's ring with `since`, the 204 at the timeout, bad requests, and answers capped
-//! and built from the owner's shared encodings so hoarding pollers cost little.
+//! owner's ring with `since=<epoch>:<offset>`, lost positions answered at once, the 204
+//! at the timeout, bad requests, and answers capped and built from the owner's shared
+//! encodings so hoarding pollers cost little.
 
 use crate::node::{Node, plain_get, wire_text};
 use ringcast_shard::{ConnId, RecvEnd, ShardMsg};
@@ -14,29 +15,73 @@ fn long_poll_waits_answers_and_resumes_from_the_ring() {
     node.publish("feed", "one");
     let answer = wire_text(&mut node, 0, first);
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-    assert!(
-        answer.ends_with(r#"{"last_id":1,"messages":[{"data":"one","id":1}]}"#),
-        "{answer}"
+    let (_, body) = split_answer(&answer);
+    let epoch = body["epoch"].as_str().expect("an epoch").to_owned();
+    assert_eq!(
+        body,
+        serde_json::json!({"epoch": epoch, "last_offset": 1, "recovered": true,
+            "messages": [{"offset": 1, "data": "one"}]})
     );
     node.shards[0].on_recv_end(first, RecvEnd::Eof);
     node.pump();
     // Published while no poll is held: kept by the owner's ring.
     node.publish("feed", "two");
     node.publish("feed", "three");
-    let again = plain_get(&mut node, 1, "/poll/feed?since=1");
+    let again = plain_get(&mut node, 1, &format!("/poll/feed?since={epoch}:1"));
     let answer = wire_text(&mut node, 1, again);
-    assert!(
-        answer.ends_with(
-            r#"{"last_id":3,"messages":[{"data":"two","id":2},{"data":"three","id":3}]}"#
-        ),
-        "{answer}"
+    let (_, body) = split_answer(&answer);
+    assert_eq!(
+        body,
+        serde_json::json!({"epoch": epoch, "last_offset": 3, "recovered": true,
+            "messages": [{"offset": 2, "data": "two"}, {"offset": 3, "data": "three"}]})
     );
-    let idle = plain_get(&mut node, 1, "/poll/feed?since=3");
+    let idle = plain_get(&mut node, 1, &format!("/poll/feed?since={epoch}:3"));
     node.advance(1100);
     let answer = wire_text(&mut node, 1, idle);
     assert!(answer.starts_with("HTTP/1.1 204 No Content"), "{answer}");
-    let bad = plain_get(&mut node, 0, "/poll/feed?since=x");
-    assert!(wire_text(&mut node, 0, bad).starts_with("HTTP/1.1 400"));
+    assert!(
+        answer.contains(&format!("X-Ringcast-Position: {epoch}:3\r\n")),
+        "{answer}"
+    );
+    // A position of another epoch is answered at once: not recovered, where to go on.
+    let lost = plain_get(&mut node, 0, "/poll/feed?since=AAAAAAAA:2");
+    let (_, body) = split_answer(&wire_text(&mut node, 0, lost));
+    assert_eq!(
+        body,
+        serde_json::json!({"epoch": epoch, "last_offset": 3, "recovered": false, "messages": []})
+    );
+    // The oldest kept position recovers; one the ring no longer holds does not.
+    let mut node2 = Node::new(1, |c| c.poll_ring = 2);
+    let seed = plain_get(&mut node2, 0, "/poll/r");
+    for text in ["a", "b", "c"] {
+        node2.publish("r", text);
+    }
+    let (_, body) = split_answer(&wire_text(&mut node2, 0, seed));
+    let e = body["epoch"].as_str().expect("epoch").to_owned();
+    let kept = plain_get(&mut node2, 0, &format!("/poll/r?since={e}:1"));
+    let (_, body) = split_answer(&wire_text(&mut node2, 0, kept));
+    assert_eq!(body["messages"].as_array().map(Vec::len), Some(2));
+    let gone = plain_get(&mut node2, 0, &format!("/poll/r?since={e}:0"));
+    let (_, body) = split_answer(&wire_text(&mut node2, 0, gone));
+    assert_eq!(
+        (body["recovered"].as_bool(), body["last_offset"].as_u64()),
+        (Some(false), Some(3))
+    );
+    node2.shards[0].flush_metrics();
+    assert_eq!(
+        node2.shards[0]
+            .counters()
+            .recovered_count("poll", "partial"),
+        1
+    );
+    assert_eq!(
+        node2.shards[0].counters().recovered_count("poll", "full"),
+        1
+    );
+    for bad in ["x", "1", "AAAAAAAA", "AAAAAAAA:x"] {
+        let bad = plain_get(&mut node, 0, &format!("/poll/feed?since={bad}"));
+        assert!(wire_text(&mut node, 0, bad).starts_with("HTTP/1.1 400"));
+    }
     let chan = plain_get(&mut node, 0, "/sse/bad%20chan");
     assert!(wire_text(&mut node, 0, chan).starts_with("HTTP/1.1 400"));
 }
@@ -81,14 +126,15 @@ fn a_large_ring_is_served_in_capped_polls_that_resume_where_the_last_stopped() {
         publish_raw(&mut node, "big", big_text(i).into_bytes(), false);
     }
     publish_raw(&mut node, "big", vec![0xff, 0x00, b'"'], true);
-    node.take_wire(0, seed);
+    let (_, first) = split_answer(&wire_text(&mut node, 0, seed));
+    let epoch = first["epoch"].as_str().expect("epoch").to_owned();
     let mut since = 0u64;
     let mut seen = Vec::new();
     for _ in 0..64 {
         if since == 64 {
             break;
         }
-        let poll = plain_get(&mut node, 1, &format!("/poll/big?since={since}"));
+        let poll = plain_get(&mut node, 1, &format!("/poll/big?since={epoch}:{since}"));
         let answer = wire_text(&mut node, 1, poll);
         assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer:.200}");
         assert!(
@@ -102,12 +148,15 @@ fn a_large_ring_is_served_in_capped_polls_that_resume_where_the_last_stopped() {
         for m in messages {
             seen.push(m.clone());
         }
-        let last = body["last_id"].as_u64().expect("last_id");
-        assert_eq!(Some(last), messages.last().and_then(|m| m["id"].as_u64()));
+        let last = body["last_offset"].as_u64().expect("last_offset");
+        assert_eq!(
+            Some(last),
+            messages.last().and_then(|m| m["offset"].as_u64())
+        );
         since = last;
     }
     assert_eq!(since, 64);
-    let ids: Vec<u64> = seen.iter().filter_map(|m| m["id"].as_u64()).collect();
+    let ids: Vec<u64> = seen.iter().filter_map(|m| m["offset"].as_u64()).collect();
     assert_eq!(
         ids,
         (1..=64).collect::<Vec<_>>(),
@@ -115,10 +164,9 @@ fn a_large_ring_is_served_in_capped_polls_that_resume_where_the_last_stopped() {
     );
     for (i, m) in seen.iter().take(63).enumerate() {
         assert_eq!(m["data"].as_str(), Some(big_text(i + 1).as_str()));
-        assert!(m.get("binary").is_none());
+        assert!(m.get("base64").is_none());
     }
-    assert_eq!(seen[63]["data"], "/wAi");
-    assert_eq!(seen[63]["binary"], true);
+    assert_eq!(seen[63]["base64"], "/wAi");
 }
 
 /// Moves cross-shard messages until quiet, completing no send.
@@ -156,13 +204,15 @@ fn hoarding_pollers_queue_capped_answers_sharing_the_kept_encodings() {
             false,
         );
     }
-    node.take_wire(owner, seed);
+    let (_, first) = split_answer(&wire_text(&mut node, owner, seed));
+    let epoch = first["epoch"].as_str().expect("epoch").to_owned();
     // Pollers on both shards (the other one gets the owner's reply) that never read.
     let mut pollers = Vec::new();
     for i in 0..POLLERS {
         let shard = i % 2;
         let id = node.shards[shard].on_accept(1000 + i as i32, None, node.now);
-        let mut request = b"GET /poll/hoard?since=0 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let mut request =
+            format!("GET /poll/hoard?since={epoch}:0 HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
         node.shards[shard].on_recv(id, &mut request, node.now);
         route_only(&mut node);
         pollers.push((shard, id));

@@ -5,7 +5,10 @@ use ringcast_shard::ShardMsg;
 
 #[test]
 fn sse_streams_events_with_ids_and_keepalives() {
-    let mut node = Node::new(2, |c| c.ping_interval_ms = 1000);
+    let mut node = Node::new(2, |c| {
+        c.ping_interval_ms = 1000;
+        c.history.size = 10;
+    });
     let id = plain_get(&mut node, 1, "/sse/news");
     let head = wire_text(&mut node, 1, id);
     assert!(
@@ -22,9 +25,16 @@ fn sse_streams_events_with_ids_and_keepalives() {
         node.now,
     );
     node.pump();
+    let events = wire_text(&mut node, 1, id);
+    let epoch = events
+        .strip_prefix("id: ")
+        .and_then(|r| r.get(..8))
+        .expect("an id");
     assert_eq!(
-        wire_text(&mut node, 1, id),
-        "id: 1\ndata: line one\ndata: line two\n\nid: 2\nevent: binary\ndata: /wA=\n\n"
+        events,
+        format!(
+            "id: {epoch}:1\ndata: line one\ndata: line two\n\nid: {epoch}:2\nevent: binary\ndata: /wA=\n\n"
+        )
     );
     node.advance(1100);
     let keepalives = wire_text(&mut node, 1, id);
