@@ -16,7 +16,7 @@ use clap::Parser;
 use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
 use mesh::{Mesh, inbox};
 use ringcast_admin::{AdminAccess, AdminLimits};
-use ringcast_broker::{RedisConfig, RedisMode};
+use ringcast_broker::{RedisConfig, RedisHistory, RedisMode};
 use ringcast_shard::{
     AuthPolicy, ChannelPatterns, HistoryConfig, Shard, ShardConfig, SlowConsumer,
     connection_shares, mint_token,
@@ -250,13 +250,22 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 RedisModeArg::Pattern => RedisMode::Pattern,
                 RedisModeArg::Sharded => RedisMode::Sharded,
             };
-            RedisConfig::new(
+            let mut redis = RedisConfig::new(
                 url,
                 &config.redis_prefix,
                 mode,
                 max_message_bytes,
                 ringcast_proto::is_valid_channel,
-            )
+            );
+            if config.history_size > 0 {
+                let channels = ChannelPatterns::parse(&config.history_channels);
+                redis.history = Some(RedisHistory {
+                    size: config.history_size as usize,
+                    ttl: config.history_ttl,
+                    keeps: Arc::new(move |channel: &str| channels.matches(channel)),
+                });
+            }
+            redis
         }),
         admin_access: AdminAccess {
             token: config.admin_token.clone(),

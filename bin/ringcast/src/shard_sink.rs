@@ -7,9 +7,21 @@
 use crate::mesh::{Mesh, Sent};
 use bytes::Bytes;
 use ringcast_broker::{BrokerError, DeliverySink};
-use ringcast_shard::{ShardMsg, owner_of};
+use ringcast_shard::{Epoch, ShardMsg, owner_of};
 use ringcast_telemetry::QueueName;
 use std::sync::Arc;
+
+/// A broker position as the shards name it (None if its epoch is not a valid one;
+/// the envelope checks make that impossible).
+fn shard_position(position: ringcast_broker::Position) -> Option<ringcast_shard::Position> {
+    let epoch = std::str::from_utf8(&position.epoch)
+        .ok()
+        .and_then(Epoch::parse)?;
+    Some(ringcast_shard::Position {
+        epoch,
+        offset: position.offset,
+    })
+}
 
 /// Delivers broker messages to owner shards.
 pub struct ShardSink {
@@ -18,12 +30,19 @@ pub struct ShardSink {
 }
 
 impl DeliverySink for ShardSink {
-    fn deliver(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
+    fn deliver(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        binary: bool,
+        position: Option<ringcast_broker::Position>,
+    ) -> Result<(), BrokerError> {
         let owner = owner_of(channel, self.mesh.len());
         let msg = ShardMsg::Publish {
             channel: channel.into(),
             payload,
             binary,
+            position: position.and_then(shard_position),
         };
         let queued = self.mesh.publish(owner, msg);
         self.mesh.nudge(owner);

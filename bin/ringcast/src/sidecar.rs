@@ -9,7 +9,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ringcast_admin::{AdminAccess, AdminLimits, AdminState, admin_router, serve_admin};
 use ringcast_broker::{Broker, LocalBroker, RedisBroker, RedisConfig};
-use ringcast_shard::{BrokerCmd, ShardMsg};
+use ringcast_shard::{BrokerCmd, ChannelName, Epoch, FetchedHistory, ShardMsg, owner_of};
 use ringcast_telemetry::run_upkeep_every;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,6 +17,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
+
+/// How long a history read waits, so the node's subscription to the channel (asked for
+/// just before, sent in the broker's next batch) is in place at Redis first and nothing
+/// published in between falls between the read and the subscription.
+const FETCH_AFTER_SUBSCRIBE: Duration = Duration::from_millis(50);
+
+/// Reads `channel`'s history from the broker and hands it to the channel's owner shard
+/// (None when it could not be read: the owner then answers from what it has).
+async fn fetch_history(broker: Arc<dyn Broker>, mesh: Arc<Mesh>, channel: ChannelName) {
+    tokio::time::sleep(FETCH_AFTER_SUBSCRIBE).await;
+    let fetched = match broker.fetch_history(&channel).await {
+        Ok(fetched) => Some(FetchedHistory {
+            epoch: fetched
+                .epoch
+                .and_then(|e| std::str::from_utf8(&e).ok().and_then(Epoch::parse)),
+            last_offset: fetched.last_offset,
+            messages: fetched
+                .messages
+                .into_iter()
+                .filter_map(|m| Some((m.position?.offset, m.payload, m.binary)))
+                .collect(),
+        }),
+        Err(err) => {
+            tracing::warn!(%channel, "reading the channel's history failed: {err}");
+            None
+        }
+    };
+    let owner = owner_of(&channel, mesh.len());
+    mesh.send_waiting(owner, ShardMsg::HistoryFetched { channel, fetched })
+        .await;
+    mesh.nudge(owner);
+}
 
 /// Exit code when a shard panicked or ended on its own (EX_SOFTWARE), also mid-drain.
 const SHARD_FAILED: u8 = 70;
@@ -112,11 +144,15 @@ impl Sidecar {
             Duration::from_secs(5),
         ));
         let cmds = self.broker_cmds.clone();
+        let mesh = self.mesh.clone();
         tokio::spawn(async move {
             while let Ok(cmd) = cmds.recv_async().await {
                 match cmd {
                     BrokerCmd::Subscribe(channel) => broker.subscribe(&channel),
                     BrokerCmd::Unsubscribe(channel) => broker.unsubscribe(&channel),
+                    BrokerCmd::FetchHistory(channel) => {
+                        tokio::spawn(fetch_history(broker.clone(), mesh.clone(), channel));
+                    }
                 }
             }
         });

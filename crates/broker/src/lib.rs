@@ -15,8 +15,10 @@ pub mod redis;
 pub use local::LocalBroker;
 pub use redacted_url::redact_url;
 // `self::`: the module `redis` and the `redis` crate share a name here.
+pub use self::redis::envelope::Position;
 pub use self::redis::{
-    BrokerEvents, RedisBroker, RedisConfig, RedisMode, RedisStartError, RejectReason,
+    BrokerEvents, Fetched, RedisBroker, RedisConfig, RedisHistory, RedisMode, RedisStartError,
+    RejectReason,
 };
 
 use bytes::Bytes;
@@ -25,6 +27,9 @@ use std::pin::Pin;
 
 /// The outcome of a publish, once the backend answered.
 pub type PublishFuture = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>;
+
+/// A channel's history as the backend keeps it.
+pub type FetchFuture = Pin<Box<dyn Future<Output = Result<Fetched, BrokerError>> + Send>>;
 
 /// Why a publish could not be carried out.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -48,7 +53,14 @@ pub enum BrokerError {
 pub trait DeliverySink: Send + Sync + 'static {
     /// Routes one message for `channel` to its owner shard, or answers
     /// [`BrokerError::Overloaded`] at once when that shard's inbox is full (never blocks).
-    fn deliver(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError>;
+    /// `position`: where the backend put it in the channel's history, if it keeps one.
+    fn deliver(
+        &self,
+        channel: &str,
+        payload: Bytes,
+        binary: bool,
+        position: Option<Position>,
+    ) -> Result<(), BrokerError>;
 }
 
 /// The node's link to its publishers and to other nodes.
@@ -64,4 +76,11 @@ pub trait Broker: Send + Sync + 'static {
     fn subscribe(&self, channel: &str);
     /// The node lost its last subscriber of `channel`.
     fn unsubscribe(&self, channel: &str);
+    /// Reads `channel`'s history from the backend, for a recovery the owner's cache
+    /// cannot answer. The default (no shared history) answers `Unavailable`.
+    fn fetch_history(&self, _channel: &str) -> FetchFuture {
+        Box::pin(std::future::ready(Err(BrokerError::Unavailable(
+            "this broker keeps no history".into(),
+        ))))
+    }
 }

@@ -19,7 +19,7 @@ impl<S: DeliverySink> LocalBroker<S> {
 
 impl<S: DeliverySink> Broker for LocalBroker<S> {
     fn publish(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
-        self.sink.deliver(channel, payload, binary)
+        self.sink.deliver(channel, payload, binary, None)
     }
 
     fn subscribe(&self, _channel: &str) {}
@@ -36,7 +36,13 @@ mod tests {
     struct Recorder(Mutex<Vec<(String, Bytes, bool)>>);
 
     impl DeliverySink for &'static Recorder {
-        fn deliver(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
+        fn deliver(
+            &self,
+            channel: &str,
+            payload: Bytes,
+            binary: bool,
+            _position: Option<crate::Position>,
+        ) -> Result<(), BrokerError> {
             self.0.lock().map_err(|_| BrokerError::Closed)?.push((
                 channel.to_owned(),
                 payload,

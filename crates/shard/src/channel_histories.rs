@@ -4,10 +4,17 @@
 //! poll ring: `--poll-ring` messages, kept while polls keep coming), so long-poll
 //! positions work with history off. Both stores share the per-shard byte cap setting
 //! but count their own bytes.
+//!
+//! With a broker that keeps the history (Redis), positions come from the broker and the
+//! history channels' store is a cache of what this node received: a resume it cannot
+//! answer (the position is older than the cached run, or nothing is cached) is
+//! answered [`Answer::Fetch`]: read the broker's history, [`ChannelHistories::merge`] it,
+//! then answer from the cache.
 
 use crate::channel_patterns::ChannelPatterns;
-use crate::history::{EncodeElement, HistoryLimits, HistoryStore, Recovered, Recovery};
+use crate::history::{EncodeElement, HistoryLimits, HistoryStore, Kept, Recovered, Recovery};
 use crate::ids::ChannelName;
+use crate::messages::FetchedHistory;
 use crate::position::{Position, Since};
 use bytes::Bytes;
 
@@ -40,10 +47,21 @@ impl Default for HistoryConfig {
     }
 }
 
+/// How a resume request is answered.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// From what this shard keeps.
+    Ready(Recovered),
+    /// Only after reading the broker's history.
+    Fetch,
+}
+
 /// The histories of one shard's owned channels (see the module doc).
 #[derive(Debug)]
 pub(crate) struct ChannelHistories {
     channels: Option<ChannelPatterns>,
+    /// Positions come from the broker; the history store is a cache.
+    from_broker: bool,
     kept: HistoryStore,
     polls: HistoryStore,
 }
@@ -51,7 +69,13 @@ pub(crate) struct ChannelHistories {
 impl ChannelHistories {
     /// The stores for `cfg`; long-poll channels keep `poll_ring` messages for
     /// `poll_linger_ms` after their last poll or publish.
-    pub(crate) fn new(cfg: &HistoryConfig, poll_ring: usize, poll_linger_ms: u64) -> Self {
+    /// `from_broker`: positions come from the broker (Redis), not from this shard.
+    pub(crate) fn new(
+        cfg: &HistoryConfig,
+        poll_ring: usize,
+        poll_linger_ms: u64,
+        from_broker: bool,
+    ) -> Self {
         let kept = HistoryLimits {
             size: cfg.size,
             ttl_ms: cfg.ttl_ms,
@@ -64,6 +88,7 @@ impl ChannelHistories {
         };
         ChannelHistories {
             channels: (cfg.size > 0).then(|| cfg.channels.clone()),
+            from_broker,
             kept: HistoryStore::new(kept, cfg.epoch_seed),
             polls: HistoryStore::new(polls, !cfg.epoch_seed),
         }
@@ -74,20 +99,51 @@ impl ChannelHistories {
         self.channels.as_ref().is_some_and(|c| c.matches(channel))
     }
 
-    /// Keeps a message published to `channel`; its position, if the channel has a
-    /// history.
+    /// Keeps a message published to `channel` (at `position`, when the broker gave
+    /// it one); its position, if the channel has a history.
     pub(crate) fn append(
         &mut self,
         channel: &ChannelName,
         payload: &Bytes,
         binary: bool,
+        position: Option<Position>,
         now_ms: u64,
     ) -> Option<Position> {
-        if self.keeps(channel) {
-            self.kept.append(channel, payload, binary, true, now_ms)
-        } else {
-            self.polls.append(channel, payload, binary, false, now_ms)
+        match (self.keeps(channel), position) {
+            (true, Some(at)) => {
+                self.kept.append_at(channel, at, payload, binary, now_ms);
+                Some(at)
+            }
+            // Without a position from a broker that gives them (a foreign publish, or
+            // one delivered locally while Redis was away): outside the history.
+            (true, None) if self.from_broker => None,
+            (true, None) => self.kept.append(channel, payload, binary, true, now_ms),
+            (false, _) => self.polls.append(channel, payload, binary, false, now_ms),
         }
+    }
+
+    /// Merges the broker's history of `channel` into the cache; false when a gap
+    /// remains between what was read and what was received since (read again).
+    pub(crate) fn merge(
+        &mut self,
+        channel: &ChannelName,
+        fetched: FetchedHistory,
+        now_ms: u64,
+    ) -> bool {
+        let Some(epoch) = fetched.epoch else {
+            return true;
+        };
+        let read = fetched
+            .messages
+            .into_iter()
+            .map(|(offset, payload, binary)| Kept {
+                offset,
+                payload,
+                binary,
+                element: None,
+            })
+            .collect();
+        self.kept.merge(channel, epoch, read, now_ms)
     }
 
     /// A subscriber of `channel` asks for `since` (`poll`: a long poll, which starts
@@ -98,10 +154,39 @@ impl ChannelHistories {
         channel: &ChannelName,
         since: Option<Since>,
         poll: Option<EncodeElement<'_>>,
+        fetched: bool,
+        now_ms: u64,
+    ) -> Answer {
+        if self.keeps(channel) && self.from_broker && !fetched && self.needs_fetch(channel, since) {
+            return Answer::Fetch;
+        }
+        Answer::Ready(self.recover_here(channel, since, poll, now_ms))
+    }
+
+    /// Whether the broker's history could answer `since` better than the cache.
+    fn needs_fetch(&self, channel: &str, since: Option<Since>) -> bool {
+        match (self.kept.span(channel), since) {
+            (_, Some(Since::Unknown)) => false,
+            (None, _) => true,
+            (Some((epoch, first, last)), Some(Since::After(p))) => {
+                p.epoch == epoch && p.offset + 1 < first && p.offset <= last
+            }
+            (Some(_), _) => false,
+        }
+    }
+
+    /// Answers from what this shard keeps.
+    fn recover_here(
+        &mut self,
+        channel: &ChannelName,
+        since: Option<Since>,
+        poll: Option<EncodeElement<'_>>,
         now_ms: u64,
     ) -> Recovered {
         let found = if self.keeps(channel) {
-            self.kept.recover(channel, since, true, false, poll, now_ms)
+            let create = !self.from_broker;
+            self.kept
+                .recover(channel, since, create, false, poll, now_ms)
         } else {
             let polled = poll.is_some();
             self.polls

@@ -270,6 +270,113 @@ impl HistoryStore {
         })
     }
 
+    /// Keeps a message whose position the broker gave (the store is then a cache of
+    /// what this node received): the next offset of the same epoch extends the kept
+    /// run; a gap or another epoch starts the run again from this message (what came
+    /// before it is not known here); an offset already passed is not kept. Creates the
+    /// channel's history when missing.
+    pub(crate) fn append_at(
+        &mut self,
+        channel: &ChannelName,
+        position: Position,
+        payload: &Bytes,
+        binary: bool,
+        now_ms: u64,
+    ) {
+        let history = self.touch(channel, now_ms);
+        let fresh = history.kept.is_empty() && history.last_offset == 0;
+        let follows = history.epoch == position.epoch && position.offset == history.last_offset + 1;
+        if !fresh && !follows {
+            if history.epoch == position.epoch && position.offset <= history.last_offset {
+                return;
+            }
+            let freed: usize = history.kept.iter().map(Kept::cost).sum();
+            let dropped = history.kept.len();
+            history.kept.clear();
+            history.bytes -= freed;
+            self.bytes -= freed;
+            self.messages -= dropped;
+        }
+        let history = self.touch(channel, now_ms);
+        history.epoch = position.epoch;
+        history.last_offset = position.offset - 1;
+        self.append(channel, payload, binary, true, now_ms);
+    }
+
+    /// Merges a history read from the broker into `channel`'s cache: the read run and
+    /// the cached run (received since) join when they overlap or touch; otherwise, or
+    /// in another epoch, the newer of the two wins (the cache when it has anything).
+    /// False when a gap was left between them (read again to close it).
+    pub(crate) fn merge(
+        &mut self,
+        channel: &ChannelName,
+        epoch: Epoch,
+        read: Vec<Kept>,
+        now_ms: u64,
+    ) -> bool {
+        let Some(read_last) = read.last().map(|k| k.offset) else {
+            return true;
+        };
+        let (cached_first, cached_epoch, cached_len) = match self.histories.get(channel) {
+            Some(h) => (h.first_kept(), h.epoch, h.kept.len()),
+            None => (read_last + 1, epoch, 0),
+        };
+        if cached_len > 0 && cached_epoch != epoch {
+            return true;
+        }
+        if cached_len > 0 && cached_first > read_last + 1 {
+            return false;
+        }
+        // Rebuild: the read messages older than the cached run (only the run that
+        // leads up to it without a hole), then the cached run.
+        let mut older: Vec<Kept> = read
+            .into_iter()
+            .filter(|k| k.offset < cached_first)
+            .collect();
+        let mut start = older.len();
+        while start > 0
+            && older
+                .get(start)
+                .is_none_or(|next| next.offset == older[start - 1].offset + 1)
+        {
+            start -= 1;
+        }
+        older.drain(..start);
+        if cached_len > 0 && older.last().is_some_and(|k| k.offset + 1 != cached_first) {
+            older.clear();
+        }
+        let mut newer: Vec<Kept> = Vec::new();
+        let mut last = older.last().map_or(0, |k| k.offset);
+        if let Some(h) = self.histories.get(channel) {
+            newer = h.kept.iter().cloned().collect();
+            last = last.max(h.last_offset);
+        }
+        self.forget(channel);
+        let Some(first) = older.first().or(newer.first()).map(|k| k.offset) else {
+            return true;
+        };
+        let history = self.touch(channel, now_ms);
+        history.epoch = epoch;
+        history.last_offset = first - 1;
+        for kept in older.into_iter().chain(newer) {
+            if let Some(history) = self.histories.get_mut(channel) {
+                history.last_offset = kept.offset - 1;
+            }
+            self.append(channel, &kept.payload, kept.binary, true, now_ms);
+        }
+        if let Some(history) = self.histories.get_mut(channel) {
+            history.last_offset = history.last_offset.max(last);
+        }
+        true
+    }
+
+    /// `channel`'s epoch, oldest kept offset and last offset, if it has a history.
+    pub(crate) fn span(&self, channel: &str) -> Option<(Epoch, u64, u64)> {
+        self.histories
+            .get(channel)
+            .map(|h| (h.epoch, h.first_kept(), h.last_offset))
+    }
+
     /// Drops the histories not touched for the TTL. Costs O(histories dropped).
     pub(crate) fn expire(&mut self, now_ms: u64) {
         while let Some((_, history)) = self.histories.front() {

@@ -50,7 +50,7 @@ pub use channel_patterns::ChannelPatterns;
 pub use config::{ShardConfig, SlowConsumer};
 pub use history::{Kept, Recovered};
 pub use ids::{ChannelName, ConnId, GEN_BITS, GEN_MASK};
-pub use messages::{BrokerCmd, ShardMsg};
+pub use messages::{BrokerCmd, FetchedHistory, ShardMsg};
 pub use position::{EPOCH_LEN, Epoch, Position, Since};
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};

@@ -3,7 +3,7 @@
 
 use crate::history::Recovered;
 use crate::ids::{ChannelName, ConnId};
-use crate::position::{Position, Since};
+use crate::position::{Epoch, Position, Since};
 use bytes::Bytes;
 
 /// What one shard (or the sidecar) tells another shard.
@@ -16,11 +16,13 @@ pub enum ShardMsg {
         shard: u16,
         on: bool,
     },
-    /// To the channel's owner: a message published to `channel` (from the broker).
+    /// To the channel's owner: a message published to `channel` (from the broker),
+    /// with the position the broker gave it when the broker keeps the history (Redis).
     Publish {
         channel: ChannelName,
         payload: Bytes,
         binary: bool,
+        position: Option<Position>,
     },
     /// From the owner to a shard with subscribers: the WebSocket frame encoded once and
     /// shared by all, plus the raw message and its position for the other framings
@@ -55,9 +57,26 @@ pub enum ShardMsg {
         channel: ChannelName,
         recovered: Recovered,
     },
+    /// From the sidecar to the owner: `channel`'s history as the broker keeps it (None:
+    /// it could not be read), asked for by `BrokerCmd::FetchHistory`.
+    HistoryFetched {
+        channel: ChannelName,
+        fetched: Option<FetchedHistory>,
+    },
     /// From the sidecar: stop accepting and close every connection with 1001, spread
     /// evenly over `spread_ms`.
     Drain { spread_ms: u64 },
+}
+
+/// A channel's history read from the broker: its epoch and kept messages, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedHistory {
+    /// The epoch (None: the broker keeps no history for the channel).
+    pub epoch: Option<Epoch>,
+    /// The last offset the broker gave out.
+    pub last_offset: u64,
+    /// (offset, payload, binary) of each kept message, oldest first.
+    pub messages: Vec<(u64, Bytes, bool)>,
 }
 
 /// What an owner shard asks of the node's broker.
@@ -67,4 +86,7 @@ pub enum BrokerCmd {
     Subscribe(ChannelName),
     /// The node no longer has subscribers of this channel.
     Unsubscribe(ChannelName),
+    /// Read this channel's history from the broker, for a recovery the owner's cache
+    /// cannot answer; the answer comes back as `ShardMsg::HistoryFetched`.
+    FetchHistory(ChannelName),
 }

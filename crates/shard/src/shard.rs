@@ -138,6 +138,8 @@ pub struct Shard {
     /// Connections waiting for the owner's history answer for a channel (how many
     /// requests are out); their deliveries of that channel are skipped meanwhile.
     resuming: HashMap<(ConnId, ChannelName), u16>,
+    /// At the owner: resumes waiting for the broker's history, by channel.
+    fetching: HashMap<ChannelName, recovery::Reading>,
     wheel: TimerWheel,
     /// Plain per-shard counters, pushed to the metrics registry by `flush_metrics`.
     counters: ShardCounters,
@@ -194,7 +196,12 @@ impl Shard {
         // client that re-polls loses nothing still in the ring.
         let linger_ms = cfg.poll_timeout_ms * 2;
         let owned = ChannelOwner::new(linger_ms);
-        let histories = ChannelHistories::new(&cfg.history, cfg.poll_ring, linger_ms);
+        let histories = ChannelHistories::new(
+            &cfg.history,
+            cfg.poll_ring,
+            linger_ms,
+            !cfg.sees_every_publish,
+        );
         let mut counters = ShardCounters::default();
         counters.register_reasons(CloseReason::labels(), HandshakeFailure::labels());
         let transports =
@@ -209,6 +216,7 @@ impl Shard {
             owned,
             histories,
             resuming: HashMap::new(),
+            fetching: HashMap::new(),
             counters,
             actions: Vec::new(),
             ready: Vec::new(),
@@ -366,7 +374,11 @@ impl Shard {
                 channel,
                 payload,
                 binary,
-            } => self.publish(channel, &payload, binary),
+                position,
+            } => self.publish(channel, &payload, binary, position),
+            ShardMsg::HistoryFetched { channel, fetched } => {
+                self.history_fetched(&channel, fetched, now_ms)
+            }
             ShardMsg::Deliver {
                 channel,
                 frame,

@@ -1,6 +1,7 @@
 //! The Redis broker's settings: where Redis is, how the node subscribes there, and the
 //! batching, PING and timeout figures of the connection.
 
+use super::history::RedisHistory;
 use std::time::Duration;
 
 /// How the node subscribes at Redis.
@@ -35,6 +36,8 @@ pub struct RedisConfig {
     pub ping_every: Duration,
     /// How long a connect or a reply may take before the connection counts as lost.
     pub timeout: Duration,
+    /// Channel history kept in Redis (None: publishes carry no position).
+    pub history: Option<RedisHistory>,
 }
 
 impl RedisConfig {
@@ -57,6 +60,7 @@ impl RedisConfig {
             batch_size: 1_000,
             ping_every: Duration::from_secs(1),
             timeout: Duration::from_secs(2),
+            history: None,
         }
     }
 }

@@ -34,7 +34,7 @@ pub(crate) async fn connect(
         .set_response_timeout(Some(timeout))
         .set_push_sender(pushes);
     let limit = max_payload
-        .saturating_add(super::envelope::HEADER_LEN)
+        .saturating_add(super::envelope::POSITIONED_HEADER_LEN)
         .saturating_add(BLOB_SLACK);
     let opened = tokio::time::timeout(timeout, async {
         let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;

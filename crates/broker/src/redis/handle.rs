@@ -6,10 +6,11 @@ use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
 use super::envelope;
 use super::events::BrokerEvents;
+use super::history;
 use super::interest_queue::InterestQueue;
 use super::session::Session;
 use super::shared::Shared;
-use crate::{Broker, BrokerError, DeliverySink, PublishFuture};
+use crate::{Broker, BrokerError, DeliverySink, FetchFuture, PublishFuture};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -54,6 +55,8 @@ impl RedisBroker {
             sink,
             events,
             up: Arc::new(AtomicBool::new(false)),
+            history: config.history.clone(),
+            max_message_bytes: config.max_message_bytes,
             connection: Mutex::new(None),
             interest: InterestQueue::default(),
         });
@@ -102,12 +105,27 @@ async fn publish_via_redis(
                 RedisMode::Sharded => "SPUBLISH",
                 RedisMode::Interest | RedisMode::Pattern => "PUBLISH",
             };
-            let sealed = envelope::seal(&payload, binary, unix_nanos());
-            let sent = redis::cmd(command)
-                .arg(format!("{}{channel}", shared.prefix))
-                .arg(&sealed[..])
-                .query_async::<redis::Value>(&mut connection)
-                .await;
+            let redis_channel = format!("{}{channel}", shared.prefix);
+            let now = unix_nanos();
+            let sent = match shared.history.as_ref().filter(|h| (h.keeps)(&channel)) {
+                Some(history) => history::append_and_publish(
+                    &mut connection,
+                    history,
+                    &redis_channel,
+                    command,
+                    &payload,
+                    binary,
+                    now,
+                )
+                .await
+                .map(drop),
+                None => redis::cmd(command)
+                    .arg(&redis_channel)
+                    .arg(&envelope::seal(&payload, binary, now)[..])
+                    .query_async::<redis::Value>(&mut connection)
+                    .await
+                    .map(drop),
+            };
             match sent {
                 Ok(_) => return Ok(()),
                 // Redis may still carry it (it answered late): delivering it here too
@@ -124,7 +142,7 @@ async fn publish_via_redis(
         None => "Redis is unreachable".to_owned(),
     };
     shared.events.publish_failed();
-    shared.sink.deliver(&channel, payload, binary)?;
+    shared.sink.deliver(&channel, payload, binary, None)?;
     Err(BrokerError::RemoteUnavailable(failure))
 }
 
@@ -135,7 +153,7 @@ impl Broker for RedisBroker {
     fn publish(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
         if !self.is_up() {
             self.shared.events.publish_failed();
-            self.shared.sink.deliver(channel, payload, binary)?;
+            self.shared.sink.deliver(channel, payload, binary, None)?;
             return Err(BrokerError::RemoteUnavailable(
                 "Redis is unreachable".to_owned(),
             ));
@@ -163,6 +181,19 @@ impl Broker for RedisBroker {
     fn unsubscribe(&self, channel: &str) {
         self.shared.interest.set(channel, false);
     }
+
+    fn fetch_history(&self, channel: &str) -> FetchFuture {
+        let shared = self.shared.clone();
+        let redis_channel = format!("{}{channel}", shared.prefix);
+        Box::pin(async move {
+            let Some(mut connection) = shared.connection() else {
+                return Err(BrokerError::Unavailable("Redis is unreachable".into()));
+            };
+            history::fetch(&mut connection, &redis_channel, shared.max_message_bytes)
+                .await
+                .map_err(|err| BrokerError::Unavailable(format!("reading history: {err}")))
+        })
+    }
 }
 
 /// The connection task ends with the handle.
@@ -185,7 +216,13 @@ mod tests {
     }
 
     impl DeliverySink for Recorder {
-        fn deliver(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
+        fn deliver(
+            &self,
+            channel: &str,
+            payload: Bytes,
+            binary: bool,
+            _position: Option<crate::Position>,
+        ) -> Result<(), BrokerError> {
             if let Ok(mut list) = self.delivered.lock() {
                 list.push((channel.to_owned(), payload, binary));
             }

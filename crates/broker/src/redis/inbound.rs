@@ -61,7 +61,11 @@ impl InboundRules {
             return Inbound::Reject(RejectReason::Channel);
         };
         // The envelope adds a fixed header; compare the payload proper with the limit.
-        if payload.len() > self.max_message_bytes.saturating_add(envelope::HEADER_LEN) {
+        if payload.len()
+            > self
+                .max_message_bytes
+                .saturating_add(envelope::POSITIONED_HEADER_LEN)
+        {
             return Inbound::Reject(RejectReason::TooLarge);
         }
         match envelope::open(Bytes::from(payload)) {
@@ -115,7 +119,8 @@ mod tests {
                     message: Opened {
                         payload: Bytes::from_static(b"hi"),
                         binary: false,
-                        published_at_ns: Some(9)
+                        published_at_ns: Some(9),
+                        position: None,
                     }
                 }
             );

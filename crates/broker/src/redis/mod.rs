@@ -18,6 +18,11 @@
 //!   (a standalone Redis 7, or a cluster node owning the channels' slots); it does not
 //!   follow cluster redirections.
 //!
+//! With history (`RedisConfig::history`), a publish to a channel that keeps it is one
+//! script that appends it to the channel's history in Redis and publishes it with its
+//! position (`history`); a node's recovery reads that history when its own cache of
+//! what it received cannot answer.
+//!
 //! It runs on the sidecar's tokio runtime over one RESP3 connection (Redis 6 or later),
 //! which carries both the publishes and the subscription's pushes. When the connection is
 //! lost the broker reports down, reconnects with capped, jittered backoff (`backoff`),
@@ -47,6 +52,7 @@ mod connect;
 pub mod envelope;
 mod events;
 mod handle;
+mod history;
 mod inbound;
 mod interest;
 mod interest_queue;
@@ -58,3 +64,4 @@ mod shared;
 pub use config::{RedisConfig, RedisMode};
 pub use events::{BrokerEvents, RejectReason};
 pub use handle::{RedisBroker, RedisStartError};
+pub use history::{Fetched, RedisHistory};

@@ -11,6 +11,7 @@ use super::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
 use super::connect::connect;
+use super::envelope::Position;
 use super::events::RejectReason;
 use super::inbound::{Inbound, InboundRules};
 use super::interest::Interest;
@@ -46,6 +47,7 @@ struct Held {
     channel: String,
     payload: Bytes,
     binary: bool,
+    position: Option<Position>,
 }
 
 /// What handling one push led to.
@@ -258,11 +260,12 @@ impl Session {
 
     /// Hands `message` to its owner shard; gives it back when the shard's inbox is full.
     fn offer(&self, message: Held) -> Option<Held> {
-        match self
-            .shared
-            .sink
-            .deliver(&message.channel, message.payload.clone(), message.binary)
-        {
+        match self.shared.sink.deliver(
+            &message.channel,
+            message.payload.clone(),
+            message.binary,
+            message.position,
+        ) {
             Err(BrokerError::Overloaded) => Some(message),
             // Delivered, or the node is shutting down: nothing more to do with it.
             _ => None,
@@ -296,6 +299,7 @@ impl Session {
                     channel,
                     payload: message.payload,
                     binary: message.binary,
+                    position: message.position,
                 });
                 if let Some(held) = held {
                     return Handled::Held(held);

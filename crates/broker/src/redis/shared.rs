@@ -4,6 +4,7 @@
 
 use super::config::RedisMode;
 use super::events::BrokerEvents;
+use super::history::RedisHistory;
 use super::interest_queue::InterestQueue;
 use crate::DeliverySink;
 use redis::aio::MultiplexedConnection;
@@ -17,6 +18,10 @@ pub(crate) struct Shared {
     pub(crate) sink: Arc<dyn DeliverySink>,
     pub(crate) events: Arc<dyn BrokerEvents>,
     pub(crate) up: Arc<AtomicBool>,
+    /// Channel history kept in Redis, if any.
+    pub(crate) history: Option<RedisHistory>,
+    /// Largest payload delivered (fetched history entries included).
+    pub(crate) max_message_bytes: usize,
     /// The live, fully subscribed connection; `None` while down.
     pub(crate) connection: Mutex<Option<MultiplexedConnection>>,
     /// Subscription changes for the connection task, latest state per channel.

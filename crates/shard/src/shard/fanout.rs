@@ -55,10 +55,16 @@ impl Shard {
     }
 
     /// At the owner: a message for `channel` from the broker.
-    pub(super) fn publish(&mut self, channel: ChannelName, payload: &Bytes, binary: bool) {
+    pub(super) fn publish(
+        &mut self,
+        channel: ChannelName,
+        payload: &Bytes,
+        binary: bool,
+        position: Option<Position>,
+    ) {
         let position = self
             .histories
-            .append(&channel, payload, binary, self.now_ms);
+            .append(&channel, payload, binary, position, self.now_ms);
         let Some(shards) = self.owned.publish(&channel) else {
             self.counters.publish_dropped += 1;
             return;

@@ -14,15 +14,37 @@ use super::Shard;
 use super::json_framing::{message_frame, subscribed_frame};
 use super::poll::poll_element;
 use super::sse::{sse_event, sse_reset};
+use crate::channel_histories::Answer;
 use crate::close_reason::CloseReason;
 use crate::conn::{Framing, Phase, Transport};
 use crate::history::{EncodeElement, Kept, Recovered};
 use crate::ids::{ChannelName, ConnId};
-use crate::messages::ShardMsg;
+use crate::messages::{BrokerCmd, FetchedHistory, ShardMsg};
 use crate::position::{Position, Since};
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
 use ringcast_proto::{OpCode, close_payload, code};
+
+/// Reads of the broker's history for one recovery before it is answered from what
+/// is there.
+const MAX_READS: u8 = 3;
+
+/// A subscriber's resume request, at the owner.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Resume {
+    since: Option<Since>,
+    poll: bool,
+    shard: u16,
+    conn: ConnId,
+}
+
+/// The resume requests of one channel waiting for the broker's history (one read at a
+/// time per channel, however many clients resume at once).
+#[derive(Debug, Default)]
+pub(super) struct Reading {
+    waiting: Vec<Resume>,
+    reads: u8,
+}
 
 impl Shard {
     /// Subscribes `id` to `name`, resuming from `since`; false if it already was or is
@@ -85,15 +107,74 @@ impl Shard {
         if poll {
             self.owned.poll(&channel, now_ms);
         }
-        let encode = |kept: &Kept| poll_element(kept.offset, &kept.payload, kept.binary);
-        let encode: Option<EncodeElement<'_>> = poll.then_some(&encode);
-        let recovered = self.histories.recover(&channel, since, encode, now_ms);
-        let reply = ShardMsg::HistoryReply {
+        let request = Resume {
+            since,
+            poll,
+            shard,
             conn,
-            channel,
-            recovered,
         };
-        self.route(shard, reply);
+        self.answer_resume(&channel, request, false, now_ms);
+    }
+
+    /// At the owner: answers `request` from the history, or (when the broker's history
+    /// must be read first) queues it behind the channel's one read in flight.
+    fn answer_resume(
+        &mut self,
+        channel: &ChannelName,
+        request: Resume,
+        fetched: bool,
+        now_ms: u64,
+    ) {
+        let encode = |kept: &Kept| poll_element(kept.offset, &kept.payload, kept.binary);
+        let encode: Option<EncodeElement<'_>> = request.poll.then_some(&encode);
+        match self
+            .histories
+            .recover(channel, request.since, encode, fetched, now_ms)
+        {
+            Answer::Ready(recovered) => {
+                let reply = ShardMsg::HistoryReply {
+                    conn: request.conn,
+                    channel: channel.clone(),
+                    recovered,
+                };
+                self.route(request.shard, reply);
+            }
+            Answer::Fetch => {
+                let reading = self.fetching.entry(channel.clone()).or_default();
+                reading.waiting.push(request);
+                if reading.waiting.len() == 1 {
+                    self.command_broker(BrokerCmd::FetchHistory(channel.clone()));
+                }
+            }
+        }
+    }
+
+    /// At the owner: the broker's history of `channel` arrived. Merged into the cache,
+    /// it answers every resume that waited for it; a gap left between what was read
+    /// and what arrived since is read again (a few times at most).
+    pub(super) fn history_fetched(
+        &mut self,
+        channel: &ChannelName,
+        fetched: Option<FetchedHistory>,
+        now_ms: u64,
+    ) {
+        let joined = fetched.is_none_or(|f| self.histories.merge(channel, f, now_ms));
+        let Some(reading) = self.fetching.get_mut(channel) else {
+            return;
+        };
+        reading.reads += 1;
+        if !joined && reading.reads < MAX_READS {
+            self.command_broker(BrokerCmd::FetchHistory(channel.clone()));
+            return;
+        }
+        let waiting = self
+            .fetching
+            .remove(channel)
+            .map(|r| r.waiting)
+            .unwrap_or_default();
+        for request in waiting {
+            self.answer_resume(channel, request, true, now_ms);
+        }
     }
 
     /// The owner's answer for `id`'s subscription to `channel`.

@@ -188,6 +188,7 @@ impl Node {
                 channel: owner_hint.into(),
                 payload: payload.as_bytes().to_vec().into(),
                 binary: false,
+                position: None,
             },
             self.now,
         );

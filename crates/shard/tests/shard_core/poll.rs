@@ -106,6 +106,7 @@ fn publish_raw(node: &mut Node, channel: &str, payload: Vec<u8>, binary: bool) {
             channel: channel.into(),
             payload: payload.into(),
             binary,
+            position: None,
         },
         node.now,
     );

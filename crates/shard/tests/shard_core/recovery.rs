@@ -50,6 +50,7 @@ fn publish_unrouted(node: &mut Node, channel: &str, text: &str) {
         channel: channel.into(),
         payload: text.as_bytes().to_vec().into(),
         binary: false,
+        position: None,
     };
     node.shards[owner].on_message(msg, node.now);
 }

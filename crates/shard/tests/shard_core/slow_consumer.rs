@@ -21,6 +21,7 @@ fn slow_reader_node(policy: ringcast_shard::SlowConsumer) -> (Node, ConnId, Conn
             channel: "feed".into(),
             payload: vec![b'x'; 100].into(),
             binary: false,
+            position: None,
         },
         node.now,
     );
@@ -62,6 +63,7 @@ fn publish_while_stuck(node: &mut Node, stuck: ConnId, count: usize) {
                 channel: "feed".into(),
                 payload: format!("{i:0100}").into_bytes().into(),
                 binary: false,
+                position: None,
             },
             node.now,
         );
@@ -156,6 +158,7 @@ fn many_stalled_subscribers_are_all_closed() {
                 channel: "feed".into(),
                 payload: format!("{i:0100}").into_bytes().into(),
                 binary: false,
+                position: None,
             },
             node.now,
         );

@@ -21,6 +21,7 @@ fn sse_streams_events_with_ids_and_keepalives() {
             channel: "news".into(),
             payload: vec![0xff, 0x00].into(),
             binary: true,
+            position: None,
         },
         node.now,
     );
