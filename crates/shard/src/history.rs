@@ -700,4 +700,98 @@ mod tests {
         s.forget("poll");
         assert_eq!((s.messages(), s.bytes()), (0, 0));
     }
+
+    fn at(epoch: Epoch, offset: u64) -> Position {
+        Position { epoch, offset }
+    }
+
+    fn cached(s: &mut HistoryStore, ch: &ChannelName, p: Position) {
+        s.append_at(ch, p, &Bytes::from(p.offset.to_string()), false, 0);
+    }
+
+    fn read(offsets: std::ops::RangeInclusive<u64>) -> Vec<Kept> {
+        offsets
+            .map(|offset| Kept {
+                offset,
+                payload: Bytes::from(offset.to_string()),
+                binary: false,
+                element: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn broker_positions_extend_the_cached_run_and_a_gap_restarts_it() {
+        let mut s = store(HistoryLimits { size: 10, ..LIMITS });
+        let ch: ChannelName = "c".into();
+        let e = Epoch::from_bits(5);
+        for o in 7..=9 {
+            cached(&mut s, &ch, at(e, o));
+        }
+        assert_eq!(s.span("c"), Some((e, 7, 9)));
+        cached(&mut s, &ch, at(e, 9));
+        assert_eq!(
+            s.messages(),
+            3,
+            "an offset already passed is not kept twice"
+        );
+        cached(&mut s, &ch, at(e, 12));
+        assert_eq!(
+            s.span("c"),
+            Some((e, 12, 12)),
+            "10 and 11 never came: the run restarts"
+        );
+        let other = Epoch::from_bits(6);
+        cached(&mut s, &ch, at(other, 1));
+        assert_eq!(s.span("c"), Some((other, 1, 1)));
+        assert_eq!(s.messages(), 1);
+    }
+
+    #[test]
+    fn a_read_history_joins_the_cached_run_without_gap_or_duplicate() {
+        let mut s = store(HistoryLimits {
+            size: 100,
+            ..LIMITS
+        });
+        let ch: ChannelName = "c".into();
+        let e = Epoch::from_bits(5);
+        // Received on the subscription while the read was on its way: 8..=10.
+        for o in 8..=10 {
+            cached(&mut s, &ch, at(e, o));
+        }
+        // The read saw 1..=9 (it overlaps the cached run).
+        assert!(s.merge(&ch, e, read(1..=9), 0));
+        assert_eq!(s.span("c"), Some((e, 1, 10)));
+        let all = s
+            .recover(&ch, Some(Since::After(at(e, 0))), false, false, None, 0)
+            .expect("kept");
+        assert_eq!(offsets(&all), (1..=10).collect::<Vec<_>>());
+        let payloads: Vec<String> = all
+            .messages
+            .iter()
+            .map(|k| String::from_utf8_lossy(&k.payload).into_owned())
+            .collect();
+        assert_eq!(
+            payloads,
+            (1..=10).map(|o| o.to_string()).collect::<Vec<_>>()
+        );
+        // A read that ends before the cached run starts leaves a gap: read again.
+        let mut s = store(HistoryLimits {
+            size: 100,
+            ..LIMITS
+        });
+        cached(&mut s, &ch, at(e, 20));
+        assert!(!s.merge(&ch, e, read(1..=18), 0));
+        assert_eq!(s.span("c"), Some((e, 20, 20)), "unchanged");
+        assert!(s.merge(&ch, e, read(1..=19), 0));
+        assert_eq!(s.span("c"), Some((e, 1, 20)));
+        // Nothing cached: the read becomes the cache.
+        let mut s = store(HistoryLimits {
+            size: 100,
+            ..LIMITS
+        });
+        assert!(s.merge(&ch, e, read(3..=5), 0));
+        assert_eq!(s.span("c"), Some((e, 3, 5)));
+        assert_eq!(s.bytes(), 1 + HISTORY_OVERHEAD + 3 * (1 + KEPT_OVERHEAD));
+    }
 }
