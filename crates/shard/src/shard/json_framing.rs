@@ -43,16 +43,23 @@ pub(super) fn message_frame(
     out.push_str("{\"type\":\"message\",\"channel\":");
     push_json_string(&mut out, channel);
     push_position(&mut out, position);
-    if binary {
-        out.push_str(",\"base64\":\"");
-        base64::engine::general_purpose::STANDARD.encode_string(payload, &mut out);
-        out.push('"');
-    } else {
-        out.push_str(",\"data\":");
-        push_json_string(&mut out, &String::from_utf8_lossy(payload));
-    }
+    out.push(',');
+    push_payload(&mut out, payload, binary);
     out.push('}');
     encoded(OpCode::Text, out.as_bytes())
+}
+
+/// Appends a message's payload as a JSON member: `"data":"…"` (text, invalid UTF-8
+/// replaced) or `"base64":"…"` (binary).
+pub(super) fn push_payload(out: &mut String, payload: &[u8], binary: bool) {
+    if binary {
+        out.push_str("\"base64\":\"");
+        base64::engine::general_purpose::STANDARD.encode_string(payload, out);
+        out.push('"');
+    } else {
+        out.push_str("\"data\":");
+        push_json_string(out, &String::from_utf8_lossy(payload));
+    }
 }
 
 fn push_position(out: &mut String, position: Option<Position>) {

@@ -7,7 +7,7 @@
 //! (another epoch, or messages gone) is answered at once with `"recovered":false`, the
 //! channel's position and no messages.
 
-use super::json_framing::push_json_string;
+use super::json_framing::push_payload;
 use super::{PollWait, Shard};
 use crate::close_reason::CloseReason;
 use crate::conn::Transport;
@@ -16,7 +16,6 @@ use crate::ids::ConnId;
 use crate::position::{Position, Since};
 use crate::timer_wheel::TimerKind;
 use crate::write_queue::ENTRY_OVERHEAD;
-use base64::Engine;
 use bytes::Bytes;
 use std::fmt::Write;
 
@@ -191,14 +190,7 @@ impl Shard {
 pub(super) fn poll_element(offset: u64, payload: &[u8], binary: bool) -> Bytes {
     let mut out = String::with_capacity(payload.len() * 4 / 3 + 32);
     let _ = write!(out, "{{\"offset\":{offset},");
-    if binary {
-        out.push_str("\"base64\":\"");
-        base64::engine::general_purpose::STANDARD.encode_string(payload, &mut out);
-        out.push('"');
-    } else {
-        out.push_str("\"data\":");
-        push_json_string(&mut out, &String::from_utf8_lossy(payload));
-    }
+    push_payload(&mut out, payload, binary);
     out.push('}');
     Bytes::from(out)
 }
