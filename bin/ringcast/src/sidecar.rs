@@ -18,15 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
-/// How long a history read waits, so the node's subscription to the channel (asked for
-/// just before, sent in the broker's next batch) is in place at Redis first and nothing
-/// published in between falls between the read and the subscription.
-const FETCH_AFTER_SUBSCRIBE: Duration = Duration::from_millis(50);
-
 /// Reads `channel`'s history from the broker and hands it to the channel's owner shard
 /// (None when it could not be read: the owner then answers from what it has).
 async fn fetch_history(broker: Arc<dyn Broker>, mesh: Arc<Mesh>, channel: ChannelName) {
-    tokio::time::sleep(FETCH_AFTER_SUBSCRIBE).await;
     let fetched = match broker.fetch_history(&channel).await {
         Ok(fetched) => Some(FetchedHistory {
             epoch: fetched

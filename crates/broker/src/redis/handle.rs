@@ -49,20 +49,21 @@ impl RedisBroker {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| RedisStartError::NoRuntime)?;
         let client = redis_client(&config.url)?;
+        let (reads, read_queue) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            reads,
             prefix: config.prefix.clone(),
             mode: config.mode,
             sink,
             events,
             up: Arc::new(AtomicBool::new(false)),
             history: config.history.clone(),
-            max_message_bytes: config.max_message_bytes,
             connection: Mutex::new(None),
             interest: InterestQueue::default(),
         });
         shared.events.up(false);
         shared.events.subscriptions(0);
-        runtime.spawn(Session::new(shared.clone(), config, client).run());
+        runtime.spawn(Session::new(shared.clone(), config, client, read_queue).run());
         Ok(RedisBroker { shared, runtime })
     }
 
@@ -186,11 +187,19 @@ impl Broker for RedisBroker {
         let shared = self.shared.clone();
         let redis_channel = format!("{}{channel}", shared.prefix);
         Box::pin(async move {
-            let Some(mut connection) = shared.connection() else {
+            if shared.connection().is_none() {
                 return Err(BrokerError::Unavailable("Redis is unreachable".into()));
+            }
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let read = history::HistoryRead {
+                redis_channel,
+                reply,
             };
-            history::fetch(&mut connection, &redis_channel, shared.max_message_bytes)
+            let lost = || BrokerError::Unavailable("the Redis connection was lost".into());
+            shared.reads.send(read).map_err(|_| lost())?;
+            answer
                 .await
+                .map_err(|_| lost())?
                 .map_err(|err| BrokerError::Unavailable(format!("reading history: {err}")))
         })
     }

@@ -13,7 +13,10 @@
 //! that publishes.
 //!
 //! Nodes keep what they receive as a cache; a recovery the cache cannot answer reads the
-//! list ([`fetch`]).
+//! list ([`fetch`]), through the connection task ([`HistoryRead`]) so that the read
+//! follows the node's SUBSCRIBE to the channel on the same connection: what Redis
+//! publishes after the read reaches the node, so the read and the subscription's
+//! messages meet without a gap.
 //!
 //! [`envelope`]: super::envelope
 
@@ -74,6 +77,16 @@ pub struct Fetched {
     pub last_offset: u64,
     /// The kept messages (refused entries are skipped).
     pub messages: Vec<Opened>,
+}
+
+/// A read of one channel's history, asked of the connection task: it is sent after the
+/// subscription changes waiting before it, on the same connection, so Redis subscribes
+/// the node first and every message published after the read reaches the node.
+pub(crate) struct HistoryRead {
+    /// The Redis channel.
+    pub(crate) redis_channel: String,
+    /// Where the answer goes.
+    pub(crate) reply: tokio::sync::oneshot::Sender<redis::RedisResult<Fetched>>,
 }
 
 /// The two keys of `redis_channel`'s history.

@@ -13,6 +13,7 @@ use super::config::{RedisConfig, RedisMode};
 use super::connect::connect;
 use super::envelope::Position;
 use super::events::RejectReason;
+use super::history::{self, HistoryRead};
 use super::inbound::{Inbound, InboundRules};
 use super::interest::Interest;
 use super::interest_queue::Pending;
@@ -67,10 +68,17 @@ pub(crate) struct Session {
     client: redis::Client,
     interest: Interest,
     rules: InboundRules,
+    /// History reads asked by the handle (see `history::HistoryRead`).
+    reads: tokio::sync::mpsc::UnboundedReceiver<HistoryRead>,
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>, config: RedisConfig, client: redis::Client) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        config: RedisConfig,
+        client: redis::Client,
+        reads: tokio::sync::mpsc::UnboundedReceiver<HistoryRead>,
+    ) -> Self {
         let rules = InboundRules {
             prefix: config.prefix.clone(),
             max_message_bytes: config.max_message_bytes,
@@ -82,6 +90,7 @@ impl Session {
             client,
             interest: Interest::default(),
             rules,
+            reads,
         }
     }
 
@@ -92,6 +101,9 @@ impl Session {
         let mut connected_before = false;
         let mut failing = false;
         loop {
+            // Reads asked while no connection served them fail (their answer is dropped):
+            // the owner then answers from what it has.
+            while self.reads.try_recv().is_ok() {}
             let (push_tx, mut pushes, gate) = push_queue();
             let connected = connect(
                 self.client.get_connection_info(),
@@ -222,6 +234,21 @@ impl Session {
                         }
                         Err(err) => return End::Lost(format!("subscription change: {err}")),
                     }
+                }
+                read = self.reads.recv() => {
+                    let Some(read) = read else { return End::Closed };
+                    // The subscription changes asked before the read go first.
+                    for (channel, on) in self.shared.interest.take() {
+                        self.interest.set(&channel, on);
+                    }
+                    if let Err(err) = self.flush(&mut connection).await
+                        && !err.is_timeout()
+                    {
+                        return End::Lost(format!("subscription change: {err}"));
+                    }
+                    let max = self.config.max_message_bytes;
+                    let fetched = history::fetch(&mut connection, &read.redis_channel, max).await;
+                    let _ = read.reply.send(fetched);
                 }
                 _ = ping.tick(), if !busy && last_push.elapsed() >= self.config.ping_every => {
                     let pong = redis::cmd("PING").query_async::<redis::Value>(&mut connection).await;

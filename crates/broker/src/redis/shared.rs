@@ -4,7 +4,7 @@
 
 use super::config::RedisMode;
 use super::events::BrokerEvents;
-use super::history::RedisHistory;
+use super::history::{HistoryRead, RedisHistory};
 use super::interest_queue::InterestQueue;
 use crate::DeliverySink;
 use redis::aio::MultiplexedConnection;
@@ -20,8 +20,8 @@ pub(crate) struct Shared {
     pub(crate) up: Arc<AtomicBool>,
     /// Channel history kept in Redis, if any.
     pub(crate) history: Option<RedisHistory>,
-    /// Largest payload delivered (fetched history entries included).
-    pub(crate) max_message_bytes: usize,
+    /// History reads for the connection task.
+    pub(crate) reads: tokio::sync::mpsc::UnboundedSender<HistoryRead>,
     /// The live, fully subscribed connection; `None` while down.
     pub(crate) connection: Mutex<Option<MultiplexedConnection>>,
     /// Subscription changes for the connection task, latest state per channel.
