@@ -7,6 +7,7 @@
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::ports::free_port;
+use ringcast_tests::redis_server::RedisServer;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -39,7 +40,8 @@ fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T
     }
 }
 
-/// Serves `tests/browser/page.html` (and 404 for anything else) on a loopback port from
+/// Serves `tests/browser/page.html`, `recovery.html` and `clients/js/ringcast.js` (and
+/// 404 for anything else) on a loopback port from
 /// a std `TcpListener` thread; stopped and joined when dropped.
 struct StaticServer {
     addr: SocketAddr,
@@ -48,7 +50,7 @@ struct StaticServer {
 }
 
 impl StaticServer {
-    fn start(page: PathBuf) -> StaticServer {
+    fn start() -> StaticServer {
         let listener = TcpListener::bind(("127.0.0.1", free_port())).expect("bind page server");
         let addr = listener.local_addr().expect("page server address");
         let stop = Arc::new(AtomicBool::new(false));
@@ -59,7 +61,7 @@ impl StaticServer {
                     break;
                 }
                 if let Ok(stream) = stream {
-                    serve_one(stream, &page);
+                    serve_one(stream);
                 }
             }
         });
@@ -103,7 +105,7 @@ fn read_head(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 }
 
 /// Answers one HTTP/1.1 request and closes the connection.
-fn serve_one(mut stream: TcpStream, page: &Path) {
+fn serve_one(mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let Some((head, _)) = read_head(&mut stream) else {
@@ -111,11 +113,18 @@ fn serve_one(mut stream: TcpStream, page: &Path) {
     };
     let target = head.split_whitespace().nth(1).unwrap_or("");
     let path = target.split('?').next().unwrap_or("");
+    let file = |relative: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+    };
+    let html = "text/html; charset=utf-8";
     let (status, content_type, body) = match (head.starts_with("GET "), path) {
-        (true, "/page.html") => (
+        (true, "/page.html") => ("200 OK", html, file("browser/page.html")),
+        (true, "/recovery.html") => ("200 OK", html, file("browser/recovery.html")),
+        (true, "/ringcast.js") => (
             "200 OK",
-            "text/html; charset=utf-8",
-            std::fs::read(page).expect("read page.html"),
+            "text/javascript",
+            file("../clients/js/ringcast.js"),
         ),
         _ => ("404 Not Found", "text/plain", b"not found\n".to_vec()),
     };
@@ -348,8 +357,7 @@ fn json_message(bytes: usize) -> String {
 #[test]
 fn chromium_receives_publishes_over_websocket_with_deflate_and_over_event_source() {
     let gateway = Gateway::start(1, &["--compression", "--history-size", "100"]);
-    let page = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser/page.html");
-    let server = StaticServer::start(page);
+    let server = StaticServer::start();
     let url = format!(
         "http://{}/page.html?gw={}&channel={CHANNEL}",
         server.addr, gateway.first_port
@@ -425,4 +433,73 @@ fn chromium_receives_publishes_over_websocket_with_deflate_and_over_event_source
     // --compression-min-bytes. Shards flush their counters periodically.
     let compressed = gateway.wait_metric(COMPRESSED_METRIC, 10, |n| n >= 1.0);
     assert_eq!(compressed, 1.0, "only the 2 KiB message is compressed");
+}
+
+/// The JavaScript client (`clients/js/ringcast.js`) in Chromium across a node drain:
+/// Redis, two gateways and a third that publishes 1,000 messages at a steady rate;
+/// the gateway the page is connected to is drained with SIGTERM midway; the client
+/// resumes on the other one and has every message once, in order.
+#[test]
+fn the_js_client_resumes_across_a_node_drain_with_every_message_once() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let node = |extra: &[&str]| {
+        let mut args = vec!["--redis", url.as_str(), "--history-size", "2000"];
+        args.extend_from_slice(extra);
+        let gateway = Gateway::start(1, &args);
+        gateway.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
+        gateway
+    };
+    let publisher = node(&[]);
+    let mut a = node(&["--drain-seconds", "1"]);
+    let b = node(&[]);
+    let server = StaticServer::start();
+    let page = format!(
+        "http://{}/recovery.html?channel={CHANNEL}&urls=ws://127.0.0.1:{},ws://127.0.0.1:{}",
+        server.addr, a.first_port, b.first_port
+    );
+    let mut browser = Browser::launch(&page);
+    browser.attach("/recovery.html");
+    // Subscribed at Redis, so the first publish reaches the page.
+    a.wait_metric("ringcast_broker_subscriptions", 20, |n| n == 1.0);
+    for i in 1..=1000u32 {
+        let answer = ringcast_tests::http::post(
+            publisher.admin,
+            &format!("/publish/{CHANNEL}"),
+            format!("m{i}").as_bytes(),
+        )
+        .expect("publish");
+        assert_eq!(answer.status, 202);
+        if i == 300 {
+            a.signal(libc::SIGTERM);
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(a.wait_exit(10).is_some(), "the drained node exited");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let results = loop {
+        let results = browser.results();
+        if results["positions"].as_array().map_or(0, Vec::len) >= 1000 {
+            break results;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all 1,000 messages in the page: {results}\n{}",
+            browser.stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let positions: Vec<&str> = results["positions"]
+        .as_array()
+        .expect("positions")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let epoch = positions[0].split(':').next().expect("epoch");
+    let want: Vec<String> = (1..=1000).map(|i| format!("{epoch}:{i}")).collect();
+    assert_eq!(positions, want, "every message once, in order");
+    assert_eq!(results["recovered"], json!([true]), "one resume, complete");
+    let status = results["status"].to_string();
+    assert!(status.contains("reconnecting"), "{status}");
+    drop(b);
 }
