@@ -12,6 +12,7 @@ use ringcast_proto::{
     DeflateParams, PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel,
     negotiate_deflate,
 };
+use std::borrow::Cow;
 
 /// An HTTP refusal of an upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +162,33 @@ pub(crate) fn admit_plain(
         .map_err(|err| Refusal::new(err.status(), HandshakeFailure::Auth(err), "not allowed\n"))
 }
 
+/// `text` with the two escapes a URL library writes into `channels=` and `since=` lists
+/// (`%2C` for `,` and `%3A` for `:`) undone; every other byte is kept as it is (channel
+/// names and positions use only URL-safe characters).
+pub(crate) fn unescape_list(text: &str) -> Cow<'_, str> {
+    if !text.contains('%') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let escape = rest.get(at..at + 3).unwrap_or("");
+        match escape.to_ascii_uppercase().as_str() {
+            "%2C" => out.push(','),
+            "%3A" => out.push(':'),
+            _ => {
+                out.push('%');
+                rest = &rest[at + 1..];
+                continue;
+            }
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// The `since=` list: one entry per channel, in the order the channels are named
 /// (an empty entry resumes nothing), `last` or `<epoch>:<offset>`.
 fn since_list(upgrade: &Upgrade, channels: usize) -> Result<Vec<Option<Since>>, Refusal> {
@@ -171,7 +199,7 @@ fn since_list(upgrade: &Upgrade, channels: usize) -> Result<Vec<Option<Since>>, 
             "since must be last or <epoch>:<offset>, one per channel\n",
         )
     };
-    let Some(list) = upgrade.query_param("since") else {
+    let Some(list) = upgrade.query_param("since").map(unescape_list) else {
         return Ok(vec![None; channels]);
     };
     let mut out = Vec::with_capacity(channels);
@@ -196,7 +224,7 @@ fn target_of(cfg: &ShardConfig, upgrade: &Upgrade) -> Result<Target, Refusal> {
             let name = name.clone();
             return Ok(Target::Channels(vec![Subscription { name, since }]));
         }
-        Route::Root => upgrade.query_param("channels").unwrap_or(""),
+        Route::Root => unescape_list(upgrade.query_param("channels").unwrap_or("")),
     };
     let names: Vec<&str> = list.split(',').filter(|n| !n.is_empty()).collect();
     let since = since_list(upgrade, names.len())?;

@@ -5,7 +5,7 @@
 //! (origin, token, channels) or answered an HTTP error and closed.
 
 use super::Shard;
-use crate::admission::{Admitted, Target, admit, admit_plain};
+use crate::admission::{Admitted, Target, admit, admit_plain, unescape_list};
 use crate::close_reason::CloseReason;
 use crate::conn::Transport;
 use crate::handshake_budget::over_budget_response;
@@ -177,7 +177,10 @@ impl Shard {
                 return;
             }
         };
-        let since = match get.query_param("since").map(Since::parse) {
+        let since = match get
+            .query_param("since")
+            .map(|s| Since::parse(&unescape_list(s)))
+        {
             None => None,
             Some(Some(since)) => Some(since),
             Some(None) => {
