@@ -283,6 +283,9 @@ impl HistoryStore {
         binary: bool,
         now_ms: u64,
     ) {
+        if position.offset == 0 {
+            return;
+        }
         let history = self.touch(channel, now_ms);
         let fresh = history.kept.is_empty() && history.last_offset == 0;
         let follows = history.epoch == position.epoch && position.offset == history.last_offset + 1;

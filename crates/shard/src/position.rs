@@ -10,6 +10,9 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /// Length of an epoch.
 pub const EPOCH_LEN: usize = 8;
+/// Offsets stay below 2^53 (Redis's Lua numbers are exact up to there), so offset
+/// arithmetic never overflows; a larger one in a request is refused.
+pub const MAX_OFFSET: u64 = 1 << 53;
 
 /// A history's generation: eight characters of `[A-Za-z0-9_-]`. A new one is drawn
 /// whenever a channel's history starts over (first publish, after it expired or was
@@ -68,7 +71,7 @@ impl Position {
     /// Parses `<epoch>:<offset>`.
     pub fn parse(text: &str) -> Option<Self> {
         let (epoch, offset) = text.split_once(':')?;
-        let offset = offset.parse().ok()?;
+        let offset = offset.parse().ok().filter(|o| *o < MAX_OFFSET)?;
         Some(Position {
             epoch: Epoch::parse(epoch)?,
             offset,
@@ -139,6 +142,8 @@ mod tests {
             "k3J9-_aZ:1x",
             ":1",
             "LAST",
+            "k3J9-_aZ:18446744073709551615",
+            "k3J9-_aZ:9007199254740992",
         ] {
             assert_eq!(Since::parse(bad), None, "{bad:?}");
         }

@@ -101,7 +101,13 @@ fn position(raw: &[u8]) -> Option<Position> {
     if !valid_epoch || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let offset = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    // Offsets start at 1 (0 names the point before the first message) and stay below
+    // 2^53, where the script's Lua numbers stop being exact.
+    let offset = std::str::from_utf8(digits)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|o| (1..1 << 53).contains(o))?;
     Some(Position { epoch, offset })
 }
 
@@ -222,6 +228,8 @@ mod tests {
             ("k3J9-_aZ", "0000000000000000004x"),
             ("k3J9-_aZ", "99999999999999999999"),
             ("k3J9-_aZ", "000000000000000000"),
+            ("k3J9-_aZ", "00000000000000000000"),
+            ("k3J9-_aZ", "18446744073709551615"),
         ] {
             assert_eq!(
                 open(positioned(epoch, offset, b"")),
