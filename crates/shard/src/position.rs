@@ -12,7 +12,7 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 pub const EPOCH_LEN: usize = 8;
 /// Offsets stay below 2^53 (Redis's Lua numbers are exact up to there), so offset
 /// arithmetic never overflows; a larger one in a request is refused.
-pub const MAX_OFFSET: u64 = 1 << 53;
+pub(crate) const MAX_OFFSET: u64 = 1 << 53;
 
 /// A history's generation: eight characters of `[A-Za-z0-9_-]`. A new one is drawn
 /// whenever a channel's history starts over (first publish, after it expired or was
