@@ -241,6 +241,7 @@ impl HistoryStore {
             epoch: history.epoch,
             offset: history.last_offset,
         };
+        let encoding = encode.is_some();
         let (result, messages) = match since {
             None => (None, Vec::new()),
             Some(Since::Last) => {
@@ -263,6 +264,10 @@ impl HistoryStore {
                 (Some(Recovery::Full), kept)
             }
         };
+        if encoding {
+            // The encodings made for this answer count against the cap too.
+            self.enforce_cap(channel);
+        }
         Some(Recovered {
             position: Some(position),
             result,

@@ -241,14 +241,22 @@ impl Session {
                     for (channel, on) in self.shared.interest.take() {
                         self.interest.set(&channel, on);
                     }
-                    if let Err(err) = self.flush(&mut connection).await
-                        && !err.is_timeout()
-                    {
-                        return End::Lost(format!("subscription change: {err}"));
+                    match self.flush(&mut connection).await {
+                        Ok(()) => {
+                            let max = self.config.max_message_bytes;
+                            let fetched =
+                                history::fetch(&mut connection, &read.redis_channel, max).await;
+                            let _ = read.reply.send(fetched);
+                        }
+                        // Unconfirmed: a read now could miss what is published before
+                        // the subscription lands, so it fails (the owner answers from
+                        // what it has) and the changes are sent again shortly.
+                        Err(err) if err.is_timeout() => {
+                            let _ = read.reply.send(Err(err));
+                            flush_at = Some(Instant::now() + RETRY_BUSY_FLUSH);
+                        }
+                        Err(err) => return End::Lost(format!("subscription change: {err}")),
                     }
-                    let max = self.config.max_message_bytes;
-                    let fetched = history::fetch(&mut connection, &read.redis_channel, max).await;
-                    let _ = read.reply.send(fetched);
                 }
                 _ = ping.tick(), if !busy && last_push.elapsed() >= self.config.ping_every => {
                     let pong = redis::cmd("PING").query_async::<redis::Value>(&mut connection).await;

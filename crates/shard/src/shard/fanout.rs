@@ -111,8 +111,10 @@ impl Shard {
         let Some(subs) = self.channels.subscribers(channel) else {
             return;
         };
-        // Only while some connection waits for its history answer.
-        let resuming = if self.resuming.is_empty() {
+        // Only while some connection waits for its history answer, and only for a
+        // message with a position (one without, such as a foreign Redis publish, is in
+        // no history, so no answer covers it).
+        let resuming = if self.resuming.is_empty() || position.is_none() {
             None
         } else {
             self.channels.shared_name(channel)
