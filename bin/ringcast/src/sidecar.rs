@@ -3,7 +3,7 @@
 //! commands, signal handling and the drain. It never touches a connection.
 
 use crate::broker_metrics::BrokerMetrics;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, Sent};
 use crate::shard_sink::ShardSink;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -38,9 +38,20 @@ async fn fetch_history(broker: Arc<dyn Broker>, mesh: Arc<Mesh>, channel: Channe
             None
         }
     };
+    // On the publish lane, behind the channel's messages the broker handed over before
+    // this answer (the connection task releases it only after them).
     let owner = owner_of(&channel, mesh.len());
-    mesh.send_waiting(owner, ShardMsg::HistoryFetched { channel, fetched })
-        .await;
+    let mut msg = ShardMsg::HistoryFetched { channel, fetched };
+    loop {
+        match mesh.publish(owner, msg) {
+            Sent::Queued | Sent::Gone => break,
+            Sent::Full(back) => {
+                msg = back;
+                mesh.nudge(owner);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
     mesh.nudge(owner);
 }
 

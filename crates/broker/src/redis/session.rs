@@ -32,6 +32,8 @@ const PUSH_BATCH: usize = 1_024;
 /// Wait before resending subscription changes whose confirmation timed out while the
 /// connection was busy with pushes.
 const RETRY_BUSY_FLUSH: Duration = Duration::from_millis(200);
+/// Most pushes handed over before a history read's answer is released.
+const HAND_OVER_LIMIT: usize = 65_536;
 /// Wait before offering a held message to a full shard inbox again.
 const RETRY_FULL_INBOX: Duration = Duration::from_millis(1);
 
@@ -246,6 +248,13 @@ impl Session {
                             let max = self.config.max_message_bytes;
                             let fetched =
                                 history::fetch(&mut connection, &read.redis_channel, max).await;
+                            // The pushes that came in before the read's reply go to the
+                            // shards first, so the answer reaches the owner behind them
+                            // (on the same lane) and no message of the read is delivered
+                            // live again after it.
+                            if let Err(end) = self.hand_over_waiting(pushes, &mut held).await {
+                                return end;
+                            }
                             let _ = read.reply.send(fetched);
                         }
                         // Unconfirmed: a read now could miss what is published before
@@ -270,6 +279,35 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Hands every push waiting now to the shards, waiting for room when an inbox is
+    /// full (at most [`HAND_OVER_LIMIT`] pushes, so a flood cannot hold the task).
+    async fn hand_over_waiting(
+        &mut self,
+        pushes: &mut PushReceiver,
+        held: &mut Option<Held>,
+    ) -> Result<(), End> {
+        let mut handed = 0;
+        while handed < HAND_OVER_LIMIT {
+            if let Some(message) = held.take() {
+                *held = self.offer(message);
+                if held.is_some() {
+                    tokio::time::sleep(RETRY_FULL_INBOX).await;
+                }
+                continue;
+            }
+            let Some(push) = pushes.try_recv() else {
+                return Ok(());
+            };
+            handed += 1;
+            match self.on_push(push) {
+                Handled::Done => {}
+                Handled::Held(message) => *held = Some(message),
+                Handled::Lost => return Err(End::Lost("disconnected".into())),
+            }
+        }
+        Ok(())
     }
 
     /// Handles up to [`PUSH_BATCH`] waiting pushes, stopping at one the shards have no
