@@ -107,6 +107,12 @@ def masked(opcode, payload):
 
 
 def ws_connect(port, path, rcvbuf=None):
+    return ws_connect_keeping(port, path, rcvbuf)[0]
+
+
+def ws_connect_keeping(port, path, rcvbuf=None):
+    """Opens a WebSocket; returns the socket and the bytes that came after the 101 in the
+    same reads (frames the server sends at once, such as a recovery)."""
     s = socket.socket()
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -120,7 +126,7 @@ def ws_connect(port, path, rcvbuf=None):
         if not chunk:
             raise RuntimeError("closed during handshake")
         head += chunk
-    return s
+    return s, head.split(b"\r\n\r\n", 1)[1]
 
 
 def read_frame(sock, buf):

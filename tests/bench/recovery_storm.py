@@ -15,29 +15,13 @@ import argparse
 import json
 import os
 import select
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from abuse import Gateway, free_port, read_frame  # noqa: E402
-
-
-def ws_connect(port, path):
-    """Opens a WebSocket; returns the socket and the bytes after the 101 (the frames of
-    a recovery can arrive in the same read as the answer)."""
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise RuntimeError("closed during handshake")
-        head += chunk
-    return s, head.split(b"\r\n\r\n", 1)[1]
+from abuse import ws_connect_keeping as ws_connect  # noqa: E402
 
 
 def redis_cli(port, *args):
