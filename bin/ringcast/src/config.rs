@@ -317,7 +317,7 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_HISTORY_TTL", value_parser = parse_secs, default_value = "300")]
     pub history_ttl: Duration,
 
-    /// Bytes of history each shard keeps (payloads plus 64 B per message and 160 B
+    /// Bytes of history each shard keeps (payloads plus 112 B per message and 160 B
     /// plus the name per channel); past it the least recently published channels'
     /// histories are evicted (ringcast_history_evictions_total).
     #[arg(long, env = "RINGCAST_HISTORY_MAX_BYTES", default_value_t = 64 << 20,

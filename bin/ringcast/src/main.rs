@@ -97,6 +97,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(usize, Result<Waker, String>)>();
     let mut inbox_txs = Vec::with_capacity(shards);
     let mut mesh_txs = Vec::with_capacity(shards);
+    let history_channels = ChannelPatterns::parse(&config.history_channels);
     for id in 0..shards {
         let mut listeners = Vec::with_capacity(addrs.len());
         for addr in &addrs {
@@ -140,7 +141,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 size: config.history_size as usize,
                 ttl_ms: config.history_ttl.as_millis() as u64,
                 max_bytes: config.history_max_bytes as usize,
-                channels: ChannelPatterns::parse(&config.history_channels),
+                channels: history_channels.clone(),
                 epoch_seed,
             },
             sees_every_publish: config.redis.is_none(),
@@ -258,7 +259,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 ringcast_proto::is_valid_channel,
             );
             if config.history_size > 0 {
-                let channels = ChannelPatterns::parse(&config.history_channels);
+                let channels = history_channels.clone();
                 redis.history = Some(RedisHistory {
                     size: config.history_size as usize,
                     ttl: config.history_ttl,

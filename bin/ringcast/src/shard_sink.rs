@@ -13,12 +13,11 @@ use std::sync::Arc;
 
 /// A broker position as the shards name it (None if its epoch is not a valid one;
 /// the envelope checks make that impossible).
-fn shard_position(position: ringcast_broker::Position) -> Option<ringcast_shard::Position> {
-    let epoch = std::str::from_utf8(&position.epoch)
-        .ok()
-        .and_then(Epoch::parse)?;
+pub(crate) fn shard_position(
+    position: ringcast_broker::Position,
+) -> Option<ringcast_shard::Position> {
     Some(ringcast_shard::Position {
-        epoch,
+        epoch: Epoch::from_ascii(position.epoch)?,
         offset: position.offset,
     })
 }

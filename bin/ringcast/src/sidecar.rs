@@ -23,10 +23,7 @@ use tokio::signal::unix::{SignalKind, signal};
 async fn fetch_history(broker: Arc<dyn Broker>, mesh: Arc<Mesh>, channel: ChannelName) {
     let fetched = match broker.fetch_history(&channel).await {
         Ok(fetched) => Some(FetchedHistory {
-            epoch: fetched
-                .epoch
-                .and_then(|e| std::str::from_utf8(&e).ok().and_then(Epoch::parse)),
-            last_offset: fetched.last_offset,
+            epoch: fetched.epoch.and_then(Epoch::from_ascii),
             messages: fetched
                 .messages
                 .into_iter()

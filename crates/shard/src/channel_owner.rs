@@ -73,12 +73,6 @@ impl ChannelOwner {
         Some(BrokerCmd::Unsubscribe(channel.clone()))
     }
 
-    /// The shards with subscribers of `channel` (empty while it lingers); None when
-    /// nobody on the node wants it.
-    pub(crate) fn publish(&self, channel: &str) -> Option<&ShardSet> {
-        self.channels.get(channel).map(|owned| &owned.shards)
-    }
-
     /// A long-poll client asks for `channel`: it lingers from now on after its last
     /// subscriber leaves.
     pub(crate) fn poll(&mut self, channel: &ChannelName, now_ms: u64) {
@@ -114,10 +108,10 @@ impl ChannelOwner {
         gone
     }
 
-    /// The shards with subscribers of `channel`, if any.
-    #[cfg(test)]
+    /// The shards with subscribers of `channel` (empty while it lingers); None when
+    /// nobody on the node wants it.
     pub(crate) fn interested(&self, channel: &str) -> Option<&ShardSet> {
-        self.channels.get(channel).map(|o| &o.shards)
+        self.channels.get(channel).map(|owned| &owned.shards)
     }
 
     /// Whether `channel` is owned here (with subscribers, or lingering).
@@ -178,7 +172,7 @@ mod tests {
         owner.poll(&ch, 0);
         // The poller left; the node stays subscribed for the gap between polls.
         assert_eq!(owner.interest(&ch, 0, false, 100), None);
-        assert!(owner.publish("feed").is_some_and(ShardSet::is_empty));
+        assert!(owner.interested("feed").is_some_and(ShardSet::is_empty));
         assert_eq!(
             owner.interest(&ch, 0, true, 200),
             None,
@@ -188,7 +182,7 @@ mod tests {
         assert!(owner.expire(1000).is_empty());
         assert_eq!(owner.expire(1300), vec![BrokerCmd::Unsubscribe(ch.clone())]);
         assert!(owner.is_empty());
-        assert!(owner.publish("feed").is_none());
+        assert!(owner.interested("feed").is_none());
     }
 
     #[test]

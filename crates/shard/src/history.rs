@@ -293,17 +293,14 @@ impl HistoryStore {
         }
         let history = self.touch(channel, now_ms);
         let fresh = history.kept.is_empty() && history.last_offset == 0;
-        let follows = history.epoch == position.epoch && position.offset == history.last_offset + 1;
-        if !fresh && !follows {
-            if history.epoch == position.epoch && position.offset <= history.last_offset {
-                return;
-            }
-            let freed: usize = history.kept.iter().map(Kept::cost).sum();
-            let dropped = history.kept.len();
-            history.kept.clear();
-            history.bytes -= freed;
-            self.bytes -= freed;
-            self.messages -= dropped;
+        let same_epoch = history.epoch == position.epoch;
+        if same_epoch && position.offset <= history.last_offset {
+            return;
+        }
+        let follows = same_epoch && position.offset == history.last_offset + 1;
+        if !(fresh || follows) {
+            // A gap or another epoch: the run starts again at this message.
+            self.forget(channel);
         }
         let history = self.touch(channel, now_ms);
         history.epoch = position.epoch;
@@ -353,27 +350,22 @@ impl HistoryStore {
         if cached_len > 0 && older.last().is_some_and(|k| k.offset + 1 != cached_first) {
             older.clear();
         }
-        let mut newer: Vec<Kept> = Vec::new();
-        let mut last = older.last().map_or(0, |k| k.offset);
-        if let Some(h) = self.histories.get(channel) {
-            newer = h.kept.iter().cloned().collect();
-            last = last.max(h.last_offset);
-        }
+        // The cached run ends at the history's last offset, so the rebuilt run does.
+        let newer: Vec<Kept> = self
+            .histories
+            .get(channel)
+            .map(|h| h.kept.iter().cloned().collect())
+            .unwrap_or_default();
         self.forget(channel);
-        let Some(first) = older.first().or(newer.first()).map(|k| k.offset) else {
+        if older.is_empty() && newer.is_empty() {
             return true;
-        };
-        let history = self.touch(channel, now_ms);
-        history.epoch = epoch;
-        history.last_offset = first - 1;
+        }
+        self.touch(channel, now_ms).epoch = epoch;
         for kept in older.into_iter().chain(newer) {
             if let Some(history) = self.histories.get_mut(channel) {
                 history.last_offset = kept.offset - 1;
             }
             self.append(channel, &kept.payload, kept.binary, true, now_ms);
-        }
-        if let Some(history) = self.histories.get_mut(channel) {
-            history.last_offset = history.last_offset.max(last);
         }
         true
     }

@@ -73,8 +73,6 @@ pub enum ShardMsg {
 pub struct FetchedHistory {
     /// The epoch (None: the broker keeps no history for the channel).
     pub epoch: Option<Epoch>,
-    /// The last offset the broker gave out.
-    pub last_offset: u64,
     /// (offset, payload, binary) of each kept message, oldest first.
     pub messages: Vec<(u64, Bytes, bool)>,
 }

@@ -32,7 +32,11 @@ impl Epoch {
 
     /// Parses an epoch; None unless exactly [`EPOCH_LEN`] characters of the alphabet.
     pub fn parse(text: &str) -> Option<Self> {
-        let bytes: [u8; EPOCH_LEN] = text.as_bytes().try_into().ok()?;
+        Epoch::from_ascii(text.as_bytes().try_into().ok()?)
+    }
+
+    /// The epoch in `bytes`; None unless every byte is of the alphabet.
+    pub fn from_ascii(bytes: [u8; EPOCH_LEN]) -> Option<Self> {
         bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')

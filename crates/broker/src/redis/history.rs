@@ -73,8 +73,6 @@ impl std::fmt::Debug for RedisHistory {
 pub struct Fetched {
     /// The history's epoch; None when Redis keeps no history for the channel.
     pub epoch: Option<[u8; EPOCH_BYTES]>,
-    /// The last offset given out (0 without history).
-    pub last_offset: u64,
     /// The kept messages (refused entries are skipped).
     pub messages: Vec<Opened>,
 }
@@ -125,8 +123,8 @@ pub(crate) async fn append_and_publish(
         .await
 }
 
-/// Reads `redis_channel`'s history: the epoch, the last offset and the kept envelopes,
-/// in one `MULTI` (so the three agree). Entries that are not valid positioned envelopes
+/// Reads `redis_channel`'s history: the epoch and the kept envelopes, in one `MULTI`
+/// (so the two agree). Entries that are not valid positioned envelopes
 /// of at most `max_payload` bytes are skipped.
 pub(crate) async fn fetch(
     connection: &mut MultiplexedConnection,
@@ -134,10 +132,9 @@ pub(crate) async fn fetch(
     max_payload: usize,
 ) -> redis::RedisResult<Fetched> {
     let (meta, log) = keys(redis_channel);
-    let (epoch, offset, entries): (Option<Vec<u8>>, Option<u64>, Vec<Vec<u8>>) = redis::pipe()
+    let (epoch, entries): (Option<Vec<u8>>, Vec<Vec<u8>>) = redis::pipe()
         .atomic()
         .hget(&meta, "epoch")
-        .hget(&meta, "offset")
         .lrange(&log, 0, -1)
         .query_async(connection)
         .await?;
@@ -149,11 +146,7 @@ pub(crate) async fn fetch(
             m.payload.len() <= max_payload && m.position.is_some_and(|p| Some(p.epoch) == epoch)
         })
         .collect();
-    Ok(Fetched {
-        epoch,
-        last_offset: offset.unwrap_or(0),
-        messages,
-    })
+    Ok(Fetched { epoch, messages })
 }
 
 /// An epoch for a history this publish may start: 48 bits from the publish time and a

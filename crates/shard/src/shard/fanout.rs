@@ -65,7 +65,7 @@ impl Shard {
         let position = self
             .histories
             .append(&channel, payload, binary, position, self.now_ms);
-        let Some(shards) = self.owned.publish(&channel) else {
+        let Some(shards) = self.owned.interested(&channel) else {
             self.counters.publish_dropped += 1;
             return;
         };
