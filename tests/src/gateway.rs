@@ -32,6 +32,22 @@ impl Gateway {
     pub fn start_with_fd_limit(ports: u16, extra: &[&str], fd_limit: Option<u64>) -> Gateway {
         let first_port = free_range(ports);
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Gateway::spawn(first_port, ports, admin, extra, fd_limit)
+    }
+
+    /// A new process on the same ports and admin address as this one (which must have
+    /// exited: a node restarted in place, as a rollout does).
+    pub fn start_again(&self, extra: &[&str]) -> Gateway {
+        Gateway::spawn(self.first_port, self.ports, self.admin, extra, None)
+    }
+
+    fn spawn(
+        first_port: u16,
+        ports: u16,
+        admin: SocketAddr,
+        extra: &[&str],
+        fd_limit: Option<u64>,
+    ) -> Gateway {
         let listen = if ports == 1 {
             format!("127.0.0.1:{first_port}")
         } else {

@@ -51,7 +51,7 @@ struct StaticServer {
 
 impl StaticServer {
     fn start() -> StaticServer {
-        let listener = TcpListener::bind(("127.0.0.1", free_port())).expect("bind page server");
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind page server");
         let addr = listener.local_addr().expect("page server address");
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);

@@ -7,7 +7,6 @@
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::{sum, sum_where};
-use ringcast_tests::ports::free_port;
 use ringcast_tests::redis_server::RedisServer;
 use ringcast_tests::ws_client::{Client, connect, next_message};
 use std::io::{BufRead, BufReader, Write};
@@ -216,8 +215,10 @@ fn serve_fake(stream: TcpStream, connection: usize, stop: &AtomicBool) {
 
 #[test]
 fn a_reply_cut_short_or_garbage_from_redis_costs_a_reconnect_not_the_node() {
-    let port = free_port();
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind fake redis");
+    // Port 0: the kernel picks a port nobody holds (a probed free port can be taken by
+    // another process between the probe and this bind).
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind fake redis");
+    let port = listener.local_addr().expect("fake redis address").port();
     listener
         .set_nonblocking(true)
         .expect("nonblocking listener");

@@ -1,7 +1,8 @@
-//! Address plan of every scenario: parses the target URL (`ws://IP:PORT[-PORT]/path`, where
-//! `{ch}` in the path becomes a channel number), the source IP list (`127.0.0.1-127.0.0.8`,
-//! comma-separated parts allowed) and assigns connection `i` its destination port, source IP
-//! and path. No DNS: hosts are IPv4 literals or `localhost`.
+//! Address plan of every scenario: parses the target URLs (`ws://IP:PORT[-PORT]/path`, where
+//! `{ch}` in the path becomes a channel number; several comma-separated, for `--resume` to
+//! move between), the source IP list (`127.0.0.1-127.0.0.8`, comma-separated parts allowed)
+//! and assigns connection `i` its destination port, source IP and path. No DNS: hosts are
+//! IPv4 literals or `localhost`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
@@ -36,50 +37,75 @@ pub struct Assignment {
     pub path: String,
 }
 
+impl Assignment {
+    /// Appends `query` (`k=v&…`) to the path's query.
+    pub fn add_query(&mut self, query: &str) {
+        self.path
+            .push(if self.path.contains('?') { '&' } else { '?' });
+        self.path.push_str(query);
+    }
+}
+
 /// Maps connection indices to destinations and sources.
 #[derive(Debug, Clone)]
 pub struct AddrPlan {
-    target: WsTarget,
+    /// The `--url` list, at least one.
+    targets: Vec<WsTarget>,
     sources: Vec<Ipv4Addr>,
     channels: usize,
 }
 
 impl AddrPlan {
-    /// Builds a plan from the `--url`, `--source-ips` and `--channels` arguments.
-    pub fn new(url: &str, source_ips: &str, channels: usize) -> anyhow::Result<Self> {
+    /// Builds a plan from the `--url` (comma-separated list), `--source-ips` and
+    /// `--channels` arguments.
+    pub fn new(urls: &str, source_ips: &str, channels: usize) -> anyhow::Result<Self> {
         ensure!(channels > 0, "--channels must be at least 1");
         Ok(Self {
-            target: parse_ws_url(url)?,
+            targets: urls
+                .split(',')
+                .map(|url| parse_ws_url(url.trim()))
+                .collect::<anyhow::Result<_>>()?,
             sources: parse_ip_list(source_ips)?,
             channels,
         })
     }
 
-    /// Connection `i` goes to `ports[i % nports]` from `ips[(i / nports) % nips]`, on path
-    /// `{ch}` -> `i % channels`.
+    /// How many URLs the plan has.
+    pub fn urls(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Connection `i` goes to URL `i % nurls`; see [`AddrPlan::assign_to`].
     pub fn assign(&self, i: usize) -> Assignment {
-        let nports = self.target.ports.len();
-        let port = self.target.ports[i % nports];
+        self.assign_to(i, i % self.targets.len())
+    }
+
+    /// Connection `i` at URL `url` (wrapped): to `ports[i % nports]` from
+    /// `ips[(i / nports) % nips]`, on path `{ch}` -> `i % channels`.
+    pub fn assign_to(&self, i: usize, url: usize) -> Assignment {
+        let target = &self.targets[url % self.targets.len()];
+        let nports = target.ports.len();
+        let port = target.ports[i % nports];
         let source = self.sources[(i / nports) % self.sources.len()];
-        let path = if self.target.path.contains(CHANNEL_PLACEHOLDER) {
-            self.target
+        let path = if target.path.contains(CHANNEL_PLACEHOLDER) {
+            target
                 .path
                 .replace(CHANNEL_PLACEHOLDER, &(i % self.channels).to_string())
         } else {
-            self.target.path.clone()
+            target.path.clone()
         };
         Assignment {
-            dest: SocketAddr::V4(SocketAddrV4::new(self.target.host, port)),
+            dest: SocketAddr::V4(SocketAddrV4::new(target.host, port)),
             source,
-            host_header: format!("{}:{port}", self.target.host),
+            host_header: format!("{}:{port}", target.host),
             path,
         }
     }
 
-    /// The channel of channel number `ch`: the URL path without its leading `/` and any
-    /// query, with `{ch}` replaced by `ch` (`/ch-{ch}` → `ch-7`).
+    /// The channel of channel number `ch`: the (first) URL's path without its leading `/`
+    /// and any query, with `{ch}` replaced by `ch` (`/ch-{ch}` → `ch-7`).
     pub fn channel_name(&self, ch: usize) -> String {
-        let path = self.target.path.trim_start_matches('/');
+        let path = self.targets[0].path.trim_start_matches('/');
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         path.replace(CHANNEL_PLACEHOLDER, &ch.to_string())
     }
@@ -252,6 +278,30 @@ mod tests {
         assert_eq!(plan.channels(), 3);
         let plan = AddrPlan::new("ws://127.0.0.1:1/tick", "127.0.0.1", 1).unwrap();
         assert_eq!(plan.channel_name(0), "tick");
+    }
+
+    #[test]
+    fn a_url_list_spreads_connections_and_each_may_move_to_the_next() {
+        let plan = AddrPlan::new(
+            "ws://127.0.0.1:9000/ch-{ch}?a=1, ws://127.0.0.2:9100-9101/ch-{ch}",
+            "127.0.0.1",
+            4,
+        )
+        .unwrap();
+        assert_eq!(plan.urls(), 2);
+        assert_eq!(plan.assign(0).dest, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(plan.assign(0).path, "/ch-0?a=1");
+        assert_eq!(plan.assign(1).dest, "127.0.0.2:9101".parse().unwrap());
+        assert_eq!(plan.assign(1).path, "/ch-1");
+        assert_eq!(plan.assign_to(0, 3).dest, "127.0.0.2:9100".parse().unwrap());
+        assert_eq!(plan.assign_to(0, 3).host_header, "127.0.0.2:9100");
+        let mut a = plan.assign(0);
+        a.add_query("since=E:1");
+        assert_eq!(a.path, "/ch-0?a=1&since=E:1");
+        let mut a = plan.assign(1);
+        a.add_query("format=json");
+        assert_eq!(a.path, "/ch-1?format=json");
+        assert!(AddrPlan::new("ws://127.0.0.1:1/x,", "127.0.0.1", 1).is_err());
     }
 
     #[test]

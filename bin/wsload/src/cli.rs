@@ -105,6 +105,11 @@ pub struct LoadArgs {
     /// so a connection keeps no compression state between messages.
     #[arg(long)]
     pub deflate: bool,
+    /// Resume after a server close: JSON framing, offsets checked for gaps and
+    /// duplicates, and a connection the server ends reconnects to the next URL of a
+    /// comma-separated `--url` list with `since=<epoch>:<offset>`.
+    #[arg(long, long_help = RESUME_HELP)]
+    pub resume: bool,
     /// Internal: run as worker `I/P` of a `--procs` parent.
     #[arg(long, hide = true)]
     pub worker: Option<WorkerSlot>,
@@ -122,6 +127,19 @@ its source IP with port 0 and IP_BIND_ADDRESS_NO_PORT, so the port is chosen at 
 per destination: every source IP has its own ~28k ports towards every destination port. \
 Many source IPs (all of 127.0.0.0/8 works on loopback without setup) times many listen ports \
 gives far more than 64k connections from one host.";
+
+const RESUME_HELP: &str = "Resume after a server close, as a ringcast client should across \
+a node drain or a rolling restart. Connections ask for the JSON framing (`format=json` is \
+added to the URL) and check every message's offset against the last one (gaps and \
+duplicates are counted as seq_gaps and seq_dups, over all of a connection's reconnections). \
+When the server ends a connection (close frame, EOF or reset), it reconnects at once to \
+the next URL of `--url` (a comma-separated list: connection i starts at URL i % n) with \
+`since=<epoch>:<offset>` of the last message it got; a reconnect that fails moves on to the \
+next URL after a jittered backoff (50 ms doubling to 2 s). Neither counts as a failure. \
+The report's `resume` section counts server closes, reconnect retries, resumptions \
+`recovered:true` and `recovered:false` (the latter fail the run), and the recovery \
+latency: from the loss to having every missed message. Channels need history on the \
+server (`--history-size`).";
 
 const PROCS_HELP: &str = "Worker processes. Each worker is one thread with one io_uring \
 reactor and opens the connections i with i % P == its index. One process may hold at most \

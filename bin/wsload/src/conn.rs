@@ -11,6 +11,7 @@ use ringcast_proto::{Decoder, Message, OpCode, Role, close_payload, code, encode
 
 use crate::figures::Figures;
 use crate::payload::parse_body;
+use crate::resume::{Resume, Seen};
 use crate::rng::Rng;
 use crate::send_pool::SendPool;
 use crate::seq::{SeqEvent, SeqTracker};
@@ -62,6 +63,11 @@ pub mod flag {
     pub const ABORTED: u16 = 1 << 10;
     /// The server's close frame arrived before wsload sent one.
     pub const SERVER_CLOSED: u16 = 1 << 11;
+    /// `--resume`: the server ended this connection; the connection number reopens and
+    /// keeps its expectations (they are not given up with the connection).
+    pub const RESUMING: u16 = 1 << 12;
+    /// What a resumed connection takes over from the one before it.
+    pub const KEPT_ACROSS_RESUMES: u16 = AWAITING | COMPLETE | OUT_OF_ORDER;
 }
 
 /// Handshake state, boxed so that open connections do not carry it.
@@ -160,6 +166,8 @@ pub struct MessageCtx<'a> {
     pub at_s: f64,
     /// Receive time, wall clock (Unix ns).
     pub now_ns: u64,
+    /// `--resume`: the connection number's position (its messages are JSON-framed).
+    pub resume: Option<&'a mut Resume>,
 }
 
 impl Link {
@@ -239,20 +247,37 @@ impl Link {
 
     fn on_data(&mut self, payload: &[u8], ctx: &mut MessageCtx<'_>) {
         let figures = &mut *ctx.figures;
+        // With `--resume` the order comes from the message's offset (kept across
+        // reconnections), not from the body's sequence number.
+        let (body, order) = match ctx.resume.as_deref_mut() {
+            None => {
+                let body = parse_body(payload);
+                (body, body.seq.map(|seq| self.seq.observe(seq)))
+            }
+            Some(resume) => match resume.on_text(payload, ctx.now, figures) {
+                Seen::Message { body, order } => (parse_body(body.as_bytes()), order),
+                Seen::Control => return,
+                Seen::Malformed => {
+                    figures.counters.protocol_errors += 1;
+                    return;
+                }
+            },
+        };
         figures.add_message(payload.len(), ctx.at_s);
         self.messages += 1;
-        let body = parse_body(payload);
         if let Some(sent_ns) = body.sent_ns {
             figures
                 .latency
                 .record_ns(ctx.now_ns.saturating_sub(sent_ns));
         }
-        if let Some(seq) = body.seq {
-            if ctx.ticks {
-                figures.ticks.record(seq, body.sent_ns, ctx.now_ns);
-            }
+        if ctx.ticks
+            && let Some(seq) = body.seq
+        {
+            figures.ticks.record(seq, body.sent_ns, ctx.now_ns);
+        }
+        if let Some(order) = order {
             let counters = &mut figures.counters;
-            match self.seq.observe(seq) {
+            match order {
                 SeqEvent::InOrder => {}
                 SeqEvent::Gap(missing) => {
                     counters.seq_gaps += missing;
@@ -311,6 +336,7 @@ mod tests {
             now: Instant::now(),
             at_s: 1.5,
             now_ns: 10_000_000,
+            resume: None,
         }
     }
 

@@ -81,6 +81,7 @@ pub fn worker_params(
         recv_buffers: load.recv_buffers,
         recv_buffer_size: load.recv_buffer_size,
         deflate: load.deflate,
+        resume: load.resume,
     }
 }
 
@@ -264,6 +265,9 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
         Scenario::Echo { .. } => report.add_echo(&merged),
         Scenario::Churn { .. } => report.add_churn(&merged),
         Scenario::Hold { .. } => {}
+    }
+    if load.resume {
+        report.add_resume(&merged);
     }
     Ok(report)
 }

@@ -120,6 +120,7 @@ impl<'p> Engine<'p> {
             deflate: params.deflate,
             connect_timeout: params.connect_timeout,
             epoch: params.epoch,
+            resume: params.resume,
         };
         Ok(Self {
             reactor,
@@ -402,9 +403,11 @@ impl<'p> Engine<'p> {
                             self.set_fd(slot.id, fd);
                             self.reactor.connect(fd, dest, slot.id, slot.r#gen);
                         }
-                        Err(err) => self
-                            .core
-                            .on_socket_failed(slot, err.raw_os_error().unwrap_or(0)),
+                        Err(err) => self.core.on_socket_failed(
+                            slot,
+                            err.raw_os_error().unwrap_or(0),
+                            Instant::now(),
+                        ),
                     }
                 }
                 Action::ArmRecv(slot) => {

@@ -21,6 +21,9 @@ pub(crate) struct Figures {
     pub(crate) connect_latency: Latency,
     /// Connect + handshake time of reopened connections (churn).
     pub(crate) reconnect_latency: Latency,
+    /// `--resume`: from a lost connection to having everything it missed again.
+    #[serde(default)]
+    pub(crate) recovery_latency: Latency,
     /// Tick arrivals by sequence number (tick scenario).
     pub(crate) ticks: Ticks,
     /// First data message (earliest over workers).
@@ -55,6 +58,7 @@ impl Figures {
         self.latency.merge(&other.latency);
         self.connect_latency.merge(&other.connect_latency);
         self.reconnect_latency.merge(&other.reconnect_latency);
+        self.recovery_latency.merge(&other.recovery_latency);
         self.ticks.merge(&other.ticks);
         self.first_message_at_s = earliest(self.first_message_at_s, other.first_message_at_s);
         self.last_message_at_s = latest(self.last_message_at_s, other.last_message_at_s);

@@ -22,6 +22,7 @@ mod progress;
 mod publish;
 mod publisher;
 mod report;
+mod resume;
 mod rng;
 mod scenario;
 mod self_usage;

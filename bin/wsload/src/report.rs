@@ -94,6 +94,26 @@ pub struct ChurnFigures {
     pub reconnect_latency: Option<LatencySummary>,
 }
 
+/// Figures of `--resume`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResumeFigures {
+    /// Connections the server ended (each reopened at the next URL).
+    pub server_closes: u64,
+    /// Reconnects that failed and moved on to the next URL after a backoff.
+    pub retries: u64,
+    /// Resumed subscriptions answered `recovered:true`.
+    pub recovered: u64,
+    /// Resumed subscriptions answered `recovered:false` (or a history that changed
+    /// epoch while connected): what was missed is gone.
+    pub not_recovered: u64,
+    /// Losses after which the client had everything it missed again.
+    pub caught_up: u64,
+    /// Connect + handshake time of the reconnections.
+    pub reconnect_latency: Option<LatencySummary>,
+    /// From the loss of a connection to having every message it missed.
+    pub recovery_latency: Option<LatencySummary>,
+}
+
 /// wsload's own cost.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClientCost {
@@ -229,6 +249,9 @@ pub struct Report {
     pub echo: Option<EchoFigures>,
     /// `churn` figures.
     pub churn: Option<ChurnFigures>,
+    /// `--resume` figures.
+    #[serde(default)]
+    pub resume: Option<ResumeFigures>,
     /// wsload's own CPU and memory.
     pub client: ClientCost,
     /// Workers that ended without a report.
@@ -343,6 +366,22 @@ impl Report {
             reconnect_failures: c.reconnect_failures,
             interrupted: c.churn_interrupted,
             reconnect_latency: m.reconnect_latency.summary(),
+        });
+    }
+}
+
+impl Report {
+    /// Adds the `--resume` section.
+    pub fn add_resume(&mut self, m: &Figures) {
+        let c = &m.counters;
+        self.resume = Some(ResumeFigures {
+            server_closes: c.resume_server_closes,
+            retries: c.resume_retries,
+            recovered: c.resume_recovered,
+            not_recovered: c.resume_not_recovered,
+            caught_up: c.resume_caught_up,
+            reconnect_latency: m.reconnect_latency.summary(),
+            recovery_latency: m.recovery_latency.summary(),
         });
     }
 }

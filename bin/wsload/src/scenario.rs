@@ -82,6 +82,8 @@ pub struct WorkerParams {
     pub recv_buffer_size: u32,
     /// Offer permessage-deflate.
     pub deflate: bool,
+    /// `--resume`.
+    pub resume: bool,
 }
 
 impl WorkerParams {
@@ -116,6 +118,7 @@ mod tests {
             recv_buffers: 64,
             recv_buffer_size: 1024,
             deflate: false,
+            resume: false,
         }
     }
 

@@ -132,6 +132,22 @@ pub struct Counters {
     /// the time it asked for. Not failures.
     #[serde(default)]
     pub deferred: u64,
+    /// `--resume`: connections the server ended that wsload reopened elsewhere.
+    #[serde(default)]
+    pub resume_server_closes: u64,
+    /// `--resume`: reconnects that failed and moved on to the next URL.
+    #[serde(default)]
+    pub resume_retries: u64,
+    /// `--resume`: resumed subscriptions answered `recovered:true`.
+    #[serde(default)]
+    pub resume_recovered: u64,
+    /// `--resume`: resumed subscriptions answered `recovered:false` (or a history that
+    /// changed epoch while connected).
+    #[serde(default)]
+    pub resume_not_recovered: u64,
+    /// `--resume`: losses after which the client had everything it missed again.
+    #[serde(default)]
+    pub resume_caught_up: u64,
 }
 
 impl Counters {
@@ -157,6 +173,11 @@ impl Counters {
         self.churn_interrupted += o.churn_interrupted;
         self.recv_enobufs += o.recv_enobufs;
         self.deferred += o.deferred;
+        self.resume_server_closes += o.resume_server_closes;
+        self.resume_retries += o.resume_retries;
+        self.resume_recovered += o.resume_recovered;
+        self.resume_not_recovered += o.resume_not_recovered;
+        self.resume_caught_up += o.resume_caught_up;
     }
 
     /// Attempts that failed.

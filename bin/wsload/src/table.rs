@@ -115,6 +115,22 @@ pub fn render(r: &Report) -> String {
             row("reconnect latency", latency(l));
         }
     }
+    if let Some(x) = &r.resume {
+        row(
+            "resume",
+            format!(
+                "{} server closes, {} reconnect retries, {} recovered, {} NOT recovered, \
+                 {} caught up",
+                x.server_closes, x.retries, x.recovered, x.not_recovered, x.caught_up
+            ),
+        );
+        if let Some(l) = &x.reconnect_latency {
+            row("reconnect latency", latency(l));
+        }
+        if let Some(l) = &x.recovery_latency {
+            row("loss -> caught up", latency(l));
+        }
+    }
     let c = &r.client;
     row(
         "wsload CPU",

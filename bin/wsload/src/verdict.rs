@@ -28,6 +28,22 @@ pub(crate) fn check(report: &Report, tolerate: f64) -> Result<(), Shortfall> {
             report.seq_gaps
         ));
     }
+    if let Some(resume) = &report.resume {
+        // A resuming client must get every message once: duplicates and positions that
+        // could not be recovered fail the run like gaps do.
+        if over(report.seq_dups, expected, tolerate) {
+            problems.push(format!(
+                "{} of {expected} messages duplicated",
+                report.seq_dups
+            ));
+        }
+        if over(resume.not_recovered, resume.server_closes, tolerate) {
+            problems.push(format!(
+                "{} of {} resumptions not recovered",
+                resume.not_recovered, resume.server_closes
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -73,6 +89,31 @@ mod tests {
         };
         let err = check(&closed, 0.0).expect_err("a server close fails the run");
         assert!(err.0.contains("1 closed by the server"), "{}", err.0);
+    }
+
+    #[test]
+    fn a_resuming_run_also_fails_on_duplicates_and_unrecovered_positions() {
+        let mut r = report(100, 0, 1000, 0);
+        r.seq_dups = 1;
+        assert_eq!(
+            check(&r, 0.0),
+            Ok(()),
+            "duplicates alone are not checked without --resume"
+        );
+        r.resume = Some(crate::report::ResumeFigures {
+            server_closes: 100,
+            ..Default::default()
+        });
+        let err = check(&r, 0.0).expect_err("a duplicate fails a resuming run");
+        assert!(err.0.contains("1 of 1000 messages duplicated"), "{}", err.0);
+        r.seq_dups = 0;
+        r.resume.as_mut().unwrap().not_recovered = 2;
+        let err = check(&r, 0.0).expect_err("an unrecovered resumption fails");
+        assert!(
+            err.0.contains("2 of 100 resumptions not recovered"),
+            "{}",
+            err.0
+        );
     }
 
     #[test]

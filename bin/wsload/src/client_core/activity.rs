@@ -117,7 +117,7 @@ impl ClientCore {
                 self.slots[id].link.state,
                 State::Connecting | State::Handshaking
             ) {
-                self.fail_setup(id, ConnectFailure::Timeout);
+                self.fail_setup(id, ConnectFailure::Timeout, now);
                 self.release_if_done(id, now);
             }
         }

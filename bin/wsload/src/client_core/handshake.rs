@@ -103,6 +103,13 @@ fn open_connection(link: &mut Link, ctx: &mut MessageCtx<'_>, setup_ns: u64) {
         figures.connect_latency.record_ns(setup_ns);
     }
     link.state = State::Open;
+    if let Some(resume) = ctx.resume.as_deref_mut() {
+        resume.on_open();
+        if std::mem::replace(&mut resume.opened, true) {
+            // A resumption: the expectations came over from the connection before it.
+            return;
+        }
+    }
     match ctx.expect_messages {
         Some(0) => {
             link.flags |= flag::COMPLETE;

@@ -27,7 +27,7 @@ mod handshake;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,7 @@ use self::handshake::{Step, feed, handshake_bytes};
 use crate::addr_plan::AddrPlan;
 use crate::conn::{Handshake, MAX_MESSAGE_BYTES, MessageCtx, Slot, State, flag};
 use crate::figures::Figures;
+use crate::resume::Resume;
 use crate::rng::Rng;
 use crate::scenario::Scenario;
 use crate::send_pool::SendPool;
@@ -64,6 +65,9 @@ pub(crate) struct ClientConfig {
     pub(crate) connect_timeout: Duration,
     /// Start of the whole run (message times are counted from it).
     pub(crate) epoch: Instant,
+    /// `--resume`: JSON framing, and a connection the server ends reconnects to the next
+    /// URL from its last position.
+    pub(crate) resume: bool,
 }
 
 /// One connection: its slot and the generation of the slot's current use.
@@ -144,6 +148,8 @@ pub(crate) struct ClientCore {
     body: Vec<u8>,
     /// The final close has begun: no more reopening.
     stopping: bool,
+    /// `--resume`: each connection number's position, kept across its connections.
+    resumes: HashMap<u32, Resume>,
 }
 
 impl ClientCore {
@@ -170,6 +176,7 @@ impl ClientCore {
             measure_end: None,
             body: Vec::new(),
             stopping: false,
+            resumes: HashMap::new(),
         }
     }
 
@@ -249,12 +256,12 @@ impl ClientCore {
     }
 
     /// The socket of an [`Action::Connect`] could not be created.
-    pub(crate) fn on_socket_failed(&mut self, slot: SlotRef, errno: i32) {
+    pub(crate) fn on_socket_failed(&mut self, slot: SlotRef, errno: i32, now: Instant) {
         let Some(id) = self.current(slot) else {
             return;
         };
         self.slots[id].link.flags &= !flag::CONNECT_IN_FLIGHT;
-        self.fail_setup(id, ConnectFailure::from_errno(errno));
+        self.fail_setup(id, ConnectFailure::from_errno(errno), now);
         self.free_slot(id);
     }
 
@@ -274,7 +281,7 @@ impl ClientCore {
                         .push_back(Action::ArmRecv(slot_ref(id, link.r#gen)));
                     self.dirty.push(id as u32);
                 }
-                Err(errno) => self.fail_setup(id, ConnectFailure::from_errno(errno)),
+                Err(errno) => self.fail_setup(id, ConnectFailure::from_errno(errno), now),
             }
         }
         self.release_if_done(id, now);
@@ -297,7 +304,7 @@ impl ClientCore {
             self.slots[id].link.flags &= !flag::RECV_ARMED;
         }
         match received {
-            Received::End => self.on_recv_end(id, None),
+            Received::End => self.on_recv_end(id, None, now),
             Received::Bytes(data) => {
                 self.on_bytes(id, data, now, now_ns);
                 if !more {
@@ -308,7 +315,7 @@ impl ClientCore {
                 self.figures.counters.recv_enobufs += 1;
                 self.rearm_recv(id);
             }
-            Received::Error(errno) => self.on_recv_end(id, Some(errno)),
+            Received::Error(errno) => self.on_recv_end(id, Some(errno), now),
         }
         self.release_if_done(id, now);
     }
@@ -335,7 +342,7 @@ impl ClientCore {
                     self.dirty.push(id as u32);
                 }
             }
-            Err(errno) => self.on_send_error(id, errno),
+            Err(errno) => self.on_send_error(id, errno, now),
         }
         self.release_if_done(id, now);
     }
@@ -360,7 +367,7 @@ impl ClientCore {
         }
         while let Some(deadline) = self.connect_deadlines.pop_expired(now) {
             if let Some(id) = self.current(deadline.slot) {
-                self.fail_setup(id, ConnectFailure::Timeout);
+                self.fail_setup(id, ConnectFailure::Timeout, now);
                 self.release_if_done(id, now);
             }
         }
@@ -411,7 +418,18 @@ impl ClientCore {
 
     /// Starts connection `index` in slot `id` (a reopening if `reconnect`).
     fn connect(&mut self, index: usize, id: usize, reconnect: bool, now: Instant) {
-        let assignment = self.plan.assign(index);
+        let mut kept = (0, 0);
+        let assignment = if self.config.resume {
+            let resume = self.resumes.entry(index as u32).or_default();
+            let mut assignment = self
+                .plan
+                .assign_to(index, resume.target(index, self.plan.urls()));
+            assignment.add_query(&resume.query());
+            kept = (resume.messages, resume.kept_flags);
+            assignment
+        } else {
+            self.plan.assign(index)
+        };
         let key = generate_key(self.rng.next_u64());
         let request = if self.config.deflate {
             client_request_with_extensions(
@@ -429,10 +447,10 @@ impl ClientCore {
         link.r#gen = (link.r#gen + 1) & GEN_MASK;
         link.index = index as u32;
         link.state = State::Connecting;
-        link.flags = flag::CONNECT_IN_FLIGHT | if reconnect { flag::RECONNECT } else { 0 };
+        link.flags = flag::CONNECT_IN_FLIGHT | if reconnect { flag::RECONNECT } else { 0 } | kept.1;
         link.echo_seq = 0;
         link.seq = Default::default();
-        link.messages = 0;
+        link.messages = kept.0;
         link.handshake = Some(Box::new(Handshake {
             key,
             response: Vec::new(),
@@ -480,18 +498,33 @@ impl ClientCore {
     }
 
     /// A connect or handshake failed (or timed out): count it once and end the attempt.
-    fn fail_setup(&mut self, id: usize, why: ConnectFailure) {
+    /// With `--resume` a failed reconnect is no failure: the connection number tries the
+    /// next URL after a backoff.
+    fn fail_setup(&mut self, id: usize, why: ConnectFailure, now: Instant) {
         let link = &mut self.slots[id].link;
         if !matches!(link.state, State::Connecting | State::Handshaking) {
             return;
         }
-        self.figures.counters.connect_errors.count(why, 1);
-        if link.has(flag::RECONNECT) {
-            self.figures.counters.reconnect_failures += 1;
+        let resumed = self.config.resume && link.has(flag::RECONNECT) && !self.stopping;
+        if resumed {
+            let index = link.index;
+            let backoff = self.resumes.entry(index).or_default().on_reconnect_failed();
+            let jitter =
+                Duration::from_nanos(self.rng.next_u64() % (backoff.as_nanos() as u64 / 2).max(1));
+            self.retries
+                .push(Reverse((now + backoff + jitter, index, true)));
+            self.figures.counters.resume_retries += 1;
+        } else {
+            self.figures.counters.connect_errors.count(why, 1);
+            if link.has(flag::RECONNECT) {
+                self.figures.counters.reconnect_failures += 1;
+            }
         }
+        let link = &mut self.slots[id].link;
         self.in_flight -= 1;
         link.state = State::Done;
         link.handshake = None;
+        link.flags &= !flag::REOPEN;
         self.abort(id);
     }
 
@@ -516,14 +549,19 @@ impl ClientCore {
         self.abort(id);
     }
 
-    /// An open (or closing) connection ended.
+    /// An open (or closing) connection ended. One the server ended under `--resume`
+    /// hands its count and expectations to the connection that resumes it.
     fn end_open(&mut self, id: usize) {
         let link = &mut self.slots[id].link;
         if !matches!(link.state, State::Open | State::Closing) {
             return;
         }
         self.figures.counters.open -= 1;
-        if link.has(flag::AWAITING) {
+        if link.has(flag::RESUMING) {
+            let resume = self.resumes.entry(link.index).or_default();
+            resume.messages = link.messages;
+            resume.kept_flags = link.flags & flag::KEPT_ACROSS_RESUMES;
+        } else if link.has(flag::AWAITING) {
             link.flags &= !flag::AWAITING;
             self.awaiting = self.awaiting.saturating_sub(1);
         }
@@ -582,23 +620,24 @@ impl ClientCore {
     }
 
     /// The receive side ended: EOF (`None`) or an error.
-    fn on_recv_end(&mut self, id: usize, errno: Option<i32>) {
+    fn on_recv_end(&mut self, id: usize, errno: Option<i32>, now: Instant) {
         let why = errno.map_or(ConnectFailure::Reset, ConnectFailure::from_errno);
-        self.connection_lost(id, why);
+        self.connection_lost(id, why, now);
     }
 
-    fn on_send_error(&mut self, id: usize, errno: i32) {
-        self.connection_lost(id, ConnectFailure::from_errno(errno));
+    fn on_send_error(&mut self, id: usize, errno: i32, now: Instant) {
+        self.connection_lost(id, ConnectFailure::from_errno(errno), now);
         self.slots[id].link.drop_outbox(&mut self.pool);
     }
 
     /// The TCP connection broke (EOF, reset, failed send): a handshake fails with `why`, an
-    /// open connection counts as closed by the server, a closing one just ends.
-    fn connection_lost(&mut self, id: usize, why: ConnectFailure) {
+    /// open connection counts as closed by the server (or resumes), a closing one just
+    /// ends.
+    fn connection_lost(&mut self, id: usize, why: ConnectFailure, now: Instant) {
         match self.slots[id].link.state {
-            State::Handshaking => self.fail_setup(id, why),
+            State::Handshaking => self.fail_setup(id, why, now),
             State::Open => {
-                self.figures.counters.closed_by_server += 1;
+                self.server_ended(id, now);
                 self.end_open(id);
                 self.abort(id);
             }
@@ -607,6 +646,19 @@ impl ClientCore {
                 self.abort(id);
             }
             _ => {}
+        }
+    }
+
+    /// The server ended an open connection (close frame, EOF or reset): a failure, or with
+    /// `--resume` the start of a resumption at the next URL.
+    fn server_ended(&mut self, id: usize, now: Instant) {
+        let link = &mut self.slots[id].link;
+        if self.config.resume && !self.stopping {
+            self.resumes.entry(link.index).or_default().on_lost(now);
+            link.flags |= flag::RESUMING | flag::REOPEN;
+            self.figures.counters.resume_server_closes += 1;
+        } else {
+            self.figures.counters.closed_by_server += 1;
         }
     }
 
@@ -619,9 +671,15 @@ impl ClientCore {
             awaiting,
             pool,
             rng,
+            resumes,
             ..
         } = self;
         let slot = &mut slots[id];
+        let resume = if config.resume {
+            resumes.get_mut(&slot.link.index)
+        } else {
+            None
+        };
         let mut ctx = MessageCtx {
             figures,
             awaiting,
@@ -635,6 +693,7 @@ impl ClientCore {
             now,
             at_s: now.saturating_duration_since(config.epoch).as_secs_f64(),
             now_ns,
+            resume,
         };
         let step = match slot.link.state {
             State::Handshaking => handshake_bytes(slot, data, &mut ctx),
@@ -644,7 +703,7 @@ impl ClientCore {
         let fed = match step {
             Step::Pending => Ok(()),
             Step::Failed => {
-                self.fail_setup(id, ConnectFailure::Handshake);
+                self.fail_setup(id, ConnectFailure::Handshake, now);
                 Ok(())
             }
             Step::Deferred(after) => {
@@ -662,11 +721,12 @@ impl ClientCore {
             self.end_open(id);
             self.abort(id);
         }
-        let link = &mut self.slots[id].link;
+        let link = &self.slots[id].link;
         if link.state == State::Open && link.has(flag::CLOSE_RECEIVED) {
             if link.has(flag::SERVER_CLOSED) {
-                self.figures.counters.closed_by_server += 1;
+                self.server_ended(id, now);
             }
+            let link = &mut self.slots[id].link;
             link.state = State::Closing;
             self.close_deadlines
                 .push(now + CLOSE_GRACE, slot_ref(id, link.r#gen));

@@ -19,6 +19,25 @@ fn core(scenario: Scenario, epoch: Instant) -> ClientCore {
         deflate: false,
         connect_timeout: TIMEOUT,
         epoch,
+        resume: false,
+    };
+    ClientCore::new(config, plan, 4, 7)
+}
+
+/// A `--resume` core over two gateways (`:9000` and `:9100`).
+fn resuming_core(scenario: Scenario, epoch: Instant) -> ClientCore {
+    let plan = AddrPlan::new(
+        "ws://127.0.0.1:9000/ch-{ch},ws://127.0.0.1:9100/ch-{ch}",
+        "127.0.0.2",
+        1,
+    )
+    .unwrap();
+    let config = ClientConfig {
+        scenario,
+        deflate: false,
+        connect_timeout: TIMEOUT,
+        epoch,
+        resume: true,
     };
     ClientCore::new(config, plan, 4, 7)
 }
@@ -292,7 +311,7 @@ fn refused_connect_and_failed_socket_are_counted_by_kind() {
     c.on_connect_done(refused, Err(libc::ECONNREFUSED), t0);
     assert_eq!(actions(&mut c), vec![Action::Close(0)]);
     let no_socket = start(&mut c, 1, t0);
-    c.on_socket_failed(no_socket, libc::EMFILE);
+    c.on_socket_failed(no_socket, libc::EMFILE, t0);
     assert!(actions(&mut c).is_empty(), "no socket to close");
     let e = c.figures().counters.connect_errors;
     assert_eq!((e.refused, e.other), (1, 1));
@@ -462,4 +481,141 @@ fn ramp_end_times_out_attempts_and_the_unstarted() {
     assert_eq!(actions(&mut c), vec![Action::Shutdown(1)]);
     assert_eq!(c.figures().counters.connect_errors.timeout, 4);
     assert_eq!(c.channel_subscribers(2), vec![1, 0]);
+}
+
+/// Completes the connect of `slot` and returns its upgrade request's first line.
+fn request_line(core: &mut ClientCore, slot: SlotRef, now: Instant) -> String {
+    core.on_connect_done(slot, Ok(()), now);
+    assert_eq!(actions(core), vec![Action::ArmRecv(slot)]);
+    let request = sent_bytes(core, slot, now);
+    let mut response = accept(&request);
+    core.on_recv(slot, Received::Bytes(&mut response), true, now, 0);
+    let text = String::from_utf8(request).unwrap();
+    text.lines().next().unwrap().to_owned()
+}
+
+fn json_frames(objects: &[String]) -> Vec<u8> {
+    objects
+        .iter()
+        .flat_map(|o| server_frame(OpCode::Text, o.as_bytes()))
+        .collect()
+}
+
+fn message(offset: u64) -> String {
+    format!(
+        r#"{{"type":"message","channel":"ch-0","epoch":"E","offset":{offset},"data":"{offset}:1:"}}"#
+    )
+}
+
+#[test]
+fn a_drained_connection_resumes_at_the_next_url_from_its_last_offset() {
+    let t0 = Instant::now();
+    let mut c = resuming_core(
+        Scenario::Hold {
+            expect_messages: Some(4),
+        },
+        t0,
+    );
+    let slot = start(&mut c, 0, t0);
+    assert_eq!(
+        request_line(&mut c, slot, t0),
+        "GET /ch-0?format=json HTTP/1.1"
+    );
+    let mut bytes = json_frames(&[
+        r#"{"type":"subscribed","channel":"ch-0","epoch":"E","offset":0}"#.to_owned(),
+        message(1),
+        message(2),
+    ]);
+    // The node drains: close 1001, then the end of the TCP connection.
+    bytes.extend(server_frame(OpCode::Close, &close_payload(1001, "")));
+    c.on_recv(slot, Received::Bytes(&mut bytes), true, t0, 0);
+    assert_eq!(c.awaiting(), 1);
+    let reply = sent_bytes(&mut c, slot, t0);
+    assert!(
+        client_frames(&reply)[0].contains("1001"),
+        "the close is answered"
+    );
+    let lost = t0 + Duration::from_millis(10);
+    c.on_recv(slot, Received::End, false, lost, 0);
+    let [Action::Close(0), Action::Connect { slot, dest, .. }] = actions(&mut c)[..] else {
+        panic!("close, then a connect to the other gateway");
+    };
+    assert_eq!(dest.port(), 9100);
+    // That gateway refuses once: the next try goes back to the first after a backoff.
+    c.on_connect_done(slot, Err(libc::ECONNREFUSED), lost);
+    assert_eq!(actions(&mut c), vec![Action::Close(0)]);
+    let retry_at = c.next_deadline().expect("a retry waits");
+    assert!(retry_at > lost && retry_at <= lost + Duration::from_millis(75));
+    c.expire(retry_at);
+    let [Action::Connect { slot, dest, .. }] = actions(&mut c)[..] else {
+        panic!("the retry");
+    };
+    assert_eq!(dest.port(), 9000);
+    let back = retry_at + Duration::from_millis(5);
+    assert_eq!(
+        request_line(&mut c, slot, back),
+        "GET /ch-0?format=json&since=E:2 HTTP/1.1"
+    );
+    let mut bytes = json_frames(&[
+        r#"{"type":"subscribed","channel":"ch-0","epoch":"E","offset":3,"recovered":true}"#
+            .to_owned(),
+        message(3),
+    ]);
+    let caught_up = back + Duration::from_millis(1);
+    c.on_recv(slot, Received::Bytes(&mut bytes), true, caught_up, 0);
+    let f = c.figures();
+    assert_eq!(f.counters.messages, 3);
+    assert_eq!((f.counters.seq_gaps, f.counters.seq_dups), (0, 0));
+    assert_eq!(
+        f.counters.closed_by_server, 0,
+        "a resumed close is no failure"
+    );
+    assert_eq!(f.counters.failed(), 0, "nor is a refused reconnect");
+    assert_eq!(
+        (
+            f.counters.resume_server_closes,
+            f.counters.resume_retries,
+            f.counters.resume_recovered,
+            f.counters.resume_caught_up
+        ),
+        (1, 1, 1, 1)
+    );
+    let recovery = f.recovery_latency.summary().unwrap();
+    // From the server's close frame (at t0) to the promised offset.
+    let expected_ms = (caught_up - t0).as_secs_f64() * 1e3;
+    assert!((recovery.p50_ms - expected_ms).abs() < 1.0, "{recovery:?}");
+    assert_eq!(c.awaiting(), 1, "one message still expected");
+    let mut last = json_frames(&[message(4)]);
+    c.on_recv(slot, Received::Bytes(&mut last), true, caught_up, 0);
+    assert_eq!(c.awaiting(), 0);
+    assert_eq!(c.figures().counters.conns_complete, 1);
+}
+
+#[test]
+fn a_resumed_duplicate_or_unrecovered_position_is_counted() {
+    let t0 = Instant::now();
+    let mut c = resuming_core(hold(), t0);
+    let slot = start(&mut c, 0, t0);
+    request_line(&mut c, slot, t0);
+    let mut bytes = json_frames(&[
+        r#"{"type":"subscribed","channel":"ch-0","epoch":"E","offset":0}"#.to_owned(),
+        message(1),
+    ]);
+    c.on_recv(slot, Received::Bytes(&mut bytes), true, t0, 0);
+    c.on_recv(slot, Received::End, false, t0, 0);
+    let [Action::Close(0), Action::Connect { slot, .. }] = actions(&mut c)[..] else {
+        panic!("a reconnect");
+    };
+    request_line(&mut c, slot, t0);
+    let mut bytes = json_frames(&[
+        r#"{"type":"subscribed","channel":"ch-0","epoch":"F","offset":9,"recovered":false}"#
+            .to_owned(),
+        message(1).replace("\"E\"", "\"F\"").replace(":1,", ":10,"),
+        message(1).replace("\"E\"", "\"F\"").replace(":1,", ":10,"),
+    ]);
+    c.on_recv(slot, Received::Bytes(&mut bytes), true, t0, 0);
+    let counters = c.figures().counters;
+    assert_eq!(counters.resume_not_recovered, 1);
+    assert_eq!(counters.seq_dups, 1);
+    assert_eq!(counters.seq_gaps, 0, "another epoch: nothing to compare");
 }
