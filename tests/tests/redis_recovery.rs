@@ -62,10 +62,17 @@ fn publish_range(gateway: &Gateway, channel: &str, range: std::ops::RangeInclusi
 }
 
 #[test]
-fn a_client_resumes_on_another_node_from_its_cache_or_from_redis() {
+fn a_client_resumes_on_another_node_from_its_cache_or_from_redis_in_every_mode() {
+    for mode in ["interest", "pattern", "sharded"] {
+        resume_on_another_node(mode);
+    }
+}
+
+fn resume_on_another_node(mode: &str) {
     let redis = RedisServer::start();
-    let a = node(&redis, &[]);
-    let b = node(&redis, &[]);
+    let mode_flag = ["--redis-mode", mode];
+    let a = node(&redis, &mode_flag);
+    let b = node(&redis, &mode_flag);
     let (mut first, _) = subscribe(a.ws_addr(), "/news?format=json");
     // B has a subscriber too, so it caches what it receives.
     let (_keeper, _) = subscribe(b.ws_addr(), "/news?format=json");
@@ -91,7 +98,7 @@ fn a_client_resumes_on_another_node_from_its_cache_or_from_redis() {
         (51..=100).collect::<Vec<_>>()
     );
     // On a node that never saw the channel: read from Redis.
-    let c = node(&redis, &[]);
+    let c = node(&redis, &mode_flag);
     let (mut on_c, subscribed) =
         subscribe(c.ws_addr(), &format!("/news?format=json&since={epoch}:50"));
     assert_eq!(
@@ -114,8 +121,8 @@ fn a_client_resumes_on_another_node_from_its_cache_or_from_redis() {
     );
     // A position Redis no longer knows: told, not replayed.
     let (_, subscribed) = subscribe(c.ws_addr(), "/news?format=json&since=AAAAAAAA:5");
-    assert_eq!(subscribed["recovered"], false);
-    assert_eq!(subscribed["epoch"], epoch.as_str());
+    assert_eq!(subscribed["recovered"], false, "{mode}");
+    assert_eq!(subscribed["epoch"], epoch.as_str(), "{mode}");
 }
 
 /// One resuming client: follows `urls` in turn whenever its connection ends, resuming

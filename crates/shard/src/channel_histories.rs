@@ -9,7 +9,8 @@
 //! history channels' store is a cache of what this node received: a resume it cannot
 //! answer (the position is older than the cached run, or nothing is cached) is
 //! answered [`Answer::Fetch`]: read the broker's history, [`ChannelHistories::merge`] it,
-//! then answer from the cache.
+//! then answer from the cache. A position ahead of the cache (same epoch) is read too:
+//! another node delivered a message this one has not received yet.
 
 use crate::channel_patterns::ChannelPatterns;
 use crate::history::{EncodeElement, HistoryLimits, HistoryStore, Kept, Recovered, Recovery};
@@ -168,8 +169,11 @@ impl ChannelHistories {
         match (self.kept.span(channel), since) {
             (_, Some(Since::Unknown)) => false,
             (None, _) => true,
+            // Older than the cached run, or ahead of it: a client that got a message
+            // on another node before this node received it (a rolling restart moves
+            // clients at the moment nodes disagree by a message or two).
             (Some((epoch, first, last)), Some(Since::After(p))) => {
-                p.epoch == epoch && p.offset + 1 < first && p.offset <= last
+                p.epoch == epoch && (p.offset + 1 < first || p.offset > last)
             }
             (Some(_), _) => false,
         }
@@ -218,5 +222,73 @@ impl ChannelHistories {
             self.kept.bytes() + self.polls.bytes(),
             self.kept.evictions() + self.polls.evictions(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::Epoch;
+
+    fn cache() -> ChannelHistories {
+        let cfg = HistoryConfig {
+            size: 10,
+            ..HistoryConfig::default()
+        };
+        ChannelHistories::new(&cfg, 0, 0, true)
+    }
+
+    fn after(epoch: Epoch, offset: u64) -> Option<Since> {
+        Some(Since::After(Position { epoch, offset }))
+    }
+
+    #[test]
+    fn a_position_ahead_of_the_cache_is_read_from_the_broker_not_refused() {
+        let mut h = cache();
+        let ch: ChannelName = "c".into();
+        let e = Epoch::from_bits(9);
+        for offset in 1..=5 {
+            h.append(
+                &ch,
+                &Bytes::from("m"),
+                false,
+                Some(Position { epoch: e, offset }),
+                0,
+            );
+        }
+        assert!(matches!(
+            h.recover(&ch, after(e, 5), None, false, 0),
+            Answer::Ready(_)
+        ));
+        assert!(matches!(
+            h.recover(&ch, after(e, 6), None, false, 0),
+            Answer::Fetch
+        ));
+        // The read (behind the push of 6 that the other node had delivered) answers it.
+        h.append(
+            &ch,
+            &Bytes::from("m"),
+            false,
+            Some(Position {
+                epoch: e,
+                offset: 6,
+            }),
+            0,
+        );
+        let fetched = FetchedHistory {
+            epoch: Some(e),
+            messages: (1..=6).map(|o| (o, Bytes::from("m"), false)).collect(),
+        };
+        assert!(h.merge(&ch, fetched, 0));
+        let Answer::Ready(answer) = h.recover(&ch, after(e, 6), None, true, 0) else {
+            panic!("answered after the read");
+        };
+        assert_eq!(answer.result, Some(Recovery::Full));
+        assert!(answer.messages.is_empty());
+        // Still ahead after the read: a position nobody gave, not recovered.
+        let Answer::Ready(answer) = h.recover(&ch, after(e, 9), None, true, 0) else {
+            panic!("answered after the read");
+        };
+        assert_eq!(answer.result, Some(Recovery::None));
     }
 }

@@ -309,9 +309,11 @@ impl HistoryStore {
     }
 
     /// Merges a history read from the broker into `channel`'s cache: the read run and
-    /// the cached run (received since) join when they overlap or touch; otherwise, or
-    /// in another epoch, the newer of the two wins (the cache when it has anything).
-    /// False when a gap was left between them (read again to close it).
+    /// the cached run (received since) join when they overlap or touch, and the kept run
+    /// is the longest gapless one that ends at the newest offset either has (a read
+    /// newer than a stale cache replaces it). In another epoch the cache wins when it has
+    /// anything. False when the read ended before the cached run begins, leaving a gap
+    /// (read again to close it).
     pub(crate) fn merge(
         &mut self,
         channel: &ChannelName,
@@ -322,46 +324,36 @@ impl HistoryStore {
         let Some(read_last) = read.last().map(|k| k.offset) else {
             return true;
         };
-        let (cached_first, cached_epoch, cached_len) = match self.histories.get(channel) {
-            Some(h) => (h.first_kept(), h.epoch, h.kept.len()),
-            None => (read_last + 1, epoch, 0),
+        let cached: Vec<Kept> = match self.histories.get(channel) {
+            Some(h) if !h.kept.is_empty() => {
+                if h.epoch != epoch {
+                    return true;
+                }
+                if h.first_kept() > read_last + 1 {
+                    return false;
+                }
+                h.kept.iter().cloned().collect()
+            }
+            _ => Vec::new(),
         };
-        if cached_len > 0 && cached_epoch != epoch {
-            return true;
+        // Every offset either run has (the cached copy wins), newest first, down to the
+        // first hole.
+        let mut by_offset: std::collections::BTreeMap<u64, Kept> =
+            read.into_iter().map(|k| (k.offset, k)).collect();
+        by_offset.extend(cached.into_iter().map(|k| (k.offset, k)));
+        let mut run: Vec<Kept> = Vec::with_capacity(by_offset.len());
+        for (offset, kept) in by_offset.into_iter().rev() {
+            if run
+                .last()
+                .is_some_and(|newer: &Kept| newer.offset != offset + 1)
+            {
+                break;
+            }
+            run.push(kept);
         }
-        if cached_len > 0 && cached_first > read_last + 1 {
-            return false;
-        }
-        // Rebuild: the read messages older than the cached run (only the run that
-        // leads up to it without a hole), then the cached run.
-        let mut older: Vec<Kept> = read
-            .into_iter()
-            .filter(|k| k.offset < cached_first)
-            .collect();
-        let mut start = older.len();
-        while start > 0
-            && older
-                .get(start)
-                .is_none_or(|next| next.offset == older[start - 1].offset + 1)
-        {
-            start -= 1;
-        }
-        older.drain(..start);
-        if cached_len > 0 && older.last().is_some_and(|k| k.offset + 1 != cached_first) {
-            older.clear();
-        }
-        // The cached run ends at the history's last offset, so the rebuilt run does.
-        let newer: Vec<Kept> = self
-            .histories
-            .get(channel)
-            .map(|h| h.kept.iter().cloned().collect())
-            .unwrap_or_default();
         self.forget(channel);
-        if older.is_empty() && newer.is_empty() {
-            return true;
-        }
         self.touch(channel, now_ms).epoch = epoch;
-        for kept in older.into_iter().chain(newer) {
+        for kept in run.into_iter().rev() {
             if let Some(history) = self.histories.get_mut(channel) {
                 history.last_offset = kept.offset - 1;
             }
@@ -785,6 +777,20 @@ mod tests {
         assert_eq!(s.span("c"), Some((e, 20, 20)), "unchanged");
         assert!(s.merge(&ch, e, read(1..=19), 0));
         assert_eq!(s.span("c"), Some((e, 1, 20)));
+        // A stale cache (the node stopped receiving the channel for a while) and a
+        // read that runs past it: the read's newer messages are kept, the hole drops
+        // the stale run.
+        let mut s = store(HistoryLimits {
+            size: 100,
+            ..LIMITS
+        });
+        for o in 2..=3 {
+            cached(&mut s, &ch, at(e, o));
+        }
+        assert!(s.merge(&ch, e, read(3..=7), 0));
+        assert_eq!(s.span("c"), Some((e, 2, 7)), "touching runs join");
+        assert!(s.merge(&ch, e, read(10..=12), 0));
+        assert_eq!(s.span("c"), Some((e, 10, 12)), "a newer read replaces");
         // Nothing cached: the read becomes the cache.
         let mut s = store(HistoryLimits {
             size: 100,
