@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Subcommands.
@@ -210,6 +211,16 @@ pub struct Config {
     /// Admin HTTP address: POST /publish/<channel>, /metrics, /healthz, /readyz.
     #[arg(long, env = "RINGCAST_ADMIN", default_value = "127.0.0.1:9090")]
     pub admin: SocketAddr,
+
+    /// PEM certificate chain (leaf first): every --listen port then speaks TLS only
+    /// (wss://, and https:// for SSE and long polls). Needs --tls-key. Reloaded for new
+    /// connections on SIGHUP and when the file changes (checked every 5 s).
+    #[arg(long, env = "RINGCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1; ECDSA, Ed25519 or RSA) of --tls-cert.
+    #[arg(long, env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Number of shards (reactor threads, each pinned to a core). Default: usable cores.
     #[arg(long, env = "RINGCAST_SHARDS", value_parser = clap::value_parser!(u16).range(1..=1024))]

@@ -9,6 +9,7 @@ mod mesh;
 mod shard_sink;
 mod shard_thread;
 mod sidecar;
+mod tls_certs;
 
 use address_check::{Purpose, ensure_unserved};
 use anyhow::{Context, bail};
@@ -28,6 +29,7 @@ use std::hash::BuildHasher;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tls_certs::ServedCert;
 
 /// Subscription changes the broker's queue holds (the shards keep what does not fit).
 const BROKER_CMD_QUEUE: usize = 4_096;
@@ -79,6 +81,14 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     }
     let auth = AuthPolicy::new(config.allowed_origins.clone(), secret.map(<[u8]>::to_vec));
     let prometheus = ringcast_telemetry::install_recorder().context("installing metrics")?;
+    let served_cert = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ServedCert::load(cert, key)?)),
+        _ => None,
+    };
+    let tls = served_cert
+        .as_ref()
+        .map(ServedCert::server_config)
+        .transpose()?;
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let shards = usize::from(config.shards.unwrap_or(cores.len().max(1) as u16));
     let addrs: Vec<_> = config.listen.iter().flat_map(|r| r.addrs.clone()).collect();
@@ -148,6 +158,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             poll_max_bytes: config.poll_max_bytes,
             channel_create_rate_per_ip: config.channel_create_rate_per_ip.div_ceil(shards as u32),
             auth: auth.clone(),
+            tls: tls.clone(),
             unix_ms_at_zero: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -234,6 +245,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!(
         shards,
         listen = ?addrs,
+        tls = tls.is_some(),
         "shards started"
     );
     Sidecar {
@@ -278,6 +290,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             idle_timeout: config.admin_idle_timeout,
             max_connections: config.admin_max_connections as usize,
         },
+        served_cert,
     }
     .run()
 }

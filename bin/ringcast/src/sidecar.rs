@@ -5,6 +5,7 @@
 use crate::broker_metrics::BrokerMetrics;
 use crate::mesh::{Mesh, Sent};
 use crate::shard_sink::ShardSink;
+use crate::tls_certs::ServedCert;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ringcast_admin::{AdminAccess, AdminLimits, AdminState, admin_router, serve_admin};
@@ -88,6 +89,8 @@ pub struct Sidecar {
     pub admin_access: AdminAccess,
     /// The admin listener's timeouts and connection cap.
     pub admin_limits: AdminLimits,
+    /// The TLS certificate of the listen ports, reloaded on SIGHUP and file changes.
+    pub served_cert: Option<Arc<ServedCert>>,
 }
 
 enum Stop {
@@ -145,6 +148,10 @@ impl Sidecar {
             self.prometheus.clone(),
             Duration::from_secs(5),
         ));
+        if let Some(cert) = self.served_cert.clone() {
+            let hangups = signal(SignalKind::hangup()).context("installing SIGHUP")?;
+            tokio::spawn(reload_certificates(cert, hangups));
+        }
         let cmds = self.broker_cmds.clone();
         let mesh = self.mesh.clone();
         tokio::spawn(async move {
@@ -228,5 +235,26 @@ impl Sidecar {
             tracing::warn!("drain window over with shards still closing; exiting anyway");
         }
         panicked
+    }
+}
+
+/// How often the certificate files are checked for a change.
+const CERT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Reloads the TLS certificate on SIGHUP and whenever its files change.
+async fn reload_certificates(cert: Arc<ServedCert>, mut hangups: tokio::signal::unix::Signal) {
+    metrics::counter!(ringcast_telemetry::names::TLS_RELOADS).increment(0);
+    metrics::counter!(ringcast_telemetry::names::TLS_RELOAD_ERRORS).increment(0);
+    let mut every = tokio::time::interval(CERT_CHECK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = hangups.recv() => cert.reload(),
+            _ = every.tick() => {
+                if cert.changed() {
+                    cert.reload();
+                }
+            }
+        }
     }
 }

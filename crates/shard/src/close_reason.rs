@@ -37,12 +37,14 @@ pub(crate) enum CloseReason {
     /// What a resuming client missed did not fit its queue: it got what fitted and
     /// was closed (WebSocket 1013) to resume again from there.
     RecoveryTooLarge,
+    /// TLS failed after its handshake (a bad record, an alert from the client).
+    TlsError,
 }
 
 impl CloseReason {
     /// Every reason without data, in label order (the protocol errors come from
     /// [`ProtocolError::ALL`]).
-    const PLAIN: [CloseReason; 13] = [
+    const PLAIN: [CloseReason; 14] = [
         CloseReason::HandshakeAborted,
         CloseReason::HandshakeTimeout,
         CloseReason::HandshakeFailed,
@@ -56,6 +58,7 @@ impl CloseReason {
         CloseReason::PollTimeout,
         CloseReason::TokenExpired,
         CloseReason::RecoveryTooLarge,
+        CloseReason::TlsError,
     ];
 
     /// Every label value a server can count, for exporting each at 0 from startup. A
@@ -88,6 +91,7 @@ impl CloseReason {
             CloseReason::PollTimeout => "poll_timeout",
             CloseReason::TokenExpired => "token_expired",
             CloseReason::RecoveryTooLarge => "recovery_too_large",
+            CloseReason::TlsError => "tls_error",
         }
     }
 }
@@ -116,6 +120,7 @@ mod tests {
             (CloseReason::PollTimeout, "poll_timeout"),
             (CloseReason::TokenExpired, "token_expired"),
             (CloseReason::RecoveryTooLarge, "recovery_too_large"),
+            (CloseReason::TlsError, "tls_error"),
         ];
         for (reason, label) in labels {
             assert_eq!(reason.label(), label, "{reason:?}");
@@ -139,7 +144,8 @@ mod tests {
             | CloseReason::PollDone
             | CloseReason::PollTimeout
             | CloseReason::TokenExpired
-            | CloseReason::RecoveryTooLarge => CloseReason::PLAIN.contains(&reason),
+            | CloseReason::RecoveryTooLarge
+            | CloseReason::TlsError => CloseReason::PLAIN.contains(&reason),
         };
         assert!(CloseReason::PLAIN.into_iter().all(listed));
         let labels: Vec<&str> = CloseReason::labels().collect();
@@ -147,7 +153,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), labels.len(), "{labels:?}");
-        assert_eq!(labels.len(), 13 + 14);
+        assert_eq!(labels.len(), 14 + 14);
         assert!(labels.contains(&"token_expired") && labels.contains(&"invalid_utf8"));
         assert!(!labels.contains(&"masked"));
     }

@@ -3,6 +3,7 @@
 use crate::auth::AuthPolicy;
 use crate::channel_histories::HistoryConfig;
 use crate::spare_slots::SpareSlots;
+use std::sync::Arc;
 
 /// What happens to a connection whose queue would pass `max_queue_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +75,10 @@ pub struct ShardConfig {
     /// Channels per second per source address that this shard's polls and event
     /// streams may ask for without a local subscriber already there (0 = off).
     pub channel_create_rate_per_ip: u32,
+    /// TLS for every connection of the shard (`--tls-cert`/`--tls-key`); None: plain.
+    /// The configuration's certificate resolver may change certificates at any time
+    /// (reload); each new connection handshakes with what it resolves then.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Origin allow-list and token rules for handshakes.
     pub auth: AuthPolicy,
     /// Unix time in milliseconds when the shard clock read 0 (token expiry needs it).
@@ -93,6 +98,7 @@ impl ShardConfig {
             handshake_timeout_ms: 10_000,
             linger_ms: 2_000,
             max_message_bytes: 65_536,
+            tls: None,
             max_connections: usize::MAX,
             spare_connections: SpareSlots::default(),
             handshakes_per_sec: 0,

@@ -11,6 +11,7 @@
 use crate::close_reason::CloseReason;
 use crate::conn_channels::ConnChannels;
 use crate::request_head::RequestHead;
+use crate::tls_session::TlsSession;
 use crate::write_queue::WriteQueue;
 use ringcast_proto::{Decoder, Role};
 use std::net::IpAddr;
@@ -121,6 +122,8 @@ pub(crate) struct Conn {
     pub(crate) queue: WriteQueue,
     /// The source address, when a per-address limit needs it.
     pub(crate) peer: Option<IpAddr>,
+    /// TLS state on a TLS port (boxed: plain connections pay one pointer).
+    pub(crate) tls: Option<Box<TlsSession>>,
 }
 
 impl Conn {
@@ -145,6 +148,16 @@ impl Conn {
             decoder: Decoder::new(Role::Server, max_message_bytes),
             queue: WriteQueue::default(),
             peer,
+            tls: None,
+        }
+    }
+
+    /// Whether it has bytes to send now: queued frames (on TLS, once application data
+    /// may flow) or ciphertext.
+    pub(crate) fn wants_send(&self) -> bool {
+        match &self.tls {
+            None => !self.queue.is_empty(),
+            Some(tls) => tls.has_unsent() || tls.is_open() && !self.queue.is_empty(),
         }
     }
 

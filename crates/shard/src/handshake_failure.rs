@@ -3,9 +3,11 @@
 //! labels of their own error types; the rest are named here.
 
 use crate::auth::AuthError;
+use crate::tls_session::TlsFailure;
 use ringcast_proto::HandshakeError;
 
-/// Why a request was answered with an HTTP error instead of being admitted.
+/// Why a request was answered with an HTTP error instead of being admitted (or, for a
+/// failed TLS handshake, dropped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HandshakeFailure {
     /// The request itself is not a valid upgrade or plain GET.
@@ -32,6 +34,8 @@ pub(crate) enum HandshakeFailure {
     BadFormat,
     /// A poll or event stream from an address over its channel creation rate (429).
     ChannelRateLimited,
+    /// The TLS handshake failed (or was never attempted: plain HTTP, not TLS).
+    Tls(TlsFailure),
 }
 
 impl HandshakeFailure {
@@ -55,8 +59,13 @@ impl HandshakeFailure {
             .into_iter()
             .map(HandshakeFailure::Request);
         let auth = AuthError::ALL.into_iter().map(HandshakeFailure::Auth);
+        let tls = TlsFailure::ALL.into_iter().map(HandshakeFailure::Tls);
         let mut labels: Vec<&'static str> = Vec::new();
-        for failure in requests.chain(auth).chain(HandshakeFailure::PLAIN) {
+        for failure in requests
+            .chain(auth)
+            .chain(tls)
+            .chain(HandshakeFailure::PLAIN)
+        {
             if !labels.contains(&failure.label()) {
                 labels.push(failure.label());
             }
@@ -69,6 +78,7 @@ impl HandshakeFailure {
         match self {
             HandshakeFailure::Request(err) => err.label(),
             HandshakeFailure::Auth(err) => err.label(),
+            HandshakeFailure::Tls(failure) => failure.label(),
             HandshakeFailure::BadChannel => "bad_channel",
             HandshakeFailure::TooManyChannels => "too_many_channels",
             HandshakeFailure::NotFound => "not_found",
@@ -110,7 +120,9 @@ mod tests {
     fn labels_list_every_failure_once() {
         // No wildcard: a new failure does not compile here until it is in `PLAIN`.
         let listed = |failure: &HandshakeFailure| match failure {
-            HandshakeFailure::Request(_) | HandshakeFailure::Auth(_) => true,
+            HandshakeFailure::Request(_) | HandshakeFailure::Auth(_) | HandshakeFailure::Tls(_) => {
+                true
+            }
             HandshakeFailure::BadChannel
             | HandshakeFailure::TooManyChannels
             | HandshakeFailure::NotFound
@@ -123,8 +135,9 @@ mod tests {
         };
         assert!(HandshakeFailure::PLAIN.iter().all(listed));
         let labels = HandshakeFailure::labels();
-        // 11 request errors, 5 auth refusals, 9 named here of which 2 repeat a request's.
-        assert_eq!(labels.len(), 11 + 5 + 7, "{labels:?}");
+        // 11 request errors, 5 auth refusals, 5 TLS failures, 9 named here of which 2
+        // repeat a request's.
+        assert_eq!(labels.len(), 11 + 5 + 5 + 7, "{labels:?}");
         for label in [
             "not_get",
             "token_expired",
@@ -132,6 +145,7 @@ mod tests {
             "handshake_budget",
             "channel_rate_limited",
             "bad_channel",
+            "tls_plain_http",
         ] {
             assert!(labels.contains(&label), "{label}");
         }

@@ -42,6 +42,7 @@ mod shard_set;
 mod spare_slots;
 mod tick;
 mod timer_wheel;
+mod tls_session;
 mod write_queue;
 
 pub use auth::{AuthPolicy, OriginPatternError, TokenError, check_origin_pattern, mint_token};

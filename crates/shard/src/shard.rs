@@ -5,8 +5,9 @@
 //! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
 //! ([`fanout`]), resuming from a position ([`recovery`]) and the JSON framing
 //! ([`json_framing`]), the SSE and long-poll transports ([`sse`], [`poll`]), the close
-//! at a token's expiry ([`token_expiry`]) and the drain ([`drain`]). Each adds an `impl Shard` block over the state defined here, so the
-//! child modules import from this one and never the other way round.
+//! at a token's expiry ([`token_expiry`]), TLS ([`tls`]) and the drain ([`drain`]).
+//! Each adds an `impl Shard` block over the state defined here, so the child modules
+//! import from this one and never the other way round.
 
 mod channel_rate;
 mod client_command;
@@ -19,6 +20,7 @@ mod poll;
 mod recovery;
 mod sse;
 mod subscriptions;
+mod tls;
 mod token_expiry;
 
 use crate::channel_histories::ChannelHistories;
@@ -168,6 +170,10 @@ pub struct Shard {
     now_ms: u64,
     /// Times a request head was parsed (see [`Shard::handshake_parses`]).
     handshake_parses: u64,
+    /// TLS: the plaintext of one receive (reused).
+    tls_plain: Vec<u8>,
+    /// TLS: the frames of one send before encryption (reused).
+    tls_batch: Vec<u8>,
 }
 
 impl Shard {
@@ -236,6 +242,8 @@ impl Shard {
             drain: None,
             now_ms: 0,
             handshake_parses: 0,
+            tls_plain: Vec::new(),
+            tls_batch: Vec::new(),
         }
     }
 
@@ -283,13 +291,27 @@ impl Shard {
             id,
             TimerKind::HandshakeDeadline,
         );
-        self.admit_socket(id, peer, now_ms);
+        if self.start_tls(id) {
+            self.admit_socket(id, peer, now_ms);
+        }
         id
     }
 
-    /// Bytes arrived for `id` (the slice may be unmasked in place).
+    /// Bytes arrived for `id` (the slice may be unmasked, or decrypted, in place).
     pub fn on_recv(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
         self.now_ms = now_ms;
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.tls.is_some() {
+            self.recv_tls(id, data, now_ms);
+        } else {
+            self.recv_plain(id, data, now_ms);
+        }
+    }
+
+    /// The connection's plaintext: its request, frames, or (closing) a close reply.
+    fn recv_plain(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -340,7 +362,10 @@ impl Shard {
         conn.send_inflight = false;
         match result {
             Ok(written) => {
-                conn.queue.advance(written);
+                match conn.tls.as_deref_mut() {
+                    Some(session) => session.sent(written),
+                    None => conn.queue.advance(written),
+                }
                 self.counters.bytes_sent += written as u64;
             }
             Err(_) => self.abort(id, CloseReason::Reset),
@@ -448,7 +473,7 @@ impl Shard {
         while let Some(id) = self.ready.pop() {
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.in_ready = false;
-                if !conn.send_inflight && !conn.queue.is_empty() && !conn.dropping() {
+                if !conn.send_inflight && conn.wants_send() && !conn.dropping() {
                     return Some((id, conn.fd));
                 }
             }
@@ -457,11 +482,20 @@ impl Shard {
     }
 
     /// Starts the send for `id`: calls `chunk` with each queued slice (valid until
-    /// [`Shard::on_send_done`] for this connection) and marks the send in flight.
+    /// [`Shard::on_send_done`] for this connection) and marks the send in flight. On
+    /// TLS it is one slice of ciphertext.
     pub fn begin_send(&mut self, id: ConnId, chunk: &mut dyn FnMut(&[u8])) {
+        let tls = self.conns.get_mut(id).is_some_and(|c| c.tls.is_some());
+        let encrypted = !tls || self.begin_tls_send(id, chunk);
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.queue.begin_send(&mut *chunk);
+            if !tls {
+                conn.queue.begin_send(&mut *chunk);
+            }
             conn.send_inflight = true;
+        }
+        if !encrypted {
+            self.abort(id, CloseReason::TlsError);
+            self.progress(id);
         }
     }
 
@@ -599,6 +633,21 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
+        let flushed = !conn.send_inflight && !conn.wants_send();
+        let flushing = matches!(
+            conn.phase,
+            Phase::Closing {
+                step: CloseStep::Flushing,
+                ..
+            }
+        );
+        // A TLS connection says close_notify before its FIN.
+        if flushed && flushing && self.tls_close_notify(id) {
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
         match &mut conn.phase {
             Phase::Closing {
                 step: CloseStep::Dropping { aborted },
@@ -611,8 +660,7 @@ impl Shard {
                     self.actions.push(Action::Abort(conn.fd));
                 }
             }
-            _ if conn.send_inflight => {}
-            _ if !conn.queue.is_empty() => self.mark_ready(id),
+            _ if !flushed => self.mark_ready(id),
             Phase::Closing { step, .. } if *step == CloseStep::Flushing => {
                 self.actions.push(Action::ShutdownWrite(conn.fd));
                 *step = if conn.recv_active {
@@ -643,7 +691,7 @@ impl Shard {
         if let Some(conn) = self.conns.get_mut(id)
             && !conn.in_ready
             && !conn.send_inflight
-            && !conn.queue.is_empty()
+            && conn.wants_send()
         {
             conn.in_ready = true;
             self.ready.push(id);

@@ -7,6 +7,12 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const CONNECTIONS: &str = "ringcast_connections";
 /// Counter `{shard}`: connections accepted.
 pub const CONNECTIONS_ACCEPTED: &str = "ringcast_connections_accepted_total";
+/// Counter `{shard}`: TLS handshakes completed (`--tls-cert`).
+pub const TLS_HANDSHAKES: &str = "ringcast_tls_handshakes_total";
+/// Counter: certificate reloads that failed (the old certificate stays in use).
+pub const TLS_RELOAD_ERRORS: &str = "ringcast_tls_reload_errors_total";
+/// Counter: certificate reloads that took effect.
+pub const TLS_RELOADS: &str = "ringcast_tls_reloads_total";
 /// Counter `{shard,reason}`: connections closed, by reason.
 pub const CONNECTIONS_CLOSED: &str = "ringcast_connections_closed_total";
 /// Counter `{shard,reason}`: WebSocket handshakes that failed, by reason.
@@ -101,6 +107,17 @@ pub fn describe_all() {
         "Open connections, handshaking ones included."
     );
     describe_counter!(CONNECTIONS_ACCEPTED, Unit::Count, "Connections accepted.");
+    describe_counter!(TLS_HANDSHAKES, Unit::Count, "TLS handshakes completed.");
+    describe_counter!(
+        TLS_RELOAD_ERRORS,
+        Unit::Count,
+        "Certificate reloads that failed; the old certificate stays in use."
+    );
+    describe_counter!(
+        TLS_RELOADS,
+        Unit::Count,
+        "Certificate reloads that took effect for new connections."
+    );
     describe_counter!(
         CONNECTIONS_CLOSED,
         Unit::Count,

@@ -19,6 +19,8 @@ pub struct ShardCounters {
     pub connections: u64,
     /// Connections accepted.
     pub accepted: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
     /// Pings sent.
     pub pings_sent: u64,
     /// Pongs received.
@@ -68,6 +70,7 @@ pub struct ShardCounters {
 #[derive(Debug, Default, Clone, Copy)]
 struct FlushedCounters {
     accepted: u64,
+    tls_handshakes: u64,
     pings_sent: u64,
     pongs_received: u64,
     ping_timeouts: u64,
@@ -247,6 +250,11 @@ impl ShardCounters {
                 names::CONNECTIONS_ACCEPTED,
                 self.accepted,
                 &mut flushed.accepted,
+            ),
+            (
+                names::TLS_HANDSHAKES,
+                self.tls_handshakes,
+                &mut flushed.tls_handshakes,
             ),
             (names::PINGS_SENT, self.pings_sent, &mut flushed.pings_sent),
             (

@@ -218,10 +218,17 @@ impl Shard {
         now_ms: u64,
     ) {
         self.counters.handshake_failed(failure.label());
-        if let Some(conn) = self.conns.get_mut(id) {
-            conn.head.clear();
-            conn.queue.push_control(Bytes::from(response));
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        if conn.tls.as_ref().is_some_and(|tls| !tls.is_open()) {
+            // Refused before its TLS handshake: nothing can be said in HTTP.
+            self.abort(id, CloseReason::HandshakeFailed);
+            self.progress(id);
+            return;
         }
+        conn.head.clear();
+        conn.queue.push_control(Bytes::from(response));
         self.begin_close(id, CloseReason::HandshakeFailed, now_ms);
     }
 }

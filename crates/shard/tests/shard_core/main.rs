@@ -14,4 +14,5 @@ mod poll;
 mod recovery;
 mod slow_consumer;
 mod sse;
+mod tls;
 mod token_expiry;

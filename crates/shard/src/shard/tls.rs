@@ -1,0 +1,138 @@
+//! TLS connections (`ShardConfig::tls`): every accepted socket gets a [`TlsSession`];
+//! what it receives is decrypted before the handshake, frame and request code sees it,
+//! and its sends carry ciphertext. Frames are still queued as plaintext (shared
+//! between connections, encoded once); a send encrypts what is queued into the
+//! session's staging buffer in one pass, so records are as large as the batch and
+//! an idle connection holds no buffer.
+//!
+//! A failed TLS handshake (plain HTTP, not TLS, an oversized or incompatible hello)
+//! closes only that connection, after the alert (or, for plain HTTP, a 400 in clear)
+//! is flushed, and counts in `ringcast_handshake_failures_total{reason="tls_*"}`;
+//! after the handshake, a TLS error closes with `tls_error`. A refusal decided before
+//! the TLS handshake (over the rate, the budget or the slots at accept) cannot be
+//! answered in HTTP: the socket is dropped.
+
+use super::Shard;
+use crate::close_reason::CloseReason;
+use crate::conn::Phase;
+use crate::handshake_failure::HandshakeFailure;
+use crate::ids::ConnId;
+use crate::tls_session::{TlsFailure, TlsSession};
+
+/// Plaintext scratch kept between calls up to this capacity.
+const KEEP_SCRATCH_BYTES: usize = 64 << 10;
+
+impl Shard {
+    /// Starts TLS on a newly accepted connection when the shard serves TLS; false when
+    /// the session could not be made (the connection is being dropped).
+    pub(super) fn start_tls(&mut self, id: ConnId) -> bool {
+        let Some(config) = &self.cfg.tls else {
+            return true;
+        };
+        match TlsSession::new(config) {
+            Ok(session) => {
+                if let Some(conn) = self.conns.get_mut(id) {
+                    conn.tls = Some(Box::new(session));
+                }
+                true
+            }
+            Err(failure) => {
+                self.counters
+                    .handshake_failed(HandshakeFailure::Tls(failure).label());
+                self.abort(id, CloseReason::HandshakeFailed);
+                self.progress(id);
+                false
+            }
+        }
+    }
+
+    /// Ciphertext arrived on a TLS connection: decrypt it, hand the plaintext to the
+    /// usual receive path, and send what the session staged (handshake records).
+    pub(super) fn recv_tls(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        let Some(mut session) = conn.tls.take() else {
+            return;
+        };
+        let handshaking = conn.phase == Phase::Handshake;
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        let result = session.receive(data, &mut plain);
+        if let Some(conn) = self.conns.get_mut(id) {
+            conn.tls = Some(session);
+        }
+        match result {
+            Ok(handshake_done) => {
+                if handshake_done {
+                    self.counters.tls_handshakes += 1;
+                }
+                if !plain.is_empty() {
+                    self.recv_plain(id, &mut plain, now_ms);
+                }
+            }
+            Err(failure) => self.tls_failed(id, failure, handshaking, now_ms),
+        }
+        plain.clear();
+        if plain.capacity() <= KEEP_SCRATCH_BYTES {
+            self.tls_plain = plain;
+        }
+        self.mark_ready(id);
+    }
+
+    /// The session failed: flush what it staged (an alert, or the plain-HTTP answer)
+    /// and close.
+    fn tls_failed(&mut self, id: ConnId, failure: TlsFailure, handshaking: bool, now_ms: u64) {
+        let reason = if handshaking {
+            self.counters
+                .handshake_failed(HandshakeFailure::Tls(failure).label());
+            CloseReason::HandshakeFailed
+        } else {
+            CloseReason::TlsError
+        };
+        self.begin_close(id, reason, now_ms);
+    }
+
+    /// The slice to send for a TLS connection: encrypts a batch of queued frames when
+    /// nothing is staged, then hands out the session's ciphertext. False when the
+    /// encryption failed (the connection must be dropped once the send returns).
+    pub(super) fn begin_tls_send(&mut self, id: ConnId, chunk: &mut dyn FnMut(&[u8])) -> bool {
+        let mut plain = std::mem::take(&mut self.tls_batch);
+        let Some(conn) = self.conns.get_mut(id) else {
+            return true;
+        };
+        let Some(session) = conn.tls.as_deref_mut() else {
+            return true;
+        };
+        let mut ok = true;
+        if session.is_open() && session.nothing_staged() && !conn.queue.is_empty() {
+            conn.queue
+                .begin_send(|slice| plain.extend_from_slice(slice));
+            conn.queue.advance(plain.len());
+            ok = session.encrypt(&plain).is_ok();
+        }
+        chunk(session.begin_send());
+        plain.clear();
+        if plain.capacity() <= KEEP_SCRATCH_BYTES {
+            self.tls_batch = plain;
+        }
+        ok
+    }
+
+    /// A graceful close of a TLS connection whose frames are flushed: stages the
+    /// closing alert before our FIN. True when it was staged now (send it first).
+    pub(super) fn tls_close_notify(&mut self, id: ConnId) -> bool {
+        let Some(session) = self
+            .conns
+            .get_mut(id)
+            .and_then(|conn| conn.tls.as_deref_mut())
+        else {
+            return false;
+        };
+        if !session.is_open() {
+            return false;
+        }
+        session.close_notify();
+        self.mark_ready(id);
+        true
+    }
+}

@@ -1,0 +1,338 @@
+//! TLS on one connection, inside the shard: a rustls unbuffered server connection plus
+//! the ciphertext that is waiting to be read or sent. No thread, no proxy, no task: the
+//! shard feeds it the bytes its recv completions bring and takes the ciphertext its
+//! sends hand to the kernel.
+//!
+//! An idle session keeps only rustls's key state (its connection struct in this box, the
+//! AEAD keys and the handshake deframer's small index on the heap). `rx` is allocated
+//! only while a record is partial, `staged` and `sending` only while ciphertext waits.
+//!
+//! Calling contract:
+//! - [`TlsSession::receive`] with every received buffer (the buffer may be decrypted in
+//!   place); application data is appended to `plain`, in order. Handshake records and
+//!   alerts it produces are staged for sending. After an error nothing more may be fed:
+//!   the shard drops the connection.
+//! - While [`TlsSession::is_open`], [`TlsSession::encrypt`] turns plaintext into staged
+//!   records; [`TlsSession::close_notify`] stages the closing alert once.
+//! - To send: when [`TlsSession::has_unsent`], call [`TlsSession::begin_send`] and send
+//!   exactly the slice it returns; it stays unchanged until [`TlsSession::sent`] reports
+//!   how much the kernel took. Staging never touches the buffer in flight.
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use std::sync::Arc;
+
+/// The largest TLS record on the wire (16 KiB of data, 2 KiB of expansion, the header).
+/// Undecodable bytes past this are an oversized record, or a handshake message far
+/// larger than any real client sends.
+const MAX_PENDING_CIPHERTEXT: usize = 16_384 + 2_048 + 5;
+/// Bound on the state-machine steps one call may take (each step consumes a record or
+/// produces output; a real exchange takes a handful).
+const MAX_STEPS: usize = 4_096;
+/// Ciphertext bytes a record adds to its plaintext at most (TLS 1.2 AES-GCM: header,
+/// explicit nonce, tag).
+const RECORD_OVERHEAD: usize = 29;
+/// Plaintext bytes per record.
+const MAX_FRAGMENT: usize = 16_384;
+
+/// Why a session failed; each is a `reason` of `ringcast_handshake_failures_total` while
+/// handshaking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsFailure {
+    /// The first bytes were a plain HTTP request, not a TLS record.
+    PlainHttp,
+    /// The bytes were not TLS (or a record was malformed).
+    NotTls,
+    /// A record or handshake message larger than any client needs.
+    Oversized,
+    /// The client offers nothing this server accepts (versions, ciphers, ALPN).
+    Incompatible,
+    /// Any other TLS error (bad MAC, unexpected message, a certificate problem).
+    Error,
+}
+
+impl TlsFailure {
+    /// Every failure, for exporting each label at 0 from startup.
+    pub(crate) const ALL: [TlsFailure; 5] = [
+        TlsFailure::PlainHttp,
+        TlsFailure::NotTls,
+        TlsFailure::Oversized,
+        TlsFailure::Incompatible,
+        TlsFailure::Error,
+    ];
+
+    /// The `reason` label value.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            TlsFailure::PlainHttp => "tls_plain_http",
+            TlsFailure::NotTls => "tls_not_tls",
+            TlsFailure::Oversized => "tls_oversized",
+            TlsFailure::Incompatible => "tls_incompatible",
+            TlsFailure::Error => "tls_error",
+        }
+    }
+
+    fn of(err: &rustls::Error) -> Self {
+        match err {
+            rustls::Error::InvalidMessage(_) => TlsFailure::NotTls,
+            rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+                TlsFailure::Incompatible
+            }
+            _ => TlsFailure::Error,
+        }
+    }
+}
+
+/// Where the session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Handshake records flow; no application data yet.
+    Handshaking,
+    /// Application data flows both ways.
+    Open,
+    /// The closing alert is staged: nothing more is encrypted.
+    CloseNotified,
+    /// Failed (any alert for it is staged); nothing more is processed.
+    Failed,
+}
+
+/// One connection's TLS state (see the module doc).
+pub(crate) struct TlsSession {
+    conn: UnbufferedServerConnection,
+    stage: Stage,
+    /// Received ciphertext not consumed yet (a partial record).
+    rx: Vec<u8>,
+    /// Ciphertext waiting for the next send.
+    staged: Vec<u8>,
+    /// The ciphertext of the send in flight (or partly sent); never changed while the
+    /// kernel may read it.
+    sending: Vec<u8>,
+    /// How much of `sending` the kernel has taken.
+    sent: usize,
+}
+
+impl TlsSession {
+    /// A session that will handshake with `config`.
+    pub(crate) fn new(config: &Arc<rustls::ServerConfig>) -> Result<Self, TlsFailure> {
+        let conn =
+            UnbufferedServerConnection::new(Arc::clone(config)).map_err(|e| TlsFailure::of(&e))?;
+        Ok(TlsSession {
+            conn,
+            stage: Stage::Handshaking,
+            rx: Vec::new(),
+            staged: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+        })
+    }
+
+    /// Whether application data may be encrypted.
+    pub(crate) fn is_open(&self) -> bool {
+        self.stage == Stage::Open
+    }
+
+    /// Whether ciphertext waits to be sent (staged or the rest of a partial send).
+    pub(crate) fn has_unsent(&self) -> bool {
+        self.sent < self.sending.len() || !self.staged.is_empty()
+    }
+
+    /// Whether the staging buffer is empty (the shard encrypts more only then, so at
+    /// most one batch of ciphertext waits behind the send in flight).
+    pub(crate) fn nothing_staged(&self) -> bool {
+        self.staged.is_empty()
+    }
+
+    /// Feeds received ciphertext (see the module doc). `Ok(true)` when the handshake
+    /// completed during this call.
+    pub(crate) fn receive(
+        &mut self,
+        data: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<bool, TlsFailure> {
+        if self.stage == Stage::Failed {
+            return Err(TlsFailure::Error);
+        }
+        if self.stage == Stage::Handshaking && self.rx.is_empty() && looks_like_http(data) {
+            self.stage = Stage::Failed;
+            self.staged.extend_from_slice(PLAIN_HTTP_ANSWER);
+            return Err(TlsFailure::PlainHttp);
+        }
+        let was_handshaking = self.stage == Stage::Handshaking;
+        let result = if self.rx.is_empty() {
+            // The common case: whole records in this buffer, decrypted where they are;
+            // only a partial record's bytes are kept.
+            let consumed = self.process(data, plain);
+            if let Ok(consumed) = consumed {
+                self.rx.extend_from_slice(&data[consumed..]);
+            }
+            consumed.map(|_| ())
+        } else {
+            self.rx.extend_from_slice(data);
+            let mut rx = std::mem::take(&mut self.rx);
+            let consumed = self.process(&mut rx, plain);
+            if let Ok(consumed) = consumed {
+                rx.drain(..consumed);
+                self.rx = if rx.is_empty() { Vec::new() } else { rx };
+            }
+            consumed.map(|_| ())
+        };
+        if let Err(failure) = result {
+            // No alert: asking rustls for it after an error indexes into the buffer
+            // the error came from (a panic with an empty one, a debug assertion with
+            // the same one). The FIN tells the client enough.
+            self.stage = Stage::Failed;
+            self.rx = Vec::new();
+            return Err(failure);
+        }
+        if self.rx.len() > MAX_PENDING_CIPHERTEXT {
+            self.stage = Stage::Failed;
+            self.rx = Vec::new();
+            return Err(TlsFailure::Oversized);
+        }
+        Ok(was_handshaking && self.stage == Stage::Open)
+    }
+
+    /// Encrypts `plain` into staged records.
+    pub(crate) fn encrypt(&mut self, plain: &[u8]) -> Result<(), TlsFailure> {
+        if self.stage != Stage::Open || plain.is_empty() {
+            return Ok(());
+        }
+        let reserve = plain.len() + plain.len().div_ceil(MAX_FRAGMENT) * RECORD_OVERHEAD + 64;
+        self.write_traffic(reserve, |w, out| w.encrypt(plain, out))
+    }
+
+    /// Stages the closing alert (once; nothing is encrypted after it).
+    pub(crate) fn close_notify(&mut self) {
+        if self.stage == Stage::Open {
+            let _ = self.write_traffic(64, |w, out| w.queue_close_notify(out));
+            self.stage = Stage::CloseNotified;
+        }
+    }
+
+    /// The ciphertext to send now: the rest of a partly sent buffer, or everything
+    /// staged. Valid and unchanged until [`TlsSession::sent`].
+    pub(crate) fn begin_send(&mut self) -> &[u8] {
+        if self.sent >= self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.staged);
+        }
+        &self.sending[self.sent..]
+    }
+
+    /// The kernel took `written` bytes of the send in flight; buffers that emptied are
+    /// freed, so an idle session holds none.
+    pub(crate) fn sent(&mut self, written: usize) {
+        self.sent += written;
+        if self.sent >= self.sending.len() {
+            self.sending = Vec::new();
+            self.sent = 0;
+        }
+    }
+
+    /// Runs rustls over `buf` (received ciphertext, possibly with a partial record at
+    /// its end); returns how many bytes it consumed. Application data goes to `plain`,
+    /// handshake output to `staged`.
+    fn process(&mut self, buf: &mut [u8], plain: &mut Vec<u8>) -> Result<usize, TlsFailure> {
+        let mut consumed = 0;
+        for _ in 0..MAX_STEPS {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut buf[consumed..]);
+            let mut done = false;
+            match state.map_err(|e| TlsFailure::of(&e))? {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        let record = record.map_err(|e| TlsFailure::of(&e))?;
+                        plain.extend_from_slice(record.payload);
+                    }
+                }
+                ConnectionState::EncodeTlsData(mut encoder) => {
+                    append(&mut self.staged, 512, |out| {
+                        encoder.encode(out).map_err(|e| match e {
+                            EncodeError::InsufficientSize(s) => Grow(s.required_size),
+                            EncodeError::AlreadyEncoded => Grow(0),
+                        })
+                    })?;
+                }
+                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                ConnectionState::BlockedHandshake => done = true,
+                ConnectionState::WriteTraffic(_) => {
+                    if self.stage == Stage::Handshaking {
+                        self.stage = Stage::Open;
+                    }
+                    done = true;
+                }
+                ConnectionState::Closed => done = true,
+                // PeerClosed: the next step offers WriteTraffic; early data is off.
+                _ => {}
+            }
+            consumed += discard;
+            if done {
+                return Ok(consumed);
+            }
+        }
+        Err(TlsFailure::Error)
+    }
+
+    /// Reaches the `WriteTraffic` state (with the partial record kept, if any) and
+    /// appends what `write` produces to `staged`.
+    fn write_traffic(
+        &mut self,
+        reserve: usize,
+        mut write: impl FnMut(
+            &mut rustls::unbuffered::WriteTraffic<'_, rustls::server::ServerConnectionData>,
+            &mut [u8],
+        ) -> Result<usize, EncryptError>,
+    ) -> Result<(), TlsFailure> {
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.rx);
+        let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
+            return Err(TlsFailure::Error);
+        };
+        append(&mut self.staged, reserve, |out| {
+            write(&mut traffic, out).map_err(|e| match e {
+                EncryptError::InsufficientSize(s) => Grow(s.required_size),
+                _ => Grow(0),
+            })
+        })
+    }
+}
+
+/// "Make room for this many bytes and call again" (0: give up).
+struct Grow(usize);
+
+/// Appends what `write` puts into a slice of spare room at the end of `buf`, growing
+/// the room when it asks for more (once).
+fn append(
+    buf: &mut Vec<u8>,
+    reserve: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Grow>,
+) -> Result<(), TlsFailure> {
+    let start = buf.len();
+    let mut room = reserve;
+    for _ in 0..2 {
+        buf.resize(start + room, 0);
+        match write(&mut buf[start..]) {
+            Ok(written) => {
+                buf.truncate(start + written);
+                return Ok(());
+            }
+            Err(Grow(needed)) if needed > room => room = needed,
+            Err(_) => break,
+        }
+    }
+    buf.truncate(start);
+    Err(TlsFailure::Error)
+}
+
+/// What a client that speaks plain HTTP to a TLS port is told, in clear.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 45\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// or wss://\n";
+
+/// Whether the first bytes of a connection are an HTTP request line (a method in
+/// capitals) rather than a TLS record (whose first byte, the content type, is 20-24).
+fn looks_like_http(data: &[u8]) -> bool {
+    data.len() >= 3 && data[..3].iter().all(u8::is_ascii_uppercase)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! The session against a real rustls client, in memory: the handshake, application data
+//! both ways (fed whole, and one byte at a time), and the hostile first bytes.
+
+use super::*;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+use std::io::{Read, Write};
+
+struct Pair {
+    client: ClientConnection,
+    server: TlsSession,
+    /// Plaintext the server received.
+    got: Vec<u8>,
+    /// Plaintext the client received.
+    read: Vec<u8>,
+}
+
+fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let mut server = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], key)
+        .expect("server config");
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut roots = RootCertStore::empty();
+    roots.add(der).expect("root");
+    let mut client = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (Arc::new(server), Arc::new(client))
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let (server, client) = configs();
+        let name = ServerName::try_from("localhost").expect("name");
+        Pair {
+            client: ClientConnection::new(client, name).expect("client"),
+            server: TlsSession::new(&server).expect("session"),
+            got: Vec::new(),
+            read: Vec::new(),
+        }
+    }
+
+    /// Client → server, `chunk` bytes per receive; the server's result per receive.
+    fn client_flight(&mut self, chunk: usize) -> Vec<Result<bool, TlsFailure>> {
+        let mut wire = Vec::new();
+        while self.client.wants_write() {
+            self.client.write_tls(&mut wire).expect("client writes");
+        }
+        wire.chunks_mut(chunk.max(1))
+            .map(|part| self.server.receive(part, &mut self.got))
+            .collect()
+    }
+
+    /// Server → client: everything the server has to send, in one or more sends.
+    fn server_flight(&mut self) {
+        while self.server.has_unsent() {
+            let bytes = self.server.begin_send().to_vec();
+            // The kernel takes it in two writes when it can.
+            let half = bytes.len() / 2;
+            self.server.sent(half);
+            self.server.sent(bytes.len() - half);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                self.client.read_tls(&mut rest).expect("client reads");
+                self.client.process_new_packets().expect("client accepts");
+                let _ = self.client.reader().read_to_end(&mut self.read);
+            }
+        }
+    }
+
+    fn handshake(&mut self, chunk: usize) {
+        let mut opened = false;
+        for _ in 0..4 {
+            opened |= self
+                .client_flight(chunk)
+                .into_iter()
+                .any(|r| r.expect("server handshake"));
+            self.server_flight();
+        }
+        assert!(opened, "the handshake completed once");
+        assert!(self.server.is_open() && !self.client.is_handshaking());
+    }
+
+    fn client_reads(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.read)
+    }
+}
+
+#[test]
+fn handshake_and_application_data_both_ways() {
+    let mut p = Pair::new();
+    p.handshake(1 << 16);
+    assert_eq!(p.client.alpn_protocol(), Some(&b"http/1.1"[..]));
+    p.client
+        .writer()
+        .write_all(b"GET /news HTTP/1.1\r\n\r\n")
+        .unwrap();
+    p.client_flight(1 << 16);
+    assert_eq!(p.got, b"GET /news HTTP/1.1\r\n\r\n");
+    p.server
+        .encrypt(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        .unwrap();
+    p.server.encrypt(&[0x81, 0x02, b'h', b'i']).unwrap();
+    p.server_flight();
+    let read = p.client_reads();
+    assert!(read.starts_with(b"HTTP/1.1 101"));
+    assert!(read.ends_with(&[0x81, 0x02, b'h', b'i']));
+    // Idle: nothing buffered.
+    assert!(p.server.rx.capacity() == 0 && p.server.staged.capacity() == 0);
+    assert_eq!(p.server.sending.capacity(), 0);
+}
+
+#[test]
+fn records_split_into_single_bytes_are_reassembled() {
+    let mut p = Pair::new();
+    p.handshake(1);
+    let message = vec![b'x'; 40_000];
+    p.client.writer().write_all(&message).unwrap();
+    let results = p.client_flight(1);
+    assert!(results.iter().all(Result::is_ok));
+    assert!(p.got == message, "{} bytes", p.got.len());
+    assert!(p.server.rx.is_empty());
+}
+
+#[test]
+fn a_large_plaintext_becomes_several_records_the_client_reads_whole() {
+    let mut p = Pair::new();
+    p.handshake(1 << 16);
+    let body: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    p.server.encrypt(&body).unwrap();
+    p.server_flight();
+    let read = p.client_reads();
+    assert!(read == body, "{} of {} bytes", read.len(), body.len());
+}
+
+#[test]
+fn close_notify_is_sent_once_and_ends_encryption() {
+    let mut p = Pair::new();
+    p.handshake(1 << 16);
+    p.server.close_notify();
+    assert!(!p.server.is_open());
+    p.server.close_notify();
+    p.server.encrypt(b"late").unwrap();
+    p.server_flight();
+    assert!(p.client_reads().is_empty());
+    let mut buf = [0u8; 8];
+    assert_eq!(p.client.reader().read(&mut buf).unwrap(), 0, "clean EOF");
+}
+
+#[test]
+fn plain_http_is_told_in_clear_and_fails() {
+    let (server, _) = configs();
+    let mut s = TlsSession::new(&server).unwrap();
+    let mut plain = Vec::new();
+    let mut request = b"GET /news HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    assert_eq!(
+        s.receive(&mut request, &mut plain),
+        Err(TlsFailure::PlainHttp)
+    );
+    let answer = s.begin_send().to_vec();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 400"));
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    assert!(plain.is_empty());
+}
+
+#[test]
+fn garbage_fails_with_an_alert_and_then_stays_failed() {
+    let (server, _) = configs();
+    let mut s = TlsSession::new(&server).unwrap();
+    let mut plain = Vec::new();
+    let mut garbage = vec![0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5];
+    assert!(s.receive(&mut garbage, &mut plain).is_err());
+    assert_eq!(
+        s.receive(&mut [0x16, 0x03, 0x01], &mut plain),
+        Err(TlsFailure::Error),
+        "nothing more is processed"
+    );
+    let mut s = TlsSession::new(&server).unwrap();
+    let mut not_tls = vec![0xff; 64];
+    assert_eq!(s.receive(&mut not_tls, &mut plain), Err(TlsFailure::NotTls));
+}
+
+#[test]
+fn an_endless_handshake_message_is_cut_off_with_a_bounded_buffer() {
+    let (server, _) = configs();
+    let mut s = TlsSession::new(&server).unwrap();
+    let mut plain = Vec::new();
+    // A ClientHello header announcing 16 MiB, then handshake records that never end it.
+    let mut first = vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xff, 0xff, 0xff];
+    let mut result = s.receive(&mut first, &mut plain);
+    let mut fed = first.len();
+    while result.is_ok() && fed < 1 << 20 {
+        let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+        record.extend(std::iter::repeat_n(0u8, 0x4000));
+        fed += record.len();
+        result = s.receive(&mut record, &mut plain);
+        assert!(s.rx.len() <= MAX_PENDING_CIPHERTEXT + 0x4005);
+    }
+    assert!(result.is_err(), "refused after {fed} bytes");
+    assert!(fed < 200_000, "refused early: {fed} bytes");
+}
+
+#[test]
+fn idle_session_state_is_small() {
+    let size = std::mem::size_of::<TlsSession>();
+    assert!(size <= 1_200, "TlsSession is {size} bytes");
+}

@@ -1,0 +1,385 @@
+//! TLS on the listen ports with clients nobody here wrote: certificates made by the
+//! `openssl` CLI (a root CA, an intermediate, ECDSA P-256 and RSA 2048 leaves), Python
+//! `websockets` over `wss://` trusting the root, curl for SSE and a long poll over
+//! `https://`, curl speaking plain HTTP to the TLS port, and `openssl s_client` to see
+//! which certificate a new connection gets across reloads (SIGHUP, a changed file, a
+//! broken file).
+
+use ringcast_tests::gateway::Gateway;
+use ringcast_tests::metrics::{sum, sum_where};
+use ringcast_tests::ports::free_port;
+use ringcast_tests::programs::python;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A directory of certificates for one test, removed at the end.
+struct Pki {
+    dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    /// A root CA and an intermediate signed by it.
+    fn new(name: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("ringcast-tls-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("pki dir");
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        )
+        .expect("ca.cnf");
+        let mut root = vec!["req", "-x509", "-nodes"];
+        root.extend_from_slice(EC);
+        root.extend_from_slice(&["-keyout", "root.key", "-out", "root.pem", "-days", "2"]);
+        root.extend_from_slice(&["-subj", "/CN=ringcast test root"]);
+        openssl(&dir, &root);
+        let mut int = vec!["req", "-nodes"];
+        int.extend_from_slice(EC);
+        int.extend_from_slice(&["-keyout", "int.key", "-out", "int.csr"]);
+        int.extend_from_slice(&["-subj", "/CN=ringcast test intermediate"]);
+        openssl(&dir, &int);
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "int.csr",
+                "-CA",
+                "root.pem",
+                "-CAkey",
+                "root.key",
+                "-CAcreateserial",
+                "-out",
+                "int.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "ca.cnf",
+            ],
+        );
+        Pki { dir }
+    }
+
+    /// A leaf for 127.0.0.1 and localhost signed by the intermediate, written as
+    /// `<name>.chain.pem` (leaf, then intermediate) and `<name>.key`; its serial.
+    fn leaf(&self, name: &str, key: &[&str]) -> String {
+        std::fs::write(
+            self.dir.join("leaf.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("leaf.cnf");
+        let key_file = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let mut req = vec!["req", "-nodes", "-keyout", &key_file, "-out", &csr];
+        req.extend_from_slice(key);
+        req.extend_from_slice(&["-subj", "/CN=localhost"]);
+        openssl(&self.dir, &req);
+        let leaf = format!("{name}.pem");
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "int.pem",
+                "-CAkey",
+                "int.key",
+                "-CAcreateserial",
+                "-out",
+                &leaf,
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.cnf",
+            ],
+        );
+        let chain = [self.read(&leaf), self.read("int.pem")].concat();
+        std::fs::write(self.path(&format!("{name}.chain.pem")), chain).expect("chain");
+        serial_of(&self.path(&leaf))
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    fn read(&self, file: &str) -> Vec<u8> {
+        std::fs::read(self.path(file)).expect("pki file")
+    }
+
+    /// Installs leaf `name` as the served files `served.pem` / `served.key`.
+    fn serve(&self, name: &str) {
+        for (from, to) in [(".chain.pem", "served.pem"), (".key", "served.key")] {
+            let tmp = self.path(&format!("{to}.tmp"));
+            std::fs::write(&tmp, self.read(&format!("{name}{from}"))).expect("write");
+            std::fs::rename(&tmp, self.path(to)).expect("rename");
+        }
+    }
+
+    fn tls_args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.path("served.pem").display().to_string(),
+            "--tls-key".into(),
+            self.path("served.key").display().to_string(),
+        ]
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const EC: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+const RSA: &[&str] = &["-newkey", "rsa:2048"];
+
+fn serial_of(cert: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(cert)
+        .output()
+        .expect("openssl x509");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The serial of the certificate a new connection to `port` is served.
+fn served_serial(port: u16) -> String {
+    let s_client = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-serial"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl x509");
+    use std::io::Write;
+    let _ = x509
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&s_client.stdout);
+    let out = x509.wait_with_output().expect("x509 output");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn start(pki: &Pki) -> Gateway {
+    let args = pki.tls_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Gateway::start(1, &args)
+}
+
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running curl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A Python `websockets` subscriber over wss:// that prints what it receives.
+struct PySubscriber {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl PySubscriber {
+    fn start(url: &str, ca: &Path, count: usize) -> PySubscriber {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/subscriber.py");
+        let mut child = Command::new(python())
+            .arg(&script)
+            .arg(url)
+            .arg(count.to_string())
+            .env("RINGCAST_CA", ca)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the Python client");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        assert_eq!(
+            lines.next().and_then(Result::ok).as_deref(),
+            Some("ready"),
+            "the wss:// handshake succeeded"
+        );
+        PySubscriber { child, lines }
+    }
+
+    fn next_text(&mut self) -> String {
+        let line = self.lines.next().expect("a message").expect("line");
+        let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+        value["data"].as_str().expect("text").to_owned()
+    }
+}
+
+impl Drop for PySubscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_subscribed(gateway: &Gateway, subscriptions: f64) {
+    gateway.wait_metric("ringcast_subscriptions", 10, |n| n >= subscriptions);
+    gateway.wait_metric("ringcast_channels", 10, |n| n >= 1.0);
+}
+
+#[test]
+fn python_over_wss_and_curl_over_https_with_an_ecdsa_chain() {
+    let pki = Pki::new("ecdsa");
+    pki.leaf("ec", EC);
+    pki.serve("ec");
+    let gateway = start(&pki);
+    let port = gateway.first_port;
+    let mut py = PySubscriber::start(
+        &format!("wss://127.0.0.1:{port}/news"),
+        &pki.path("root.pem"),
+        2,
+    );
+    wait_subscribed(&gateway, 1.0);
+    assert_eq!(gateway.publish("news", b"over tls"), 202);
+    assert_eq!(py.next_text(), "over tls");
+    // SSE over https with curl, trusting the same root.
+    let ca = pki.path("root.pem").display().to_string();
+    let sse_url = format!("https://127.0.0.1:{port}/sse/news");
+    let sse =
+        std::thread::spawn(move || curl(&["-N", "--max-time", "3", "--cacert", &ca, &sse_url]));
+    wait_subscribed(&gateway, 2.0);
+    assert_eq!(gateway.publish("news", b"to both"), 202);
+    assert_eq!(py.next_text(), "to both");
+    let (_, events) = sse.join().expect("curl thread");
+    assert!(events.contains("data: to both"), "{events}");
+    // Plain HTTP to the TLS port: told so, in clear.
+    let (_, answer) = curl(&[&format!("http://127.0.0.1:{port}/news")]);
+    assert!(answer.contains("This port speaks TLS"), "{answer}");
+    // Counters reach /metrics about once a second.
+    let plain = || {
+        sum_where(
+            &gateway.metrics(),
+            "ringcast_handshake_failures_total",
+            Some(("reason", "tls_plain_http")),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while plain() < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(plain(), 1.0);
+    let text = gateway.metrics();
+    assert!(sum(&text, "ringcast_tls_handshakes_total") >= 2.0, "{text}");
+    assert!(py.child.wait().expect("python").success());
+}
+
+#[test]
+fn an_rsa_certificate_serves_a_long_poll_to_curl() {
+    let pki = Pki::new("rsa");
+    pki.leaf("rsa", RSA);
+    pki.serve("rsa");
+    let gateway = start(&pki);
+    let port = gateway.first_port;
+    let ca = pki.path("root.pem").display().to_string();
+    let url = format!("https://127.0.0.1:{port}/poll/updates");
+    let poll = std::thread::spawn(move || curl(&["--cacert", &ca, &url]));
+    gateway.wait_metric("ringcast_channels", 10, |n| n >= 1.0);
+    assert_eq!(gateway.publish("updates", b"polled over tls"), 202);
+    let (ok, body) = poll.join().expect("curl thread");
+    assert!(ok && body.contains("polled over tls"), "{body}");
+}
+
+#[test]
+fn a_reload_serves_new_connections_the_new_certificate_and_keeps_the_old_ones() {
+    let pki = Pki::new("reload");
+    let first = pki.leaf("first", EC);
+    let second = pki.leaf("second", EC);
+    let third = pki.leaf("third", RSA);
+    pki.serve("first");
+    let gateway = start(&pki);
+    let port = gateway.first_port;
+    assert_eq!(served_serial(port), first);
+    let mut py = PySubscriber::start(
+        &format!("wss://127.0.0.1:{port}/news"),
+        &pki.path("root.pem"),
+        3,
+    );
+    wait_subscribed(&gateway, 1.0);
+    // SIGHUP: new connections get the second certificate; the open one stays.
+    pki.serve("second");
+    gateway.signal(libc::SIGHUP);
+    gateway.wait_metric("ringcast_tls_reloads_total", 10, |n| n >= 1.0);
+    assert_eq!(served_serial(port), second);
+    assert_eq!(gateway.publish("news", b"after reload"), 202);
+    assert_eq!(py.next_text(), "after reload");
+    // A broken file: logged, counted, the second certificate stays.
+    std::fs::write(
+        pki.path("served.pem"),
+        b"-----BEGIN CERTIFICATE-----\nbroken\n",
+    )
+    .expect("write");
+    gateway.signal(libc::SIGHUP);
+    gateway.wait_metric("ringcast_tls_reload_errors_total", 10, |n| n >= 1.0);
+    assert_eq!(served_serial(port), second);
+    // A changed file is noticed without a signal (checked every 5 s).
+    pki.serve("third");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while served_serial(port) != third {
+        assert!(
+            Instant::now() < deadline,
+            "the changed files were not loaded"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(gateway.publish("news", b"still up"), 202);
+    assert_eq!(py.next_text(), "still up");
+    assert_eq!(gateway.publish("news", b"last"), 202);
+    assert_eq!(py.next_text(), "last");
+    assert!(py.child.wait().expect("python").success());
+}
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_is_refused_at_startup() {
+    let pki = Pki::new("mismatch");
+    pki.leaf("a", EC);
+    pki.leaf("b", EC);
+    std::fs::copy(pki.path("a.chain.pem"), pki.path("served.pem")).expect("copy");
+    std::fs::copy(pki.path("b.key"), pki.path("served.key")).expect("copy");
+    let out = Command::new(ringcast_tests::programs::binary("ringcast"))
+        .args(pki.tls_args())
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running ringcast");
+    assert!(!out.status.success());
+    let log =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("does not belong to the certificate"), "{log}");
+}
