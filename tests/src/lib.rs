@@ -6,6 +6,7 @@ pub mod gateway;
 pub mod http;
 pub mod http_pipeline;
 pub mod metrics;
+pub mod pki;
 pub mod ports;
 pub mod proc_stats;
 pub mod programs;

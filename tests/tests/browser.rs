@@ -6,6 +6,7 @@
 //! `Runtime.evaluate` reading `window.results`).
 
 use ringcast_tests::gateway::Gateway;
+use ringcast_tests::pki::{EC, Pki};
 use ringcast_tests::ports::free_port;
 use ringcast_tests::redis_server::RedisServer;
 use serde_json::{Value, json};
@@ -178,6 +179,11 @@ struct Browser {
 
 impl Browser {
     fn launch(url: &str) -> Browser {
+        Browser::launch_with(url, &[])
+    }
+
+    /// Like [`Browser::launch`], with extra Chromium flags.
+    fn launch_with(url: &str, extra: &[&str]) -> Browser {
         assert!(
             Path::new(CHROMIUM).exists(),
             "{CHROMIUM} missing: install the Debian `chromium` package (.ci/apt-packages)"
@@ -202,6 +208,7 @@ impl Browser {
                 "--disable-component-update",
                 "--disable-sync",
             ])
+            .args(extra)
             .arg(format!(
                 "--user-data-dir={}",
                 profile.join("data").display()
@@ -357,12 +364,39 @@ fn json_message(bytes: usize) -> String {
 #[test]
 fn chromium_receives_publishes_over_websocket_with_deflate_and_over_event_source() {
     let gateway = Gateway::start(1, &["--compression", "--history-size", "100"]);
+    websocket_and_event_source(&gateway, false);
+}
+
+/// The same page over `wss://` and `https://` (a gateway with an openssl-made
+/// certificate; the test profile ignores certificate errors, so no CA is installed).
+#[test]
+fn chromium_receives_publishes_over_wss_and_https_event_source() {
+    let pki = Pki::new("browser");
+    pki.leaf("ec", EC);
+    pki.serve("ec");
+    let mut args = pki.tls_args();
+    args.extend(["--compression", "--history-size", "100"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gateway = Gateway::start(1, &args);
+    websocket_and_event_source(&gateway, true);
+    let handshakes = gateway.wait_metric("ringcast_tls_handshakes_total", 10, |n| n >= 2.0);
+    assert!(handshakes >= 2.0);
+}
+
+fn websocket_and_event_source(gateway: &Gateway, tls: bool) {
     let server = StaticServer::start();
     let url = format!(
-        "http://{}/page.html?gw={}&channel={CHANNEL}",
-        server.addr, gateway.first_port
+        "http://{}/page.html?gw={}&channel={CHANNEL}&tls={}",
+        server.addr,
+        gateway.first_port,
+        u8::from(tls)
     );
-    let mut browser = Browser::launch(&url);
+    let flags: &[&str] = if tls {
+        &["--ignore-certificate-errors"]
+    } else {
+        &[]
+    };
+    let mut browser = Browser::launch_with(&url, flags);
     browser.attach("/page.html");
 
     wait_for(20, "the WebSocket and the EventSource to open", || {

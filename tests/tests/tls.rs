@@ -7,186 +7,13 @@
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::{sum, sum_where};
+use ringcast_tests::pki::{EC, Pki, RSA, served_serial};
 use ringcast_tests::ports::free_port;
 use ringcast_tests::programs::python;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A directory of certificates for one test, removed at the end.
-struct Pki {
-    dir: PathBuf,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Pki {
-    /// A root CA and an intermediate signed by it.
-    fn new(name: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("ringcast-tls-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("pki dir");
-        std::fs::write(
-            dir.join("ca.cnf"),
-            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
-        )
-        .expect("ca.cnf");
-        let mut root = vec!["req", "-x509", "-nodes"];
-        root.extend_from_slice(EC);
-        root.extend_from_slice(&["-keyout", "root.key", "-out", "root.pem", "-days", "2"]);
-        root.extend_from_slice(&["-subj", "/CN=ringcast test root"]);
-        openssl(&dir, &root);
-        let mut int = vec!["req", "-nodes"];
-        int.extend_from_slice(EC);
-        int.extend_from_slice(&["-keyout", "int.key", "-out", "int.csr"]);
-        int.extend_from_slice(&["-subj", "/CN=ringcast test intermediate"]);
-        openssl(&dir, &int);
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "int.csr",
-                "-CA",
-                "root.pem",
-                "-CAkey",
-                "root.key",
-                "-CAcreateserial",
-                "-out",
-                "int.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "ca.cnf",
-            ],
-        );
-        Pki { dir }
-    }
-
-    /// A leaf for 127.0.0.1 and localhost signed by the intermediate, written as
-    /// `<name>.chain.pem` (leaf, then intermediate) and `<name>.key`; its serial.
-    fn leaf(&self, name: &str, key: &[&str]) -> String {
-        std::fs::write(
-            self.dir.join("leaf.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("leaf.cnf");
-        let key_file = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let mut req = vec!["req", "-nodes", "-keyout", &key_file, "-out", &csr];
-        req.extend_from_slice(key);
-        req.extend_from_slice(&["-subj", "/CN=localhost"]);
-        openssl(&self.dir, &req);
-        let leaf = format!("{name}.pem");
-        openssl(
-            &self.dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "int.pem",
-                "-CAkey",
-                "int.key",
-                "-CAcreateserial",
-                "-out",
-                &leaf,
-                "-days",
-                "2",
-                "-extfile",
-                "leaf.cnf",
-            ],
-        );
-        let chain = [self.read(&leaf), self.read("int.pem")].concat();
-        std::fs::write(self.path(&format!("{name}.chain.pem")), chain).expect("chain");
-        serial_of(&self.path(&leaf))
-    }
-
-    fn path(&self, file: &str) -> PathBuf {
-        self.dir.join(file)
-    }
-
-    fn read(&self, file: &str) -> Vec<u8> {
-        std::fs::read(self.path(file)).expect("pki file")
-    }
-
-    /// Installs leaf `name` as the served files `served.pem` / `served.key`.
-    fn serve(&self, name: &str) {
-        for (from, to) in [(".chain.pem", "served.pem"), (".key", "served.key")] {
-            let tmp = self.path(&format!("{to}.tmp"));
-            std::fs::write(&tmp, self.read(&format!("{name}{from}"))).expect("write");
-            std::fs::rename(&tmp, self.path(to)).expect("rename");
-        }
-    }
-
-    fn tls_args(&self) -> Vec<String> {
-        vec![
-            "--tls-cert".into(),
-            self.path("served.pem").display().to_string(),
-            "--tls-key".into(),
-            self.path("served.key").display().to_string(),
-        ]
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-const EC: &[&str] = &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
-const RSA: &[&str] = &["-newkey", "rsa:2048"];
-
-fn serial_of(cert: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-serial", "-in"])
-        .arg(cert)
-        .output()
-        .expect("openssl x509");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The serial of the certificate a new connection to `port` is served.
-fn served_serial(port: u16) -> String {
-    let s_client = Command::new("openssl")
-        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("openssl s_client");
-    let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl x509");
-    use std::io::Write;
-    let _ = x509
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&s_client.stdout);
-    let out = x509.wait_with_output().expect("x509 output");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn start(pki: &Pki) -> Gateway {
     let args = pki.tls_args();
@@ -382,4 +209,54 @@ fn a_key_that_does_not_match_its_certificate_is_refused_at_startup() {
     let log =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("does not belong to the certificate"), "{log}");
+}
+
+#[test]
+fn wsload_pushes_over_wss_with_full_and_resumed_handshakes() {
+    let pki = Pki::new("wsload");
+    pki.leaf("ec", EC);
+    pki.serve("ec");
+    let gateway = start(&pki);
+    let url = gateway.ws_url("/ch-{ch}").replacen("ws://", "wss://", 1);
+    let admin = format!("http://{}", gateway.admin);
+    let ca = pki.path("root.pem").display().to_string();
+    let out = Command::new(ringcast_tests::programs::binary("wsload"))
+        .args(["push", "--url", &url, "--tls-ca", &ca, "--channels", "4"])
+        .args([
+            "--connections",
+            "200",
+            "--admin",
+            &admin,
+            "--publish-rate",
+            "100",
+        ])
+        .args(["--duration", "2"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("running wsload");
+    assert!(out.status.success(), "wsload push over wss failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert_eq!(report["failed"], 0, "{report}");
+    assert_eq!(report["push"]["lost"], 0, "{report}");
+    assert!(report["messages"].as_u64() > Some(0), "{report}");
+    // Churn reopens connections with the tickets the gateway sent: resumed handshakes.
+    let url = gateway.ws_url("/churn").replacen("ws://", "wss://", 1);
+    let out = Command::new(ringcast_tests::programs::binary("wsload"))
+        .args([
+            "churn",
+            "--url",
+            &url,
+            "--tls-insecure",
+            "--connections",
+            "50",
+        ])
+        .args(["--interval", "0.5", "--churn", "50%", "--duration", "2"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .expect("running wsload");
+    assert!(out.status.success(), "wsload churn over wss failed");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    assert!(report["churn"]["reconnects"].as_u64() > Some(0), "{report}");
 }

@@ -108,16 +108,22 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// SEC1), and checks that they belong together.
 fn load_pair(cert_path: &Path, key_path: &Path) -> anyhow::Result<Loaded> {
     let stamps = (modified(cert_path), modified(key_path));
+    // The PEM parser's own errors quote raw bytes; say what is wrong in words.
     let chain = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading certificates from {}", cert_path.display()))?;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: not a readable PEM certificate chain",
+                cert_path.display()
+            )
+        })?;
     ensure!(
         !chain.is_empty(),
         "{}: no certificate in the file",
         cert_path.display()
     );
     let key = PrivateKeyDer::from_pem_file(key_path)
-        .with_context(|| format!("reading the private key from {}", key_path.display()))?;
+        .map_err(|_| anyhow::anyhow!("{}: not a readable PEM private key", key_path.display()))?;
     let signer = any_supported_type(&key)
         .with_context(|| format!("{}: unsupported private key", key_path.display()))?;
     let key = CertifiedKey::new(chain, signer);

@@ -22,6 +22,8 @@ pub struct WsTarget {
     pub ports: Vec<u16>,
     /// Request path, possibly containing `{ch}`.
     pub path: String,
+    /// `wss://`: TLS.
+    pub tls: bool,
 }
 
 /// Everything one connection needs to know about where it goes.
@@ -35,6 +37,8 @@ pub struct Assignment {
     pub host_header: String,
     /// Request path with `{ch}` substituted.
     pub path: String,
+    /// Speak TLS (`wss://`).
+    pub tls: bool,
 }
 
 impl Assignment {
@@ -70,6 +74,11 @@ impl AddrPlan {
         })
     }
 
+    /// Whether any URL is `wss://`.
+    pub fn uses_tls(&self) -> bool {
+        self.targets.iter().any(|t| t.tls)
+    }
+
     /// How many URLs the plan has.
     pub fn urls(&self) -> usize {
         self.targets.len()
@@ -98,6 +107,7 @@ impl AddrPlan {
             dest: SocketAddr::V4(SocketAddrV4::new(target.host, port)),
             source,
             host_header: format!("{}:{port}", target.host),
+            tls: target.tls,
             path,
         }
     }
@@ -116,11 +126,13 @@ impl AddrPlan {
     }
 }
 
-/// Parses `ws://HOST:PORT[-LAST]/path` (path defaults to `/`).
+/// Parses `ws://HOST:PORT[-LAST]/path` or `wss://…` (path defaults to `/`).
 pub fn parse_ws_url(url: &str) -> anyhow::Result<WsTarget> {
-    let rest = url
-        .strip_prefix("ws://")
-        .with_context(|| format!("{url}: only ws:// URLs are supported"))?;
+    let (tls, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => bail!("{url}: only ws:// and wss:// URLs are supported"),
+    };
     let (authority, path) = match rest.find('/') {
         Some(slash) => (&rest[..slash], &rest[slash..]),
         None => (rest, "/"),
@@ -132,6 +144,7 @@ pub fn parse_ws_url(url: &str) -> anyhow::Result<WsTarget> {
         host: parse_host(host)?,
         ports: parse_port_range(ports)?,
         path: path.to_owned(),
+        tls,
     })
 }
 
@@ -201,6 +214,8 @@ mod tests {
         let t = parse_ws_url("ws://localhost:9000").unwrap();
         assert_eq!(t.ports, vec![9000]);
         assert_eq!(t.path, "/");
+        assert!(!t.tls);
+        assert!(parse_ws_url("wss://127.0.0.1:443/x").unwrap().tls);
     }
 
     #[test]

@@ -110,6 +110,16 @@ pub struct LoadArgs {
     /// comma-separated `--url` list with `since=<epoch>:<offset>`.
     #[arg(long, long_help = RESUME_HELP)]
     pub resume: bool,
+    /// `wss://` URLs: trust the CA certificates in this PEM file.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// `wss://` URLs: accept any server certificate (a throwaway test certificate).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// `wss://` URLs: every connection makes a full TLS handshake (no session
+    /// resumption from the tickets the server sent).
+    #[arg(long)]
+    pub tls_no_resume: bool,
     /// Internal: run as worker `I/P` of a `--procs` parent.
     #[arg(long, hide = true)]
     pub worker: Option<WorkerSlot>,

@@ -124,6 +124,8 @@ pub struct Link {
     pub handshake: Option<Box<Handshake>>,
     /// Present while sending.
     pub out: Option<Box<Outbox>>,
+    /// TLS (`wss://`): what is queued in `out` is plaintext until it is staged.
+    pub tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl Slot {
@@ -141,6 +143,7 @@ impl Slot {
                 messages: 0,
                 handshake: None,
                 out: None,
+                tls: None,
             },
         }
     }
@@ -179,10 +182,32 @@ impl Link {
     /// Whether bytes are waiting to be sent and no send is in flight.
     pub fn wants_send(&self) -> bool {
         !self.has(flag::SEND_IN_FLIGHT)
-            && self
+            && (self
                 .out
                 .as_ref()
                 .is_some_and(|o| o.offset < o.sending.len() || !o.queued.is_empty())
+                || self.tls.as_ref().is_some_and(|t| t.wants_write()))
+    }
+
+    /// TLS: once nothing is left to send, encrypts the queued plaintext (and whatever
+    /// else TLS has to say) into the next send.
+    pub fn stage_tls(&mut self, pool: &mut SendPool) {
+        let Some(mut tls) = self.tls.take() else {
+            return;
+        };
+        let idle = self
+            .out
+            .as_ref()
+            .is_none_or(|o| o.offset >= o.sending.len());
+        let plain = self.out.as_ref().is_some_and(|o| !o.queued.is_empty());
+        if idle && (plain || tls.wants_write()) {
+            let out = self.outbox(pool);
+            out.sending.clear();
+            out.offset = 0;
+            crate::tls_client::encrypt(&mut tls, &out.queued, &mut out.sending);
+            out.queued.clear();
+        }
+        self.tls = Some(tls);
     }
 
     /// Queues raw bytes (the upgrade request).
@@ -202,7 +227,7 @@ impl Link {
         self.flags |= flag::CLOSE_SENT;
     }
 
-    fn outbox(&mut self, pool: &mut SendPool) -> &mut Outbox {
+    pub(crate) fn outbox(&mut self, pool: &mut SendPool) -> &mut Outbox {
         self.out.get_or_insert_with(|| {
             Box::new(Outbox {
                 sending: pool.take(),

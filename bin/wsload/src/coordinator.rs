@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
+use anyhow::{Context, ensure};
 
 use crate::addr_plan::AddrPlan;
 use crate::cli::{LoadArgs, WorkerSlot};
@@ -24,6 +24,7 @@ use crate::publisher::{self, PublishMode, PublishPlan, PublishStats};
 use crate::report::Report;
 use crate::scenario::{Scenario, WorkerParams};
 use crate::stats::Counters;
+use crate::tls_client::{self, Trust};
 use crate::wire::{Snapshot, WorkerEvent};
 
 /// How often the coordinator looks at the clock when no event arrives.
@@ -82,6 +83,12 @@ pub fn worker_params(
         recv_buffer_size: load.recv_buffer_size,
         deflate: load.deflate,
         resume: load.resume,
+        tls_trust: match (&load.tls_ca, load.tls_insecure) {
+            (Some(ca), _) => Some(Trust::Ca(ca.clone())),
+            (None, true) => Some(Trust::Any),
+            (None, false) => None,
+        },
+        tls_resume: !load.tls_no_resume,
     }
 }
 
@@ -107,6 +114,15 @@ enum Phase {
 pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
     let load = &spec.load;
     let plan = AddrPlan::new(&load.url, &load.source_ips, load.channels)?;
+    if plan.uses_tls() {
+        match &load.tls_ca {
+            Some(ca) => tls_client::check_ca(ca)?,
+            None => ensure!(
+                load.tls_insecure,
+                "wss:// needs --tls-ca FILE (or --tls-insecure for a throwaway certificate)"
+            ),
+        }
+    }
     let procs = load.procs.max(1);
     let epoch = Instant::now();
     let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();

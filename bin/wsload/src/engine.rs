@@ -21,6 +21,7 @@ use crate::client_core::{Action, ClientConfig, ClientCore, Received, SlotRef};
 use crate::payload::realtime_ns;
 use crate::scenario::{Scenario, WorkerParams};
 use crate::self_usage::{Usage, UsagePoint};
+use crate::tls_client;
 use crate::wire::{Snapshot, WorkerEvent};
 
 /// Longest single wait in the reactor (also how fast a stop request is noticed).
@@ -121,6 +122,10 @@ impl<'p> Engine<'p> {
             connect_timeout: params.connect_timeout,
             epoch: params.epoch,
             resume: params.resume,
+            tls: match (&params.tls_trust, plan.uses_tls()) {
+                (Some(trust), true) => Some(tls_client::client_config(trust, params.tls_resume)?),
+                _ => None,
+            },
         };
         Ok(Self {
             reactor,

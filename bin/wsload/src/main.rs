@@ -31,6 +31,7 @@ mod seq;
 mod stats;
 mod table;
 mod ticks;
+mod tls_client;
 mod verdict;
 mod wire;
 

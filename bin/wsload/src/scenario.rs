@@ -84,6 +84,10 @@ pub struct WorkerParams {
     pub deflate: bool,
     /// `--resume`.
     pub resume: bool,
+    /// How `wss://` URLs check the server (None: no TLS trust given).
+    pub tls_trust: Option<crate::tls_client::Trust>,
+    /// `wss://`: resume TLS sessions.
+    pub tls_resume: bool,
 }
 
 impl WorkerParams {
@@ -119,6 +123,8 @@ mod tests {
             recv_buffer_size: 1024,
             deflate: false,
             resume: false,
+            tls_trust: None,
+            tls_resume: true,
         }
     }
 

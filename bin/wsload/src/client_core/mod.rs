@@ -68,6 +68,8 @@ pub(crate) struct ClientConfig {
     /// `--resume`: JSON framing, and a connection the server ends reconnects to the next
     /// URL from its last position.
     pub(crate) resume: bool,
+    /// The TLS client configuration for `wss://` targets.
+    pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// One connection: its slot and the generation of the slot's current use.
@@ -150,6 +152,8 @@ pub(crate) struct ClientCore {
     stopping: bool,
     /// `--resume`: each connection number's position, kept across its connections.
     resumes: HashMap<u32, Resume>,
+    /// TLS: the plaintext of one receive (reused).
+    tls_plain: Vec<u8>,
 }
 
 impl ClientCore {
@@ -177,6 +181,7 @@ impl ClientCore {
             body: Vec::new(),
             stopping: false,
             resumes: HashMap::new(),
+            tls_plain: Vec::new(),
         }
     }
 
@@ -394,6 +399,7 @@ impl ClientCore {
             {
                 continue;
             }
+            link.stage_tls(&mut self.pool);
             let Some(out) = link.out.as_mut() else {
                 continue;
             };
@@ -444,6 +450,12 @@ impl ClientCore {
         let slot = &mut self.slots[id];
         slot.decoder = Decoder::new(Role::Client, MAX_MESSAGE_BYTES);
         let link = &mut slot.link;
+        link.tls = match (&self.config.tls, assignment.tls) {
+            (Some(config), true) => {
+                crate::tls_client::connect(config, assignment.dest.ip()).map(Box::new)
+            }
+            _ => None,
+        };
         link.r#gen = (link.r#gen + 1) & GEN_MASK;
         link.index = index as u32;
         link.state = State::Connecting;
@@ -483,6 +495,7 @@ impl ClientCore {
         let slot = &mut self.slots[id];
         slot.link.drop_outbox(&mut self.pool);
         slot.link.handshake = None;
+        slot.link.tls = None;
         slot.link.state = State::Free;
         slot.link.flags = 0;
         slot.decoder = Decoder::new(Role::Client, MAX_MESSAGE_BYTES);
@@ -662,8 +675,36 @@ impl ClientCore {
         }
     }
 
-    /// Received bytes: handshake response or frames.
+    /// Received bytes: on TLS first decrypted, then the handshake response or frames.
     fn on_bytes(&mut self, id: usize, data: &mut [u8], now: Instant, now_ns: u64) {
+        let Some(tls) = self.slots[id].link.tls.as_deref_mut() else {
+            self.on_plain(id, data, now, now_ns);
+            return;
+        };
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        let decrypted = crate::tls_client::decrypt(tls, data, &mut plain);
+        if decrypted.is_ok() && !plain.is_empty() {
+            self.on_plain(id, &mut plain, now, now_ns);
+        }
+        plain.clear();
+        self.tls_plain = plain;
+        if decrypted.is_err() {
+            match self.slots[id].link.state {
+                State::Handshaking => self.fail_setup(id, ConnectFailure::Handshake, now),
+                State::Open | State::Closing => {
+                    self.figures.counters.protocol_errors += 1;
+                    self.end_open(id);
+                    self.abort(id);
+                }
+                _ => {}
+            }
+        } else if self.slots[id].link.wants_send() {
+            self.dirty.push(id as u32);
+        }
+    }
+
+    /// Plaintext received: handshake response or frames.
+    fn on_plain(&mut self, id: usize, data: &mut [u8], now: Instant, now_ns: u64) {
         let Self {
             config,
             slots,

@@ -20,6 +20,7 @@ fn core(scenario: Scenario, epoch: Instant) -> ClientCore {
         connect_timeout: TIMEOUT,
         epoch,
         resume: false,
+        tls: None,
     };
     ClientCore::new(config, plan, 4, 7)
 }
@@ -38,6 +39,7 @@ fn resuming_core(scenario: Scenario, epoch: Instant) -> ClientCore {
         connect_timeout: TIMEOUT,
         epoch,
         resume: true,
+        tls: None,
     };
     ClientCore::new(config, plan, 4, 7)
 }
