@@ -21,6 +21,7 @@ use tungstenite::Message;
 const SYSCTL: &str = "ops/sysctl/99-ringcast.conf";
 const LIMITS: &str = "ops/limits/99-ringcast.conf";
 const UNIT: &str = "ops/systemd/ringcast.service";
+const TLS_DROP_IN: &str = "ops/systemd/ringcast.service.d/tls.conf";
 
 /// Keys of the file that every network namespace has its own copy of (the rest are
 /// global, or exist only in the host's namespace, like tcp_mem and nf_conntrack_max).
@@ -244,11 +245,24 @@ fn unit_root() -> Scratch {
         root.join("etc/systemd/system/ringcast.service"),
     )
     .expect("copy unit");
-    let exec = unit_settings("ExecStart")[0].clone();
-    let exec_path = exec.split_whitespace().next().expect("ExecStart path");
-    let target = root.0.join(exec_path.trim_start_matches('/'));
-    std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-    std::fs::copy(binary("ringcast"), &target).expect("copy ringcast");
+    std::fs::create_dir_all(root.join("etc/systemd/system/ringcast.service.d")).expect("mkdir");
+    std::fs::copy(
+        repo_file(TLS_DROP_IN),
+        root.join("etc/systemd/system/ringcast.service.d/tls.conf"),
+    )
+    .expect("copy drop-in");
+    // Every command the unit names must exist in the root: ringcast, and the reload's
+    // kill (the host's own).
+    for (key, source) in [
+        ("ExecStart", binary("ringcast")),
+        ("ExecReload", "/bin/kill".into()),
+    ] {
+        let exec = unit_settings(key)[0].clone();
+        let exec_path = exec.split_whitespace().next().expect("command path");
+        let target = root.0.join(exec_path.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(source, &target).expect("copy command");
+    }
     root
 }
 

@@ -113,7 +113,9 @@ pub struct LoadArgs {
     /// `wss://` URLs: trust the CA certificates in this PEM file.
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
-    /// `wss://` URLs: accept any server certificate (a throwaway test certificate).
+    /// `wss://` URLs: accept any server certificate (a throwaway test certificate); each
+    /// connection number then sends its own SNI name (`c<i>.wsload`) so every reconnect
+    /// can resume its own TLS session.
     #[arg(long, conflicts_with = "tls_ca")]
     pub tls_insecure: bool,
     /// `wss://` URLs: every connection makes a full TLS handshake (no session

@@ -122,8 +122,13 @@ impl<'p> Engine<'p> {
             connect_timeout: params.connect_timeout,
             epoch: params.epoch,
             resume: params.resume,
+            tls_own_names: matches!(params.tls_trust, Some(tls_client::Trust::Any)),
             tls: match (&params.tls_trust, plan.uses_tls()) {
-                (Some(trust), true) => Some(tls_client::client_config(trust, params.tls_resume)?),
+                (Some(trust), true) => Some(tls_client::client_config(
+                    trust,
+                    params.tls_resume,
+                    params.target() as usize,
+                )?),
                 _ => None,
             },
         };

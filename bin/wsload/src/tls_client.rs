@@ -3,7 +3,11 @@
 //! with a throwaway one) and the two places a connection's bytes pass through TLS in
 //! the client core: received ciphertext becomes plaintext for the handshake and frame
 //! code ([`decrypt`]), and plaintext queued for sending becomes ciphertext ([`encrypt`]).
-//! Sessions are resumed from rustls's in-memory cache unless `--tls-no-resume`.
+//! Sessions are resumed from rustls's in-memory cache unless `--tls-no-resume`. rustls
+//! keeps a few tickets per server name, so with `--tls-insecure` every connection
+//! number names its own server (`c<i>.wsload`, the gateway serves its certificate to any
+//! name) and can resume its own session each time it reconnects. Key exchange prefers
+//! X25519, as browsers do (rustls's ring provider lists P-384 first).
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -27,8 +31,18 @@ pub(crate) enum Trust {
 }
 
 /// The client configuration shared by a worker's connections.
-pub(crate) fn client_config(trust: &Trust, resume: bool) -> anyhow::Result<Arc<ClientConfig>> {
-    let builder = ClientConfig::builder();
+pub(crate) fn client_config(
+    trust: &Trust,
+    resume: bool,
+    connections: usize,
+) -> anyhow::Result<Arc<ClientConfig>> {
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    #[allow(deprecated)] // for lacking post-quantum groups, which ring does not have
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.kx_groups = vec![X25519, SECP256R1, SECP384R1];
+    let builder = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?;
     let mut config = match trust {
         Trust::Ca(path) => {
             let mut roots = RootCertStore::empty();
@@ -48,20 +62,35 @@ pub(crate) fn client_config(trust: &Trust, resume: bool) -> anyhow::Result<Arc<C
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if !resume {
-        config.resumption = Resumption::disabled();
-    }
+    config.resumption = if resume {
+        // The cache's size counts tickets, eight per server name (one name per
+        // connection number with --tls-insecure).
+        Resumption::in_memory_sessions(connections.max(32).saturating_mul(8))
+    } else {
+        Resumption::disabled()
+    };
     Ok(Arc::new(config))
 }
 
 /// Whether `path` names a readable PEM file (checked before any connection starts).
 pub(crate) fn check_ca(path: &Path) -> anyhow::Result<()> {
-    client_config(&Trust::Ca(path.to_owned()), true).map(|_| ())
+    client_config(&Trust::Ca(path.to_owned()), true, 0).map(|_| ())
 }
 
-/// A new client session for a server at `host`.
-pub(crate) fn connect(config: &Arc<ClientConfig>, host: IpAddr) -> Option<ClientConnection> {
-    ClientConnection::new(Arc::clone(config), ServerName::IpAddress(host.into())).ok()
+/// A new client session for connection number `index` to a server at `host`: named by
+/// its address, or (`own_name`, with `--tls-insecure`) by a name of its own.
+pub(crate) fn connect(
+    config: &Arc<ClientConfig>,
+    host: IpAddr,
+    index: usize,
+    own_name: bool,
+) -> Option<ClientConnection> {
+    let name = if own_name {
+        ServerName::try_from(format!("c{index}.wsload")).ok()?
+    } else {
+        ServerName::IpAddress(host.into())
+    };
+    ClientConnection::new(Arc::clone(config), name).ok()
 }
 
 /// Feeds received ciphertext; appends the plaintext it carried to `plain`. Err when the
@@ -130,8 +159,9 @@ impl ServerCertVerifier for AnyCertificate {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::CryptoProvider::get_default()
-            .map(|p| p.signature_verification_algorithms.supported_schemes())
-            .unwrap_or_default()
+        #[allow(deprecated)]
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

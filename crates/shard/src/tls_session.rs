@@ -83,6 +83,15 @@ impl TlsFailure {
     }
 }
 
+/// How a handshake authenticated the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandshakeKind {
+    /// With the certificate and a signature.
+    Full,
+    /// From a session ticket the client kept.
+    Resumed,
+}
+
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -142,13 +151,13 @@ impl TlsSession {
         self.staged.is_empty()
     }
 
-    /// Feeds received ciphertext (see the module doc). `Ok(true)` when the handshake
-    /// completed during this call.
+    /// Feeds received ciphertext (see the module doc). `Ok(Some(kind))` when the
+    /// handshake completed during this call.
     pub(crate) fn receive(
         &mut self,
         data: &mut [u8],
         plain: &mut Vec<u8>,
-    ) -> Result<bool, TlsFailure> {
+    ) -> Result<Option<HandshakeKind>, TlsFailure> {
         if self.stage == Stage::Failed {
             return Err(TlsFailure::Error);
         }
@@ -189,7 +198,13 @@ impl TlsSession {
             self.rx = Vec::new();
             return Err(TlsFailure::Oversized);
         }
-        Ok(was_handshaking && self.stage == Stage::Open)
+        if was_handshaking && self.stage == Stage::Open {
+            return Ok(Some(match self.conn.handshake_kind() {
+                Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
+                _ => HandshakeKind::Full,
+            }));
+        }
+        Ok(None)
     }
 
     /// Encrypts `plain` into staged records.

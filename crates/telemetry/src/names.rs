@@ -7,7 +7,8 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 pub const CONNECTIONS: &str = "ringcast_connections";
 /// Counter `{shard}`: connections accepted.
 pub const CONNECTIONS_ACCEPTED: &str = "ringcast_connections_accepted_total";
-/// Counter `{shard}`: TLS handshakes completed (`--tls-cert`).
+/// Counter `{shard, kind}`: TLS handshakes completed (`--tls-cert`), `kind` = `full` or
+/// `resumed` (a session ticket).
 pub const TLS_HANDSHAKES: &str = "ringcast_tls_handshakes_total";
 /// Counter: certificate reloads that failed (the old certificate stays in use).
 pub const TLS_RELOAD_ERRORS: &str = "ringcast_tls_reload_errors_total";
@@ -107,7 +108,11 @@ pub fn describe_all() {
         "Open connections, handshaking ones included."
     );
     describe_counter!(CONNECTIONS_ACCEPTED, Unit::Count, "Connections accepted.");
-    describe_counter!(TLS_HANDSHAKES, Unit::Count, "TLS handshakes completed.");
+    describe_counter!(
+        TLS_HANDSHAKES,
+        Unit::Count,
+        "TLS handshakes completed, full or resumed from a session ticket."
+    );
     describe_counter!(
         TLS_RELOAD_ERRORS,
         Unit::Count,

@@ -19,8 +19,10 @@ pub struct ShardCounters {
     pub connections: u64,
     /// Connections accepted.
     pub accepted: u64,
-    /// TLS handshakes completed.
+    /// TLS handshakes completed (resumed ones included).
     pub tls_handshakes: u64,
+    /// Of those, the ones that resumed a session (a ticket) instead of signing.
+    pub tls_resumed: u64,
     /// Pings sent.
     pub pings_sent: u64,
     /// Pongs received.
@@ -70,7 +72,8 @@ pub struct ShardCounters {
 #[derive(Debug, Default, Clone, Copy)]
 struct FlushedCounters {
     accepted: u64,
-    tls_handshakes: u64,
+    tls_full: u64,
+    tls_resumed: u64,
     pings_sent: u64,
     pongs_received: u64,
     ping_timeouts: u64,
@@ -251,11 +254,6 @@ impl ShardCounters {
                 self.accepted,
                 &mut flushed.accepted,
             ),
-            (
-                names::TLS_HANDSHAKES,
-                self.tls_handshakes,
-                &mut flushed.tls_handshakes,
-            ),
             (names::PINGS_SENT, self.pings_sent, &mut flushed.pings_sent),
             (
                 names::PONGS_RECEIVED,
@@ -311,6 +309,15 @@ impl ShardCounters {
         ];
         for (name, current, last) in counters {
             counter!(name, &label(&shard)).increment(current.saturating_sub(*last));
+            *last = current;
+        }
+        let full = self.tls_handshakes.saturating_sub(self.tls_resumed);
+        for (kind, current, last) in [
+            ("full", full, &mut flushed.tls_full),
+            ("resumed", self.tls_resumed, &mut flushed.tls_resumed),
+        ] {
+            counter!(names::TLS_HANDSHAKES, names::LABEL_SHARD => shard.clone(), "kind" => kind)
+                .increment(current.saturating_sub(*last));
             *last = current;
         }
 

@@ -70,6 +70,8 @@ pub(crate) struct ClientConfig {
     pub(crate) resume: bool,
     /// The TLS client configuration for `wss://` targets.
     pub(crate) tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// TLS: each connection number names its own server (resumes its own session).
+    pub(crate) tls_own_names: bool,
 }
 
 /// One connection: its slot and the generation of the slot's current use.
@@ -452,7 +454,8 @@ impl ClientCore {
         let link = &mut slot.link;
         link.tls = match (&self.config.tls, assignment.tls) {
             (Some(config), true) => {
-                crate::tls_client::connect(config, assignment.dest.ip()).map(Box::new)
+                let own = self.config.tls_own_names;
+                crate::tls_client::connect(config, assignment.dest.ip(), index, own).map(Box::new)
             }
             _ => None,
         };

@@ -21,6 +21,7 @@ fn core(scenario: Scenario, epoch: Instant) -> ClientCore {
         epoch,
         resume: false,
         tls: None,
+        tls_own_names: false,
     };
     ClientCore::new(config, plan, 4, 7)
 }
@@ -40,6 +41,7 @@ fn resuming_core(scenario: Scenario, epoch: Instant) -> ClientCore {
         epoch,
         resume: true,
         tls: None,
+        tls_own_names: false,
     };
     ClientCore::new(config, plan, 4, 7)
 }

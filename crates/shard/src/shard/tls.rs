@@ -17,7 +17,7 @@ use crate::close_reason::CloseReason;
 use crate::conn::Phase;
 use crate::handshake_failure::HandshakeFailure;
 use crate::ids::ConnId;
-use crate::tls_session::{TlsFailure, TlsSession};
+use crate::tls_session::{HandshakeKind, TlsFailure, TlsSession};
 
 /// Plaintext scratch kept between calls up to this capacity.
 const KEEP_SCRATCH_BYTES: usize = 64 << 10;
@@ -62,9 +62,12 @@ impl Shard {
             conn.tls = Some(session);
         }
         match result {
-            Ok(handshake_done) => {
-                if handshake_done {
+            Ok(handshake) => {
+                if let Some(kind) = handshake {
                     self.counters.tls_handshakes += 1;
+                    if kind == HandshakeKind::Resumed {
+                        self.counters.tls_resumed += 1;
+                    }
                 }
                 if !plain.is_empty() {
                     self.recv_plain(id, &mut plain, now_ms);
