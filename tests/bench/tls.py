@@ -29,7 +29,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from abuse import CLK_TCK, free_port  # noqa: E402
+import abuse  # noqa: E402
+from abuse import free_port  # noqa: E402
 
 
 def openssl(workdir, *args):
@@ -53,8 +54,10 @@ def make_certs(workdir):
                 "-days", "2", "-extfile", "leaf.cnf")
 
 
-class Gateway:
-    def __init__(self, binary, shards, cert=None, log=None):
+class Gateway(abuse.Gateway):
+    """abuse.py's gateway (CPU, RSS, stop by pid) started with this benchmark's flags."""
+
+    def __init__(self, binary, shards, cert=None, log=None):  # noqa: super-init not called
         self.port, self.admin = free_port(), free_port()
         flags = ["--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin}",
                  "--no-pin", "--drain-seconds", "1", "--ping-interval", "3600"]
@@ -73,25 +76,12 @@ class Gateway:
         self.stop()
         sys.exit("gateway did not start")
 
-    def cpu(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-    def rss(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+def wait_ready(path, seconds=60):
+    """Waits (bounded) for wsload's --ready-file."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class Bench:
@@ -129,9 +119,7 @@ class Bench:
             run = self.wsload(gw, key, "hold", "--url", self.url(gw, key, "/idle-{ch}"),
                               "--channels", "100", "--connections", str(self.args.connections),
                               "--rate", "3000", "--duration", "8", ready=ready)
-            deadline = time.monotonic() + 120
-            while not os.path.exists(ready) and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_ready(ready, 120)
             time.sleep(3)
             after = gw.rss()
             report = json.loads(run.communicate(timeout=120)[0].strip().splitlines()[-1])
@@ -153,9 +141,7 @@ class Bench:
                 flags.append("--tls-no-resume")
             ready = os.path.join(self.workdir, f"ready-hs-{key}-{resume}")
             run = self.wsload(gw, key, "churn", *flags, ready=ready, insecure=True)
-            deadline = time.monotonic() + 60
-            while not os.path.exists(ready) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_ready(ready)
             cpu0 = gw.cpu()
             report = json.loads(run.communicate(timeout=120)[0].strip().splitlines()[-1])
             cpu = gw.cpu() - cpu0
@@ -176,9 +162,7 @@ class Bench:
                               "--connections", "1000", "--admin",
                               f"http://127.0.0.1:{gw.admin}", "--publish-rate", "200",
                               "--duration", "8", "--size", "64", ready=ready)
-            deadline = time.monotonic() + 60
-            while not os.path.exists(ready) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_ready(ready)
             cpu0 = gw.cpu()
             report = json.loads(run.communicate(timeout=120)[0].strip().splitlines()[-1])
             cpu = gw.cpu() - cpu0

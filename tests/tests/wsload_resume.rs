@@ -11,7 +11,8 @@ mod wsload_support;
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::redis_server::RedisServer;
-use std::time::{Duration, Instant};
+use ringcast_tests::waits::wait_for_file;
+use std::time::Duration;
 use wsload_support::{Run, num, temp_path};
 
 const CLIENTS: u64 = 5000;
@@ -46,18 +47,6 @@ fn roll(gateway: Gateway, redis: &RedisServer) -> Gateway {
     let new = old.start_again(&node_args(&url));
     new.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
     new
-}
-
-fn wait_for_file(path: &std::path::Path, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

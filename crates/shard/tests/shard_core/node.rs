@@ -157,24 +157,7 @@ impl Node {
 
     /// Decodes what the server sent to a connection.
     pub(crate) fn messages(&mut self, shard: usize, id: ConnId) -> Vec<(OpCode, Vec<u8>)> {
-        let mut bytes = self.take_wire(shard, id);
-        let mut decoder = Decoder::new(Role::Client, 1 << 20);
-        let mut out = Vec::new();
-        decoder
-            .feed(&mut bytes, &mut |m| {
-                out.push(match m {
-                    Message::Text(p) => (OpCode::Text, p.to_vec()),
-                    Message::Binary(p) => (OpCode::Binary, p.to_vec()),
-                    Message::Ping(p) => (OpCode::Ping, p.to_vec()),
-                    Message::Pong(p) => (OpCode::Pong, p.to_vec()),
-                    Message::Close(c) => (
-                        OpCode::Close,
-                        c.map(|c| c.code.to_be_bytes().to_vec()).unwrap_or_default(),
-                    ),
-                })
-            })
-            .expect("server frames decode");
-        out
+        decode_frames(self.take_wire(shard, id))
     }
 
     pub(crate) fn has_action(&self, shard: usize, want: impl Fn(&Action) -> bool) -> bool {
@@ -194,6 +177,28 @@ impl Node {
         );
         self.pump();
     }
+}
+
+/// The frames a server sent, decoded as a client would: (opcode, payload), a close
+/// frame's payload being its code.
+pub(crate) fn decode_frames(mut bytes: Vec<u8>) -> Vec<(OpCode, Vec<u8>)> {
+    let mut decoder = Decoder::new(Role::Client, 1 << 20);
+    let mut out = Vec::new();
+    decoder
+        .feed(&mut bytes, &mut |m| {
+            out.push(match m {
+                Message::Text(p) => (OpCode::Text, p.to_vec()),
+                Message::Binary(p) => (OpCode::Binary, p.to_vec()),
+                Message::Ping(p) => (OpCode::Ping, p.to_vec()),
+                Message::Pong(p) => (OpCode::Pong, p.to_vec()),
+                Message::Close(c) => (
+                    OpCode::Close,
+                    c.map(|c| c.code.to_be_bytes().to_vec()).unwrap_or_default(),
+                ),
+            })
+        })
+        .expect("server frames decode");
+    out
 }
 
 pub(crate) fn close_code(msgs: &[(OpCode, Vec<u8>)]) -> Option<u16> {

@@ -3,8 +3,8 @@
 //! encrypted, close_notify before our FIN, and the hostile openings (plain HTTP, bytes
 //! that are not TLS, a client that stalls mid-handshake, a refusal before TLS).
 
-use super::node::Node;
-use ringcast_proto::{Decoder, Message, OpCode, Role, client_request, encode_frame, generate_key};
+use super::node::{Node, decode_frames};
+use ringcast_proto::{OpCode, client_request, encode_frame, generate_key};
 use ringcast_shard::{Action, ConnId};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
@@ -100,23 +100,7 @@ impl Client {
     }
 
     fn messages(&mut self) -> Vec<(OpCode, Vec<u8>)> {
-        let mut decoder = Decoder::new(Role::Client, 1 << 20);
-        let mut out = Vec::new();
-        decoder
-            .feed(&mut std::mem::take(&mut self.read), &mut |m| {
-                out.push(match m {
-                    Message::Text(p) => (OpCode::Text, p.to_vec()),
-                    Message::Binary(p) => (OpCode::Binary, p.to_vec()),
-                    Message::Ping(p) => (OpCode::Ping, p.to_vec()),
-                    Message::Pong(p) => (OpCode::Pong, p.to_vec()),
-                    Message::Close(c) => (
-                        OpCode::Close,
-                        c.map(|c| c.code.to_be_bytes().to_vec()).unwrap_or_default(),
-                    ),
-                })
-            })
-            .expect("server frames decode");
-        out
+        decode_frames(std::mem::take(&mut self.read))
     }
 }
 
