@@ -33,12 +33,16 @@ pub struct ServedCert {
     current: RwLock<Loaded>,
 }
 
-/// A certificate in use and the modification times of the files it came from.
+/// A certificate in use and what the files it came from looked like.
 #[derive(Debug, Clone)]
 struct Loaded {
     key: Arc<CertifiedKey>,
-    stamps: (Option<SystemTime>, Option<SystemTime>),
+    stamps: (Option<Stamp>, Option<Stamp>),
 }
+
+/// Modification time, size and inode: a file rewritten within one timestamp tick (or
+/// replaced by a rename) still looks changed.
+type Stamp = (SystemTime, u64, u64);
 
 impl ServedCert {
     /// Loads the certificate chain and key, or says why they cannot be served.
@@ -115,8 +119,10 @@ pub fn provider() -> rustls::crypto::CryptoProvider {
     provider
 }
 
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+fn modified(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
 }
 
 /// Reads a PEM certificate chain (leaf first) and its private key (PKCS#8, PKCS#1 or

@@ -90,7 +90,11 @@ pub(crate) fn connect(
     } else {
         ServerName::IpAddress(host.into())
     };
-    ClientConnection::new(Arc::clone(config), name).ok()
+    let mut tls = ClientConnection::new(Arc::clone(config), name).ok()?;
+    // Every queued frame must reach the session: rustls would stop taking plaintext at
+    // 64 KiB, and `encrypt` hands it all over at once.
+    tls.set_buffer_limit(None);
+    Some(tls)
 }
 
 /// Feeds received ciphertext; appends the plaintext it carried to `plain`. Err when the
@@ -101,8 +105,11 @@ pub(crate) fn decrypt(
     plain: &mut Vec<u8>,
 ) -> Result<(), rustls::Error> {
     while !data.is_empty() {
-        if tls.read_tls(&mut data).is_err() {
-            return Err(rustls::Error::General("unreadable TLS input".into()));
+        match tls.read_tls(&mut data) {
+            // After the server's close_notify nothing more is read: drop the rest.
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(_) => return Err(rustls::Error::General("unreadable TLS input".into())),
         }
         tls.process_new_packets()?;
         // A clean close (close_notify) reads as 0: the TCP end follows.

@@ -26,9 +26,9 @@ use std::sync::Arc;
 /// Undecodable bytes past this are an oversized record, or a handshake message far
 /// larger than any real client sends.
 const MAX_PENDING_CIPHERTEXT: usize = 16_384 + 2_048 + 5;
-/// Bound on the state-machine steps one call may take (each step consumes a record or
-/// produces output; a real exchange takes a handful).
-const MAX_STEPS: usize = 4_096;
+/// Steps one call may take beyond one per 5 bytes of input (the smallest record): each
+/// step consumes a record or produces output.
+const EXTRA_STEPS: usize = 64;
 /// Ciphertext bytes a record adds to its plaintext at most (TLS 1.2 AES-GCM: header,
 /// explicit nonce, tag).
 const RECORD_OVERHEAD: usize = 29;
@@ -118,6 +118,8 @@ pub(crate) struct TlsSession {
     sending: Vec<u8>,
     /// How much of `sending` the kernel has taken.
     sent: usize,
+    /// The peer's close_notify arrived (it may still read what we send).
+    peer_closed: bool,
 }
 
 impl TlsSession {
@@ -132,6 +134,7 @@ impl TlsSession {
             staged: Vec::new(),
             sending: Vec::new(),
             sent: 0,
+            peer_closed: false,
         })
     }
 
@@ -145,21 +148,18 @@ impl TlsSession {
         self.sent < self.sending.len() || !self.staged.is_empty()
     }
 
-    /// Whether the staging buffer is empty (the shard encrypts more only then, so at
-    /// most one batch of ciphertext waits behind the send in flight).
-    pub(crate) fn nothing_staged(&self) -> bool {
-        self.staged.is_empty()
-    }
-
     /// Feeds received ciphertext (see the module doc). `Ok(Some(kind))` when the
-    /// handshake completed during this call.
+    /// handshake completed during this call. Once the session failed, said
+    /// close_notify, or heard the peer's, input is dropped: nothing after it matters,
+    /// and rustls must not process a record after an alert it sent.
     pub(crate) fn receive(
         &mut self,
         data: &mut [u8],
         plain: &mut Vec<u8>,
     ) -> Result<Option<HandshakeKind>, TlsFailure> {
-        if self.stage == Stage::Failed {
-            return Err(TlsFailure::Error);
+        if matches!(self.stage, Stage::Failed | Stage::CloseNotified) || self.peer_closed {
+            self.rx = Vec::new();
+            return Ok(None);
         }
         if self.stage == Stage::Handshaking && self.rx.is_empty() && looks_like_http(data) {
             self.stage = Stage::Failed;
@@ -207,7 +207,9 @@ impl TlsSession {
         Ok(None)
     }
 
-    /// Encrypts `plain` into staged records.
+    /// Encrypts `plain` into staged records. Fails once a TLS 1.2 connection's sequence
+    /// numbers are spent (2^24 records with AES-GCM): the connection is then closed and
+    /// the client reconnects.
     pub(crate) fn encrypt(&mut self, plain: &[u8]) -> Result<(), TlsFailure> {
         if self.stage != Stage::Open || plain.is_empty() {
             return Ok(());
@@ -216,12 +218,15 @@ impl TlsSession {
         self.write_traffic(reserve, |w, out| w.encrypt(plain, out))
     }
 
-    /// Stages the closing alert (once; nothing is encrypted after it).
-    pub(crate) fn close_notify(&mut self) {
-        if self.stage == Stage::Open {
-            let _ = self.write_traffic(64, |w, out| w.queue_close_notify(out));
-            self.stage = Stage::CloseNotified;
+    /// Stages the closing alert (once; nothing is encrypted after it). False when
+    /// nothing was staged (not open, or rustls refused).
+    pub(crate) fn close_notify(&mut self) -> bool {
+        if self.stage != Stage::Open {
+            return false;
         }
+        self.stage = Stage::CloseNotified;
+        self.write_traffic(64, |w, out| w.queue_close_notify(out))
+            .is_ok()
     }
 
     /// The ciphertext to send now: the rest of a partly sent buffer, or everything
@@ -250,16 +255,19 @@ impl TlsSession {
     /// handshake output to `staged`.
     fn process(&mut self, buf: &mut [u8], plain: &mut Vec<u8>) -> Result<usize, TlsFailure> {
         let mut consumed = 0;
-        for _ in 0..MAX_STEPS {
+        for _ in 0..buf.len() / 5 + EXTRA_STEPS {
             let UnbufferedStatus { discard, state } =
                 self.conn.process_tls_records(&mut buf[consumed..]);
             let mut done = false;
             match state.map_err(|e| TlsFailure::of(&e))? {
                 ConnectionState::ReadTraffic(mut records) => {
+                    let mut records_discard = 0;
                     while let Some(record) = records.next_record() {
                         let record = record.map_err(|e| TlsFailure::of(&e))?;
+                        records_discard += record.discard;
                         plain.extend_from_slice(record.payload);
                     }
+                    consumed += records_discard;
                 }
                 ConnectionState::EncodeTlsData(mut encoder) => {
                     append(&mut self.staged, 512, |out| {
@@ -278,7 +286,13 @@ impl TlsSession {
                     done = true;
                 }
                 ConnectionState::Closed => done = true,
-                // PeerClosed: the next step offers WriteTraffic; early data is off.
+                ConnectionState::PeerClosed => {
+                    // rustls keeps whatever follows the peer's close_notify without
+                    // consuming it: stop here and drop the rest.
+                    self.peer_closed = true;
+                    return Ok(buf.len());
+                }
+                // Early data is off.
                 _ => {}
             }
             consumed += discard;
@@ -299,7 +313,10 @@ impl TlsSession {
             &mut [u8],
         ) -> Result<usize, EncryptError>,
     ) -> Result<(), TlsFailure> {
-        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.rx);
+        // `rx` holds at most a partial record (receive consumed every whole one), so
+        // this consumes nothing.
+        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.rx);
+        debug_assert_eq!(discard, 0);
         let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
             return Err(TlsFailure::Error);
         };

@@ -2,8 +2,9 @@
 //! what it receives is decrypted before the handshake, frame and request code sees it,
 //! and its sends carry ciphertext. Frames are still queued as plaintext (shared
 //! between connections, encoded once); a send encrypts what is queued into the
-//! session's staging buffer in one pass, so records are as large as the batch and
-//! an idle connection holds no buffer.
+//! session's staging buffer in one pass, once the previous batch is fully sent, so
+//! records are as large as the batch, at most one batch of ciphertext waits outside
+//! the queue, and an idle connection holds no buffer.
 //!
 //! A failed TLS handshake (plain HTTP, not TLS, an oversized or incompatible hello)
 //! closes only that connection, after the alert (or, for plain HTTP, a 400 in clear)
@@ -107,7 +108,9 @@ impl Shard {
             return true;
         };
         let mut ok = true;
-        if session.is_open() && session.nothing_staged() && !conn.queue.is_empty() {
+        // Only when every byte of ciphertext went out: what waits outside the queue (and
+        // outside the slow-consumer limit) is at most the one batch being sent.
+        if session.is_open() && !session.has_unsent() && !conn.queue.is_empty() {
             conn.queue
                 .begin_send(|slice| plain.extend_from_slice(slice));
             conn.queue.advance(plain.len());
@@ -131,10 +134,9 @@ impl Shard {
         else {
             return false;
         };
-        if !session.is_open() {
+        if !session.close_notify() {
             return false;
         }
-        session.close_notify();
         self.mark_ready(id);
         true
     }

@@ -146,6 +146,12 @@ fn a_close_ends_with_close_notify_before_our_fin() {
         "close_notify arrived"
     );
     assert!(node.has_action(0, |a| matches!(a, Action::ShutdownWrite(_))));
+    // A bad record while we wait for the client's FIN is ignored: rustls must not see
+    // input after the alert it sent (a debug assertion in rustls, a shard panic).
+    let mut junk = vec![0x17, 0x03, 0x03, 0x00, 0x20];
+    junk.extend([0xAB; 32]);
+    node.send_bytes(0, c.id, &junk);
+    assert!(node.take_wire(0, c.id).is_empty(), "nothing after our FIN");
 }
 
 #[test]
