@@ -278,10 +278,15 @@ async fn a_stalled_body_is_cut_off_at_the_idle_timeout() {
     server.stop().await;
 }
 
+/// Runs on the test's single thread, so a thread-local recorder sees the server's
+/// counters.
 #[tokio::test]
 async fn a_client_that_stops_reading_is_closed_at_the_idle_timeout() {
+    let recorder = build_recorder().unwrap();
+    let handle = recorder.handle();
+    let _guard = metrics::set_default_local_recorder(&recorder);
     let server = Server::start_with(
-        test_handle(),
+        handle.clone(),
         AdminAccess::default(),
         limits(5_000, 300, 16),
     )
@@ -300,7 +305,17 @@ async fn a_client_that_stops_reading_is_closed_at_the_idle_timeout() {
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Wait until the server gave up on this client (its stalled write counted as a
+    // timeout), however long filling the buffers takes on a busy machine; bounded.
+    let timed_out = |text: &str| {
+        text.lines().any(|l| {
+            l.starts_with("ringcast_admin_refused_total{reason=\"timeout\"} ") && !l.ends_with(" 0")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !timed_out(&handle.render()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Now read: a server still blocked on this client would go on answering every
     // request; one that gave up has closed the connection after a few buffers' worth.
     let mut answered = 0;
