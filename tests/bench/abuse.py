@@ -34,11 +34,13 @@ def free_port():
 
 
 class Gateway:
-    def __init__(self, binary, *flags):
+    def __init__(self, binary, *flags, shards=1):
+        """A gateway with `shards` shards (None: one per core) and `flags`."""
         self.port, self.admin = free_port(), free_port()
+        shard_flags = ("--shards", str(shards)) if shards else ()
         self.proc = subprocess.Popen(
             [binary, "--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin}",
-             "--shards", "1", "--no-pin", "--drain-seconds", "1",
+             *shard_flags, "--no-pin", "--drain-seconds", "1",
              # the probes answer no pings: keep pings out of the measurement
              "--ping-interval", "3600", *flags],
             stdout=subprocess.DEVNULL, stderr=open(os.environ.get("GATEWAY_LOG", os.devnull), "w"))

@@ -39,6 +39,18 @@ def commandstats(port):
     return stats
 
 
+def start_redis():
+    """A redis-server without persistence on a free port, answering PING; (process, port)."""
+    port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    for _ in range(50):
+        if redis_cli(port, "PING").strip() == "PONG":
+            break
+        time.sleep(0.1)
+    return redis, port
+
+
 def redis_cpu(port):
     info = dict(line.split(":", 1) for line in redis_cli(port, "INFO", "cpu").splitlines()
                 if ":" in line)
@@ -50,15 +62,9 @@ def main():
     parser.add_argument("--bin", default="target/release/ringcast")
     parser.add_argument("--clients", type=int, default=1000)
     args = parser.parse_args()
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    redis, port = start_redis()
     nodes = []
     try:
-        for _ in range(50):
-            if redis_cli(port, "PING").strip() == "PONG":
-                break
-            time.sleep(0.1)
         url = f"redis://127.0.0.1:{port}/0"
         flags = ("--redis", url, "--history-size", "1000", "--max-connections", "5000")
         a = Gateway(args.bin, *flags)

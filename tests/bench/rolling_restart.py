@@ -27,7 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from abuse import free_port  # noqa: E402
-from recovery_storm import commandstats, redis_cli, redis_cpu  # noqa: E402
+from recovery_storm import commandstats, redis_cpu, start_redis  # noqa: E402
 
 CHANNELS = 20
 RATE = 200
@@ -92,17 +92,11 @@ def main():
     parser.add_argument("--shards", type=int, help="shards per node (default: one per core)")
     args = parser.parse_args()
     load_at_start = open("/proc/loadavg").read().split()[:3]
-    port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    redis, port = start_redis()
     nodes, runs = [], []
     workdir = tempfile.mkdtemp(prefix="rolling-restart-")
     log = open(os.path.join(workdir, "gateways.log"), "w")
     try:
-        for _ in range(50):
-            if redis_cli(port, "PING").strip() == "PONG":
-                break
-            time.sleep(0.1)
         url = f"redis://127.0.0.1:{port}/0"
         shards = ("--shards", str(args.shards)) if args.shards else ()
         entry, a, b = (Node(args.bin, url, log, shards) for _ in range(3))

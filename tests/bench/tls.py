@@ -26,11 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import abuse  # noqa: E402
-from abuse import free_port  # noqa: E402
+from abuse import Gateway  # noqa: E402
 
 
 def openssl(workdir, *args):
@@ -54,29 +52,6 @@ def make_certs(workdir):
                 "-days", "2", "-extfile", "leaf.cnf")
 
 
-class Gateway(abuse.Gateway):
-    """abuse.py's gateway (CPU, RSS, stop by pid) started with this benchmark's flags."""
-
-    def __init__(self, binary, shards, cert=None, log=None):  # noqa: super-init not called
-        self.port, self.admin = free_port(), free_port()
-        flags = ["--listen", f"127.0.0.1:{self.port}", "--admin", f"127.0.0.1:{self.admin}",
-                 "--no-pin", "--drain-seconds", "1", "--ping-interval", "3600"]
-        if shards:
-            flags += ["--shards", str(shards)]
-        if cert:
-            flags += ["--tls-cert", cert[0], "--tls-key", cert[1]]
-        self.proc = subprocess.Popen([binary, *flags], stdout=subprocess.DEVNULL,
-                                     stderr=log or subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/healthz", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        sys.exit("gateway did not start")
-
-
 def wait_ready(path, seconds=60):
     """Waits (bounded) for wsload's --ready-file."""
     deadline = time.monotonic() + seconds
@@ -91,7 +66,8 @@ class Bench:
                       "rsa": (f"{workdir}/rsa.pem", f"{workdir}/rsa.key")}
 
     def gateway(self, shards, key=None):
-        return Gateway(self.args.bin, shards, self.certs[key] if key else None)
+        cert = ("--tls-cert", self.certs[key][0], "--tls-key", self.certs[key][1]) if key else ()
+        return Gateway(self.args.bin, *cert, shards=shards)
 
     def url(self, gw, key, path):
         scheme = "wss" if key else "ws"

@@ -37,8 +37,11 @@ pub struct ServedCert {
 #[derive(Debug, Clone)]
 struct Loaded {
     key: Arc<CertifiedKey>,
-    stamps: (Option<Stamp>, Option<Stamp>),
+    stamps: Stamps,
 }
+
+/// What the certificate file and the key file look like.
+type Stamps = (Option<Stamp>, Option<Stamp>);
 
 /// Modification time, size and inode: a file rewritten within one timestamp tick (or
 /// replaced by a rename) still looks changed.
@@ -69,7 +72,7 @@ impl ServedCert {
 
     /// Whether either file changed since it was loaded.
     pub fn changed(&self) -> bool {
-        let stamps = (modified(&self.cert_path), modified(&self.key_path));
+        let stamps = stamps(&self.cert_path, &self.key_path);
         self.current
             .read()
             .is_ok_and(|current| current.stamps != stamps)
@@ -90,7 +93,7 @@ impl ServedCert {
                 // Remember the failed files' times so a broken file is reported once,
                 // not every few seconds; the next change is tried again.
                 if let Ok(mut current) = self.current.write() {
-                    current.stamps = (modified(&self.cert_path), modified(&self.key_path));
+                    current.stamps = stamps(&self.cert_path, &self.key_path);
                 }
                 metrics::counter!(names::TLS_RELOAD_ERRORS).increment(1);
                 tracing::warn!(
@@ -119,7 +122,11 @@ pub fn provider() -> rustls::crypto::CryptoProvider {
     provider
 }
 
-fn modified(path: &Path) -> Option<Stamp> {
+fn stamps(cert_path: &Path, key_path: &Path) -> Stamps {
+    (stamp(cert_path), stamp(key_path))
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len(), meta.ino()))
@@ -128,7 +135,7 @@ fn modified(path: &Path) -> Option<Stamp> {
 /// Reads a PEM certificate chain (leaf first) and its private key (PKCS#8, PKCS#1 or
 /// SEC1), and checks that they belong together.
 fn load_pair(cert_path: &Path, key_path: &Path) -> anyhow::Result<Loaded> {
-    let stamps = (modified(cert_path), modified(key_path));
+    let stamps = stamps(cert_path, key_path);
     // The PEM parser's own errors quote raw bytes; say what is wrong in words.
     let chain = CertificateDer::pem_file_iter(cert_path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())

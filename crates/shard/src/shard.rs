@@ -485,14 +485,17 @@ impl Shard {
     /// [`Shard::on_send_done`] for this connection) and marks the send in flight. On
     /// TLS it is one slice of ciphertext.
     pub fn begin_send(&mut self, id: ConnId, chunk: &mut dyn FnMut(&[u8])) {
-        let tls = self.conns.get_mut(id).is_some_and(|c| c.tls.is_some());
-        let encrypted = !tls || self.begin_tls_send(id, chunk);
-        if let Some(conn) = self.conns.get_mut(id) {
-            if !tls {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return;
+        };
+        conn.send_inflight = true;
+        let encrypted = match conn.tls.as_deref_mut() {
+            None => {
                 conn.queue.begin_send(&mut *chunk);
+                true
             }
-            conn.send_inflight = true;
-        }
+            Some(session) => tls::send_batch(session, &mut conn.queue, &mut self.tls_batch, chunk),
+        };
         if !encrypted {
             self.abort(id, CloseReason::TlsError);
             self.progress(id);

@@ -19,6 +19,7 @@ use crate::conn::Phase;
 use crate::handshake_failure::HandshakeFailure;
 use crate::ids::ConnId;
 use crate::tls_session::{HandshakeKind, TlsFailure, TlsSession};
+use crate::write_queue::WriteQueue;
 
 /// Plaintext scratch kept between calls up to this capacity.
 const KEEP_SCRATCH_BYTES: usize = 64 << 10;
@@ -96,34 +97,6 @@ impl Shard {
         self.begin_close(id, reason, now_ms);
     }
 
-    /// The slice to send for a TLS connection: encrypts a batch of queued frames when
-    /// nothing is staged, then hands out the session's ciphertext. False when the
-    /// encryption failed (the connection must be dropped once the send returns).
-    pub(super) fn begin_tls_send(&mut self, id: ConnId, chunk: &mut dyn FnMut(&[u8])) -> bool {
-        let mut plain = std::mem::take(&mut self.tls_batch);
-        let Some(conn) = self.conns.get_mut(id) else {
-            return true;
-        };
-        let Some(session) = conn.tls.as_deref_mut() else {
-            return true;
-        };
-        let mut ok = true;
-        // Only when every byte of ciphertext went out: what waits outside the queue (and
-        // outside the slow-consumer limit) is at most the one batch being sent.
-        if session.is_open() && !session.has_unsent() && !conn.queue.is_empty() {
-            conn.queue
-                .begin_send(|slice| plain.extend_from_slice(slice));
-            conn.queue.advance(plain.len());
-            ok = session.encrypt(&plain).is_ok();
-        }
-        chunk(session.begin_send());
-        plain.clear();
-        if plain.capacity() <= KEEP_SCRATCH_BYTES {
-            self.tls_batch = plain;
-        }
-        ok
-    }
-
     /// A graceful close of a TLS connection whose frames are flushed: stages the
     /// closing alert before our FIN. True when it was staged now (send it first).
     pub(super) fn tls_close_notify(&mut self, id: ConnId) -> bool {
@@ -140,4 +113,30 @@ impl Shard {
         self.mark_ready(id);
         true
     }
+}
+
+/// The slice to send for a TLS connection: once every byte of the previous batch went
+/// out, encrypts the queued frames (one batch, through the shard's `scratch`) into the
+/// session, then hands `chunk` the session's ciphertext. Only then: what waits outside
+/// the queue (and outside the slow-consumer limit) is at most the one batch being sent.
+/// False when the encryption failed (the connection must be dropped once the send
+/// returns).
+pub(super) fn send_batch(
+    session: &mut TlsSession,
+    queue: &mut WriteQueue,
+    scratch: &mut Vec<u8>,
+    chunk: &mut dyn FnMut(&[u8]),
+) -> bool {
+    let mut ok = true;
+    if session.is_open() && !session.has_unsent() && !queue.is_empty() {
+        queue.begin_send(|slice| scratch.extend_from_slice(slice));
+        queue.advance(scratch.len());
+        ok = session.encrypt(scratch).is_ok();
+        scratch.clear();
+        if scratch.capacity() > KEEP_SCRATCH_BYTES {
+            *scratch = Vec::new();
+        }
+    }
+    chunk(session.begin_send());
+    ok
 }
