@@ -8,6 +8,7 @@ use crate::config::ShardConfig;
 use crate::conn::Framing;
 use crate::handshake_failure::HandshakeFailure;
 use crate::position::Since;
+use crate::token_grant::Grant;
 use ringcast_proto::{
     DeflateParams, PlainGet, PlainRoute, Route, Upgrade, http_error_response, is_valid_channel,
     negotiate_deflate,
@@ -79,8 +80,8 @@ pub(crate) struct Admitted {
     pub(crate) deflate: Option<DeflateParams>,
     /// How its messages are framed.
     pub(crate) framing: Framing,
-    /// When its token expires (unix seconds), if a token was required.
-    pub(crate) token_expires: Option<u64>,
+    /// What its token grants, if a token was required.
+    pub(crate) grant: Option<Grant>,
 }
 
 /// Admits `upgrade` at shard time `now_ms`: its target, the 101 response, and the
@@ -110,19 +111,15 @@ pub(crate) fn admit(
     let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
     let names: Vec<&str> = match &target {
         Target::Echo => vec!["echo"],
-        Target::Channels(list) if list.is_empty() => vec![""],
         Target::Channels(list) => list.iter().map(|s| s.name.as_str()).collect(),
     };
-    let mut admission = Default::default();
-    for name in names {
-        admission = cfg.auth.admit(&creds, name, unix_now).map_err(|err| {
-            let body = match err.status() {
-                401 => "missing, forged or expired token\n",
-                _ => "not allowed\n",
-            };
-            Refusal::new(err.status(), HandshakeFailure::Auth(err), body)
-        })?;
-    }
+    let admission = cfg.auth.admit(&creds, &names, unix_now).map_err(|err| {
+        let body = match err.status() {
+            401 => "missing, forged or expired token\n",
+            _ => "not allowed\n",
+        };
+        Refusal::new(err.status(), HandshakeFailure::Auth(err), body)
+    })?;
     let negotiated = if cfg.compression {
         negotiate_deflate(&upgrade.extensions)
     } else {
@@ -137,18 +134,18 @@ pub(crate) fn admit(
         response,
         deflate: negotiated.map(|(params, _)| params),
         framing,
-        token_expires: admission.expires,
+        grant: admission.grant,
     })
 }
 
 /// Admits a plain `GET /sse/<channel>` or `/poll/<channel>`: the same origin and token
-/// rules as an upgrade (the token comes as `?token=`). Ok carries when the token expires
-/// (unix seconds), if a token was required.
+/// rules as an upgrade (the token comes as `?token=`). Ok carries the token's grant, if a
+/// token was required.
 pub(crate) fn admit_plain(
     cfg: &ShardConfig,
     get: &PlainGet,
     now_ms: u64,
-) -> Result<Option<u64>, Refusal> {
+) -> Result<Option<Grant>, Refusal> {
     let creds = Credentials {
         origin: get.origin.as_deref(),
         query_token: get.query_param("token"),
@@ -157,8 +154,8 @@ pub(crate) fn admit_plain(
     let (PlainRoute::Sse(channel) | PlainRoute::Poll(channel)) = &get.route;
     let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
     cfg.auth
-        .admit(&creds, channel, unix_now)
-        .map(|admission| admission.expires)
+        .admit(&creds, &[channel.as_str()], unix_now)
+        .map(|admission| admission.grant)
         .map_err(|err| Refusal::new(err.status(), HandshakeFailure::Auth(err), "not allowed\n"))
 }
 

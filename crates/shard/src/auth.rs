@@ -1,7 +1,8 @@
-//! Who may open a connection: the `Origin` allow-list and HMAC-SHA256 signed tokens that
-//! name the channels a client may subscribe to and when the permission ends.
+//! Who may open a connection: the `Origin` allow-list and signed tokens that name the
+//! channels a client may subscribe to and when the permission ends: this module's own
+//! `v1` HMAC-SHA256 tokens and JWTs ([`crate::jwt`]). Either kind becomes a [`Grant`].
 //!
-//! Token format (all parts URL-safe, so it fits a query string and a subprotocol name):
+//! `v1` token format (all parts URL-safe, so it fits a query string and a subprotocol name):
 //!
 //! ```text
 //! v1.<base64url(claims)>.<base64url(HMAC-SHA256(secret, "v1." + base64url(claims)))>
@@ -10,6 +11,8 @@
 //!
 //! Both keys appear exactly once, no other key is allowed, `exp` is decimal digits and
 //! every channel is a valid name or `*`; anything else is a bad token even when signed.
+//! A token starting `v1.` is checked as one (with `--auth-secret`); any other as a JWT
+//! (with the JWT settings).
 //!
 //! An allowed origin is `scheme://host[:port]` ([`check_origin_pattern`]); a `*` in it
 //! stands for one or more characters inside one DNS label (never `.`, `/` or `:`).
@@ -19,6 +22,8 @@
 //! The permission ends at `exp` also for an open connection: admission hands the expiry
 //! on, and the shard closes the connection then (WebSocket close 4001).
 
+use crate::jwt::JwtRules;
+use crate::token_grant::{Grant, GrantedChannels};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -40,23 +45,37 @@ pub enum AuthError {
     Expired,
     /// The token does not allow this channel (403).
     Channel,
+    /// A JWT names a key (`kid`) the key set does not hold (401).
+    UnknownKey,
+    /// A JWT's `nbf` is still in the future (401).
+    NotYetValid,
+    /// A JWT's `aud` or `iss` is missing or not the configured one (401).
+    WrongClaims,
 }
 
 impl AuthError {
     /// Every refusal, for exporting each label at 0 from startup.
-    pub(crate) const ALL: [AuthError; 5] = [
+    pub(crate) const ALL: [AuthError; 8] = [
         AuthError::Origin,
         AuthError::MissingToken,
         AuthError::BadToken,
         AuthError::Expired,
         AuthError::Channel,
+        AuthError::UnknownKey,
+        AuthError::NotYetValid,
+        AuthError::WrongClaims,
     ];
 
     /// HTTP status for the refusal.
     pub fn status(self) -> u16 {
         match self {
             AuthError::Origin | AuthError::Channel => 403,
-            AuthError::MissingToken | AuthError::BadToken | AuthError::Expired => 401,
+            AuthError::MissingToken
+            | AuthError::BadToken
+            | AuthError::Expired
+            | AuthError::UnknownKey
+            | AuthError::NotYetValid
+            | AuthError::WrongClaims => 401,
         }
     }
 
@@ -68,6 +87,9 @@ impl AuthError {
             AuthError::BadToken => "bad_token",
             AuthError::Expired => "token_expired",
             AuthError::Channel => "channel_not_allowed",
+            AuthError::UnknownKey => "unknown_key",
+            AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::WrongClaims => "token_claims",
         }
     }
 }
@@ -84,13 +106,13 @@ pub struct Credentials<'a> {
 }
 
 /// What an admitted request's credentials allow beyond the handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Admission<'a> {
     /// The subprotocol to select, when the token came as one.
     pub protocol: Option<&'a str>,
-    /// Unix seconds at which the token expires (None when no token is required): the
-    /// connection is closed then.
-    pub expires: Option<u64>,
+    /// The token's grant (None when no token is required): the connection is closed at
+    /// its expiry, and subscribe commands are checked against its channels.
+    pub grant: Option<Grant>,
 }
 
 /// Why [`mint_token`] refuses to sign.
@@ -149,6 +171,7 @@ pub fn check_origin_pattern(pattern: &str) -> Result<(), OriginPatternError> {
 pub struct AuthPolicy {
     origins: Vec<String>,
     secret: Option<Vec<u8>>,
+    jwt: Option<JwtRules>,
 }
 
 impl std::fmt::Debug for AuthPolicy {
@@ -156,6 +179,7 @@ impl std::fmt::Debug for AuthPolicy {
         f.debug_struct("AuthPolicy")
             .field("origins", &self.origins)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("jwt", &self.jwt)
             .finish()
     }
 }
@@ -171,25 +195,33 @@ impl AuthPolicy {
                 .map(|o| o.to_ascii_lowercase())
                 .collect(),
             secret,
+            jwt: None,
         }
+    }
+
+    /// Also accepts JWTs verified by `jwt` (tokens are then required).
+    pub fn with_jwt(mut self, jwt: JwtRules) -> Self {
+        self.jwt = Some(jwt);
+        self
     }
 
     /// Whether connections need a token.
     pub fn requires_token(&self) -> bool {
-        self.secret.is_some()
+        self.secret.is_some() || self.jwt.is_some()
     }
 
     /// Whether any rule is configured.
     pub fn is_open(&self) -> bool {
-        self.origins.is_empty() && self.secret.is_none()
+        self.origins.is_empty() && !self.requires_token()
     }
 
-    /// Checks a request for `channel` at `unix_now`. Ok carries the subprotocol to
-    /// select when the token came as one, and the token's expiry.
+    /// Checks a request for `channels` (none: a connection that subscribes by command
+    /// later) at `unix_now`, verifying its token once. Ok carries the subprotocol to
+    /// select when the token came as one, and the token's grant.
     pub fn admit<'a>(
         &self,
         creds: &Credentials<'a>,
-        channel: &str,
+        channels: &[&str],
         unix_now: u64,
     ) -> Result<Admission<'a>, AuthError> {
         if !self.origins.is_empty()
@@ -201,9 +233,9 @@ impl AuthPolicy {
         {
             return Err(AuthError::Origin);
         }
-        let Some(secret) = &self.secret else {
+        if !self.requires_token() {
             return Ok(Admission::default());
-        };
+        }
         let from_protocol = creds
             .protocols
             .iter()
@@ -216,17 +248,27 @@ impl AuthPolicy {
             ),
             (None, None) => return Err(AuthError::MissingToken),
         };
-        let claims = verify(secret, token)?;
-        if claims.expires <= unix_now {
-            return Err(AuthError::Expired);
-        }
-        if !claims.channels.iter().any(|c| c == "*" || c == channel) {
+        let grant = self.verify_token(token, unix_now)?;
+        if !channels.iter().all(|c| grant.channels.allows(c)) {
             return Err(AuthError::Channel);
         }
         Ok(Admission {
             protocol: selected,
-            expires: Some(claims.expires),
+            grant: Some(grant),
         })
+    }
+
+    /// Verifies a token of either kind at `unix_now` (admission and refresh).
+    pub(crate) fn verify_token(&self, token: &str, unix_now: u64) -> Result<Grant, AuthError> {
+        let grant = match (&self.secret, &self.jwt) {
+            (Some(secret), _) if token.starts_with("v1.") => verify(secret, token)?.into_grant(),
+            (_, Some(jwt)) => jwt.verify(token, unix_now)?,
+            _ => return Err(AuthError::BadToken),
+        };
+        if grant.expires <= unix_now {
+            return Err(AuthError::Expired);
+        }
+        Ok(grant)
     }
 }
 
@@ -237,6 +279,21 @@ pub(crate) struct Claims {
     pub expires: u64,
     /// Channels it may subscribe to (`*` = all).
     pub channels: Vec<String>,
+}
+
+impl Claims {
+    fn into_grant(self) -> Grant {
+        let mut channels = GrantedChannels::default();
+        for name in &self.channels {
+            // Parsing admitted only names and `*`, both of which a grant takes.
+            channels.add(name);
+        }
+        Grant {
+            expires: self.expires,
+            sub: None,
+            channels,
+        }
+    }
 }
 
 fn signature(secret: &[u8], signed: &str) -> Hmac<Sha256> {
@@ -507,11 +564,11 @@ mod tests {
     fn origins_are_checked_case_insensitively() {
         let policy = AuthPolicy::new(vec!["https://*.Example.com".into()], None);
         let ok = creds(Some("https://App.example.com"), None);
-        assert_eq!(policy.admit(&ok, "news", 0), Ok(Admission::default()));
+        assert_eq!(policy.admit(&ok, &["news"], 0), Ok(Admission::default()));
         let bad = creds(Some("https://evil.com"), None);
-        assert_eq!(policy.admit(&bad, "news", 0), Err(AuthError::Origin));
+        assert_eq!(policy.admit(&bad, &["news"], 0), Err(AuthError::Origin));
         assert_eq!(
-            policy.admit(&creds(None, None), "news", 0),
+            policy.admit(&creds(None, None), &["news"], 0),
             Ok(Admission::default())
         );
     }
@@ -522,29 +579,28 @@ mod tests {
         let token =
             mint_token(SECRET, &["news".into(), "sport".into()], 1000).expect("valid names");
         assert_eq!(
-            policy.admit(&creds(None, Some(&token)), "news", 999),
-            Ok(Admission {
-                protocol: None,
-                expires: Some(1000),
-            })
+            policy
+                .admit(&creds(None, Some(&token)), &["news", "sport"], 999)
+                .map(|a| (a.protocol, a.grant.map(|g| (g.expires, g.sub)))),
+            Ok((None, Some((1000, None))))
         );
         assert_eq!(
-            policy.admit(&creds(None, Some(&token)), "weather", 999),
+            policy.admit(&creds(None, Some(&token)), &["news", "weather"], 999),
             Err(AuthError::Channel)
         );
         assert_eq!(
-            policy.admit(&creds(None, Some(&token)), "news", 1000),
+            policy.admit(&creds(None, Some(&token)), &["news"], 1000),
             Err(AuthError::Expired)
         );
         assert_eq!(
-            policy.admit(&creds(None, None), "news", 0),
+            policy.admit(&creds(None, None), &["news"], 0),
             Err(AuthError::MissingToken)
         );
         let all = mint_token(SECRET, &["*".into()], 1000).expect("valid names");
         assert_eq!(
             policy
-                .admit(&creds(None, Some(&all)), "x", 1)
-                .map(|a| a.expires),
+                .admit(&creds(None, Some(&all)), &["x"], 1)
+                .map(|a| a.grant.map(|g| g.expires)),
             Ok(Some(1000))
         );
     }
@@ -565,7 +621,7 @@ mod tests {
             "v2.a.b",
         ] {
             assert_eq!(
-                policy.admit(&creds(None, Some(bad)), "news", 0),
+                policy.admit(&creds(None, Some(bad)), &["news"], 0),
                 Err(AuthError::BadToken),
                 "{bad}"
             );
@@ -666,11 +722,10 @@ mod tests {
             protocols: &protocols,
         };
         assert_eq!(
-            policy.admit(&c, "news", 10),
-            Ok(Admission {
-                protocol: Some(protocols[1].as_str()),
-                expires: Some(50),
-            })
+            policy
+                .admit(&c, &["news"], 10)
+                .map(|a| (a.protocol, a.grant.map(|g| g.expires))),
+            Ok((Some(protocols[1].as_str()), Some(50)))
         );
     }
 }

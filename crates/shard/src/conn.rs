@@ -12,6 +12,7 @@ use crate::close_reason::CloseReason;
 use crate::conn_channels::ConnChannels;
 use crate::request_head::RequestHead;
 use crate::tls_session::TlsSession;
+use crate::token_grant::ConnGrant;
 use crate::write_queue::WriteQueue;
 use ringcast_proto::{Decoder, Role};
 use std::net::IpAddr;
@@ -109,8 +110,8 @@ pub(crate) struct Conn {
     pub(crate) channels: ConnChannels,
     /// Shard clock (ms) when the unanswered ping was sent; 0 when none is outstanding.
     pub(crate) ping_sent_ms: u64,
-    /// Shard clock (ms) at which its token expires; 0 when it was admitted without one.
-    pub(crate) token_deadline_ms: u64,
+    /// Its token's grant and expiry deadline (None when admitted without a token).
+    pub(crate) grant: Option<Box<ConnGrant>>,
     /// Partial request head (empty and unallocated once open, or when the request came
     /// in one receive).
     pub(crate) head: RequestHead,
@@ -142,7 +143,7 @@ impl Conn {
             deflate_bits: 0,
             channels: ConnChannels::None,
             ping_sent_ms: 0,
-            token_deadline_ms: 0,
+            grant: None,
             head: RequestHead::default(),
             holds_slot: false,
             decoder: Decoder::new(Role::Server, max_message_bytes),

@@ -64,6 +64,16 @@ impl ConnChannels {
         }
     }
 
+    /// The registry slots of its channels.
+    pub(crate) fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        let list: &[Membership] = match self {
+            ConnChannels::None => &[],
+            ConnChannels::One(m) => std::slice::from_ref(m),
+            ConnChannels::Many(v) => v,
+        };
+        list.iter().map(|m| m.channel)
+    }
+
     /// Records that this connection moved to `pos` in channel `channel`'s list.
     pub(crate) fn set_pos(&mut self, channel: u32, pos: u32) {
         if let Some(m) = self.find_mut(channel) {

@@ -39,6 +39,14 @@ impl ConnTable {
     }
 
     /// The connection `id` names, if it is still open.
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
+        match self.slots.get(id.idx as usize) {
+            Some(slot) if slot.generation == id.generation => slot.conn.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The connection `id` names, if it is still open (mutable).
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         match self.slots.get_mut(id.idx as usize) {
             Some(slot) if slot.generation == id.generation => slot.conn.as_mut(),

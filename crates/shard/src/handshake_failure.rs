@@ -135,9 +135,9 @@ mod tests {
         };
         assert!(HandshakeFailure::PLAIN.iter().all(listed));
         let labels = HandshakeFailure::labels();
-        // 11 request errors, 5 auth refusals, 5 TLS failures, 9 named here of which 2
+        // 11 request errors, 8 auth refusals, 5 TLS failures, 9 named here of which 2
         // repeat a request's.
-        assert_eq!(labels.len(), 11 + 5 + 5 + 7, "{labels:?}");
+        assert_eq!(labels.len(), 11 + 8 + 5 + 7, "{labels:?}");
         for label in [
             "not_get",
             "token_expired",

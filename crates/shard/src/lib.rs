@@ -31,6 +31,7 @@ mod handshake_budget;
 mod handshake_failure;
 mod history;
 mod ids;
+mod jwt;
 mod local_channels;
 mod messages;
 mod outbox;
@@ -43,6 +44,7 @@ mod spare_slots;
 mod tick;
 mod timer_wheel;
 mod tls_session;
+mod token_grant;
 mod write_queue;
 
 pub use auth::{AuthPolicy, OriginPatternError, TokenError, check_origin_pattern, mint_token};
@@ -51,9 +53,14 @@ pub use channel_patterns::ChannelPatterns;
 pub use config::{ShardConfig, SlowConsumer};
 pub use history::{Kept, Recovered};
 pub use ids::{ChannelName, ConnId, GEN_BITS, GEN_MASK};
+pub use jwt::{
+    DEFAULT_CHANNELS_CLAIM, JwksError, JwksKeys, JwtConfigError, JwtRules, JwtSettings, KeySet,
+    MAX_JWKS_KEYS, MIN_JWT_SECRET_BYTES,
+};
 pub use messages::{BrokerCmd, FetchedHistory, ShardMsg};
 pub use position::{EPOCH_LEN, Epoch, Position, Since};
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};
 pub use spare_slots::{SpareSlots, connection_shares};
+pub use token_grant::{Grant, GrantedChannels};
 pub use write_queue::MAX_IOVECS;

@@ -102,6 +102,14 @@ impl LocalChannels {
             .map(|(shared, _)| shared.clone())
     }
 
+    /// The name of the channel in registry slot `slot`.
+    pub(crate) fn name_of(&self, slot: u32) -> Option<&ChannelName> {
+        match self.slots.get(slot as usize) {
+            Some(Some(entry)) => Some(&entry.name),
+            _ => None,
+        }
+    }
+
     /// The registry slot of `name`, if it has local subscribers.
     pub(crate) fn slot_of(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied()

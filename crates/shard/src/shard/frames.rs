@@ -9,12 +9,12 @@ use ringcast_proto::{Message, OpCode, close_payload, code};
 
 impl Shard {
     pub(super) fn recv_frames(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
+        let commands = self.reads_commands(id);
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         let echo = conn.echo;
         let bits = conn.deflate_bits;
-        let commands = self.cfg.client_commands && !echo;
         let queue = &mut conn.queue;
         let compression = &mut self.compression;
         let mut echo_frame = |opcode: OpCode, payload: &[u8]| {
@@ -38,7 +38,7 @@ impl Shard {
             Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
         });
         for command in received.drain(..) {
-            let reply = self.client_command(id, &command);
+            let reply = self.client_command(id, &command, now_ms);
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.queue
                     .push_data(encoded(OpCode::Text, reply.as_bytes()));

@@ -123,7 +123,7 @@ impl Shard {
             response,
             deflate,
             framing,
-            token_expires,
+            grant,
         } = match admit(&self.cfg, &upgrade, now_ms) {
             Ok(admitted) => admitted,
             Err(refusal) => {
@@ -155,7 +155,7 @@ impl Shard {
             }
         }
         self.schedule_first_ping(id, now_ms);
-        self.schedule_token_expiry(id, token_expires, now_ms);
+        self.schedule_token_expiry(id, grant, now_ms);
         self.mark_ready(id);
         if !rest.is_empty() {
             self.recv_frames(id, rest, now_ms);
@@ -169,8 +169,8 @@ impl Shard {
         if self.refuse_if_draining(id, now_ms) {
             return;
         }
-        let token_expires = match admit_plain(&self.cfg, &get, now_ms) {
-            Ok(expires) => expires,
+        let grant = match admit_plain(&self.cfg, &get, now_ms) {
+            Ok(grant) => grant,
             Err(refusal) => {
                 let response = refusal.response();
                 self.fail_handshake(id, refusal.reason, response, now_ms);
@@ -206,7 +206,7 @@ impl Shard {
             }
             PlainRoute::Poll(channel) => self.start_poll(id, channel, since, now_ms),
         }
-        self.schedule_token_expiry(id, token_expires, now_ms);
+        self.schedule_token_expiry(id, grant, now_ms);
     }
 
     /// Counts the failure, answers `response` and closes after it is sent.

@@ -14,6 +14,7 @@ use crate::close_reason::CloseReason;
 use crate::conn::{Phase, Transport};
 use crate::ids::ConnId;
 use crate::timer_wheel::TimerKind;
+use crate::token_grant::{ConnGrant, Grant};
 use bytes::Bytes;
 use ringcast_proto::{OpCode, close_payload, http_error_response};
 
@@ -23,10 +24,11 @@ pub(crate) const TOKEN_EXPIRED_CODE: u16 = 4001;
 const SSE_TOKEN_EXPIRED: &[u8] = b"event: token_expired\ndata: token expired\n\n";
 
 impl Shard {
-    /// Arms the expiry of a just-admitted connection whose token expires at `expires`
-    /// (unix seconds; None when no token was required).
-    pub(super) fn schedule_token_expiry(&mut self, id: ConnId, expires: Option<u64>, now_ms: u64) {
-        let Some(expires) = expires else {
+    /// Keeps a just-admitted (or refreshed) connection's grant and arms its expiry
+    /// (None: no token was required). A later deadline than the one armed is left to
+    /// the armed timer, which re-arms itself, so refreshes add no timers.
+    pub(super) fn schedule_token_expiry(&mut self, id: ConnId, grant: Option<Grant>, now_ms: u64) {
+        let Some(grant) = grant else {
             return;
         };
         let Some(conn) = self.conns.get_mut(id) else {
@@ -35,13 +37,22 @@ impl Shard {
         if conn.phase != Phase::Open {
             return;
         }
-        // Admission checked `exp` against the same clock, so the deadline is ahead.
-        let deadline = expires
+        // Verification checked `exp` against the same clock, so the deadline is ahead.
+        let deadline_ms = grant
+            .expires
             .saturating_mul(1000)
             .saturating_sub(self.cfg.unix_ms_at_zero)
             .max(now_ms);
-        conn.token_deadline_ms = deadline;
-        self.wheel.schedule(deadline, id, TimerKind::TokenExpiry);
+        let armed = conn.grant.as_ref().map(|g| g.deadline_ms);
+        let refreshed_ms = conn.grant.as_ref().and_then(|g| g.refreshed_ms);
+        conn.grant = Some(Box::new(ConnGrant {
+            deadline_ms,
+            refreshed_ms,
+            grant,
+        }));
+        if armed.is_none_or(|armed| deadline_ms < armed) {
+            self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry);
+        }
     }
 
     /// The expiry timer fired: closes the connection, or re-arms a deadline the wheel
@@ -50,12 +61,11 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.token_deadline_ms == 0 {
+        let Some(deadline_ms) = conn.grant.as_ref().map(|g| g.deadline_ms) else {
             return;
-        }
-        if now_ms < conn.token_deadline_ms {
-            let deadline = conn.token_deadline_ms;
-            self.wheel.schedule(deadline, id, TimerKind::TokenExpiry);
+        };
+        if now_ms < deadline_ms {
+            self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry);
             return;
         }
         let last = match conn.transport {

@@ -15,4 +15,5 @@ mod recovery;
 mod slow_consumer;
 mod sse;
 mod tls;
+mod token_commands;
 mod token_expiry;
