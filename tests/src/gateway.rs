@@ -32,13 +32,21 @@ impl Gateway {
     pub fn start_with_fd_limit(ports: u16, extra: &[&str], fd_limit: Option<u64>) -> Gateway {
         let first_port = free_range(ports);
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Gateway::spawn(first_port, ports, admin, extra, fd_limit)
+        Gateway::spawn(first_port, ports, admin, extra, fd_limit, None)
+    }
+
+    /// Like [`Gateway::start`], but ready once `healthy(admin)` holds (polled, at most
+    /// 20 s) instead of a plain-HTTP /healthz: for an admin port that speaks TLS.
+    pub fn start_when(ports: u16, extra: &[&str], healthy: &dyn Fn(SocketAddr) -> bool) -> Gateway {
+        let first_port = free_range(ports);
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Gateway::spawn(first_port, ports, admin, extra, None, Some(healthy))
     }
 
     /// A new process on the same ports and admin address as this one (which must have
     /// exited: a node restarted in place, as a rollout does).
     pub fn start_again(&self, extra: &[&str]) -> Gateway {
-        Gateway::spawn(self.first_port, self.ports, self.admin, extra, None)
+        Gateway::spawn(self.first_port, self.ports, self.admin, extra, None, None)
     }
 
     fn spawn(
@@ -47,6 +55,7 @@ impl Gateway {
         admin: SocketAddr,
         extra: &[&str],
         fd_limit: Option<u64>,
+        healthy: Option<&dyn Fn(SocketAddr) -> bool>,
     ) -> Gateway {
         let listen = if ports == 1 {
             format!("127.0.0.1:{first_port}")
@@ -83,13 +92,28 @@ impl Gateway {
             ports,
             admin,
         };
-        gateway.wait_healthy();
+        gateway.wait_healthy(healthy);
         gateway
     }
 
-    fn wait_healthy(&self) {
+    fn wait_healthy(&self, healthy: Option<&dyn Fn(SocketAddr) -> bool>) {
         let every = Duration::from_millis(50);
-        if !http::wait_until(self.admin, "/healthz", 20, every, |_| true) {
+        let up = match healthy {
+            None => http::wait_until(self.admin, "/healthz", 20, every, |_| true),
+            Some(healthy) => {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    if healthy(self.admin) {
+                        break true;
+                    }
+                    if Instant::now() >= deadline {
+                        break false;
+                    }
+                    std::thread::sleep(every);
+                }
+            }
+        };
+        if !up {
             panic!("ringcast did not become healthy on {}", self.admin);
         }
     }

@@ -60,7 +60,14 @@ const HANDSHAKE_FAILURES: [&str; 20] = [
     "bad_since",
 ];
 
-const ADMIN_REFUSALS: [&str; 5] = ["unauthorized", "origin", "host", "over_capacity", "timeout"];
+const ADMIN_REFUSALS: [&str; 6] = [
+    "unauthorized",
+    "origin",
+    "host",
+    "over_capacity",
+    "timeout",
+    "tls_handshake",
+];
 
 const BROKER_REJECTIONS: [&str; 5] = [
     "too_large",

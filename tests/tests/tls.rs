@@ -3,7 +3,8 @@
 //! `websockets` over `wss://` trusting the root, curl for SSE and a long poll over
 //! `https://`, curl speaking plain HTTP to the TLS port, and `openssl s_client` to see
 //! which certificate a new connection gets across reloads (SIGHUP, a changed file, a
-//! broken file).
+//! broken file). With `--admin-tls` the admin port speaks https:// only, curl trusting
+//! the same root; without it the admin port stays plain.
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::metrics::{sum, sum_where};
@@ -259,4 +260,110 @@ fn wsload_pushes_over_wss_with_full_and_resumed_handshakes() {
     assert!(out.status.success(), "wsload churn over wss failed");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
     assert!(report["churn"]["reconnects"].as_u64() > Some(0), "{report}");
+}
+
+/// curl over https:// to the admin port trusting `ca`: the HTTP status (0 when curl
+/// failed) and the body.
+fn admin_https(admin: std::net::SocketAddr, ca: &Path, args: &[&str], path: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .args(args)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://{admin}{path}"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("running curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// `ringcast_admin_refused_total{reason="tls_handshake"}` read over https://.
+fn tls_handshake_refusals(admin: std::net::SocketAddr, ca: &Path) -> f64 {
+    let (status, text) = admin_https(admin, ca, &[], "/metrics");
+    assert_eq!(status, 200, "{text}");
+    sum_where(
+        &text,
+        "ringcast_admin_refused_total",
+        Some(("reason", "tls_handshake")),
+    )
+}
+
+#[test]
+fn admin_tls_serves_health_publish_and_metrics_over_https_and_refuses_plain_http() {
+    let pki = Pki::new("admin-tls");
+    let first = pki.leaf("first", EC);
+    let second = pki.leaf("second", EC);
+    pki.serve("first");
+    let ca = pki.path("root.pem");
+    let mut args = pki.tls_args();
+    args.push("--admin-tls".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let gateway = Gateway::start_when(1, &args, &|admin| {
+        admin_https(admin, &ca, &[], "/healthz").0 == 200
+    });
+    let admin = gateway.admin;
+    assert_eq!(served_serial(admin.port()), first);
+    assert_eq!(tls_handshake_refusals(admin, &ca), 0.0, "exported at 0");
+    // A publish over https:// reaches a wss:// subscriber.
+    let mut py = PySubscriber::start(
+        &format!("wss://127.0.0.1:{}/news", gateway.first_port),
+        &ca,
+        1,
+    );
+    let subscribed = || {
+        let (_, text) = admin_https(admin, &ca, &[], "/metrics");
+        sum(&text, "ringcast_subscriptions") >= 1.0 && sum(&text, "ringcast_channels") >= 1.0
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !subscribed() {
+        assert!(Instant::now() < deadline, "the subscriber never showed up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let publish = ["-X", "POST", "--data-binary", "over admin tls"];
+    let (status, body) = admin_https(admin, &ca, &publish, "/publish/news");
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(py.next_text(), "over admin tls");
+    assert!(py.child.wait().expect("python").success());
+    // Plain HTTP to the admin port gets no answer; the failed handshake is counted.
+    let (ok, answer) = curl(&[&format!("http://{admin}/healthz")]);
+    assert!(!ok && answer.is_empty(), "plain HTTP answered: {answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tls_handshake_refusals(admin, &ca) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the failed handshake was not counted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A reload serves the admin port's next connection the new certificate too.
+    pki.serve("second");
+    gateway.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, text) = admin_https(admin, &ca, &[], "/metrics");
+        if sum(&text, "ringcast_tls_reloads_total") >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(served_serial(admin.port()), second);
+    assert_eq!(admin_https(admin, &ca, &[], "/healthz").0, 200);
+}
+
+#[test]
+fn without_admin_tls_the_admin_port_stays_plain_http() {
+    let pki = Pki::new("admin-plain");
+    let serial = pki.leaf("ec", EC);
+    pki.serve("ec");
+    // Started and checked healthy over plain http://.
+    let gateway = start(&pki);
+    assert_eq!(served_serial(gateway.first_port), serial);
+    let (status, _) = admin_https(gateway.admin, &pki.path("root.pem"), &[], "/healthz");
+    assert_eq!(status, 0, "the admin port spoke TLS without --admin-tls");
+    assert_eq!(gateway.publish("news", b"plain admin"), 202);
+    let text = gateway.metrics();
+    assert!(text.contains("ringcast_admin_refused_total{reason=\"tls_handshake\"} 0"));
 }

@@ -222,6 +222,11 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// The admin port speaks TLS only too (https://), with the --tls-cert certificate
+    /// and its reloads. Needs --tls-cert.
+    #[arg(long, env = "RINGCAST_ADMIN_TLS", requires = "tls_cert")]
+    pub admin_tls: bool,
+
     /// Number of shards (reactor threads, each pinned to a core). Default: usable cores.
     #[arg(long, env = "RINGCAST_SHARDS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub shards: Option<u16>,
@@ -287,10 +292,47 @@ pub struct Config {
     pub max_channels_per_conn: u64,
 
     /// Accept client text messages `{"subscribe":"x"}` / `{"unsubscribe":"x"}` on
-    /// channel connections (answered with an ack or an error message). Not available
-    /// with --auth-secret (tokens name the channels).
+    /// channel connections (answered with an ack or an error message). With tokens, a
+    /// connection may subscribe to the channels its token allows.
     #[arg(long, env = "RINGCAST_CLIENT_COMMANDS")]
     pub client_commands: bool,
+
+    /// HMAC secret (at least 32 bytes) for JWTs signed HS256/384/512. Any JWT setting
+    /// makes tokens required, like --auth-secret (both kinds may be on at once).
+    #[arg(long, env = "RINGCAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA, EC P-256/P-384 or Ed25519) for JWTs signed RS*, PS*, ES* or
+    /// EdDSA.
+    #[arg(long, env = "RINGCAST_JWT_PUBLIC_KEY", conflicts_with = "jwks_url")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS URL (http:// or https://) whose keys verify RS*, PS*, ES* and EdDSA JWTs by
+    /// `kid`. Fetched by the sidecar at start, every --jwks-refresh, and early (at most
+    /// every 5 s) when a token names an unknown `kid`; a failed fetch keeps the keys.
+    #[arg(long, env = "RINGCAST_JWKS_URL")]
+    pub jwks_url: Option<String>,
+
+    /// Seconds between JWKS fetches.
+    #[arg(long, env = "RINGCAST_JWKS_REFRESH", value_parser = parse_secs, default_value = "300")]
+    pub jwks_refresh: Duration,
+
+    /// Extra PEM CA certificate(s) to trust for an https --jwks-url (beside the bundled
+    /// Mozilla roots), for an identity provider behind a private CA.
+    #[arg(long, env = "RINGCAST_JWKS_CA", requires = "jwks_url")]
+    pub jwks_ca: Option<PathBuf>,
+
+    /// Required JWT `aud` (unchecked when not set).
+    #[arg(long, env = "RINGCAST_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Required JWT `iss` (unchecked when not set).
+    #[arg(long, env = "RINGCAST_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// The JWT claim listing the channels a token allows (names, `*`, `prefix.*`).
+    #[arg(long, env = "RINGCAST_JWT_CHANNELS_CLAIM", default_value = "channels")]
+    pub jwt_channels_claim: String,
 
     /// Publish the current time (RFC 3339 with milliseconds, plus a sequence number) to
     /// this channel every second, from each shard's own clock (no cross-shard traffic).
@@ -585,6 +627,22 @@ mod tests {
             let args = std::iter::once("ringcast").chain(bad);
             assert!(Config::try_parse_from(args).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn admin_tls_needs_the_certificate() {
+        assert!(!Config::try_parse_from(["ringcast"]).unwrap().admin_tls);
+        assert!(Config::try_parse_from(["ringcast", "--admin-tls"]).is_err());
+        let config = Config::try_parse_from([
+            "ringcast",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--admin-tls",
+        ])
+        .unwrap();
+        assert!(config.admin_tls);
     }
 
     #[test]

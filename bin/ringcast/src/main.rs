@@ -4,6 +4,7 @@
 mod address_check;
 mod broker_metrics;
 mod config;
+mod jwks;
 mod logging;
 mod mesh;
 mod shard_sink;
@@ -15,12 +16,13 @@ use address_check::{Purpose, ensure_unserved};
 use anyhow::{Context, bail};
 use clap::Parser;
 use config::{Command, Config, RedisModeArg, SlowConsumerPolicy, TokenArgs};
+use jwks::JwksFetch;
 use mesh::{Mesh, inbox};
 use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisHistory, RedisMode};
 use ringcast_shard::{
-    AuthPolicy, ChannelPatterns, HistoryConfig, Shard, ShardConfig, SlowConsumer,
-    connection_shares, mint_token,
+    AuthPolicy, ChannelPatterns, HistoryConfig, JwksKeys, JwtRules, JwtSettings, Shard,
+    ShardConfig, SlowConsumer, connection_shares, mint_token,
 };
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
@@ -74,12 +76,45 @@ fn print_token(secret: Option<&[u8]>, args: &TokenArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
+/// The JWT rules, when any JWT setting is given.
+fn jwt_rules(config: &Config, jwks: Option<Arc<JwksKeys>>) -> anyhow::Result<Option<JwtRules>> {
+    if config.jwt_secret.is_none() && config.jwt_public_key.is_none() && jwks.is_none() {
+        return Ok(None);
+    }
+    let public_key_pem = config
+        .jwt_public_key
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).with_context(|| format!("--jwt-public-key {}", path.display()))
+        })
+        .transpose()?;
+    let rules = JwtRules::new(JwtSettings {
+        secret: config.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        public_key_pem,
+        jwks,
+        audience: config.jwt_audience.clone(),
+        issuer: config.jwt_issuer.clone(),
+        channels_claim: Some(config.jwt_channels_claim.clone()),
+    })
+    .context("JWT settings")?;
+    Ok(Some(rules))
+}
+
 fn run(config: Config) -> anyhow::Result<ExitCode> {
     let secret = config.auth_secret_bytes()?;
     if let Some(Command::Token(args)) = &config.command {
         return print_token(secret, args);
     }
     let auth = AuthPolicy::new(config.allowed_origins.clone(), secret.map(<[u8]>::to_vec));
+    let jwks = config
+        .jwks_url
+        .as_deref()
+        .map(|url| JwksFetch::new(url, config.jwks_refresh, config.jwks_ca.as_deref()))
+        .transpose()?;
+    let auth = match jwt_rules(&config, jwks.as_ref().map(|j| Arc::clone(&j.keys)))? {
+        Some(rules) => auth.with_jwt(rules),
+        None => auth,
+    };
     let prometheus = ringcast_telemetry::install_recorder().context("installing metrics")?;
     let served_cert = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(ServedCert::load(cert, key)?)),
@@ -291,6 +326,8 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             max_connections: config.admin_max_connections as usize,
         },
         served_cert,
+        jwks,
+        admin_tls: if config.admin_tls { tls } else { None },
     }
     .run()
 }

@@ -3,6 +3,7 @@
 //! commands, signal handling and the drain. It never touches a connection.
 
 use crate::broker_metrics::BrokerMetrics;
+use crate::jwks::JwksFetch;
 use crate::mesh::{Mesh, Sent};
 use crate::shard_sink::ShardSink;
 use crate::tls_certs::ServedCert;
@@ -91,6 +92,11 @@ pub struct Sidecar {
     pub admin_limits: AdminLimits,
     /// The TLS certificate of the listen ports, reloaded on SIGHUP and file changes.
     pub served_cert: Option<Arc<ServedCert>>,
+    /// The admin port's TLS configuration (`--admin-tls`: the listen ports' one, so the
+    /// same certificate and reloads); `None` = plain HTTP.
+    pub admin_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The JWKS fetcher (`--jwks-url`).
+    pub jwks: Option<JwksFetch>,
 }
 
 enum Stop {
@@ -109,7 +115,7 @@ impl Sidecar {
         runtime.block_on(self.serve())
     }
 
-    async fn serve(self) -> anyhow::Result<ExitCode> {
+    async fn serve(mut self) -> anyhow::Result<ExitCode> {
         let ready = Arc::new(AtomicBool::new(true));
         let sink = ShardSink {
             mesh: self.mesh.clone(),
@@ -140,6 +146,7 @@ impl Sidecar {
             listener,
             admin_router(state),
             self.admin_limits,
+            self.admin_tls.clone(),
             async move {
                 let _ = admin_stopped.await;
             },
@@ -148,6 +155,9 @@ impl Sidecar {
             self.prometheus.clone(),
             Duration::from_secs(5),
         ));
+        if let Some(jwks) = self.jwks.take() {
+            tokio::spawn(jwks.run());
+        }
         if let Some(cert) = self.served_cert.clone() {
             let hangups = signal(SignalKind::hangup()).context("installing SIGHUP")?;
             tokio::spawn(reload_certificates(cert, hangups));

@@ -10,7 +10,8 @@
 //! Write endpoints (the publish routes) pass `access` first: bearer token, Origin and
 //! Host checks. The listener (`server`) caps connections, times out slow headers,
 //! stalled bodies and blocked writes, and keeps a spare descriptor so `/metrics` answers
-//! at the fd limit. Every refusal is counted in `ringcast_admin_refused_total{reason}`.
+//! at the fd limit; given a rustls configuration it speaks HTTPS only. Every refusal is
+//! counted in `ringcast_admin_refused_total{reason}`.
 //!
 //! Its own crate rather than a module of the binary: the routes need only the `Broker`
 //! trait, so their tests run against a real loopback listener and a fake broker without

@@ -14,18 +14,23 @@ pub(crate) enum Refusal {
     Host,
     /// A connection over `--admin-max-connections`.
     OverCapacity,
-    /// Headers slower than the header timeout, or a body stalled past the idle timeout.
+    /// Headers (with `--admin-tls`, the TLS handshake and headers) slower than the header
+    /// timeout, a body stalled past the idle timeout, or a write blocked that long.
     Timeout,
+    /// With `--admin-tls`, a connection whose TLS handshake failed (plain HTTP, bytes
+    /// that are not TLS, no common version or cipher) or that closed before it completed.
+    TlsHandshake,
 }
 
 impl Refusal {
     /// Every reason, for exporting each at 0 from startup.
-    pub(crate) const ALL: [Refusal; 5] = [
+    pub(crate) const ALL: [Refusal; 6] = [
         Refusal::Unauthorized,
         Refusal::Origin,
         Refusal::Host,
         Refusal::OverCapacity,
         Refusal::Timeout,
+        Refusal::TlsHandshake,
     ];
 
     /// The label value.
@@ -36,6 +41,7 @@ impl Refusal {
             Refusal::Host => "host",
             Refusal::OverCapacity => "over_capacity",
             Refusal::Timeout => "timeout",
+            Refusal::TlsHandshake => "tls_handshake",
         }
     }
 

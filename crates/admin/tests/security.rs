@@ -401,7 +401,14 @@ async fn refusals_are_counted_by_reason_and_exported_from_startup() {
             .map(|value| value.trim().to_owned())
     };
     let text = send(server.addr, "GET", "/metrics", "", b"").await.text();
-    for reason in ["unauthorized", "origin", "host", "over_capacity", "timeout"] {
+    for reason in [
+        "unauthorized",
+        "origin",
+        "host",
+        "over_capacity",
+        "timeout",
+        "tls_handshake",
+    ] {
         assert_eq!(
             counter(&text, reason).as_deref(),
             Some("0"),

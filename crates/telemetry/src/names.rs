@@ -14,6 +14,11 @@ pub const TLS_HANDSHAKES: &str = "ringcast_tls_handshakes_total";
 pub const TLS_RELOAD_ERRORS: &str = "ringcast_tls_reload_errors_total";
 /// Counter: certificate reloads that took effect.
 pub const TLS_RELOADS: &str = "ringcast_tls_reloads_total";
+/// Counter `{result}`: JWKS fetches (`--jwks-url`), `result` = `ok` or `error` (the
+/// keys in use stay).
+pub const JWKS_FETCHES: &str = "ringcast_jwks_fetches_total";
+/// Gauge: verification keys taken from the last good JWKS fetch.
+pub const JWKS_KEYS: &str = "ringcast_jwks_keys";
 /// Counter `{shard,reason}`: connections closed, by reason.
 pub const CONNECTIONS_CLOSED: &str = "ringcast_connections_closed_total";
 /// Counter `{shard,reason}`: WebSocket handshakes that failed, by reason.
@@ -71,7 +76,8 @@ pub const BROKER_LATENCY_SECONDS: &str = "ringcast_broker_latency_seconds";
 // --- Admin API (crates/admin) ---
 /// Counter `{reason}`: admin requests or connections refused: `unauthorized` (missing or
 /// wrong bearer token), `origin` (an Origin not allowed), `host` (a Host not allowed),
-/// `over_capacity` (connection cap reached) and `timeout` (headers or body too slow).
+/// `over_capacity` (connection cap reached), `timeout` (handshake, headers or body too
+/// slow, or a blocked write) and `tls_handshake` (a failed TLS handshake, `--admin-tls`).
 pub const ADMIN_REFUSED: &str = "ringcast_admin_refused_total";
 
 // --- Bounded queues (bin/ringcast, crates/broker) ---
@@ -122,6 +128,16 @@ pub fn describe_all() {
         TLS_RELOADS,
         Unit::Count,
         "Certificate reloads that took effect for new connections."
+    );
+    describe_counter!(
+        JWKS_FETCHES,
+        Unit::Count,
+        "JWKS fetches by result; after an error the keys in use stay."
+    );
+    describe_gauge!(
+        JWKS_KEYS,
+        Unit::Count,
+        "Verification keys taken from the last good JWKS fetch."
     );
     describe_counter!(
         CONNECTIONS_CLOSED,
@@ -256,6 +272,6 @@ pub fn describe_all() {
     describe_counter!(
         ADMIN_REFUSED,
         Unit::Count,
-        "Admin requests or connections refused, by reason (unauthorized, origin, host, over_capacity, timeout)."
+        "Admin requests or connections refused, by reason (unauthorized, origin, host, over_capacity, timeout, tls_handshake)."
     );
 }

@@ -130,6 +130,24 @@ impl Server {
         access: AdminAccess,
         limits: AdminLimits,
     ) -> Self {
+        Self::start_serving(prometheus, access, limits, None).await
+    }
+
+    /// A server with `limits` speaking only TLS with `tls`.
+    pub async fn start_tls(
+        prometheus: metrics_exporter_prometheus::PrometheusHandle,
+        limits: AdminLimits,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Self {
+        Self::start_serving(prometheus, AdminAccess::default(), limits, Some(tls)).await
+    }
+
+    async fn start_serving(
+        prometheus: metrics_exporter_prometheus::PrometheusHandle,
+        access: AdminAccess,
+        limits: AdminLimits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let broker = Arc::new(FakeBroker::default());
         let ready = Arc::new(AtomicBool::new(true));
         let broker_up = Arc::new(AtomicBool::new(true));
@@ -147,7 +165,13 @@ impl Server {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let task = tokio::spawn(serve_admin(listener, admin_router(state), limits, shutdown));
+        let task = tokio::spawn(serve_admin(
+            listener,
+            admin_router(state),
+            limits,
+            tls,
+            shutdown,
+        ));
         Server {
             addr,
             broker,

@@ -1,0 +1,202 @@
+//! The JWKS fetcher (`--jwks-url`), a task on the sidecar: fetches the key set at start,
+//! every `--jwks-refresh`, and early when a shard meets a token whose `kid` the set does
+//! not hold (at most once per [`EARLY_FETCH_GAP`], so unknown `kid`s sent by an attacker
+//! cost the identity provider at most one request per gap). A fetch that fails (network,
+//! status, size, not a JWKS, no usable key) is logged and counted, the keys in use stay,
+//! and the next try follows after a backoff (1 s doubling, at most the refresh period).
+//!
+//! One HTTP/1.1 GET over plain TCP or TLS (the bundled Mozilla roots plus `--jwks-ca`),
+//! whole fetch within [`FETCH_TIMEOUT`], body at most [`MAX_JWKS_BYTES`]; redirects are
+//! not followed.
+
+use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
+use http_body::Body;
+use hyper::Uri;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ringcast_shard::{JwksKeys, KeySet};
+use ringcast_telemetry::names;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Shortest time between two fetches asked for by unknown `kid`s.
+pub const EARLY_FETCH_GAP: Duration = Duration::from_secs(5);
+/// Longest a whole fetch (connect, TLS, request, body) may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest JWKS document read.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+/// First wait after a failed fetch.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Where the keys come from and how often.
+pub struct JwksFetch {
+    /// The JWKS URL (`http://` or `https://`).
+    pub url: Uri,
+    /// Time between fetches.
+    pub refresh: Duration,
+    /// TLS settings for an `https://` URL.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The keys the shards verify with.
+    pub keys: Arc<JwksKeys>,
+    /// Woken by a shard that met an unknown `kid`.
+    pub wake: Arc<Notify>,
+}
+
+impl JwksFetch {
+    /// Checks the URL and builds the TLS settings (bundled roots plus `extra_ca`); the
+    /// keys start empty and the shards wake the fetcher through the returned keys.
+    pub fn new(url: &str, refresh: Duration, extra_ca: Option<&Path>) -> anyhow::Result<Self> {
+        let url: Uri = url.parse().context("--jwks-url")?;
+        let tls = match url.scheme_str() {
+            Some("https") => Some(Arc::new(client_config(extra_ca)?)),
+            Some("http") => None,
+            _ => bail!("--jwks-url must start with http:// or https://"),
+        };
+        if url.host().is_none() {
+            bail!("--jwks-url names no host");
+        }
+        let wake = Arc::new(Notify::new());
+        let waker = Arc::clone(&wake);
+        let keys = Arc::new(JwksKeys::new(move || waker.notify_one()));
+        Ok(JwksFetch {
+            url,
+            refresh,
+            tls,
+            keys,
+            wake,
+        })
+    }
+
+    /// Fetches forever (until the sidecar's runtime ends).
+    pub async fn run(self) {
+        metrics::counter!(names::JWKS_FETCHES, "result" => "ok").increment(0);
+        metrics::counter!(names::JWKS_FETCHES, "result" => "error").increment(0);
+        metrics::gauge!(names::JWKS_KEYS).set(0.0);
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let started = Instant::now();
+            let wait = match self.fetch_once().await {
+                Ok(set) => {
+                    metrics::counter!(names::JWKS_FETCHES, "result" => "ok").increment(1);
+                    metrics::gauge!(names::JWKS_KEYS).set(set.len() as f64);
+                    self.keys.replace(set);
+                    backoff = FIRST_BACKOFF;
+                    self.refresh
+                }
+                Err(err) => {
+                    metrics::counter!(names::JWKS_FETCHES, "result" => "error").increment(1);
+                    tracing::warn!(url = %self.url, "fetching the JWKS failed, keeping the keys in use: {err:#}");
+                    let wait = backoff.min(self.refresh);
+                    backoff = (backoff * 2).min(self.refresh);
+                    wait
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.wake.notified() => {
+                    tokio::time::sleep_until(started + EARLY_FETCH_GAP).await;
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(&self) -> anyhow::Result<KeySet> {
+        let body = tokio::time::timeout(FETCH_TIMEOUT, self.get())
+            .await
+            .map_err(|_| anyhow!("no answer within {FETCH_TIMEOUT:?}"))??;
+        let (set, skipped) = KeySet::from_jwks(&body)?;
+        if skipped > 0 {
+            tracing::info!(url = %self.url, kept = set.len(), skipped, "JWKS keys skipped (not signature keys, unsupported or beyond the limit)");
+        }
+        Ok(set)
+    }
+
+    async fn get(&self) -> anyhow::Result<Vec<u8>> {
+        let host = self.url.host().unwrap_or_default();
+        let port = self
+            .url
+            .port_u16()
+            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
+        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+        match &self.tls {
+            None => self.request(tcp).await,
+            Some(config) => {
+                let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
+                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
+                    .connect(name, tcp)
+                    .await?;
+                self.request(tls).await
+            }
+        }
+    }
+
+    async fn request<S>(&self, stream: S) -> anyhow::Result<Vec<u8>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            // Ends with the response (or the fetch's timeout, which drops the sender).
+            let _ = connection.await;
+        });
+        let authority = self.url.authority().map(|a| a.as_str()).unwrap_or_default();
+        let path = self.url.path_and_query().map_or("/", |p| p.as_str());
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::ACCEPT, "application/json")
+            .header(hyper::header::USER_AGENT, "ringcast")
+            .body(String::new())?;
+        let response = sender.send_request(request).await?;
+        if response.status() != hyper::StatusCode::OK {
+            bail!("answered {}", response.status());
+        }
+        read_body(response.into_body()).await
+    }
+}
+
+/// The body, refused past [`MAX_JWKS_BYTES`].
+async fn read_body(mut body: Incoming) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame?.into_data() {
+            let data: Bytes = data;
+            if out.len() + data.len() > MAX_JWKS_BYTES {
+                bail!("the JWKS is larger than {MAX_JWKS_BYTES} bytes");
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// Client TLS settings: the bundled Mozilla roots plus the certificates in `extra_ca`.
+fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("--jwks-ca {}", path.display()))?;
+        for cert in certs {
+            let cert = cert.with_context(|| format!("--jwks-ca {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("--jwks-ca {}", path.display()))?;
+        }
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls_certs::provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    Ok(config)
+}
