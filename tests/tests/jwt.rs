@@ -329,3 +329,30 @@ fn the_jwks_is_fetched_again_every_refresh_period() {
     gateway.wait_metric("ringcast_jwks_fetches_total", 15, |n| n >= 3.0);
     assert_eq!(fetches(&gateway, "error"), 0.0);
 }
+
+#[test]
+fn the_readme_minting_snippet_makes_a_token_the_gateway_accepts() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README");
+    let after = readme
+        .split_once("Minting an HS256 JWT")
+        .expect("the minting section")
+        .1;
+    let snippet = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a sh block")
+        .0;
+    let out = std::process::Command::new("bash")
+        .arg("-euc")
+        .arg(format!("{snippet}\nprintf %s \"$TOKEN\""))
+        .env("SECRET", SECRET)
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).expect("token");
+    let gateway = Gateway::start(1, &["--jwt-secret", SECRET]);
+    assert_eq!(status(&gateway, &format!("/news?token={token}")), 101);
+    assert_eq!(status(&gateway, &format!("/chat.room9?token={token}")), 101);
+    assert_eq!(status(&gateway, &format!("/sport?token={token}")), 403);
+}
