@@ -67,6 +67,9 @@ impl ServedCert {
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config.ticketer = rustls::crypto::ring::Ticketer::new().context("TLS ticket keys")?;
+        // The shards take the traffic keys over after the handshake and protect the
+        // records themselves, so an idle connection keeps only its keys.
+        config.enable_secret_extraction = true;
         Ok(Arc::new(config))
     }
 

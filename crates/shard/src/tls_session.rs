@@ -1,11 +1,13 @@
-//! TLS on one connection, inside the shard: a rustls unbuffered server connection plus
-//! the ciphertext that is waiting to be read or sent. No thread, no proxy, no task: the
+//! TLS on one connection, inside the shard: a rustls unbuffered server connection for
+//! the handshake, then (when the configuration allows taking the keys over, as the
+//! gateway's does) the shard's own record protection ([`record_layer`]), plus the
+//! ciphertext that is waiting to be read or sent. No thread, no proxy, no task: the
 //! shard feeds it the bytes its recv completions bring and takes the ciphertext its
 //! sends hand to the kernel.
 //!
-//! An idle session keeps only rustls's key state (its connection struct in this box, the
-//! AEAD keys and the handshake deframer's small index on the heap). `rx` is allocated
-//! only while a record is partial, `staged` and `sending` only while ciphertext waits.
+//! An idle open session keeps only its traffic keys (and, for TLS 1.3, rustls's small
+//! key-update state). `rx` is allocated only while a record is partial, `staged` and
+//! `sending` only while ciphertext waits.
 //!
 //! Calling contract:
 //! - [`TlsSession::receive`] with every received buffer (the buffer may be decrypted in
@@ -18,6 +20,9 @@
 //!   exactly the slice it returns; it stays unchanged until [`TlsSession::sent`] reports
 //!   how much the kernel took. Staging never touches the buffer in flight.
 
+mod record_layer;
+
+use record_layer::{Opened, RecordLayer};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use std::sync::Arc;
@@ -105,9 +110,22 @@ enum Stage {
     Failed,
 }
 
+/// Who protects the records.
+enum Engine {
+    /// rustls: through the handshake, and after it when the configuration does not allow
+    /// taking the keys over (`enable_secret_extraction` off).
+    Rustls(Box<UnbufferedServerConnection>),
+    /// The shard's own record layer, after the handshake.
+    Records(RecordLayer),
+    /// Taking the keys over failed; the session has failed.
+    Spent,
+}
+
 /// One connection's TLS state (see the module doc).
 pub(crate) struct TlsSession {
-    conn: UnbufferedServerConnection,
+    engine: Engine,
+    /// Whether the keys are taken over once the handshake is done.
+    take_over: bool,
     stage: Stage,
     /// Received ciphertext not consumed yet (a partial record).
     rx: Vec<u8>,
@@ -128,7 +146,8 @@ impl TlsSession {
         let conn =
             UnbufferedServerConnection::new(Arc::clone(config)).map_err(|e| TlsFailure::of(&e))?;
         Ok(TlsSession {
-            conn,
+            engine: Engine::Rustls(Box::new(conn)),
+            take_over: config.enable_secret_extraction,
             stage: Stage::Handshaking,
             rx: Vec::new(),
             staged: Vec::new(),
@@ -199,12 +218,41 @@ impl TlsSession {
             return Err(TlsFailure::Oversized);
         }
         if was_handshaking && self.stage == Stage::Open {
-            return Ok(Some(match self.conn.handshake_kind() {
+            let Engine::Rustls(conn) = &self.engine else {
+                return Err(TlsFailure::Error);
+            };
+            let kind = match conn.handshake_kind() {
                 Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
                 _ => HandshakeKind::Full,
-            }));
+            };
+            if self.take_over {
+                self.take_over_records()?;
+            }
+            return Ok(Some(kind));
         }
         Ok(None)
+    }
+
+    /// Hands the record protection from rustls to the shard's record layer (the
+    /// handshake is done and everything rustls had to send is staged).
+    fn take_over_records(&mut self) -> Result<(), TlsFailure> {
+        let Engine::Rustls(conn) = std::mem::replace(&mut self.engine, Engine::Spent) else {
+            return Err(TlsFailure::Error);
+        };
+        let records = (*conn)
+            .dangerous_into_kernel_connection()
+            .map_err(|_| TlsFailure::Error)
+            .and_then(|(secrets, kernel)| RecordLayer::new(secrets, kernel));
+        match records {
+            Ok(records) => {
+                self.engine = Engine::Records(records);
+                Ok(())
+            }
+            Err(failure) => {
+                self.stage = Stage::Failed;
+                Err(failure)
+            }
+        }
     }
 
     /// Encrypts `plain` into staged records. Fails once a TLS 1.2 connection's sequence
@@ -213,6 +261,9 @@ impl TlsSession {
     pub(crate) fn encrypt(&mut self, plain: &[u8]) -> Result<(), TlsFailure> {
         if self.stage != Stage::Open || plain.is_empty() {
             return Ok(());
+        }
+        if let Engine::Records(records) = &mut self.engine {
+            return records.seal(plain, &mut self.staged);
         }
         let reserve = plain.len() + plain.len().div_ceil(MAX_FRAGMENT) * RECORD_OVERHEAD + 64;
         self.write_traffic(reserve, |w, out| w.encrypt(plain, out))
@@ -225,6 +276,9 @@ impl TlsSession {
             return false;
         }
         self.stage = Stage::CloseNotified;
+        if let Engine::Records(records) = &mut self.engine {
+            return records.seal_close_notify(&mut self.staged).is_ok();
+        }
         self.write_traffic(64, |w, out| w.queue_close_notify(out))
             .is_ok()
     }
@@ -254,10 +308,23 @@ impl TlsSession {
     /// its end); returns how many bytes it consumed. Application data goes to `plain`,
     /// handshake output to `staged`.
     fn process(&mut self, buf: &mut [u8], plain: &mut Vec<u8>) -> Result<usize, TlsFailure> {
+        let conn = match &mut self.engine {
+            Engine::Rustls(conn) => conn,
+            Engine::Records(records) => {
+                return match records.open(buf, plain)? {
+                    Opened::Partial(rest) => Ok(buf.len() - rest),
+                    Opened::PeerClosed => {
+                        self.peer_closed = true;
+                        Ok(buf.len())
+                    }
+                };
+            }
+            Engine::Spent => return Err(TlsFailure::Error),
+        };
         let mut consumed = 0;
         for _ in 0..buf.len() / 5 + EXTRA_STEPS {
             let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut buf[consumed..]);
+                conn.process_tls_records(&mut buf[consumed..]);
             let mut done = false;
             match state.map_err(|e| TlsFailure::of(&e))? {
                 ConnectionState::ReadTraffic(mut records) => {
@@ -313,9 +380,12 @@ impl TlsSession {
             &mut [u8],
         ) -> Result<usize, EncryptError>,
     ) -> Result<(), TlsFailure> {
+        let Engine::Rustls(conn) = &mut self.engine else {
+            return Err(TlsFailure::Error);
+        };
         // `rx` holds at most a partial record (receive consumed every whole one), so
         // this consumes nothing.
-        let UnbufferedStatus { discard, state } = self.conn.process_tls_records(&mut self.rx);
+        let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.rx);
         debug_assert_eq!(discard, 0);
         let Ok(ConnectionState::WriteTraffic(mut traffic)) = state else {
             return Err(TlsFailure::Error);

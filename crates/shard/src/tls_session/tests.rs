@@ -1,9 +1,15 @@
 //! The session against a real rustls client, in memory: the handshake, application data
-//! both ways (fed whole, and one byte at a time), and the hostile first bytes.
+//! both ways (fed whole, and one byte at a time), and the hostile first bytes; the
+//! shard's own record layer with every version and cipher suite, key updates, a
+//! tampered record, and rustls's record path when the keys may not be taken over.
 
 use super::*;
+use rustls::crypto::ring::cipher_suite;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+use rustls::{
+    ClientConfig, ClientConnection, RootCertStore, ServerConfig, SupportedCipherSuite,
+    SupportedProtocolVersion,
+};
 use std::io::{Read, Write};
 
 struct Pair {
@@ -16,6 +22,15 @@ struct Pair {
 }
 
 fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+    configs_with(true, None)
+}
+
+/// A server that takes the keys over (`take_over`) or leaves them to rustls, and a
+/// client limited to `suite` (with its protocol version) when given.
+fn configs_with(
+    take_over: bool,
+    suite: Option<SupportedCipherSuite>,
+) -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
@@ -24,9 +39,22 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         .with_single_cert(vec![der.clone()], key)
         .expect("server config");
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    server.enable_secret_extraction = take_over;
     let mut roots = RootCertStore::empty();
     roots.add(der).expect("root");
-    let mut client = ClientConfig::builder()
+    // Deprecated in rustls 0.23.48 for lacking post-quantum key exchange (only the
+    // aws-lc-rs provider has it); ring is what this project builds with.
+    #[allow(deprecated)]
+    let mut provider = rustls::crypto::ring::default_provider();
+    let mut versions: Vec<&'static SupportedProtocolVersion> = vec![&rustls::version::TLS13];
+    versions.push(&rustls::version::TLS12);
+    if let Some(suite) = suite {
+        provider.cipher_suites = vec![suite];
+        versions = vec![suite.version()];
+    }
+    let mut client = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .expect("versions")
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -36,6 +64,10 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
 impl Pair {
     fn new() -> Pair {
         let (server, client) = configs();
+        Pair::with(server, client)
+    }
+
+    fn with(server: Arc<ServerConfig>, client: Arc<ClientConfig>) -> Pair {
         let name = ServerName::try_from("localhost").expect("name");
         Pair {
             client: ClientConnection::new(client, name).expect("client"),
@@ -213,5 +245,129 @@ fn an_endless_handshake_message_is_cut_off_with_a_bounded_buffer() {
 #[test]
 fn idle_session_state_is_small() {
     let size = std::mem::size_of::<TlsSession>();
-    assert!(size <= 1_200, "TlsSession is {size} bytes");
+    assert!(size <= 256, "TlsSession is {size} bytes");
+}
+
+/// Data both ways (small, large, byte by byte), then the client's close_notify and the
+/// server's: the session `p` after a handshake.
+fn exchange_and_close(p: &mut Pair, what: &str) {
+    p.client
+        .writer()
+        .write_all(b"GET /news HTTP/1.1\r\n\r\n")
+        .unwrap();
+    p.client_flight(1 << 16);
+    assert_eq!(p.got, b"GET /news HTTP/1.1\r\n\r\n", "{what}");
+    let upload = vec![b'u'; 40_000];
+    p.client.writer().write_all(&upload).unwrap();
+    p.got.clear();
+    assert!(p.client_flight(1).iter().all(Result::is_ok), "{what}");
+    assert!(p.got == upload, "{what}: {} bytes", p.got.len());
+    let body: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    p.server.encrypt(b"hi").unwrap();
+    p.server.encrypt(&body).unwrap();
+    p.server_flight();
+    let read = p.client_reads();
+    assert!(
+        read.len() == body.len() + 2 && read[2..] == body[..],
+        "{what}"
+    );
+    p.client.send_close_notify();
+    p.client_flight(1 << 16);
+    assert!(p.server.peer_closed, "{what}");
+    assert!(p.server.close_notify(), "{what}");
+    p.server_flight();
+    let mut buf = [0u8; 8];
+    assert_eq!(
+        p.client.reader().read(&mut buf).unwrap(),
+        0,
+        "{what}: clean EOF"
+    );
+}
+
+#[test]
+fn the_shards_record_layer_speaks_every_version_and_cipher() {
+    for suite in [
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+        cipher_suite::TLS13_AES_256_GCM_SHA384,
+        cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cipher_suite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ] {
+        let what = format!("{:?}", suite.suite());
+        let (server, client) = configs_with(true, Some(suite));
+        let mut p = Pair::with(server, client);
+        p.handshake(1 << 16);
+        assert!(matches!(p.server.engine, Engine::Records(_)), "{what}");
+        assert_eq!(p.client.negotiated_cipher_suite(), Some(suite));
+        exchange_and_close(&mut p, &what);
+    }
+}
+
+#[test]
+fn rustls_keeps_the_records_when_the_keys_may_not_be_taken_over() {
+    let (server, client) = configs_with(false, None);
+    let mut p = Pair::with(server, client);
+    p.handshake(1 << 16);
+    assert!(matches!(p.server.engine, Engine::Rustls(_)));
+    exchange_and_close(&mut p, "rustls records");
+}
+
+#[test]
+fn key_updates_from_the_client_are_followed_both_ways() {
+    let mut p = Pair::new();
+    p.handshake(1 << 16);
+    for round in 0..3 {
+        p.client.refresh_traffic_keys().unwrap();
+        let message = format!("after update {round}");
+        p.client.writer().write_all(message.as_bytes()).unwrap();
+        p.got.clear();
+        assert!(p.client_flight(7).iter().all(Result::is_ok));
+        assert_eq!(p.got, message.as_bytes());
+        p.server.encrypt(message.as_bytes()).unwrap();
+        p.server_flight();
+        assert_eq!(p.client_reads(), message.as_bytes());
+    }
+}
+
+#[test]
+fn a_tampered_record_fails_the_session() {
+    for suite in [
+        cipher_suite::TLS13_AES_128_GCM_SHA256,
+        cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    ] {
+        let (server, client) = configs_with(true, Some(suite));
+        let mut p = Pair::with(server, client);
+        p.handshake(1 << 16);
+        p.client.writer().write_all(b"hello").unwrap();
+        let mut wire = Vec::new();
+        while p.client.wants_write() {
+            p.client.write_tls(&mut wire).unwrap();
+        }
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        assert_eq!(
+            p.server.receive(&mut wire, &mut p.got),
+            Err(TlsFailure::Error)
+        );
+        assert!(p.got.is_empty());
+    }
+}
+
+#[test]
+fn records_after_the_handshake_that_are_not_data_fail_the_session() {
+    let mut p = Pair::new();
+    p.handshake(1 << 16);
+    // A ChangeCipherSpec record, a plaintext handshake record, an oversized record.
+    for bad in [
+        vec![0x14, 3, 3, 0, 1, 1],
+        vec![0x16, 3, 3, 0, 4, 1, 0, 0, 0],
+        vec![0x17, 3, 3, 0xff, 0xff],
+    ] {
+        let mut q = Pair::new();
+        q.handshake(1 << 16);
+        let mut bytes = bad.clone();
+        assert!(q.server.receive(&mut bytes, &mut q.got).is_err(), "{bad:?}");
+    }
+    assert!(p.server.is_open());
 }

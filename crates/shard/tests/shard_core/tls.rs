@@ -15,10 +15,12 @@ fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
     let der = CertificateDer::from(cert.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-    let server = ServerConfig::builder()
+    let mut server = ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(vec![der.clone()], key)
         .expect("server config");
+    // As the gateway configures it: the shard takes the keys over after the handshake.
+    server.enable_secret_extraction = true;
     let mut roots = RootCertStore::empty();
     roots.add(der).expect("root");
     let client = ClientConfig::builder()
