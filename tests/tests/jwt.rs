@@ -349,7 +349,11 @@ fn the_readme_minting_snippet_makes_a_token_the_gateway_accepts() {
         .env("SECRET", SECRET)
         .output()
         .expect("bash");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).expect("token");
     let gateway = Gateway::start(1, &["--jwt-secret", SECRET]);
     assert_eq!(status(&gateway, &format!("/news?token={token}")), 101);

@@ -8,7 +8,7 @@ use ringcast_tests::gateway::Gateway;
 use ringcast_tests::redis_server::RedisServer;
 use std::time::{Duration, Instant};
 
-const CLOSE_REASONS: [&str; 26] = [
+const CLOSE_REASONS: [&str; 27] = [
     "handshake_aborted",
     "handshake_timeout",
     "handshake_failed",
@@ -21,6 +21,7 @@ const CLOSE_REASONS: [&str; 26] = [
     "poll_done",
     "poll_timeout",
     "token_expired",
+    "disconnected",
     "unmasked",
     "reserved_bits",
     "reserved_opcode",
@@ -60,13 +61,14 @@ const HANDSHAKE_FAILURES: [&str; 20] = [
     "bad_since",
 ];
 
-const ADMIN_REFUSALS: [&str; 6] = [
+const ADMIN_REFUSALS: [&str; 7] = [
     "unauthorized",
     "origin",
     "host",
     "over_capacity",
     "timeout",
     "tls_handshake",
+    "bad_disconnect",
 ];
 
 const BROKER_REJECTIONS: [&str; 5] = [

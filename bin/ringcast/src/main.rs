@@ -4,6 +4,7 @@
 mod address_check;
 mod broker_metrics;
 mod config;
+mod disconnect;
 mod jwks;
 mod logging;
 mod mesh;

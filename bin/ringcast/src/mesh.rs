@@ -10,9 +10,9 @@
 //!   shards fitted, so a slow shard's backlog reaches the publishers instead of memory.
 //! - the **mesh lane** ([`MESH_LANE`] messages) carries everything between shards
 //!   (interest, fan-out deliveries, long-poll requests and replies) and the sidecar's
-//!   drain. Full: the sender keeps the message, in order, and offers it again on its next
-//!   loop turn; the receiver drains this lane on every turn, whatever else it is waiting
-//!   for, so no two shards can wait on each other.
+//!   drain and disconnects. Full: the sender keeps the message, in order, and offers it
+//!   again on its next loop turn; the receiver drains this lane on every turn, whatever
+//!   else it is waiting for, so no two shards can wait on each other.
 
 use ringcast_shard::ShardMsg;
 use ringcast_uring::Waker;

@@ -2,11 +2,13 @@
 //! with the in-process broker, or a message received from Redis) goes to its channel's
 //! owner shard, which fans it out to the shards with subscribers. The owner's publish
 //! lane is bounded: when it is full the message is refused at once with
-//! [`BrokerError::Overloaded`] (and counted), never queued elsewhere.
+//! [`BrokerError::Overloaded`] (and counted), never queued elsewhere. A disconnect
+//! another node asked for runs on this node's shards like a local one (`disconnect`).
 
+use crate::disconnect::disconnect_shards;
 use crate::mesh::{Mesh, Sent};
 use bytes::Bytes;
-use ringcast_broker::{BrokerError, DeliverySink};
+use ringcast_broker::{BrokerError, DeliverySink, DisconnectTarget};
 use ringcast_shard::{Epoch, ShardMsg, owner_of};
 use ringcast_telemetry::QueueName;
 use std::sync::Arc;
@@ -53,5 +55,26 @@ impl DeliverySink for ShardSink {
             }
             Sent::Gone => Err(BrokerError::Closed),
         }
+    }
+
+    /// Starts the disconnect on the sidecar's runtime (the broker calls this from its
+    /// connection task, which must not wait for the shards) and logs what it closed.
+    fn disconnect(&self, target: DisconnectTarget) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                ?target,
+                "a disconnect from another node arrived outside the runtime"
+            );
+            return;
+        };
+        let mesh = self.mesh.clone();
+        runtime.spawn(async move {
+            let outcome = disconnect_shards(mesh, target).await;
+            tracing::info!(
+                disconnected = outcome.disconnected,
+                complete = outcome.complete,
+                "disconnect from another node done"
+            );
+        });
     }
 }

@@ -1,8 +1,9 @@
 //! The sidecar: one tokio thread beside the shards for everything async: the admin HTTP
-//! server (`ringcast-admin`: publish, metrics, health), the broker and its subscription
-//! commands, signal handling and the drain. It never touches a connection.
+//! server (`ringcast-admin`: publish, disconnect, metrics, health), the broker and its
+//! subscription commands, signal handling and the drain. It never touches a connection.
 
 use crate::broker_metrics::BrokerMetrics;
+use crate::disconnect::ShardDisconnector;
 use crate::jwks::JwksFetch;
 use crate::mesh::{Mesh, Sent};
 use crate::shard_sink::ShardSink;
@@ -137,6 +138,9 @@ impl Sidecar {
             max_message_bytes: self.max_message_bytes,
             broker_up,
             access: self.admin_access.clone(),
+            disconnector: Arc::new(ShardDisconnector {
+                mesh: self.mesh.clone(),
+            }),
         };
         let listener = tokio::net::TcpListener::bind(self.admin)
             .await

@@ -1,7 +1,7 @@
-//! Who may call the admin API's write endpoints (`POST /publish...`, and any request
-//! with an unsafe method): the bearer token, the browser origins and the Host names
-//! allowed, and the check every write passes before routing. Reads (`/healthz`,
-//! `/readyz`, `/metrics`) are open.
+//! Who may call the admin API's write endpoints (`POST /publish...`, `POST /disconnect`,
+//! and any request with an unsafe method): the bearer token, the browser origins and the
+//! Host names allowed, and the check every write passes before routing. Reads
+//! (`/healthz`, `/readyz`, `/metrics`) are open.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -68,7 +68,7 @@ pub(crate) async fn publish_one(
 
 /// The answer to a body that could not be read: 413 past the size limit, 408 when it
 /// stalled past the idle timeout, else the rejection's own status.
-fn body_refused(rejection: &BytesRejection) -> Response {
+pub(crate) fn body_refused(rejection: &BytesRejection) -> Response {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return PublishError::TooLarge.into_response();
     }

@@ -20,17 +20,20 @@ pub(crate) enum Refusal {
     /// With `--admin-tls`, a connection whose TLS handshake failed (plain HTTP, bytes
     /// that are not TLS, no common version or cipher) or that closed before it completed.
     TlsHandshake,
+    /// A `POST /disconnect` whose body names no valid `sub` or channel (400).
+    BadDisconnect,
 }
 
 impl Refusal {
     /// Every reason, for exporting each at 0 from startup.
-    pub(crate) const ALL: [Refusal; 6] = [
+    pub(crate) const ALL: [Refusal; 7] = [
         Refusal::Unauthorized,
         Refusal::Origin,
         Refusal::Host,
         Refusal::OverCapacity,
         Refusal::Timeout,
         Refusal::TlsHandshake,
+        Refusal::BadDisconnect,
     ];
 
     /// The label value.
@@ -42,6 +45,7 @@ impl Refusal {
             Refusal::OverCapacity => "over_capacity",
             Refusal::Timeout => "timeout",
             Refusal::TlsHandshake => "tls_handshake",
+            Refusal::BadDisconnect => "bad_disconnect",
         }
     }
 

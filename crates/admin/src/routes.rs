@@ -1,6 +1,6 @@
 //! The admin router: the routes, the state they share, and the health, readiness,
-//! metrics and fallback handlers (the publish handlers are in `publish`, the guard on
-//! writes in `access`, the listener in `server`).
+//! metrics and fallback handlers (the publish handlers are in `publish`, the disconnect
+//! handler in `disconnect`, the guard on writes in `access`, the listener in `server`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ use ringcast_broker::Broker;
 use ringcast_telemetry::process_collector;
 
 use crate::access::{AdminAccess, guard_writes};
+use crate::disconnect::{DISCONNECT_BODY_LIMIT, Disconnector, disconnect};
 use crate::publish::{batch_body_limit, empty_channel, publish_batch, publish_one};
 use crate::response::json_error;
 
@@ -36,8 +37,11 @@ pub struct AdminState {
     /// With a network broker (Redis): `true` while it is reachable. While it is not,
     /// `/readyz` still answers 200 (local clients are served) but says `degraded`.
     pub broker_up: Option<Arc<AtomicBool>>,
-    /// Who may use the write (publish) routes.
+    /// Who may use the write (publish, disconnect) routes.
     pub access: AdminAccess,
+    /// Closes this node's connections for `POST /disconnect` (the broker tells the
+    /// other nodes).
+    pub disconnector: Arc<dyn Disconnector>,
 }
 
 /// Builds the admin routes:
@@ -51,6 +55,12 @@ pub struct AdminState {
 ///   `{"channel","base64"}`), published in order; 200 with `{"published","failed",
 ///   "results":[{"channel","ok":true,"bytes"} | {"channel","error"}]}`, 400 when the body
 ///   is not a batch at all.
+/// - `POST /disconnect`: `{"sub":".."}` or `{"channel":".."}` closes the connections of
+///   that token `sub` or the subscribers of that channel on this node and, through the
+///   broker, on every other node; 200 `{"disconnected":N}` counting this node's (plus
+///   `"complete":false` when a shard did not answer in time), 503 with
+///   `"cluster":false` when the broker could not tell the other nodes, 400 (counted as
+///   `bad_disconnect`) for any other body.
 /// - `GET /healthz` → 200 `ok`.
 /// - `GET /readyz` → 200 `ready` or 503 `draining`, from `ready`; 200 with a body starting
 ///   `degraded` while `broker_up` says the broker is unreachable.
@@ -58,7 +68,8 @@ pub struct AdminState {
 /// - anything else → 404, or 405 for a known path with the wrong method.
 ///
 /// Every request with an unsafe method (anything but GET, HEAD, OPTIONS, TRACE: the
-/// publish routes, and any write route added later, without opting in) first passes
+/// publish and disconnect routes, and any write route added later, without opting in)
+/// first passes
 /// [`AdminAccess`]: an `Origin` not allowed → 403, a `Host` that is no IP literal,
 /// `localhost` or allowed name → 403, without the bearer token (when one is set) → 401
 /// with `WWW-Authenticate: Bearer`. A body that stalls past the idle timeout → 408.
@@ -71,6 +82,10 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/publish/{channel}", post(publish_one).layer(body_limit))
         .route("/publish", post(publish_batch).layer(batch_limit))
         .route("/publish/", post(empty_channel))
+        .route(
+            "/disconnect",
+            post(disconnect).layer(DefaultBodyLimit::max(DISCONNECT_BODY_LIMIT)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))

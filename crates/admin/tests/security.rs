@@ -408,6 +408,7 @@ async fn refusals_are_counted_by_reason_and_exported_from_startup() {
         "over_capacity",
         "timeout",
         "tls_handshake",
+        "bad_disconnect",
     ] {
         assert_eq!(
             counter(&text, reason).as_deref(),

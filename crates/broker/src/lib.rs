@@ -5,6 +5,11 @@
 //! to the owner shard. [`LocalBroker`] is the in-process default: a publish is delivered
 //! straight to this node's sink. [`RedisBroker`] makes many nodes behind one Redis act as
 //! one cluster (see [`redis`] for its modes and [`redis::envelope`] for its wire format).
+//!
+//! Besides messages, a broker carries one control request between nodes: the admin API's
+//! disconnect ([`Broker::disconnect_cluster`] on the node that took the request,
+//! [`DeliverySink::disconnect`] on every other one). [`LocalBroker`] has no other node to
+//! tell.
 
 #![warn(unreachable_pub)]
 
@@ -49,6 +54,29 @@ pub enum BrokerError {
     Closed,
 }
 
+/// Most bytes of a `sub` a disconnect may name.
+pub const MAX_SUB_BYTES: usize = 256;
+
+/// Which connections a disconnect closes (on every node of the cluster).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectTarget {
+    /// The connections admitted with a token whose grant names this `sub`.
+    Sub(String),
+    /// The subscribers of this channel.
+    Channel(String),
+}
+
+impl DisconnectTarget {
+    /// Whether it names something a connection can have: a `sub` of 1 to
+    /// [`MAX_SUB_BYTES`] bytes, or a channel `valid_channel` accepts.
+    pub fn is_valid(&self, valid_channel: fn(&str) -> bool) -> bool {
+        match self {
+            DisconnectTarget::Sub(sub) => (1..=MAX_SUB_BYTES).contains(&sub.len()),
+            DisconnectTarget::Channel(channel) => valid_channel(channel),
+        }
+    }
+}
+
 /// Receives messages the broker wants delivered on this node.
 pub trait DeliverySink: Send + Sync + 'static {
     /// Routes one message for `channel` to its owner shard, or answers
@@ -61,6 +89,9 @@ pub trait DeliverySink: Send + Sync + 'static {
         binary: bool,
         position: Option<Position>,
     ) -> Result<(), BrokerError>;
+    /// Another node took a disconnect request for `target`: close the matching
+    /// connections of this node too. Never blocks (the work is started, not awaited).
+    fn disconnect(&self, target: DisconnectTarget);
 }
 
 /// The node's link to its publishers and to other nodes.
@@ -82,5 +113,11 @@ pub trait Broker: Send + Sync + 'static {
         Box::pin(std::future::ready(Err(BrokerError::Unavailable(
             "this broker keeps no history".into(),
         ))))
+    }
+    /// Asks every other node to close the connections `target` names (this node's are
+    /// closed by the caller), resolving once the backend took the request; no count
+    /// comes back. The default (a single node) has no other node to ask.
+    fn disconnect_cluster(&self, _target: &DisconnectTarget) -> PublishFuture {
+        Box::pin(std::future::ready(Ok(())))
     }
 }

@@ -1,6 +1,7 @@
 //! The in-process broker: one node, no network. A publish goes straight to the owner
 //! shard through the sink; the owner itself drops messages for channels nobody on the
-//! node subscribes to, so subscription changes need no bookkeeping here.
+//! node subscribes to, so subscription changes need no bookkeeping here. A disconnect
+//! has no other node to reach (the default [`Broker::disconnect_cluster`]).
 
 use crate::{Broker, BrokerError, DeliverySink};
 use bytes::Bytes;
@@ -50,6 +51,8 @@ mod tests {
             ));
             Ok(())
         }
+
+        fn disconnect(&self, _target: crate::DisconnectTarget) {}
     }
 
     #[test]
@@ -71,5 +74,17 @@ mod tests {
                 ("news".to_owned(), Bytes::from_static(b"\xff"), true),
             ]
         );
+    }
+
+    #[test]
+    fn a_disconnect_has_no_other_node_to_reach() {
+        let recorder: &'static Recorder = Box::leak(Box::default());
+        let broker = LocalBroker::new(recorder);
+        let target = crate::DisconnectTarget::Sub("alice".into());
+        let answered = broker.disconnect_cluster(&target);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(runtime.block_on(answered), Ok(()));
     }
 }

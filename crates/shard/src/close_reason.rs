@@ -39,12 +39,15 @@ pub(crate) enum CloseReason {
     RecoveryTooLarge,
     /// TLS failed after its handshake (a bad record, an alert from the client).
     TlsError,
+    /// The admin API's `POST /disconnect` named it, by its token's `sub` or a channel it
+    /// subscribes to (WebSocket close 4003, SSE `disconnected` event, long poll 403).
+    Disconnected,
 }
 
 impl CloseReason {
     /// Every reason without data, in label order (the protocol errors come from
     /// [`ProtocolError::ALL`]).
-    const PLAIN: [CloseReason; 14] = [
+    const PLAIN: [CloseReason; 15] = [
         CloseReason::HandshakeAborted,
         CloseReason::HandshakeTimeout,
         CloseReason::HandshakeFailed,
@@ -59,6 +62,7 @@ impl CloseReason {
         CloseReason::TokenExpired,
         CloseReason::RecoveryTooLarge,
         CloseReason::TlsError,
+        CloseReason::Disconnected,
     ];
 
     /// Every label value a server can count, for exporting each at 0 from startup. A
@@ -92,6 +96,7 @@ impl CloseReason {
             CloseReason::TokenExpired => "token_expired",
             CloseReason::RecoveryTooLarge => "recovery_too_large",
             CloseReason::TlsError => "tls_error",
+            CloseReason::Disconnected => "disconnected",
         }
     }
 }
@@ -121,6 +126,7 @@ mod tests {
             (CloseReason::TokenExpired, "token_expired"),
             (CloseReason::RecoveryTooLarge, "recovery_too_large"),
             (CloseReason::TlsError, "tls_error"),
+            (CloseReason::Disconnected, "disconnected"),
         ];
         for (reason, label) in labels {
             assert_eq!(reason.label(), label, "{reason:?}");
@@ -145,7 +151,8 @@ mod tests {
             | CloseReason::PollTimeout
             | CloseReason::TokenExpired
             | CloseReason::RecoveryTooLarge
-            | CloseReason::TlsError => CloseReason::PLAIN.contains(&reason),
+            | CloseReason::TlsError
+            | CloseReason::Disconnected => CloseReason::PLAIN.contains(&reason),
         };
         assert!(CloseReason::PLAIN.into_iter().all(listed));
         let labels: Vec<&str> = CloseReason::labels().collect();
@@ -153,8 +160,9 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), labels.len(), "{labels:?}");
-        assert_eq!(labels.len(), 14 + 14);
+        assert_eq!(labels.len(), 15 + 14);
         assert!(labels.contains(&"token_expired") && labels.contains(&"invalid_utf8"));
+        assert!(labels.contains(&"disconnected"));
         assert!(!labels.contains(&"masked"));
     }
 }

@@ -55,6 +55,28 @@ impl ConnTable {
     }
 
     /// The connection in slot `idx`, whatever its generation.
+    pub(crate) fn get_by_idx(&self, idx: u32) -> Option<(ConnId, &Conn)> {
+        let slot = self.slots.get(idx as usize)?;
+        let generation = slot.generation;
+        slot.conn
+            .as_ref()
+            .map(|conn| (ConnId { idx, generation }, conn))
+    }
+
+    /// Every live connection with its id, in slot order (O(slots ever used)).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> {
+        self.slots.iter().zip(0u32..).filter_map(|(slot, idx)| {
+            slot.conn.as_ref().map(|conn| {
+                let id = ConnId {
+                    idx,
+                    generation: slot.generation,
+                };
+                (id, conn)
+            })
+        })
+    }
+
+    /// The connection in slot `idx`, whatever its generation.
     pub(crate) fn get_by_idx_mut(&mut self, idx: u32) -> Option<(ConnId, &mut Conn)> {
         let slot = self.slots.get_mut(idx as usize)?;
         let generation = slot.generation;

@@ -57,7 +57,7 @@ pub use jwt::{
     DEFAULT_CHANNELS_CLAIM, JwksError, JwksKeys, JwtConfigError, JwtRules, JwtSettings, KeySet,
     MAX_JWKS_KEYS, MIN_JWT_SECRET_BYTES,
 };
-pub use messages::{BrokerCmd, FetchedHistory, ShardMsg};
+pub use messages::{BrokerCmd, DisconnectReport, DisconnectTarget, FetchedHistory, ShardMsg};
 pub use position::{EPOCH_LEN, Epoch, Position, Since};
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};

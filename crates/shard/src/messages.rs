@@ -5,6 +5,8 @@ use crate::history::Recovered;
 use crate::ids::{ChannelName, ConnId};
 use crate::position::{Epoch, Position, Since};
 use bytes::Bytes;
+use std::fmt;
+use std::sync::Arc;
 
 /// What one shard (or the sidecar) tells another shard.
 #[derive(Debug, Clone)]
@@ -66,6 +68,47 @@ pub enum ShardMsg {
     /// From the sidecar: stop accepting and close every connection with 1001, spread
     /// evenly over `spread_ms`.
     Drain { spread_ms: u64 },
+    /// From the sidecar (the admin API's `POST /disconnect`, or the same request from
+    /// another node through the broker): close every open connection `target` names
+    /// (WebSocket 4003, SSE `disconnected` event, long poll 403), then tell `report`
+    /// how many that was.
+    Disconnect {
+        target: DisconnectTarget,
+        report: DisconnectReport,
+    },
+}
+
+/// Which connections a disconnect closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectTarget {
+    /// Every connection admitted with a token whose grant names this `sub`.
+    Sub(Box<str>),
+    /// Every subscriber of this channel.
+    Channel(ChannelName),
+}
+
+/// Where a shard reports how many connections a [`ShardMsg::Disconnect`] closed: a
+/// callback the sidecar builds around its own channel (this crate knows no async
+/// runtime). Called once per message, on the shard's thread.
+#[derive(Clone)]
+pub struct DisconnectReport(Arc<dyn Fn(u64) + Send + Sync>);
+
+impl DisconnectReport {
+    /// A report that calls `report` with each shard's count.
+    pub fn new(report: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        DisconnectReport(Arc::new(report))
+    }
+
+    /// Reports `closed` connections.
+    pub(crate) fn send(&self, closed: u64) {
+        (self.0)(closed);
+    }
+}
+
+impl fmt::Debug for DisconnectReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DisconnectReport(..)")
+    }
 }
 
 /// A channel's history read from the broker: its epoch and kept messages, oldest first.

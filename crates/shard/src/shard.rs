@@ -5,17 +5,21 @@
 //! subscriptions and owner interest ([`subscriptions`]), fan-out of shared frames
 //! ([`fanout`]), resuming from a position ([`recovery`]) and the JSON framing
 //! ([`json_framing`]), the SSE and long-poll transports ([`sse`], [`poll`]), the close
-//! at a token's expiry ([`token_expiry`]), TLS ([`tls`]) and the drain ([`drain`]).
+//! at a token's expiry ([`token_expiry`]) or by the admin API ([`disconnect`]), with the
+//! last words both say per transport ([`last_words`]), TLS ([`tls`]) and the drain
+//! ([`drain`]).
 //! Each adds an `impl Shard` block over the state defined here, so the child modules
 //! import from this one and never the other way round.
 
 mod channel_rate;
 mod client_command;
+mod disconnect;
 mod drain;
 mod fanout;
 mod frames;
 mod handshake;
 mod json_framing;
+mod last_words;
 mod poll;
 mod recovery;
 mod sse;
@@ -45,6 +49,7 @@ use crate::timer_wheel::{TimerKind, TimerWheel};
 use crate::write_queue::ENTRY_OVERHEAD;
 use bytes::Bytes;
 use fanout::Delivery;
+use last_words::LastWords;
 use poll::PollState;
 use ringcast_proto::{OpCode, encode_frame};
 use ringcast_telemetry::ShardCounters;
@@ -165,6 +170,8 @@ pub struct Shard {
     channel_limiter: ConnectLimiter,
     tick: TickClock,
     compression: Compression,
+    /// What connections closed with last words are told, per transport.
+    last_words: LastWords,
     drain: Option<Drain>,
     /// The clock of the latest event, for closes decided outside a timed event.
     now_ms: u64,
@@ -239,6 +246,7 @@ impl Shard {
             channel_limiter,
             tick: TickClock::default(),
             compression,
+            last_words: LastWords::new(),
             drain: None,
             now_ms: 0,
             handshake_parses: 0,
@@ -434,6 +442,9 @@ impl Shard {
                 recovered,
             } => self.history_reply(conn, &channel, recovered, now_ms),
             ShardMsg::Drain { spread_ms } => self.start_drain(spread_ms, now_ms),
+            ShardMsg::Disconnect { target, report } => {
+                report.send(self.disconnect(&target, now_ms));
+            }
         }
     }
 

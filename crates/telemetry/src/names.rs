@@ -62,7 +62,8 @@ pub const BROKER_UP: &str = "ringcast_broker_up";
 pub const BROKER_RECONNECTS: &str = "ringcast_broker_reconnects_total";
 /// Counter: pub/sub messages received from the broker (Redis), refused ones included.
 pub const BROKER_MESSAGES_RECEIVED: &str = "ringcast_broker_messages_received_total";
-/// Gauge: subscriptions (channels, patterns or shard channels) held at the broker.
+/// Gauge: subscriptions (channels, patterns or shard channels) held at the broker; the
+/// control channel every node listens to is not counted.
 pub const BROKER_SUBSCRIPTIONS: &str = "ringcast_broker_subscriptions";
 /// Counter: publishes the broker (Redis) could not take (delivered locally only).
 pub const BROKER_PUBLISH_ERRORS: &str = "ringcast_broker_publish_errors_total";
@@ -77,7 +78,8 @@ pub const BROKER_LATENCY_SECONDS: &str = "ringcast_broker_latency_seconds";
 /// Counter `{reason}`: admin requests or connections refused: `unauthorized` (missing or
 /// wrong bearer token), `origin` (an Origin not allowed), `host` (a Host not allowed),
 /// `over_capacity` (connection cap reached), `timeout` (handshake, headers or body too
-/// slow, or a blocked write) and `tls_handshake` (a failed TLS handshake, `--admin-tls`).
+/// slow, or a blocked write), `tls_handshake` (a failed TLS handshake, `--admin-tls`) and
+/// `bad_disconnect` (a `POST /disconnect` body naming no valid sub or channel).
 pub const ADMIN_REFUSED: &str = "ringcast_admin_refused_total";
 
 // --- Bounded queues (bin/ringcast, crates/broker) ---
@@ -247,7 +249,7 @@ pub fn describe_all() {
     describe_gauge!(
         BROKER_SUBSCRIPTIONS,
         Unit::Count,
-        "Subscriptions (channels, patterns or shard channels) held at the broker."
+        "Subscriptions (channels, patterns or shard channels) held at the broker, the control channel not counted."
     );
     describe_counter!(
         BROKER_PUBLISH_ERRORS,
@@ -272,6 +274,6 @@ pub fn describe_all() {
     describe_counter!(
         ADMIN_REFUSED,
         Unit::Count,
-        "Admin requests or connections refused, by reason (unauthorized, origin, host, over_capacity, timeout, tls_handshake)."
+        "Admin requests or connections refused, by reason (unauthorized, origin, host, over_capacity, timeout, tls_handshake, bad_disconnect)."
     );
 }

@@ -1,5 +1,5 @@
-//! What the admin crate's tests share: a fake broker, a server on a loopback port, and
-//! raw HTTP/1.1 exchanges with it.
+//! What the admin crate's tests share: a fake broker and disconnector, a server on a
+//! loopback port, and raw HTTP/1.1 exchanges with it.
 
 #![allow(dead_code)]
 
@@ -8,8 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use ringcast_admin::{AdminAccess, AdminLimits, AdminState, admin_router, serve_admin};
-use ringcast_broker::{Broker, BrokerError};
+use ringcast_admin::{
+    AdminAccess, AdminLimits, AdminState, DisconnectFuture, DisconnectOutcome, Disconnector,
+    admin_router, serve_admin,
+};
+use ringcast_broker::{Broker, BrokerError, DisconnectTarget, PublishFuture};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -18,10 +21,12 @@ use tokio::sync::oneshot;
 pub const MAX: usize = 16;
 
 /// Records publishes; the channel "down" is unavailable, "partial" reaches this node only.
+/// Records cluster disconnects; the sub "down" cannot reach the other nodes.
 #[derive(Default)]
 pub struct FakeBroker {
     pub calls: AtomicUsize,
     pub last: Mutex<Option<(String, Bytes, bool)>>,
+    pub disconnects: Mutex<Vec<DisconnectTarget>>,
 }
 
 impl Broker for FakeBroker {
@@ -40,6 +45,36 @@ impl Broker for FakeBroker {
     fn subscribe(&self, _channel: &str) {}
 
     fn unsubscribe(&self, _channel: &str) {}
+
+    fn disconnect_cluster(&self, target: &DisconnectTarget) -> PublishFuture {
+        self.disconnects.lock().unwrap().push(target.clone());
+        let result = match target {
+            DisconnectTarget::Sub(sub) if sub == "down" => {
+                Err(BrokerError::Unavailable("redis down".to_owned()))
+            }
+            _ => Ok(()),
+        };
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// Records disconnects; closes 2 connections, and for the sub "slow" only 1 of 2
+/// shards answers in time.
+#[derive(Default)]
+pub struct FakeDisconnector {
+    pub targets: Mutex<Vec<DisconnectTarget>>,
+}
+
+impl Disconnector for FakeDisconnector {
+    fn disconnect(&self, target: DisconnectTarget) -> DisconnectFuture {
+        let complete = target != DisconnectTarget::Sub("slow".to_owned());
+        self.targets.lock().unwrap().push(target);
+        let outcome = DisconnectOutcome {
+            disconnected: if complete { 2 } else { 1 },
+            complete,
+        };
+        Box::pin(std::future::ready(outcome))
+    }
 }
 
 /// One parsed response.
@@ -117,6 +152,7 @@ fn decode_body(head: &str, mut raw: &[u8]) -> Vec<u8> {
 pub struct Server {
     pub addr: SocketAddr,
     pub broker: Arc<FakeBroker>,
+    pub disconnector: Arc<FakeDisconnector>,
     pub ready: Arc<AtomicBool>,
     pub broker_up: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
@@ -149,6 +185,7 @@ impl Server {
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Self {
         let broker = Arc::new(FakeBroker::default());
+        let disconnector = Arc::new(FakeDisconnector::default());
         let ready = Arc::new(AtomicBool::new(true));
         let broker_up = Arc::new(AtomicBool::new(true));
         let state = AdminState {
@@ -158,6 +195,7 @@ impl Server {
             max_message_bytes: MAX,
             broker_up: Some(broker_up.clone()),
             access,
+            disconnector: disconnector.clone(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -175,6 +213,7 @@ impl Server {
         Server {
             addr,
             broker,
+            disconnector,
             ready,
             broker_up,
             stop: Some(stop),

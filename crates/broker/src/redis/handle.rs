@@ -1,16 +1,18 @@
 //! The Redis broker handle the node holds: it validates the settings, starts the
 //! connection task, publishes through Redis (or, while Redis is away, delivers locally and
-//! says so) and passes the node's subscription changes on to the task.
+//! says so), passes the node's subscription changes on to the task, and sends the admin
+//! API's disconnects to the other nodes on the control channel.
 
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
+use super::control::{self, NodeId};
 use super::envelope;
 use super::events::BrokerEvents;
 use super::history;
 use super::interest_queue::InterestQueue;
 use super::session::Session;
 use super::shared::Shared;
-use crate::{Broker, BrokerError, DeliverySink, FetchFuture, PublishFuture};
+use crate::{Broker, BrokerError, DeliverySink, DisconnectTarget, FetchFuture, PublishFuture};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,7 @@ impl RedisBroker {
         let client = redis_client(&config.url)?;
         let (reads, read_queue) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            node: NodeId::random(),
             reads,
             prefix: config.prefix.clone(),
             mode: config.mode,
@@ -183,6 +186,29 @@ impl Broker for RedisBroker {
         self.shared.interest.set(channel, false);
     }
 
+    /// `PUBLISH <prefix>#control` (classic, in every mode: every node listens there);
+    /// `Unavailable` while Redis is away or when it did not take the request (counted as
+    /// a failed publish).
+    fn disconnect_cluster(&self, target: &DisconnectTarget) -> PublishFuture {
+        let shared = self.shared.clone();
+        let request = control::disconnect_request(shared.node, target);
+        Box::pin(async move {
+            let Some(mut connection) = shared.connection() else {
+                shared.events.publish_failed();
+                return Err(BrokerError::Unavailable("Redis is unreachable".into()));
+            };
+            let sent = redis::cmd("PUBLISH")
+                .arg(control::control_channel(&shared.prefix))
+                .arg(request)
+                .query_async::<redis::Value>(&mut connection)
+                .await;
+            sent.map(drop).map_err(|err| {
+                shared.events.publish_failed();
+                BrokerError::Unavailable(format!("Redis did not take the disconnect: {err}"))
+            })
+        })
+    }
+
     fn fetch_history(&self, channel: &str) -> FetchFuture {
         let shared = self.shared.clone();
         let redis_channel = format!("{}{channel}", shared.prefix);
@@ -237,6 +263,8 @@ mod tests {
             }
             Ok(())
         }
+
+        fn disconnect(&self, _target: DisconnectTarget) {}
     }
 
     impl BrokerEvents for Recorder {
@@ -289,6 +317,13 @@ mod tests {
             ]
         );
         assert_eq!(recorder.publish_failures.load(Ordering::SeqCst), 2);
+        let target = DisconnectTarget::Channel("news".into());
+        let result = broker.disconnect_cluster(&target).await;
+        assert!(
+            matches!(result, Err(BrokerError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert_eq!(recorder.publish_failures.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

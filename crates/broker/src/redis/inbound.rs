@@ -1,8 +1,9 @@
-//! Turns one push from Redis into a delivery for this node, or into a counted refusal:
-//! the shape of the push (`message`, `pmessage`, `smessage`), the prefix, the channel
-//! name, the envelope and the size limit are all checked here, so nothing from Redis
-//! reaches the shards unchecked.
+//! Turns one push from Redis into a delivery for this node, a control request (see
+//! `control`), or a counted refusal: the shape of the push (`message`, `pmessage`,
+//! `smessage`), the prefix, the channel name, the envelope or request and the size limit
+//! are all checked here, so nothing from Redis reaches the shards unchecked.
 
+use super::control::{self, Control};
 use super::envelope::{self, Opened};
 use super::events::RejectReason;
 use bytes::Bytes;
@@ -17,6 +18,24 @@ pub(crate) struct InboundRules {
     pub(crate) max_message_bytes: usize,
     /// Whether a channel name (after the prefix) is valid.
     pub(crate) valid_channel: fn(&str) -> bool,
+    /// The control channel (`<prefix>#control`).
+    pub(crate) control: String,
+}
+
+impl InboundRules {
+    /// The checks for `prefix`.
+    pub(crate) fn new(
+        prefix: &str,
+        max_message_bytes: usize,
+        valid_channel: fn(&str) -> bool,
+    ) -> Self {
+        InboundRules {
+            prefix: prefix.to_owned(),
+            max_message_bytes,
+            valid_channel,
+            control: control::control_channel(prefix),
+        }
+    }
 }
 
 /// What to do with one push.
@@ -29,6 +48,8 @@ pub(crate) enum Inbound {
         /// Payload, type and publish time.
         message: Opened,
     },
+    /// A request on the control channel.
+    Control(Control),
     /// Count and skip.
     Reject(RejectReason),
     /// Not a message (subscription confirmations and other pushes).
@@ -57,6 +78,12 @@ impl InboundRules {
         else {
             return Inbound::Reject(RejectReason::Malformed);
         };
+        if channel == self.control.as_bytes() {
+            return match control::parse(&payload, self.valid_channel) {
+                Ok(request) => Inbound::Control(request),
+                Err(_) => Inbound::Reject(RejectReason::Envelope),
+            };
+        }
         let Some(channel) = self.channel_name(&channel) else {
             return Inbound::Reject(RejectReason::Channel);
         };
@@ -90,11 +117,9 @@ mod tests {
     use super::*;
 
     fn rules() -> InboundRules {
-        InboundRules {
-            prefix: "rc:".to_owned(),
-            max_message_bytes: 8,
-            valid_channel: |c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric()),
-        }
+        InboundRules::new("rc:", 8, |c| {
+            !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
     }
 
     fn bulk(b: &[u8]) -> Value {
@@ -178,6 +203,39 @@ mod tests {
         assert_eq!(
             r.classify(&PushKind::PMessage, vec![bulk(b"rc:*"), bulk(b"rc:a")]),
             reject(RejectReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn control_requests_are_read_and_bad_ones_refused() {
+        let from = control::NodeId::random();
+        let target = crate::DisconnectTarget::Sub("alice smith".into());
+        let request = control::disconnect_request(from, &target);
+        let want = Inbound::Control(Control::Disconnect { from, target });
+        let r = rules();
+        let message = vec![bulk(b"rc:#control"), bulk(request.as_bytes())];
+        assert_eq!(r.classify(&PushKind::Message, message), want);
+        let pattern = vec![
+            bulk(b"rc:*"),
+            bulk(b"rc:#control"),
+            bulk(request.as_bytes()),
+        ];
+        assert_eq!(r.classify(&PushKind::PMessage, pattern), want);
+        // Longer than a message may be: a control request is not a message.
+        assert!(request.len() > 8);
+        for bad in [&b"hello"[..], b"", &envelope::seal(b"hi", false, 1)] {
+            assert_eq!(
+                r.classify(&PushKind::Message, vec![bulk(b"rc:#control"), bulk(bad)]),
+                Inbound::Reject(RejectReason::Envelope)
+            );
+        }
+        // Another prefix's control channel is no channel of ours.
+        assert_eq!(
+            r.classify(
+                &PushKind::Message,
+                vec![bulk(b"other:#control"), bulk(request.as_bytes())]
+            ),
+            Inbound::Reject(RejectReason::Channel)
         );
     }
 

@@ -18,6 +18,10 @@
 //!   (a standalone Redis 7, or a cluster node owning the channels' slots); it does not
 //!   follow cluster redirections.
 //!
+//! Every node also listens to the cluster's control channel, `<prefix>#control`
+//! (`control`), where the node that took an admin disconnect asks the others to close
+//! the same connections.
+//!
 //! With history (`RedisConfig::history`), a publish to a channel that keeps it is one
 //! script that appends it to the channel's history in Redis and publishes it with its
 //! position (`history`); a node's recovery reads that history when its own cache of
@@ -33,13 +37,14 @@
 //! deliver it, and twice would break exactly-once).
 //!
 //! Its parts, one subject a file: [`RedisConfig`] and [`RedisMode`] (`config`), the
-//! [`RedisBroker`] handle that publishes (`handle`), the state the handle and the connection
-//! task share (`shared`), the connection task (`session`), opening the connection
-//! (`connect`), the size filter on incoming bytes (`resp_limit`), the bounded push backlog
-//! (`push_gate`), the node's channel interest (`interest`) and the changes to it on their
-//! way to the task (`interest_queue`), the checks on what Redis sends (`inbound`), reconnect delays (`backoff`),
-//! the wire format ([`envelope`]), what the broker reports ([`BrokerEvents`]) and the
-//! wall clock it stamps messages with (`clock`).
+//! [`RedisBroker`] handle that publishes (`handle`), the state the handle and the
+//! connection task share (`shared`), the connection task (`session`), opening the
+//! connection (`connect`), the control channel's requests (`control`), the size filter
+//! on incoming bytes (`resp_limit`), the bounded push backlog (`push_gate`), the node's
+//! channel interest (`interest`) and the changes to it on their way to the task
+//! (`interest_queue`), the checks on what Redis sends (`inbound`), reconnect delays
+//! (`backoff`), the wire format ([`envelope`]), what the broker reports
+//! ([`BrokerEvents`]) and the wall clock it stamps messages with (`clock`).
 //!
 //! [`DeliverySink`]: crate::DeliverySink
 //! [`BrokerError::RemoteUnavailable`]: crate::BrokerError::RemoteUnavailable
@@ -49,6 +54,7 @@ mod backoff;
 mod clock;
 mod config;
 mod connect;
+mod control;
 pub mod envelope;
 mod events;
 mod handle;

@@ -1,6 +1,7 @@
-//! The Redis broker's connection task: connect, subscribe what the node wants, hand
-//! received messages to the shards, batch subscription changes, watch an idle connection
-//! with PING, and on any loss report down, back off with jitter and start over.
+//! The Redis broker's connection task: connect, subscribe what the node wants (and the
+//! control channel), hand received messages to the shards and other nodes' disconnects
+//! to the sink, batch subscription changes, watch an idle connection with PING, and on
+//! any loss report down, back off with jitter and start over.
 //!
 //! Backpressure: when the owner shard's inbox is full the message is held and offered
 //! again every [`RETRY_FULL_INBOX`], and no further push is taken meanwhile; the pushes
@@ -11,6 +12,7 @@ use super::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
 use super::connect::connect;
+use super::control::Control;
 use super::envelope::Position;
 use super::events::RejectReason;
 use super::history::{self, HistoryRead};
@@ -81,11 +83,11 @@ impl Session {
         client: redis::Client,
         reads: tokio::sync::mpsc::UnboundedReceiver<HistoryRead>,
     ) -> Self {
-        let rules = InboundRules {
-            prefix: config.prefix.clone(),
-            max_message_bytes: config.max_message_bytes,
-            valid_channel: config.valid_channel,
-        };
+        let rules = InboundRules::new(
+            &config.prefix,
+            config.max_message_bytes,
+            config.valid_channel,
+        );
         Session {
             shared,
             config,
@@ -150,13 +152,21 @@ impl Session {
         pushes: &mut PushReceiver,
     ) -> End {
         let subscribed = match self.config.mode {
+            // The pattern covers the control channel too.
             RedisMode::Pattern => {
                 let pattern = format!("{}*", escape_glob(&self.config.prefix));
                 let done = connection.psubscribe(&pattern).await;
                 self.shared.events.subscriptions(1);
                 done
             }
-            RedisMode::Interest | RedisMode::Sharded => self.flush(&mut connection).await,
+            // The control channel first (not counted as a subscription: it is the node's
+            // own, not a client's), then the channels with local subscribers.
+            RedisMode::Interest | RedisMode::Sharded => {
+                match connection.subscribe(&self.rules.control).await {
+                    Ok(()) => self.flush(&mut connection).await,
+                    Err(err) => Err(err),
+                }
+            }
         };
         if let Err(err) = subscribed {
             return End::Lost(format!("subscribing: {err}"));
@@ -356,6 +366,14 @@ impl Session {
             Inbound::Reject(reason) => {
                 events.received();
                 events.rejected(reason);
+            }
+            Inbound::Control(Control::Disconnect { from, target }) => {
+                events.received();
+                // The node that took the request has carried it out already.
+                if from != self.shared.node {
+                    tracing::info!(node = %from, ?target, "disconnect asked by another node");
+                    self.shared.sink.disconnect(target);
+                }
             }
             Inbound::Deliver { channel, message } => {
                 events.received();

@@ -1,8 +1,10 @@
 //! What the broker handle and its connection task share: the live connection (or none while
-//! down), the up flag readiness reads, where received messages and events go, and the
-//! subscription changes the handle passes to the task.
+//! down), the up flag readiness reads, where received messages and events go, the
+//! subscription changes the handle passes to the task, and the node's id on the control
+//! channel.
 
 use super::config::RedisMode;
+use super::control::NodeId;
 use super::events::BrokerEvents;
 use super::history::{HistoryRead, RedisHistory};
 use super::interest_queue::InterestQueue;
@@ -13,6 +15,8 @@ use std::sync::{Arc, Mutex};
 
 /// State shared by the broker handle and its connection task.
 pub(crate) struct Shared {
+    /// This node's id on the control channel.
+    pub(crate) node: NodeId,
     pub(crate) prefix: String,
     pub(crate) mode: RedisMode,
     pub(crate) sink: Arc<dyn DeliverySink>,

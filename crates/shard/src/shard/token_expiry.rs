@@ -3,25 +3,18 @@
 //! expired", an event stream a last `event: token_expired` before it ends, a held long
 //! poll the answer `401 token expired`; each is counted as
 //! `ringcast_connections_closed_total{reason="token_expired"}`. What was queued before
-//! the expiry still goes out first.
+//! the expiry still goes out first (the words per transport are in `last_words`).
 //!
 //! `exp` is unix seconds; it becomes a deadline on the shard clock through
 //! `ShardConfig::unix_ms_at_zero`. The timer wheel only spans the longest connection
 //! timer, so a later deadline is re-armed in steps of at most that span.
 
-use super::{Shard, encoded};
-use crate::close_reason::CloseReason;
-use crate::conn::{Phase, Transport};
+use super::Shard;
+use super::last_words::Farewell;
+use crate::conn::Phase;
 use crate::ids::ConnId;
 use crate::timer_wheel::TimerKind;
 use crate::token_grant::{ConnGrant, Grant};
-use bytes::Bytes;
-use ringcast_proto::{OpCode, close_payload, http_error_response};
-
-/// WebSocket close code for an expired token (application range 4000-4999).
-pub(crate) const TOKEN_EXPIRED_CODE: u16 = 4001;
-/// The last event of an event stream whose token expired.
-const SSE_TOKEN_EXPIRED: &[u8] = b"event: token_expired\ndata: token expired\n\n";
 
 impl Shard {
     /// Keeps a just-admitted (or refreshed) connection's grant and arms its expiry
@@ -68,17 +61,6 @@ impl Shard {
             self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry);
             return;
         }
-        let last = match conn.transport {
-            Transport::WebSocket => encoded(
-                OpCode::Close,
-                &close_payload(TOKEN_EXPIRED_CODE, "token expired"),
-            ),
-            Transport::Sse => Bytes::from_static(SSE_TOKEN_EXPIRED),
-            Transport::Poll => {
-                Bytes::from(http_error_response(401, "Unauthorized", "token expired\n"))
-            }
-        };
-        conn.queue.push_final(last);
-        self.begin_close(id, CloseReason::TokenExpired, now_ms);
+        self.close_with_last_words(id, Farewell::TokenExpired, now_ms);
     }
 }

@@ -1,9 +1,11 @@
 //! The shard state machine driven with byte strings and a fake clock, one module per
 //! subject: handshakes, channel creation rates, frames, fan-out, pings, slow consumers,
-//! drain, SSE, long-poll and compression, token expiry; `node` is the harness they share.
+//! drain, SSE, long-poll and compression, token expiry, the admin API's disconnect;
+//! `node` is the harness they share.
 
 mod channel_rate;
 mod compression;
+mod disconnect;
 mod drain;
 mod fanout;
 mod frames;
