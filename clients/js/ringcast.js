@@ -15,6 +15,16 @@
 // missed (or says `recovered:false`: the app must then refetch its state). Where
 // WebSocket is unavailable (or with `transport: "sse"`) it uses one EventSource per
 // channel on the same host (`/sse/<channel>?since=`), with the same reconnect rules.
+//
+// Tokens: `token` is a token string or a function (may be async) that returns one; it
+// is asked before every connection (a WebSocket sends it as the `token.<token>`
+// subprotocol, an event stream as `?token=`). With a function, the client also
+// refreshes the token of an open WebSocket `refreshMargin` ms (default 30 s) before it
+// expires (`{"type":"refresh"}`; the expiry is read from the token: JWT or v1), and a
+// connection closed because its token expired (4001, SSE `token_expired`) reconnects at
+// once with a new one. A connection the server disconnected (4003, SSE
+// `disconnected`: the admin API's `POST /disconnect`) is not reconnected: status
+// `disconnected`.
 
 const SSE_CLOSED = 2;
 
@@ -28,6 +38,9 @@ export class RingcastClient {
     this.onStatus = options.onStatus || (() => {});
     this.minDelay = options.minDelay ?? 250;
     this.maxDelay = options.maxDelay ?? 10000;
+    this.token = options.token;
+    this.refreshMargin = options.refreshMargin ?? 30000;
+    this.refreshTimer = null;
     this.transport = options.transport
       || (typeof WebSocket === "function" ? "websocket" : "sse");
     this.positions = new Map(); // channel -> "<epoch>:<offset>"
@@ -51,44 +64,78 @@ export class RingcastClient {
     this.drop();
   }
 
+  /// The token for the next connection or refresh (none without the `token` option).
+  async nextToken() {
+    return typeof this.token === "function" ? await this.token() : this.token;
+  }
+
+  /// Arms the refresh of the open WebSocket's token `refreshMargin` before `exp` (unix
+  /// seconds), when tokens come from a function.
+  scheduleRefresh(ws, exp) {
+    clearTimeout(this.refreshTimer);
+    if (typeof this.token !== "function" || !exp) return;
+    const wait = Math.max(0, exp * 1000 - Date.now() - this.refreshMargin);
+    this.refreshTimer = setTimeout(async () => {
+      const token = await this.nextToken();
+      if (this.sockets[0] === ws && ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ type: "refresh", token }));
+      }
+    }, wait);
+  }
+
   /// The position to resume `channel` from, if any message of it was seen.
   position(channel) {
     return this.positions.get(channel);
   }
 
-  connect() {
+  async connect() {
     const base = this.urls[this.turn % this.urls.length].replace(/\/+$/, "");
     this.turn += 1;
     this.onStatus("connecting", base);
-    if (this.transport === "websocket") this.connectWebSocket(base);
-    else this.connectSse(base);
+    let token;
+    try {
+      token = await this.nextToken();
+    } catch (err) {
+      this.onStatus("token_error", String(err));
+      this.lost(null);
+      return;
+    }
+    if (this.stopped) return;
+    if (this.transport === "websocket") this.connectWebSocket(base, token);
+    else this.connectSse(base, token);
   }
 
   sinceList() {
     return this.channels.map((c) => this.positions.get(c) || "").join(",");
   }
 
-  connectWebSocket(base) {
+  connectWebSocket(base, token) {
     // Channel names and positions are URL-safe; the gateway reads the query as it is
     // (no percent-decoding), so it is written by hand, not with URLSearchParams.
     let query = `channels=${this.channels.join(",")}&format=json`;
     const since = this.sinceList();
     if (since.replace(/,/g, "") !== "") query += `&since=${since}`;
-    const ws = new WebSocket(`${base}/?${query}`);
+    const protocols = token ? [`token.${token}`] : [];
+    const ws = new WebSocket(`${base}/?${query}`, protocols);
     this.sockets = [ws];
     ws.onopen = () => {
       this.failures = 0;
       this.onStatus("open", base);
+      this.scheduleRefresh(ws, tokenExpiry(token));
     };
-    ws.onmessage = (event) => this.handle(JSON.parse(event.data));
-    ws.onclose = () => this.lost(ws);
+    ws.onmessage = (event) => this.handle(JSON.parse(event.data), ws);
+    ws.onclose = (event) => {
+      if (event.code === DISCONNECTED) this.disconnected(ws);
+      else this.lost(ws, event.code === TOKEN_EXPIRED);
+    };
   }
 
-  connectSse(base) {
+  connectSse(base, token) {
     const http = base.replace(/^ws/, "http");
     this.sockets = this.channels.map((channel) => {
       const since = this.positions.get(channel);
-      const url = `${http}/sse/${channel}${since ? `?since=${since}` : ""}`;
+      const query = [since && `since=${since}`, token && `token=${token}`].filter(Boolean);
+      const url = `${http}/sse/${channel}${query.length ? `?${query.join("&")}` : ""}`;
       const source = new EventSource(url);
       source.onopen = () => {
         this.failures = 0;
@@ -106,6 +153,8 @@ export class RingcastClient {
         if (position) this.positions.set(channel, position);
         this.onRecovered(channel, false, position);
       });
+      source.addEventListener("token_expired", () => this.lost(source, true));
+      source.addEventListener("disconnected", () => this.disconnected(source));
       // EventSource retries by itself on the same URL; we move on to the next one.
       source.onerror = () => {
         if (source.readyState !== SSE_CLOSED) source.close();
@@ -115,9 +164,14 @@ export class RingcastClient {
     });
   }
 
-  handle(object) {
+  handle(object, ws) {
     const position = object.epoch ? `${object.epoch}:${object.offset}` : null;
-    if (object.type === "subscribed") {
+    if (object.type === "refreshed") {
+      this.onStatus("refreshed", object.exp);
+      this.scheduleRefresh(ws, object.exp);
+    } else if (object.type === "refresh") {
+      this.onStatus("refresh_error", object.error);
+    } else if (object.type === "subscribed") {
       if (position) this.positions.set(object.channel, position);
       if (object.recovered !== undefined) {
         this.onRecovered(object.channel, object.recovered, position);
@@ -129,18 +183,30 @@ export class RingcastClient {
     }
   }
 
-  lost(socket) {
-    if (!this.sockets.includes(socket)) return;
+  /// The connection ended: reconnect after a backoff (at once when it ended because its
+  /// token expired, with a fresh token).
+  lost(socket, tokenExpired = false) {
+    if (socket !== null && !this.sockets.includes(socket)) return;
     this.drop();
     if (this.stopped) return;
-    this.failures += 1;
+    const fresh = tokenExpired && typeof this.token === "function";
+    this.failures = fresh ? 0 : this.failures + 1;
     const ceiling = Math.min(this.maxDelay, this.minDelay * 2 ** (this.failures - 1));
-    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    const delay = fresh ? 0 : ceiling / 2 + Math.random() * (ceiling / 2);
     this.onStatus("reconnecting", delay);
     this.timer = setTimeout(() => this.connect(), delay);
   }
 
+  /// The server disconnected this client on purpose: no reconnect.
+  disconnected(socket) {
+    if (!this.sockets.includes(socket)) return;
+    this.stopped = true;
+    this.drop();
+    this.onStatus("disconnected");
+  }
+
   drop() {
+    clearTimeout(this.refreshTimer);
     const sockets = this.sockets;
     this.sockets = [];
     for (const s of sockets) {
@@ -148,6 +214,24 @@ export class RingcastClient {
       s.onerror = null;
       s.close();
     }
+  }
+}
+
+/// WebSocket close codes the gateway uses for a token that expired and for a
+/// disconnect through the admin API.
+const TOKEN_EXPIRED = 4001;
+const DISCONNECTED = 4003;
+
+/// A token's `exp` (unix seconds): a JWT's payload claim or a v1 token's `exp=`.
+function tokenExpiry(token) {
+  if (!token) return null;
+  try {
+    const parts = token.split(".");
+    const text = atob(parts[1].replace(/-/g, "+").replace(/_/g, "/"));
+    if (parts[0] === "v1") return Number(new URLSearchParams(text).get("exp")) || null;
+    return Number(JSON.parse(text).exp) || null;
+  } catch {
+    return null;
   }
 }
 

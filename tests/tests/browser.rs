@@ -41,7 +41,8 @@ fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T
     }
 }
 
-/// Serves `tests/browser/page.html`, `recovery.html` and `clients/js/ringcast.js` (and
+/// Serves `tests/browser/page.html`, `recovery.html`, `tokens.html` and
+/// `clients/js/ringcast.js` (and
 /// 404 for anything else) on a loopback port from
 /// a std `TcpListener` thread; stopped and joined when dropped.
 struct StaticServer {
@@ -122,6 +123,7 @@ fn serve_one(mut stream: TcpStream) {
     let (status, content_type, body) = match (head.starts_with("GET "), path) {
         (true, "/page.html") => ("200 OK", html, file("browser/page.html")),
         (true, "/recovery.html") => ("200 OK", html, file("browser/recovery.html")),
+        (true, "/tokens.html") => ("200 OK", html, file("browser/tokens.html")),
         (true, "/ringcast.js") => (
             "200 OK",
             "text/javascript",
@@ -552,4 +554,69 @@ fn the_js_client_resumes_across_a_node_drain_with_every_message_once() {
 #[test]
 fn the_js_client_over_sse_resumes_across_a_node_drain_too() {
     js_client_across_a_drain("sse");
+}
+
+/// The JavaScript client with tokens in Chromium: it connects with the first token (a
+/// subprotocol), refreshes it before it expires over the open WebSocket, so the
+/// connection outlives the first token, and stops for good when the admin API
+/// disconnects its user (4003), instead of reconnecting.
+#[test]
+fn the_js_client_refreshes_its_token_and_stays_away_after_a_disconnect() {
+    const SECRET: &str = "a JWT secret of at least thirty-two bytes";
+    let gateway = Gateway::start(1, &["--jwt-secret", SECRET]);
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+    };
+    let start = unix_now().as_secs();
+    let mint = |exp: u64| {
+        let claims = json!({"sub": "alice", "channels": [CHANNEL], "exp": exp});
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).expect("jwt")
+    };
+    let (first, second) = (mint(start + 4), mint(start + 120));
+    let server = StaticServer::start();
+    let page = format!(
+        "http://{}/tokens.html?channel={CHANNEL}&margin=2500&url=ws://127.0.0.1:{}&tokens={first},{second}",
+        server.addr, gateway.first_port
+    );
+    let mut browser = Browser::launch(&page);
+    browser.attach("/tokens.html");
+    wait_for(20, "the refresh", || {
+        let status = browser.results()["status"].to_string();
+        status.contains("refreshed").then_some(())
+    });
+    // Past the first token's exp: still the first connection, still receiving.
+    std::thread::sleep(Duration::from_secs(start + 5).saturating_sub(unix_now()));
+    let post = |path: &str, body: &str| {
+        ringcast_tests::http::post(gateway.admin, path, body.as_bytes())
+            .expect("admin request")
+            .status
+    };
+    assert_eq!(post(&format!("/publish/{CHANNEL}"), "after the first exp"), 202);
+    let results = wait_for(10, "the message after the first exp", || {
+        let results = browser.results();
+        (results["messages"] == json!(["after the first exp"])).then_some(results)
+    });
+    let opened = results["status"].as_array().expect("status").iter();
+    assert_eq!(
+        opened.filter(|s| *s == "open").count(),
+        1,
+        "one connection all along: {results}"
+    );
+    // Disconnected by the admin API: the client stops instead of reconnecting.
+    assert_eq!(post("/disconnect", r#"{"sub":"alice"}"#), 200);
+    wait_for(10, "the disconnect", || {
+        let status = browser.results()["status"].clone();
+        (status.as_array()?.last()? == "disconnected").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let results = browser.results();
+    assert_eq!(
+        results["status"].as_array().expect("status").last(),
+        Some(&json!("disconnected")),
+        "no reconnect after the disconnect: {results}"
+    );
+    assert_eq!(results["tokens"], 2, "one token to connect, one to refresh");
 }
