@@ -594,7 +594,10 @@ fn the_js_client_refreshes_its_token_and_stays_away_after_a_disconnect() {
             .expect("admin request")
             .status
     };
-    assert_eq!(post(&format!("/publish/{CHANNEL}"), "after the first exp"), 202);
+    assert_eq!(
+        post(&format!("/publish/{CHANNEL}"), "after the first exp"),
+        202
+    );
     let results = wait_for(10, "the message after the first exp", || {
         let results = browser.results();
         (results["messages"] == json!(["after the first exp"])).then_some(results)

@@ -5,7 +5,8 @@
 //! status, size, not a JWKS, no usable key) is logged and counted, the keys in use stay,
 //! and the next try follows after a backoff (1 s doubling, at most the refresh period).
 //!
-//! One HTTP/1.1 GET over plain TCP or TLS (the bundled Mozilla roots plus `--jwks-ca`),
+//! One HTTP/1.1 GET over TLS (the bundled Mozilla roots plus `--jwks-ca`; plain TCP only
+//! to a loopback address),
 //! whole fetch within [`FETCH_TIMEOUT`], body at most [`MAX_JWKS_BYTES`]; redirects are
 //! not followed.
 
@@ -56,14 +57,18 @@ impl JwksFetch {
     /// keys start empty and the shards wake the fetcher through the returned keys.
     pub fn new(url: &str, refresh: Duration, extra_ca: Option<&Path>) -> anyhow::Result<Self> {
         let url: Uri = url.parse().context("--jwks-url")?;
+        let Some(host) = url.host() else {
+            bail!("--jwks-url names no host");
+        };
         let tls = match url.scheme_str() {
             Some("https") => Some(Arc::new(client_config(extra_ca)?)),
-            Some("http") => None,
-            _ => bail!("--jwks-url must start with http:// or https://"),
+            Some("http") if is_loopback(host) => None,
+            Some("http") => bail!(
+                "--jwks-url over http:// only to a loopback address (a key server on this \
+                 host): anyone on the path could swap in their own keys; use https://"
+            ),
+            _ => bail!("--jwks-url must start with https:// (or http:// to loopback)"),
         };
-        if url.host().is_none() {
-            bail!("--jwks-url names no host");
-        }
         let wake = Arc::new(Notify::new());
         let waker = Arc::clone(&wake);
         let keys = Arc::new(JwksKeys::new(move || waker.notify_one()));
@@ -179,6 +184,15 @@ async fn read_body(mut body: Incoming) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Whether `host` (a URL's host, IPv6 in brackets) is this machine.
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Client TLS settings: the bundled Mozilla roots plus the certificates in `extra_ca`.
 fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
@@ -199,4 +213,30 @@ fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig
             .with_root_certificates(roots)
             .with_no_client_auth();
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JwksFetch;
+    use std::time::Duration;
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        let refresh = Duration::from_secs(300);
+        for ok in [
+            "http://127.0.0.1:8080/jwks",
+            "http://[::1]/jwks",
+            "http://localhost/jwks",
+            "https://auth.example.com/.well-known/jwks.json",
+        ] {
+            assert!(JwksFetch::new(ok, refresh, None).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "ftp://x/jwks",
+        ] {
+            assert!(JwksFetch::new(bad, refresh, None).is_err(), "{bad}");
+        }
+    }
 }

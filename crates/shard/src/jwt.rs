@@ -13,7 +13,8 @@
 //!   clock without leeway;
 //! - with an audience or issuer configured, `aud` / `iss` are present and match;
 //!   without one, `aud` / `iss` are not checked;
-//! - `sub`, when present, is a string (it becomes the connection's user id);
+//! - `sub`, when present, is a string of 1 to [`MAX_SUB_BYTES`] bytes (it becomes the
+//!   connection's user id, which the disconnect API names);
 //! - the channels claim (`channels` unless configured otherwise), when present, is a
 //!   list of channel names, `*`, or prefix patterns such as `news.*` (one string is taken
 //!   as a list of one); a missing claim grants no channel.
@@ -33,6 +34,8 @@ use std::sync::{Arc, RwLock};
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Most keys taken from one JWKS document (the rest are skipped).
 pub const MAX_JWKS_KEYS: usize = 64;
+/// Longest `sub` a token may name (the disconnect API's limit too).
+pub const MAX_SUB_BYTES: usize = 256;
 /// The default name of the claim that lists a token's channels.
 pub const DEFAULT_CHANNELS_CLAIM: &str = "channels";
 
@@ -431,7 +434,9 @@ impl JwtRules {
         }
         let sub = match claims.get("sub") {
             None => None,
-            Some(Value::String(sub)) => Some(sub.as_str().into()),
+            Some(Value::String(sub)) if (1..=MAX_SUB_BYTES).contains(&sub.len()) => {
+                Some(sub.as_str().into())
+            }
             Some(_) => return Err(AuthError::BadToken),
         };
         let mut channels = GrantedChannels::default();

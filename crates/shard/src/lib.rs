@@ -55,7 +55,7 @@ pub use history::{Kept, Recovered};
 pub use ids::{ChannelName, ConnId, GEN_BITS, GEN_MASK};
 pub use jwt::{
     DEFAULT_CHANNELS_CLAIM, JwksError, JwksKeys, JwtConfigError, JwtRules, JwtSettings, KeySet,
-    MAX_JWKS_KEYS, MIN_JWT_SECRET_BYTES,
+    MAX_JWKS_KEYS, MAX_SUB_BYTES, MIN_JWT_SECRET_BYTES,
 };
 pub use messages::{BrokerCmd, DisconnectReport, DisconnectTarget, FetchedHistory, ShardMsg};
 pub use position::{EPOCH_LEN, Epoch, Position, Since};

@@ -166,6 +166,8 @@ pub struct Shard {
     slots: ConnSlots,
     /// This shard's share of the node's handshakes per second.
     budget: HandshakeBudget,
+    /// Token refreshes (a signature check each) this shard verifies per second.
+    refresh_budget: HandshakeBudget,
     /// Per-address budget of channels polls and event streams make the owners create.
     channel_limiter: ConnectLimiter,
     tick: TickClock,
@@ -243,6 +245,7 @@ impl Shard {
             limiter,
             slots,
             budget,
+            refresh_budget: HandshakeBudget::new(client_command::REFRESHES_PER_SEC),
             channel_limiter,
             tick: TickClock::default(),
             compression,

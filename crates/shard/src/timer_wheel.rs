@@ -51,7 +51,8 @@ impl TimerWheel {
 
     /// Fires `kind` for `id` at `at_ms` (rounded up to the next tick; clamped to the span,
     /// so a caller with a later deadline checks it when the timer fires and re-arms).
-    pub(crate) fn schedule(&mut self, at_ms: u64, id: ConnId, kind: TimerKind) {
+    /// Returns when it will fire: it fires at an `advance` to that time or later.
+    pub(crate) fn schedule(&mut self, at_ms: u64, id: ConnId, kind: TimerKind) -> u64 {
         let span = self.slots.len() as u64 - 1;
         let tick = at_ms.div_ceil(self.tick_ms).max(self.next_tick);
         let tick = tick.min(self.next_tick + span - 1);
@@ -61,6 +62,7 @@ impl TimerWheel {
             generation: id.generation,
             kind,
         });
+        tick * self.tick_ms
     }
 
     /// Moves every timer due at or before `now_ms` into `fired`.

@@ -186,24 +186,24 @@ impl TlsSession {
             return Err(TlsFailure::PlainHttp);
         }
         let was_handshaking = self.stage == Stage::Handshaking;
-        let result = if self.rx.is_empty() {
-            // The common case: whole records in this buffer, decrypted where they are;
-            // only a partial record's bytes are kept.
-            let consumed = self.process(data, plain);
-            if let Ok(consumed) = consumed {
-                self.rx.extend_from_slice(&data[consumed..]);
+        let mut result = self.feed(data, plain);
+        let mut opened = None;
+        if result.is_ok() && was_handshaking && self.stage == Stage::Open {
+            let Engine::Rustls(conn) = &self.engine else {
+                return Err(TlsFailure::Error);
+            };
+            opened = Some(match conn.handshake_kind() {
+                Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
+                _ => HandshakeKind::Full,
+            });
+            if self.take_over {
+                // rustls was given nothing past the record that finished the handshake:
+                // what follows in this receive is the record layer's.
+                result = self
+                    .take_over_records()
+                    .and_then(|()| self.feed(&mut [], plain));
             }
-            consumed.map(|_| ())
-        } else {
-            self.rx.extend_from_slice(data);
-            let mut rx = std::mem::take(&mut self.rx);
-            let consumed = self.process(&mut rx, plain);
-            if let Ok(consumed) = consumed {
-                rx.drain(..consumed);
-                self.rx = if rx.is_empty() { Vec::new() } else { rx };
-            }
-            consumed.map(|_| ())
-        };
+        }
         if let Err(failure) = result {
             // No alert: asking rustls for it after an error indexes into the buffer
             // the error came from (a panic with an empty one, a debug assertion with
@@ -217,20 +217,23 @@ impl TlsSession {
             self.rx = Vec::new();
             return Err(TlsFailure::Oversized);
         }
-        if was_handshaking && self.stage == Stage::Open {
-            let Engine::Rustls(conn) = &self.engine else {
-                return Err(TlsFailure::Error);
-            };
-            let kind = match conn.handshake_kind() {
-                Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
-                _ => HandshakeKind::Full,
-            };
-            if self.take_over {
-                self.take_over_records()?;
-            }
-            return Ok(Some(kind));
+        Ok(opened)
+    }
+
+    /// Processes `data` after what `rx` holds; keeps only a partial record's bytes.
+    fn feed(&mut self, data: &mut [u8], plain: &mut Vec<u8>) -> Result<(), TlsFailure> {
+        if self.rx.is_empty() {
+            // The common case: whole records in this buffer, decrypted where they are.
+            let consumed = self.process(data, plain)?;
+            self.rx.extend_from_slice(&data[consumed..]);
+        } else {
+            self.rx.extend_from_slice(data);
+            let mut rx = std::mem::take(&mut self.rx);
+            let consumed = self.process(&mut rx, plain)?;
+            rx.drain(..consumed);
+            self.rx = if rx.is_empty() { Vec::new() } else { rx };
         }
-        Ok(None)
+        Ok(())
     }
 
     /// Hands the record protection from rustls to the shard's record layer (the
@@ -321,11 +324,22 @@ impl TlsSession {
             }
             Engine::Spent => return Err(TlsFailure::Error),
         };
+        // While a handshake that hands the records over runs, rustls sees one more whole
+        // record at a time, so it stops at the record that finishes the handshake: a
+        // post-handshake message right behind it (a KeyUpdate) must reach the record
+        // layer, not rustls, whose answer to it would be lost in the handover.
+        let windowed = self.take_over && self.stage == Stage::Handshaking;
+        let mut window = match windowed {
+            true => record_end(buf, 0).unwrap_or(buf.len()),
+            false => buf.len(),
+        };
+        let total = buf.len();
         let mut consumed = 0;
         for _ in 0..buf.len() / 5 + EXTRA_STEPS {
             let UnbufferedStatus { discard, state } =
-                conn.process_tls_records(&mut buf[consumed..]);
+                conn.process_tls_records(&mut buf[consumed..window]);
             let mut done = false;
+            let mut widen = false;
             match state.map_err(|e| TlsFailure::of(&e))? {
                 ConnectionState::ReadTraffic(mut records) => {
                     let mut records_discard = 0;
@@ -345,6 +359,7 @@ impl TlsSession {
                     })?;
                 }
                 ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                ConnectionState::BlockedHandshake if window < total => widen = true,
                 ConnectionState::BlockedHandshake => done = true,
                 ConnectionState::WriteTraffic(_) => {
                     if self.stage == Stage::Handshaking {
@@ -363,6 +378,9 @@ impl TlsSession {
                 _ => {}
             }
             consumed += discard;
+            if widen {
+                window = record_end(buf, window).unwrap_or(total);
+            }
             if done {
                 return Ok(consumed);
             }
@@ -424,6 +442,13 @@ fn append(
     }
     buf.truncate(start);
     Err(TlsFailure::Error)
+}
+
+/// The end of the whole record that starts at `from`, if it is all in `buf`.
+fn record_end(buf: &[u8], from: usize) -> Option<usize> {
+    let header = buf.get(from..from + 5)?;
+    let end = from + 5 + usize::from(u16::from_be_bytes([header[3], header[4]]));
+    (end <= buf.len()).then_some(end)
 }
 
 /// What a client that speaks plain HTTP to a TLS port is told, in clear.

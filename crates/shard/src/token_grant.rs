@@ -59,6 +59,9 @@ pub struct Grant {
 pub(crate) struct ConnGrant {
     /// Shard clock (ms) at which the grant ends and the connection is closed.
     pub(crate) deadline_ms: u64,
+    /// When the expiry timer that counts fires (the earliest armed); an earlier-firing
+    /// entry left from a refresh is stale and ignored.
+    pub(crate) armed_ms: u64,
     /// Shard clock (ms) of the last refresh attempt.
     pub(crate) refreshed_ms: Option<u64>,
     /// The grant.

@@ -275,6 +275,8 @@ fn the_channels_claim_is_strict_and_its_name_configurable() {
         json!({"exp": NOW + 60, "channels": [1]}),
         json!({"exp": NOW + 60, "channels": {"news": true}}),
         json!({"exp": NOW + 60, "sub": 42}),
+        json!({"exp": NOW + 60, "sub": ""}),
+        json!({"exp": NOW + 60, "sub": "x".repeat(MAX_SUB_BYTES + 1)}),
     ] {
         assert_eq!(
             rules.verify(&hs256(&bad), NOW),

@@ -8,8 +8,10 @@
 //!   moves the expiry; subscriptions the new grant no longer allows end (listed in the
 //!   answer). Answer `{"type":"refreshed","exp":<unix seconds>}`, or
 //!   `{"type":"refresh","error":…}` and the old grant stays. A refresh costs a signature
-//!   check, so it takes a handshake from the shard's budget and at most one per
-//!   connection per [`MIN_REFRESH_GAP_MS`] is checked.
+//!   check (tens of microseconds for RS256/ES256), so at most one per connection per
+//!   [`MIN_REFRESH_GAP_MS`] and [`REFRESHES_PER_SEC`] per shard are checked (bounding
+//!   what connections spamming valid-looking refreshes can cost a shard), and a token
+//!   longer than [`MAX_REFRESH_TOKEN_BYTES`] is refused unread.
 
 use super::Shard;
 use crate::ids::ConnId;
@@ -18,6 +20,10 @@ use serde_json::{Map, Value, json};
 
 /// Shortest time between two refreshes of one connection.
 pub(crate) const MIN_REFRESH_GAP_MS: u64 = 1_000;
+/// Refreshes one shard verifies per second at most (burst: one second's worth).
+pub(crate) const REFRESHES_PER_SEC: u32 = 1_000;
+/// Longest token a refresh may carry.
+pub(crate) const MAX_REFRESH_TOKEN_BYTES: usize = 8 * 1024;
 
 impl Shard {
     /// Whether text from this connection is read as commands.
@@ -117,7 +123,10 @@ impl Shard {
             return Err("refresh too soon: at most one per second");
         }
         held.refreshed_ms = Some(now_ms);
-        if !self.budget.allow(now_ms) {
+        if token.len() > MAX_REFRESH_TOKEN_BYTES {
+            return Err("bad_token");
+        }
+        if !self.refresh_budget.allow(now_ms) {
             return Err("server busy: retry the refresh in a few seconds");
         }
         let unix_now = (self.cfg.unix_ms_at_zero + now_ms) / 1000;

@@ -19,7 +19,9 @@ use crate::token_grant::{ConnGrant, Grant};
 impl Shard {
     /// Keeps a just-admitted (or refreshed) connection's grant and arms its expiry
     /// (None: no token was required). A later deadline than the one armed is left to
-    /// the armed timer, which re-arms itself, so refreshes add no timers.
+    /// the armed timer, which re-arms itself; an earlier one arms a new timer and the
+    /// old one, when it fires, is stale (before the armed time) and dies. So a
+    /// connection has one live expiry timer whatever its refreshes do.
     pub(super) fn schedule_token_expiry(&mut self, id: ConnId, grant: Option<Grant>, now_ms: u64) {
         let Some(grant) = grant else {
             return;
@@ -36,16 +38,18 @@ impl Shard {
             .saturating_mul(1000)
             .saturating_sub(self.cfg.unix_ms_at_zero)
             .max(now_ms);
-        let armed = conn.grant.as_ref().map(|g| g.deadline_ms);
+        let armed = conn.grant.as_ref().map(|g| g.armed_ms);
         let refreshed_ms = conn.grant.as_ref().and_then(|g| g.refreshed_ms);
+        let armed_ms = match armed {
+            Some(armed) if armed <= deadline_ms => armed,
+            _ => self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry),
+        };
         conn.grant = Some(Box::new(ConnGrant {
             deadline_ms,
+            armed_ms,
             refreshed_ms,
             grant,
         }));
-        if armed.is_none_or(|armed| deadline_ms < armed) {
-            self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry);
-        }
     }
 
     /// The expiry timer fired: closes the connection, or re-arms a deadline the wheel
@@ -54,11 +58,17 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(deadline_ms) = conn.grant.as_ref().map(|g| g.deadline_ms) else {
+        let Some(grant) = conn.grant.as_mut() else {
             return;
         };
-        if now_ms < deadline_ms {
-            self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry);
+        if now_ms < grant.armed_ms {
+            // Stale: armed before a refresh brought the expiry closer.
+            return;
+        }
+        if now_ms < grant.deadline_ms {
+            grant.armed_ms = self
+                .wheel
+                .schedule(grant.deadline_ms, id, TimerKind::TokenExpiry);
             return;
         }
         self.close_with_last_words(id, Farewell::TokenExpired, now_ms);

@@ -23,8 +23,11 @@
 //! `KeyUpdate` (new receive keys; when the peer asks, our own `KeyUpdate` goes out
 //! before our next record). Anything else — another alert, a handshake message, a
 //! ChangeCipherSpec, a record that does not authenticate, an oversized record — fails
-//! the connection. Sending stops at the AES-GCM confidentiality limit: TLS 1.3 updates
-//! its keys first, TLS 1.2 fails (the client reconnects).
+//! the connection, and so do more than [`MAX_RECORDS_WITHOUT_DATA`] key updates,
+//! ignored alerts or empty records in a row (rustls's limits: each costs a key
+//! schedule or a record's work for no data). Sending stops at the AES-GCM
+//! confidentiality limit: TLS 1.3 updates its keys first, TLS 1.2 fails (the client
+//! reconnects) but still says close_notify.
 
 use super::TlsFailure;
 use ring::aead::{self, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -43,6 +46,10 @@ const MAX_FRAGMENT: usize = 16_384;
 /// Records sealed under one AES-GCM key before it is replaced (TLS 1.3) or the
 /// connection ends (TLS 1.2): below RFC 8446 §5.5's 2^24.5.
 const AES_GCM_RECORD_LIMIT: u64 = 1 << 23;
+
+/// Records in a row that carry no application data (key updates, ignored alerts, empty
+/// records) before the connection is failed.
+const MAX_RECORDS_WITHOUT_DATA: u8 = 32;
 
 const APPLICATION_DATA: u8 = 23;
 const ALERT: u8 = 21;
@@ -166,6 +173,8 @@ pub(crate) struct RecordLayer {
     rx: Keys,
     /// The peer asked for a key update: ours goes out before our next record.
     tx_update_due: bool,
+    /// Records received in a row without application data.
+    without_data: u8,
 }
 
 impl RecordLayer {
@@ -184,6 +193,7 @@ impl RecordLayer {
             tx: Keys::new(secrets.tx)?,
             rx: Keys::new(secrets.rx)?,
             tx_update_due: false,
+            without_data: 0,
         })
     }
 
@@ -200,10 +210,13 @@ impl RecordLayer {
         Ok(())
     }
 
-    /// Seals the close_notify alert.
+    /// Seals the close_notify alert (under a TLS 1.2 key at its limit too: one record
+    /// past a limit set well below the real one, so the client sees a clean end).
     pub(crate) fn seal_close_notify(&mut self, out: &mut Vec<u8>) -> Result<(), TlsFailure> {
         let mut key = self.tx.aead()?;
-        self.update_tx_if_due(&mut key, out)?;
+        if matches!(self.version, Version::Tls13(_)) {
+            self.update_tx_if_due(&mut key, out)?;
+        }
         self.seal_record(&key, ALERT, &[1, CLOSE_NOTIFY], out)
     }
 
@@ -316,6 +329,14 @@ impl RecordLayer {
                 None => key.insert(self.rx.aead()?),
             };
             let (typ, content) = self.open_record(aead, header, record)?;
+            if typ == APPLICATION_DATA && !content.is_empty() {
+                self.without_data = 0;
+            } else {
+                self.without_data += 1;
+                if self.without_data > MAX_RECORDS_WITHOUT_DATA {
+                    return Err(TlsFailure::Error);
+                }
+            }
             match typ {
                 APPLICATION_DATA => plain.extend_from_slice(content),
                 ALERT => match (content, &self.version) {

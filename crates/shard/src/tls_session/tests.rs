@@ -371,3 +371,38 @@ fn records_after_the_handshake_that_are_not_data_fail_the_session() {
     }
     assert!(p.server.is_open());
 }
+
+#[test]
+fn a_key_update_right_behind_the_clients_finished_is_answered() {
+    let mut p = Pair::new();
+    p.client_flight(1 << 16);
+    p.server_flight();
+    // The client's Finished, a KeyUpdate asking for ours, and data: one flight, one
+    // receive; the handover happens in the middle of it.
+    p.client.refresh_traffic_keys().unwrap();
+    p.client.writer().write_all(b"after the update").unwrap();
+    let results = p.client_flight(1 << 16);
+    assert_eq!(results, [Ok(Some(HandshakeKind::Full))]);
+    assert!(matches!(p.server.engine, Engine::Records(_)));
+    assert_eq!(p.got, b"after the update");
+    p.server.encrypt(b"hello").unwrap();
+    p.server_flight();
+    assert_eq!(p.client_reads(), b"hello");
+}
+
+#[test]
+fn a_flood_of_key_updates_without_data_fails_the_session() {
+    let mut p = Pair::new();
+    p.handshake(1 << 16);
+    let mut wire = Vec::new();
+    for _ in 0..40 {
+        p.client.refresh_traffic_keys().unwrap();
+        while p.client.wants_write() {
+            p.client.write_tls(&mut wire).unwrap();
+        }
+    }
+    assert_eq!(
+        p.server.receive(&mut wire, &mut p.got),
+        Err(TlsFailure::Error)
+    );
+}
