@@ -6,6 +6,7 @@ use crate::proc_stats;
 use crate::programs::binary;
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,15 @@ impl Gateway {
     pub fn start_with_fd_limit(ports: u16, extra: &[&str], fd_limit: Option<u64>) -> Gateway {
         let first_port = free_range(ports);
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Gateway::spawn(first_port, ports, admin, extra, fd_limit, None)
+        Gateway::spawn(first_port, ports, admin, extra, fd_limit, None, None)
+    }
+
+    /// Like [`Gateway::start`], with the gateway's stderr (its log, `RUST_LOG=warn`)
+    /// written to `log`.
+    pub fn start_logged(ports: u16, extra: &[&str], log: &Path) -> Gateway {
+        let first_port = free_range(ports);
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Gateway::spawn(first_port, ports, admin, extra, None, None, Some(log))
     }
 
     /// Like [`Gateway::start`], but ready once `healthy(admin)` holds (polled, at most
@@ -40,13 +49,21 @@ impl Gateway {
     pub fn start_when(ports: u16, extra: &[&str], healthy: &dyn Fn(SocketAddr) -> bool) -> Gateway {
         let first_port = free_range(ports);
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        Gateway::spawn(first_port, ports, admin, extra, None, Some(healthy))
+        Gateway::spawn(first_port, ports, admin, extra, None, Some(healthy), None)
     }
 
     /// A new process on the same ports and admin address as this one (which must have
     /// exited: a node restarted in place, as a rollout does).
     pub fn start_again(&self, extra: &[&str]) -> Gateway {
-        Gateway::spawn(self.first_port, self.ports, self.admin, extra, None, None)
+        Gateway::spawn(
+            self.first_port,
+            self.ports,
+            self.admin,
+            extra,
+            None,
+            None,
+            None,
+        )
     }
 
     fn spawn(
@@ -56,6 +73,7 @@ impl Gateway {
         extra: &[&str],
         fd_limit: Option<u64>,
         healthy: Option<&dyn Fn(SocketAddr) -> bool>,
+        log: Option<&Path>,
     ) -> Gateway {
         let listen = if ports == 1 {
             format!("127.0.0.1:{first_port}")
@@ -69,6 +87,9 @@ impl Gateway {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null());
+        if let Some(log) = log {
+            command.stderr(std::fs::File::create(log).expect("gateway log file"));
+        }
         if let Some(limit) = fd_limit {
             let rlimit = libc::rlimit {
                 rlim_cur: limit,

@@ -1,11 +1,14 @@
 //! A real `redis-server` for one test: started on a free loopback port without
 //! persistence, ready once it answers PING, killed by pid (and restartable on the same
 //! port), plus a tiny blocking RESP client to publish and to ask `PUBSUB` questions.
+//! Optionally ([`RedisOptions`]) it also serves TLS on a second port and has ACL users
+//! instead of the default user; the helper's own commands then log in on the plain port.
 
 use crate::ports::free_port;
 use crate::proc_stats;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -49,19 +52,40 @@ impl Reply {
     }
 }
 
+/// How a server is set up beyond the plain default.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// Also serve TLS on a second free port with this certificate chain and key (PEM
+    /// files; clients are not asked for certificates).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// ACL users `(name, password)`, each allowed every command, key and channel. With
+    /// any, the default user is off and the helper's own commands log in as the first.
+    pub users: Vec<(String, String)>,
+}
+
 /// A `redis-server` child process on `127.0.0.1:port`.
 pub struct RedisServer {
     child: Option<Child>,
     /// The port it listens on (kept across restarts).
     pub port: u16,
+    /// The TLS port, with [`RedisOptions::tls`] (kept across restarts).
+    pub tls_port: Option<u16>,
+    options: RedisOptions,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(RedisOptions::default())
+    }
+
+    /// Starts a server set up as `options` say and waits until it answers PING.
+    pub fn start_with(options: RedisOptions) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: free_port(),
+            tls_port: options.tls.as_ref().map(|_| free_port()),
+            options,
         };
         server.restart();
         server
@@ -70,6 +94,12 @@ impl RedisServer {
     /// `redis://127.0.0.1:PORT/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// `rediss://user:password@127.0.0.1:TLS_PORT/0`; panics without TLS.
+    pub fn tls_url(&self, user: &str, password: &str) -> String {
+        let port = self.tls_port.expect("a server started with TLS");
+        format!("rediss://{user}:{password}@127.0.0.1:{port}/0")
     }
 
     /// The server's pid while it runs.
@@ -88,9 +118,28 @@ impl RedisServer {
     /// Starts the server (again) on the same port and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", "", "--appendonly", "no"]);
+        if let (Some((cert, key)), Some(port)) = (&self.options.tls, self.tls_port) {
+            command
+                .args(["--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .args(["--tls-auth-clients", "no"]);
+        }
+        for (name, password) in &self.options.users {
+            command
+                .args(["--user", name, "on", &format!(">{password}")])
+                .args(["~*", "&*", "+@all"]);
+        }
+        if !self.options.users.is_empty() {
+            command.args(["--user", "default", "off"]);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -123,14 +172,16 @@ impl RedisServer {
             Duration::from_secs(2),
         )?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for arg in args {
-            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-            out.extend_from_slice(arg);
-            out.extend_from_slice(b"\r\n");
+        let mut reader = BufReader::new(stream.try_clone()?);
+        if let Some((name, password)) = self.options.users.first() {
+            stream.write_all(&encode(&[b"AUTH", name.as_bytes(), password.as_bytes()]))?;
+            match read_reply(&mut reader)? {
+                Reply::Status(_) => {}
+                other => return Err(std::io::Error::other(format!("AUTH: {other:?}"))),
+            }
         }
-        stream.write_all(&out)?;
-        read_reply(&mut BufReader::new(stream))
+        stream.write_all(&encode(args))?;
+        read_reply(&mut reader)
     }
 
     /// `PUBLISH channel payload`; returns the number of receivers.
@@ -141,8 +192,14 @@ impl RedisServer {
 
     /// Runs `redis-cli -p PORT args...` and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some((name, password)) = self.options.users.first() {
+            command
+                .args(["--user", name, "--pass", password])
+                .arg("--no-auth-warning");
+        }
+        let out = command
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -196,6 +253,17 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One command as a RESP array of bulk strings.
+fn encode(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 fn read_line(reader: &mut impl BufRead) -> std::io::Result<String> {

@@ -71,12 +71,15 @@ const ADMIN_REFUSALS: [&str; 7] = [
     "bad_disconnect",
 ];
 
-const BROKER_REJECTIONS: [&str; 5] = [
+const BROKER_REJECTIONS: [&str; 8] = [
     "too_large",
     "channel",
     "envelope",
     "malformed",
     "disconnect",
+    "connect",
+    "tls",
+    "auth",
 ];
 
 /// The value of the one sample of `name` carrying every label in `labels`.

@@ -435,12 +435,18 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_RECV_BUFFER_SIZE", default_value_t = 4096)]
     pub recv_buffer_size: u32,
 
-    /// Redis URL, `redis://[user:password@]host:port[/db]` (Redis 6 or later). With it,
-    /// every node behind the same Redis is one cluster: a publish on any node (or a Redis
-    /// `PUBLISH <prefix><channel>` from any backend) reaches every subscriber on every node.
-    /// Without it, publishes stay on this node.
+    /// Redis URL, `redis://[user:password@]host:port[/db]`, or `rediss://...` for TLS
+    /// (Redis 6 or later; `user` is an ACL user, without it the password is the default
+    /// user's). With it, every node behind the same Redis is one cluster: a publish on any
+    /// node (or a Redis `PUBLISH <prefix><channel>` from any backend) reaches every
+    /// subscriber on every node. Without it, publishes stay on this node.
     #[arg(long, env = "RINGCAST_REDIS", hide_env_values = true)]
     pub redis: Option<String>,
+
+    /// PEM CA certificate(s) to trust for a `rediss://` --redis URL besides the bundled
+    /// Mozilla roots, for a Redis behind a private CA (refused with `redis://`).
+    #[arg(long, env = "RINGCAST_REDIS_CA", requires = "redis")]
+    pub redis_ca: Option<PathBuf>,
 
     /// Prefix of the Redis channels: channel C is the Redis channel `<prefix>C`.
     #[arg(long, env = "RINGCAST_REDIS_PREFIX", default_value = "ringcast:")]
@@ -596,7 +602,22 @@ mod tests {
         .unwrap();
         assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379/0"));
         assert_eq!(config.redis_mode, RedisModeArg::Sharded);
+        assert_eq!(config.redis_ca, None);
         assert!(Config::try_parse_from(["ringcast", "--redis-mode", "gossip"]).is_err());
+        let config = Config::try_parse_from([
+            "ringcast",
+            "--redis",
+            "rediss://alice:secret@redis.example:6380",
+            "--redis-ca",
+            "/etc/ringcast/redis-ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.redis_ca.as_deref(),
+            Some(std::path::Path::new("/etc/ringcast/redis-ca.pem"))
+        );
+        // A CA without a Redis URL is a mistake, not a no-op.
+        assert!(Config::try_parse_from(["ringcast", "--redis-ca", "/tmp/ca.pem"]).is_err());
     }
 
     #[test]

@@ -98,6 +98,14 @@ fn jwt_rules(config: &Config, jwks: Option<Arc<JwksKeys>>) -> anyhow::Result<Opt
         channels_claim: Some(config.jwt_channels_claim.clone()),
     })
     .context("JWT settings")?;
+    if config.jwt_audience.is_none()
+        && (config.jwt_public_key.is_some() || config.jwks_url.is_some())
+    {
+        tracing::warn!(
+            "JWTs signed by a public key are accepted for any audience: set --jwt-audience so a \
+             token the identity provider issued for another service is refused"
+        );
+    }
     Ok(Some(rules))
 }
 
@@ -306,6 +314,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 max_message_bytes,
                 ringcast_proto::is_valid_channel,
             );
+            redis.tls_ca = config.redis_ca.clone();
             if config.history_size > 0 {
                 let channels = history_channels.clone();
                 redis.history = Some(RedisHistory {

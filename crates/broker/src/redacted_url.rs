@@ -51,6 +51,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
+            .field("tls_ca", &self.tls_ca)
             .field("prefix", &self.prefix)
             .field("mode", &self.mode)
             .field("max_message_bytes", &self.max_message_bytes)
@@ -81,6 +82,32 @@ mod tests {
                 "rediss://user:***@host:6380/1",
             ),
             ("user:s3cret@host:6379", "user:***@host:6379"),
+            // TLS and ACL users (`rediss://user:password@host:port`).
+            (
+                "rediss://alice:s3cret@redis.example:6380/0",
+                "rediss://alice:***@redis.example:6380/0",
+            ),
+            (
+                "rediss://:s3cret@10.0.0.1:6380",
+                "rediss://:***@10.0.0.1:6380",
+            ),
+            (
+                "REDISS://alice:s3cret@[::1]:6380",
+                "REDISS://alice:***@[::1]:6380",
+            ),
+            (
+                "valkeys://alice:s3cret@host:6380",
+                "valkeys://alice:***@host:6380",
+            ),
+            // A password with `:`, `#` or percent-escapes is hidden whole.
+            (
+                "rediss://alice:s3:c#r%40t@host:6380",
+                "rediss://alice:***@host:6380",
+            ),
+            (
+                "rediss://alice:s3cret@host:6380/#insecure",
+                "rediss://alice:***@host:6380/#insecure",
+            ),
             (
                 "redis+unix:///run/redis.sock?db=1&pass=s3cret",
                 "redis+unix:///run/redis.sock?db=1&pass=***",
@@ -94,6 +121,7 @@ mod tests {
     fn urls_without_a_password_stay_as_they_are() {
         for url in [
             "redis://127.0.0.1:6379/0",
+            "rediss://redis.example:6380/0",
             "redis://redis:6379",
             "not a url",
             "",
@@ -113,6 +141,18 @@ mod tests {
         );
         let shown = format!("{config:?}");
         assert!(shown.contains("redis://user:***@host:6379/0"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let mut tls = RedisConfig::new(
+            "rediss://alice:s3cret@host:6380",
+            "rc:",
+            RedisMode::Interest,
+            1024,
+            |c| !c.is_empty(),
+        );
+        tls.tls_ca = Some("/etc/ringcast/redis-ca.pem".into());
+        let shown = format!("{tls:?}");
+        assert!(shown.contains("rediss://alice:***@host:6380"), "{shown}");
+        assert!(shown.contains("redis-ca.pem"), "{shown}");
         assert!(!shown.contains("s3cret"), "{shown}");
     }
 }

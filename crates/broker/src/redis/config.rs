@@ -2,6 +2,7 @@
 //! batching, PING and timeout figures of the connection.
 
 use super::history::RedisHistory;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How the node subscribes at Redis.
@@ -18,8 +19,11 @@ pub enum RedisMode {
 /// Settings of the Redis broker (its `Debug` hides the URL's password).
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://...` for TLS.
     pub url: String,
+    /// PEM CA certificate(s) trusted for a `rediss://` URL besides the bundled Mozilla
+    /// roots (a private CA); refused with a `redis://` URL.
+    pub tls_ca: Option<PathBuf>,
     /// Prefix of every Redis channel (`ringcast:`).
     pub prefix: String,
     /// Subscription mode.
@@ -41,8 +45,8 @@ pub struct RedisConfig {
 }
 
 impl RedisConfig {
-    /// Settings with the default batching (5 ms, 1,000 channels), a PING every second and
-    /// a 2 s timeout.
+    /// Settings with the default batching (5 ms, 1,000 channels), a PING every second, a
+    /// 2 s timeout and no extra CA.
     pub fn new(
         url: &str,
         prefix: &str,
@@ -52,6 +56,7 @@ impl RedisConfig {
     ) -> Self {
         RedisConfig {
             url: url.to_owned(),
+            tls_ca: None,
             prefix: prefix.to_owned(),
             mode,
             max_message_bytes,

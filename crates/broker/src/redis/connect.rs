@@ -1,50 +1,416 @@
-//! Opens the broker's connection: a TCP socket we own, read through the size filter
-//! ([`LimitedStream`]: an over-limit blob is skipped while it streams in, never buffered;
-//! the socket is not read while the push backlog is full), handed to the redis crate as a RESP3
-//! multiplexed connection whose driver runs on the current tokio runtime. AUTH and SELECT
-//! from the URL are sent by the redis crate on connect.
+//! Opens the broker's connection: a TCP socket we own, wrapped in TLS for `rediss://`
+//! (tokio-rustls with rustls's ring provider; the redis crate's own TLS is not used, so
+//! the stream below stays ours), read through the size filter ([`LimitedStream`]: an
+//! over-limit blob is skipped while it streams in, never buffered; the socket is not read
+//! while the push backlog is full), handed to the redis crate as a RESP3 multiplexed
+//! connection whose driver runs on the current tokio runtime. AUTH (user and password
+//! from the URL) and SELECT are sent by the redis crate in its `HELLO 3` handshake.
+//!
+//! A failed attempt says which step failed ([`ConnectError::reason`]): `connect` (TCP,
+//! or the Redis handshake for reasons other than credentials), `tls` (the TLS handshake:
+//! untrusted or mismatched certificate, or no TLS on the other end) or `auth` (Redis
+//! refused the user or password).
 
+use super::events::RejectReason;
 use super::push_gate::{PushSender, ReadGate};
 use super::resp_limit::LimitedStream;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, ConnectionInfo, ErrorKind, RedisResult};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
 /// Bytes a blob may exceed the payload limit by: the envelope header plus slack for a
 /// foreign publisher's framing; the inbound check applies the exact limit.
 const BLOB_SLACK: usize = 1024;
 
-/// Connects to `info`, dropping incoming blobs longer than `max_blob` bytes, with
-/// `timeout` for the connect (handshake included) and for every reply.
+/// Server error codes that mean the credentials (or the user's rights) were refused.
+const AUTH_CODES: [&str; 3] = ["WRONGPASS", "NOAUTH", "NOPERM"];
+
+/// Where Redis is and how to talk to it, parsed once from the URL.
+pub(crate) struct Endpoint {
+    host: String,
+    port: u16,
+    /// Database, user, password; RESP3.
+    settings: RedisConnectionInfo,
+    /// TLS for `rediss://`: the connector and the name the certificate must carry.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl Endpoint {
+    /// Parses `redis://` or `rediss://` (TLS) `[user:password@]host[:port][/db]`, with
+    /// `extra_ca` (PEM) trusted besides the bundled Mozilla roots for TLS. The error is
+    /// free of the password.
+    pub(crate) fn parse(url: &str, extra_ca: Option<&Path>) -> Result<Self, EndpointError> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| EndpointError::Url("not a redis:// or rediss:// URL".into()))?;
+        let (tls, plain_url) = match scheme.to_ascii_lowercase().as_str() {
+            "redis" | "valkey" => (false, url.to_owned()),
+            // Parsed as the plain URL (the redis crate's TLS is not built in); the TLS is
+            // ours.
+            "rediss" => (true, format!("redis://{rest}")),
+            "valkeys" => (true, format!("valkey://{rest}")),
+            _ => {
+                return Err(EndpointError::Url(
+                    "only redis:// and rediss:// (TLS) URLs are supported".into(),
+                ));
+            }
+        };
+        if tls && rest.contains('#') {
+            // `#insecure` would turn certificate checks off: not offered; the CA of a
+            // private Redis goes in the CA file instead.
+            return Err(EndpointError::Url(
+                concat!(
+                    "a `#` fragment (such as #insecure) is not supported: trust a private CA ",
+                    "with the CA file instead (a `#` in the password is written %23)"
+                )
+                .into(),
+            ));
+        }
+        if !tls && extra_ca.is_some() {
+            return Err(EndpointError::Url(
+                "a CA file was given for a plain redis:// URL; use rediss:// for TLS".into(),
+            ));
+        }
+        let info = plain_url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| EndpointError::Url(e.to_string()))?;
+        let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
+            return Err(EndpointError::Url(
+                "only redis:// and rediss:// (TCP) URLs are supported".into(),
+            ));
+        };
+        // RESP3 lets one connection publish while subscribed.
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(redis::ProtocolVersion::RESP3);
+        let tls = if tls {
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| EndpointError::Url(format!("host `{host}`: {e}")))?;
+            let config = client_config(extra_ca).map_err(EndpointError::Tls)?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        Ok(Endpoint {
+            host,
+            port,
+            settings,
+            tls,
+        })
+    }
+
+    /// Whether the connection is TLS (`rediss://`).
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+}
+
+/// Why an [`Endpoint`] could not be made.
+#[derive(Debug)]
+pub(crate) enum EndpointError {
+    /// The URL is unusable.
+    Url(String),
+    /// The TLS settings (the CA file) are unusable.
+    Tls(String),
+}
+
+/// Client TLS settings: the bundled Mozilla roots plus the certificates in `extra_ca`,
+/// rustls's ring provider, TLS 1.2 and 1.3.
+fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let shown = path.display();
+        let mut added = 0;
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{shown}: {e}"))? {
+            let cert = cert.map_err(|e| format!("{shown}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{shown}: {e}"))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(format!("{shown}: no PEM certificate in it"));
+        }
+    }
+    // Deprecated in rustls 0.23.48 for lacking post-quantum key exchange, which only the
+    // aws-lc-rs provider (a C build) has; ring is what this project builds with.
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// A failed connection attempt: which step failed, and how.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    /// `Connect`, `Tls` or `Auth` (the label it is counted under).
+    pub(crate) reason: RejectReason,
+    message: String,
+}
+
+impl ConnectError {
+    fn new(reason: RejectReason, message: impl Into<String>) -> Self {
+        ConnectError {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// A command on a new connection failed: `Auth` when Redis refused the credentials
+    /// or the user's rights, else `otherwise`.
+    pub(crate) fn from_redis(err: &RedisError, otherwise: RejectReason) -> Self {
+        ConnectError::new(classify(err, otherwise), err.to_string())
+    }
+
+    /// The same error, its message starting with `step`.
+    pub(crate) fn context(mut self, step: &str) -> Self {
+        self.message = format!("{step}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `Auth` for a refused user, password or right, else `otherwise`.
+fn classify(err: &RedisError, otherwise: RejectReason) -> RejectReason {
+    let refused = err.kind() == redis::ErrorKind::AuthenticationFailed
+        || err.code().is_some_and(|code| AUTH_CODES.contains(&code));
+    if refused {
+        RejectReason::Auth
+    } else {
+        otherwise
+    }
+}
+
+/// Connects to `endpoint`, dropping incoming blobs longer than `max_payload` (plus the
+/// header and slack), with `timeout` for the whole connect (TCP, TLS and the Redis
+/// handshake) and for every reply.
 pub(crate) async fn connect(
-    info: &ConnectionInfo,
+    endpoint: &Endpoint,
     max_payload: usize,
     timeout: Duration,
     pushes: PushSender,
     gate: ReadGate,
-) -> RedisResult<MultiplexedConnection> {
-    let ConnectionAddr::Tcp(host, port) = info.addr() else {
-        return Err((
-            ErrorKind::InvalidClientConfig,
-            "only redis:// (TCP) is supported",
-        )
-            .into());
-    };
+) -> Result<MultiplexedConnection, ConnectError> {
+    let deadline = Instant::now() + timeout;
+    let timed_out = |step: &str| format!("{step} timed out after {timeout:?}");
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(timeout))
         .set_push_sender(pushes);
     let limit = max_payload
         .saturating_add(super::envelope::POSITIONED_HEADER_LEN)
         .saturating_add(BLOB_SLACK);
-    let opened = tokio::time::timeout(timeout, async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
-        stream.set_nodelay(true)?;
-        let stream = LimitedStream::new(stream, limit).gated(gate);
-        MultiplexedConnection::new_with_config(info.redis_settings(), stream, config).await
-    })
-    .await;
-    let (connection, driver) = opened
-        .map_err(|_| redis::RedisError::from((ErrorKind::Io, "connecting to Redis timed out")))??;
+    let tcp = tokio::time::timeout_at(
+        deadline,
+        tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+    )
+    .await
+    .map_err(|_| ConnectError::new(RejectReason::Connect, timed_out("connecting")))?
+    .map_err(|e| ConnectError::new(RejectReason::Connect, e.to_string()))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| ConnectError::new(RejectReason::Connect, e.to_string()))?;
+    match &endpoint.tls {
+        None => {
+            let stream = LimitedStream::new(tcp, limit).gated(gate);
+            handshake(&endpoint.settings, stream, config, deadline, timeout).await
+        }
+        Some((connector, name)) => {
+            // A plain Redis on the other end answers the ClientHello with an error line
+            // or not at all: a TLS failure either way.
+            let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
+                .await
+                .map_err(|_| {
+                    ConnectError::new(
+                        RejectReason::Tls,
+                        timed_out("TLS handshake (is the server speaking TLS?)"),
+                    )
+                })?
+                .map_err(|e| ConnectError::new(RejectReason::Tls, format!("TLS handshake: {e}")))?;
+            let stream = LimitedStream::new(tls, limit).gated(gate);
+            handshake(&endpoint.settings, stream, config, deadline, timeout).await
+        }
+    }
+}
+
+/// The redis crate's handshake (`HELLO 3` with AUTH, `SELECT`) on `stream`; the
+/// connection's driver is spawned on the current runtime.
+async fn handshake<S>(
+    settings: &RedisConnectionInfo,
+    stream: S,
+    config: AsyncConnectionConfig,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<MultiplexedConnection, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (connection, driver) = tokio::time::timeout_at(
+        deadline,
+        MultiplexedConnection::new_with_config(settings, stream, config),
+    )
+    .await
+    .map_err(|_| {
+        ConnectError::new(
+            RejectReason::Connect,
+            format!("the Redis handshake timed out after {timeout:?}"),
+        )
+    })?
+    .map_err(|e| ConnectError::from_redis(&e, RejectReason::Connect))?;
     tokio::spawn(driver);
     Ok(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_and_rediss_urls_are_parsed_with_their_credentials() {
+        let plain = Endpoint::parse("redis://alice:s3cret@127.0.0.1:6380/2", None).unwrap();
+        assert!(!plain.is_tls());
+        assert_eq!((plain.host.as_str(), plain.port), ("127.0.0.1", 6380));
+        assert_eq!(plain.settings.username(), Some("alice"));
+        assert_eq!(plain.settings.password(), Some("s3cret"));
+        assert_eq!(plain.settings.db(), 2);
+
+        let tls = Endpoint::parse("rediss://alice:s3cret@redis.example:6390", None).unwrap();
+        assert!(tls.is_tls());
+        assert_eq!((tls.host.as_str(), tls.port), ("redis.example", 6390));
+        assert_eq!(tls.settings.username(), Some("alice"));
+        assert_eq!(tls.settings.password(), Some("s3cret"));
+        let Some((_, name)) = &tls.tls else { panic!() };
+        assert_eq!(name.to_str(), "redis.example");
+
+        let ip = Endpoint::parse("REDISS://[::1]:6390/0", None).unwrap();
+        assert!(ip.is_tls());
+        assert_eq!(ip.host, "::1");
+    }
+
+    #[test]
+    fn insecure_fragments_other_schemes_and_a_ca_for_plain_redis_are_refused() {
+        let ca = std::env::temp_dir().join(format!("ringcast-broker-ca-{}", std::process::id()));
+        for (url, ca) in [
+            ("rediss://127.0.0.1:6379/#insecure", None),
+            ("rediss://127.0.0.1:6379#x", None),
+            ("http://127.0.0.1:6379", None),
+            ("redis+unix:///run/redis.sock", None),
+            ("not a url", None),
+            ("redis://127.0.0.1:6379", Some(ca.as_path())),
+        ] {
+            let parsed = Endpoint::parse(url, ca);
+            assert!(
+                matches!(parsed, Err(EndpointError::Url(_))),
+                "{url} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ca_file_must_hold_pem_certificates() {
+        let dir = std::env::temp_dir().join(format!("ringcast-broker-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for path in [&missing, &empty, &garbage] {
+            let parsed = Endpoint::parse("rediss://127.0.0.1:6379", Some(path));
+            assert!(
+                matches!(&parsed, Err(EndpointError::Tls(reason)) if reason.contains(&path.display().to_string())),
+                "{}: {:?}",
+                path.display(),
+                parsed.err()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Connects to `url` with a 500 ms timeout; the error.
+    async fn failed_attempt(url: &str) -> ConnectError {
+        let endpoint = Endpoint::parse(url, None).unwrap();
+        let (pushes, _receiver, gate) = super::super::push_gate::push_queue();
+        let attempt = connect(&endpoint, 1024, Duration::from_millis(500), pushes, gate).await;
+        match attempt {
+            Ok(_) => panic!("the attempt succeeded"),
+            Err(err) => err,
+        }
+    }
+
+    #[tokio::test]
+    async fn each_failed_step_is_told_apart() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = failed_attempt(&format!("rediss://127.0.0.1:{closed}")).await;
+        assert_eq!(refused.reason, RejectReason::Connect, "{refused}");
+
+        // A server that accepts and says nothing (a plain Redis waiting for a line).
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let _held = silent.accept().await;
+            std::future::pending::<()>().await
+        });
+        let timed_out = failed_attempt(&format!("rediss://127.0.0.1:{port}")).await;
+        assert_eq!(timed_out.reason, RejectReason::Tls, "{timed_out}");
+
+        // A server that answers the ClientHello with a Redis error line.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = plain.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut socket, _) = plain.accept().await.unwrap();
+            let mut hello = [0u8; 512];
+            let _ = socket.read(&mut hello).await;
+            let _ = socket.write_all(b"-ERR unknown command\r\n").await;
+            std::future::pending::<()>().await
+        });
+        let answered = failed_attempt(&format!("rediss://127.0.0.1:{port}")).await;
+        assert_eq!(answered.reason, RejectReason::Tls, "{answered}");
+        assert!(answered.to_string().contains("TLS handshake"), "{answered}");
+    }
+
+    #[test]
+    fn refused_credentials_are_told_apart() {
+        let wrongpass = RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "Password authentication failed",
+        ));
+        assert_eq!(
+            classify(&wrongpass, RejectReason::Connect),
+            RejectReason::Auth
+        );
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(classify(&io, RejectReason::Connect), RejectReason::Connect);
+        assert_eq!(
+            classify(&io, RejectReason::Disconnect),
+            RejectReason::Disconnect
+        );
+    }
 }

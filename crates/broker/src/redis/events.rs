@@ -2,7 +2,8 @@
 //! gateway on top of its metrics (so this crate knows no metric names), and the reasons
 //! a message from Redis is refused.
 
-/// Why a message from Redis was counted and skipped instead of delivered.
+/// Why a message from Redis was counted and skipped instead of delivered, or why a
+/// connection was lost or could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
     /// The payload is larger than the node's message limit.
@@ -14,18 +15,31 @@ pub enum RejectReason {
     /// The push does not have the shape of a pub/sub message.
     Malformed,
     /// The connection ended under the broker (reset, EOF, unparsable reply, no PING
-    /// answer); a reply cut off by it is lost.
+    /// answer), or Redis failed the subscription of a new one; a reply cut off by it is
+    /// lost.
     Disconnect,
+    /// A connection attempt failed: no TCP connection (refused, unreachable, timed out)
+    /// or a Redis handshake that failed for a reason other than credentials.
+    Connect,
+    /// A connection attempt failed in the TLS handshake (`rediss://`): a certificate not
+    /// trusted or not for the host, or no TLS on the other end.
+    Tls,
+    /// Redis refused the credentials of a connection attempt (`WRONGPASS`, `NOAUTH`) or
+    /// the user's right to subscribe (`NOPERM`).
+    Auth,
 }
 
 impl RejectReason {
     /// Every reason, for exporting each label at 0 from startup.
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::TooLarge,
         RejectReason::Channel,
         RejectReason::Envelope,
         RejectReason::Malformed,
         RejectReason::Disconnect,
+        RejectReason::Connect,
+        RejectReason::Tls,
+        RejectReason::Auth,
     ];
 
     /// Label value for metrics.
@@ -36,6 +50,9 @@ impl RejectReason {
             RejectReason::Envelope => "envelope",
             RejectReason::Malformed => "malformed",
             RejectReason::Disconnect => "disconnect",
+            RejectReason::Connect => "connect",
+            RejectReason::Tls => "tls",
+            RejectReason::Auth => "auth",
         }
     }
 }
@@ -49,7 +66,8 @@ pub trait BrokerEvents: Send + Sync + 'static {
     fn reconnected(&self);
     /// A pub/sub message arrived from Redis (before any checks).
     fn received(&self);
-    /// A message from Redis, or a connection, was refused for `reason`.
+    /// A message from Redis was refused, a connection lost, or a connection attempt
+    /// failed, for `reason`.
     fn rejected(&self, reason: RejectReason);
     /// Subscriptions (channels, patterns or shard channels) now held at Redis.
     fn subscriptions(&self, count: usize);

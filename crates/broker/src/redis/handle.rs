@@ -5,6 +5,7 @@
 
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
+use super::connect::{Endpoint, EndpointError};
 use super::control::{self, NodeId};
 use super::envelope;
 use super::events::BrokerEvents;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 /// The broker could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStartError {
-    /// The URL is not a usable Redis URL (TLS `rediss://` is not built in).
+    /// The URL is not a usable `redis://` or `rediss://` URL.
     #[error("invalid Redis URL `{url}`: {reason}")]
     Url {
         /// The URL, its password replaced by `***`.
@@ -28,6 +29,9 @@ pub enum RedisStartError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The TLS settings for a `rediss://` URL are unusable (the CA file).
+    #[error("Redis TLS settings: {0}")]
+    Tls(String),
     /// Not called inside a tokio runtime.
     #[error("the Redis broker must start inside a tokio runtime")]
     NoRuntime,
@@ -50,7 +54,14 @@ impl RedisBroker {
     ) -> Result<Self, RedisStartError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| RedisStartError::NoRuntime)?;
-        let client = redis_client(&config.url)?;
+        let endpoint =
+            Endpoint::parse(&config.url, config.tls_ca.as_deref()).map_err(|err| match err {
+                EndpointError::Url(reason) => RedisStartError::Url {
+                    url: crate::redact_url(&config.url),
+                    reason,
+                },
+                EndpointError::Tls(reason) => RedisStartError::Tls(reason),
+            })?;
         let (reads, read_queue) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             node: NodeId::random(),
@@ -66,7 +77,7 @@ impl RedisBroker {
         });
         shared.events.up(false);
         shared.events.subscriptions(0);
-        runtime.spawn(Session::new(shared.clone(), config, client, read_queue).run());
+        runtime.spawn(Session::new(shared.clone(), config, endpoint, read_queue).run());
         Ok(RedisBroker { shared, runtime })
     }
 
@@ -79,21 +90,6 @@ impl RedisBroker {
     pub(crate) fn is_up(&self) -> bool {
         self.shared.up.load(Ordering::Acquire)
     }
-}
-
-/// A RESP3 client for `url` (RESP3 lets one connection publish while subscribed).
-fn redis_client(url: &str) -> Result<redis::Client, RedisStartError> {
-    let bad = |reason: String| RedisStartError::Url {
-        url: crate::redact_url(url),
-        reason,
-    };
-    let info =
-        redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| bad(e.to_string()))?;
-    let settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(redis::ProtocolVersion::RESP3);
-    redis::Client::open(info.set_redis_settings(settings)).map_err(|e| bad(e.to_string()))
 }
 
 /// Publishes through Redis, or, when that fails, delivers locally and says so.
@@ -331,15 +327,31 @@ mod tests {
         for url in [
             "http://127.0.0.1:6379",
             "not a url",
-            "rediss://127.0.0.1:6379",
+            "rediss://user:s3cret@127.0.0.1:6379/#insecure",
         ] {
             let recorder = Arc::new(Recorder::default());
             let started = RedisBroker::start(config(url), recorder.clone(), recorder);
-            assert!(
-                matches!(started, Err(RedisStartError::Url { .. })),
-                "{url} accepted"
-            );
+            let Err(err @ RedisStartError::Url { .. }) = started else {
+                panic!("{url} accepted");
+            };
+            assert!(!err.to_string().contains("s3cret"), "{err}");
         }
+    }
+
+    #[tokio::test]
+    async fn tls_urls_start_and_an_unreadable_ca_file_is_refused() {
+        let recorder = Arc::new(Recorder::default());
+        let url = format!("rediss://user:s3cret@127.0.0.1:{}/0", closed_port());
+        let started = RedisBroker::start(config(&url), recorder.clone(), recorder.clone());
+        assert!(started.is_ok());
+        let mut with_ca = config(&url);
+        with_ca.tls_ca = Some("/nonexistent/ringcast-ca.pem".into());
+        let started = RedisBroker::start(with_ca, recorder.clone(), recorder);
+        assert!(
+            matches!(&started, Err(RedisStartError::Tls(reason)) if reason.contains("/nonexistent/ringcast-ca.pem")),
+            "{:?}",
+            started.err()
+        );
     }
 
     #[test]

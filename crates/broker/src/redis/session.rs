@@ -11,7 +11,7 @@
 use super::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
-use super::connect::connect;
+use super::connect::{ConnectError, Endpoint, connect};
 use super::control::Control;
 use super::envelope::Position;
 use super::events::RejectReason;
@@ -69,7 +69,9 @@ enum Handled {
 pub(crate) struct Session {
     shared: Arc<Shared>,
     config: RedisConfig,
-    client: redis::Client,
+    endpoint: Endpoint,
+    /// The URL with its password hidden, for the logs.
+    shown_url: String,
     interest: Interest,
     rules: InboundRules,
     /// History reads asked by the handle (see `history::HistoryRead`).
@@ -80,7 +82,7 @@ impl Session {
     pub(crate) fn new(
         shared: Arc<Shared>,
         config: RedisConfig,
-        client: redis::Client,
+        endpoint: Endpoint,
         reads: tokio::sync::mpsc::UnboundedReceiver<HistoryRead>,
     ) -> Self {
         let rules = InboundRules::new(
@@ -88,10 +90,12 @@ impl Session {
             config.max_message_bytes,
             config.valid_channel,
         );
+        let shown_url = crate::redact_url(&config.url);
         Session {
             shared,
             config,
-            client,
+            endpoint,
+            shown_url,
             interest: Interest::default(),
             rules,
             reads,
@@ -99,44 +103,78 @@ impl Session {
     }
 
     /// Connects and serves until the broker handle is dropped.
+    ///
+    /// A failed attempt (no TCP connection, a failed TLS handshake, refused credentials,
+    /// or a subscription Redis refused) is counted under its reason and retried after the
+    /// next backoff delay; it is logged when a run of failures starts or its reason
+    /// changes (each attempt at debug level). The delays start over only once a
+    /// connection got subscribed, so a node whose user may not subscribe does not
+    /// hammer Redis.
     pub(crate) async fn run(mut self) {
         let seed = unix_nanos() ^ u64::from(std::process::id()).rotate_left(32);
         let mut backoff = Backoff::new(FIRST_DELAY, MAX_DELAY, seed);
         let mut connected_before = false;
-        let mut failing = false;
+        let mut failing: Option<RejectReason> = None;
         loop {
             // Reads asked while no connection served them fail (their answer is dropped):
             // the owner then answers from what it has.
             while self.reads.try_recv().is_ok() {}
             let (push_tx, mut pushes, gate) = push_queue();
-            let connected = connect(
-                self.client.get_connection_info(),
+            let connected = match connect(
+                &self.endpoint,
                 self.config.max_message_bytes,
                 self.config.timeout,
                 push_tx,
                 gate,
             )
-            .await;
-            match connected {
-                Ok(connection) => {
+            .await
+            {
+                Ok(mut connection) => {
                     if connected_before {
                         self.shared.events.reconnected();
                     }
                     connected_before = true;
-                    failing = false;
+                    self.subscribe_all(&mut connection)
+                        .await
+                        .map(|()| connection)
+                }
+                Err(err) => Err(err),
+            };
+            match connected {
+                Ok(connection) => {
+                    failing = None;
                     backoff.reset();
                     let end = self.serve(connection, &mut pushes).await;
                     self.shared.set_connection(None);
                     self.shared.events.subscriptions(0);
                     let End::Lost(reason) = end else { return };
                     self.shared.events.rejected(RejectReason::Disconnect);
-                    tracing::warn!(%reason, "Redis connection lost; serving local clients, reconnecting");
+                    tracing::warn!(
+                        url = %self.shown_url,
+                        %reason,
+                        "Redis connection lost; serving local clients, reconnecting"
+                    );
                 }
-                Err(err) if !failing => {
-                    failing = true;
-                    tracing::warn!(%err, "cannot reach Redis; retrying with backoff");
+                Err(err) => {
+                    self.shared.events.subscriptions(0);
+                    self.shared.events.rejected(err.reason);
+                    if failing == Some(err.reason) {
+                        tracing::debug!(
+                            url = %self.shown_url,
+                            reason = %err.reason.as_str(),
+                            %err,
+                            "Redis connection attempt failed"
+                        );
+                    } else {
+                        tracing::warn!(
+                            url = %self.shown_url,
+                            reason = %err.reason.as_str(),
+                            %err,
+                            "cannot connect to Redis; serving local clients, retrying with backoff"
+                        );
+                    }
+                    failing = Some(err.reason);
                 }
-                Err(_) => {}
             }
             self.interest.connection_lost();
             if !self.pause(backoff.next_delay()).await {
@@ -145,34 +183,47 @@ impl Session {
         }
     }
 
-    /// Subscribes, reports up, then serves the connection until it is lost.
-    async fn serve(
+    /// Subscribes the control channel and the channels with local interest (or the
+    /// pattern); a refusal by Redis (an ACL user without the right to the channels)
+    /// counts as `Auth`, any other failure as `Disconnect`.
+    async fn subscribe_all(
         &mut self,
-        mut connection: MultiplexedConnection,
-        pushes: &mut PushReceiver,
-    ) -> End {
+        connection: &mut MultiplexedConnection,
+    ) -> Result<(), ConnectError> {
         let subscribed = match self.config.mode {
             // The pattern covers the control channel too.
             RedisMode::Pattern => {
                 let pattern = format!("{}*", escape_glob(&self.config.prefix));
                 let done = connection.psubscribe(&pattern).await;
-                self.shared.events.subscriptions(1);
+                if done.is_ok() {
+                    self.shared.events.subscriptions(1);
+                }
                 done
             }
             // The control channel first (not counted as a subscription: it is the node's
             // own, not a client's), then the channels with local subscribers.
             RedisMode::Interest | RedisMode::Sharded => {
                 match connection.subscribe(&self.rules.control).await {
-                    Ok(()) => self.flush(&mut connection).await,
+                    Ok(()) => self.flush(connection).await,
                     Err(err) => Err(err),
                 }
             }
         };
-        if let Err(err) = subscribed {
-            return End::Lost(format!("subscribing: {err}"));
-        }
+        subscribed.map_err(|err| {
+            ConnectError::from_redis(&err, RejectReason::Disconnect).context("subscribing")
+        })
+    }
+
+    /// Reports up, then serves the subscribed connection until it is lost.
+    async fn serve(
+        &mut self,
+        mut connection: MultiplexedConnection,
+        pushes: &mut PushReceiver,
+    ) -> End {
         self.shared.set_connection(Some(connection.clone()));
         tracing::info!(
+            url = %self.shown_url,
+            tls = self.endpoint.is_tls(),
             channels = self.interest.active_len(),
             "Redis broker connected and subscribed"
         );
