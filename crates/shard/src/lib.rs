@@ -47,7 +47,9 @@ mod tls_session;
 mod token_grant;
 mod write_queue;
 
-pub use auth::{AuthPolicy, OriginPatternError, TokenError, check_origin_pattern, mint_token};
+pub use auth::{
+    AuthPolicy, Credentials, OriginPatternError, TokenError, check_origin_pattern, mint_token,
+};
 pub use channel_histories::HistoryConfig;
 pub use channel_patterns::ChannelPatterns;
 pub use config::{ShardConfig, SlowConsumer};
