@@ -25,6 +25,19 @@ import urllib.request
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def push_figures(gw, child, timeout=300):
+    """Waits for a running `wsload push` (`child`, its report on stdout) and returns its
+    deliveries, losses, latency and the server CPU per delivery since this call (the
+    caller starts it once wsload's ramp is done)."""
+    cpu0 = gw.cpu()
+    report = json.loads(child.communicate(timeout=timeout)[0].strip().splitlines()[-1])
+    cpu = gw.cpu() - cpu0
+    delivered = report["messages"]
+    return {"deliveries": delivered, "lost": report["push"]["lost"],
+            "server_cpu_us_per_delivery": round(cpu / max(delivered, 1) * 1e6, 3),
+            "latency_p50_p99_ms": [report["latency"]["p50_ms"], report["latency"]["p99_ms"]]}
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

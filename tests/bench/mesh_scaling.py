@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from abuse import Gateway  # noqa: E402
+from abuse import Gateway, push_figures  # noqa: E402
 
 
 def wait_ready(path, seconds=120):
@@ -46,16 +46,9 @@ def run(args, workdir, shards, channels, deliveries_per_s):
         child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True)
         wait_ready(ready)
-        cpu0 = gw.cpu()
-        report = json.loads(child.communicate(timeout=300)[0].strip().splitlines()[-1])
-        cpu = gw.cpu() - cpu0
-        delivered = report["messages"]
-        return {"delivered": delivered,
-                "deliveries_per_s": round(delivered / args.seconds),
-                "lost": report["push"]["lost"],
-                "server_cpu_us_per_delivery": round(cpu / max(delivered, 1) * 1e6, 3),
-                "latency_p50_p99_ms": [report["latency"]["p50_ms"],
-                                       report["latency"]["p99_ms"]]}
+        figures = push_figures(gw, child)
+        figures["deliveries_per_s"] = round(figures["deliveries"] / args.seconds)
+        return figures
     finally:
         gw.stop()
 

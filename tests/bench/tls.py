@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from abuse import Gateway  # noqa: E402
+from abuse import Gateway, push_figures  # noqa: E402
 
 
 def openssl(workdir, *args):
@@ -139,14 +139,7 @@ class Bench:
                               f"http://127.0.0.1:{gw.admin}", "--publish-rate", "200",
                               "--duration", "8", "--size", "64", ready=ready)
             wait_ready(ready)
-            cpu0 = gw.cpu()
-            report = json.loads(run.communicate(timeout=120)[0].strip().splitlines()[-1])
-            cpu = gw.cpu() - cpu0
-            delivered = report["messages"]
-            return {"deliveries": delivered, "lost": report["push"]["lost"],
-                    "server_cpu_us_per_delivery": round(cpu / max(delivered, 1) * 1e6, 3),
-                    "latency_p50_p99_ms": [report["latency"]["p50_ms"],
-                                           report["latency"]["p99_ms"]]}
+            return push_figures(gw, run, timeout=120)
         finally:
             gw.stop()
 
