@@ -66,7 +66,7 @@ fn lane(messages: u64, turns: bool) -> (f64, f64) {
     while sent < messages {
         if tx.try_send(Message([sent; 12])).is_ok() {
             sent += 1;
-            if turns && sent % BURST == 0 {
+            if turns && sent.is_multiple_of(BURST) {
                 std::thread::yield_now();
             }
         } else {
@@ -120,7 +120,9 @@ fn main() {
     println!("|---|---:|");
     println!("| flume send per message, receiver polling in a tight loop | {tight_send:.1} |");
     println!("| flume try_recv per message, tight loop (spinning included) | {tight_recv:.1} |");
-    println!("| flume send per message, bursts of {BURST}, receiver draining per turn | {turn_send:.1} |");
+    println!(
+        "| flume send per message, bursts of {BURST}, receiver draining per turn | {turn_send:.1} |"
+    );
     println!("| flume try_recv per message, draining per turn | {turn_recv:.1} |");
     println!("| eventfd write (one wake, nobody waiting) | {wake:.1} |");
 }
