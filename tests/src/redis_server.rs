@@ -3,6 +3,8 @@
 //! port), plus a tiny blocking RESP client to publish and to ask `PUBSUB` questions.
 //! Optionally ([`RedisOptions`]) it also serves TLS on a second port and has ACL users
 //! instead of the default user; the helper's own commands then log in on the plain port.
+//! A server can also start as a replica ([`RedisOptions::replica_of`]), and
+//! [`Sentinel`] runs a `redis-server --sentinel` watching a master.
 
 use crate::ports::free_port;
 use crate::proc_stats;
@@ -61,6 +63,8 @@ pub struct RedisOptions {
     /// ACL users `(name, password)`, each allowed every command, key and channel. With
     /// any, the default user is off and the helper's own commands log in as the first.
     pub users: Vec<(String, String)>,
+    /// Start as a replica of the server on `127.0.0.1:PORT` (`--replicaof`).
+    pub replica_of: Option<u16>,
 }
 
 /// A `redis-server` child process on `127.0.0.1:port`.
@@ -139,6 +143,13 @@ impl RedisServer {
         if !self.options.users.is_empty() {
             command.args(["--user", "default", "off"]);
         }
+        if let Some(master) = self.options.replica_of {
+            // Loads the master's data straight from the socket, so no dump.rdb is left in
+            // the working directory.
+            command
+                .args(["--replicaof", "127.0.0.1", &master.to_string()])
+                .args(["--repl-diskless-load", "on-empty-db"]);
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -167,21 +178,15 @@ impl RedisServer {
 
     /// Sends one command on a new connection.
     pub fn try_command(&self, args: &[&[u8]]) -> std::io::Result<Reply> {
-        let mut stream = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], self.port).into(),
-            Duration::from_secs(2),
-        )?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        if let Some((name, password)) = self.options.users.first() {
-            stream.write_all(&encode(&[b"AUTH", name.as_bytes(), password.as_bytes()]))?;
-            match read_reply(&mut reader)? {
-                Reply::Status(_) => {}
-                other => return Err(std::io::Error::other(format!("AUTH: {other:?}"))),
-            }
+        command_on(self.port, self.options.users.first(), args)
+    }
+
+    /// The first word of `ROLE` (`master` or `slave`), if the server answers.
+    pub fn role(&self) -> Option<String> {
+        match self.try_command(&[b"ROLE"]).ok()? {
+            reply @ Reply::Array(_) => reply.strings().into_iter().next(),
+            _ => None,
         }
-        stream.write_all(&encode(args))?;
-        read_reply(&mut reader)
     }
 
     /// `PUBLISH channel payload`; returns the number of receivers.
@@ -252,6 +257,128 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Sends one command to `127.0.0.1:port` on a new connection, logging in as `user`.
+fn command_on(
+    port: u16,
+    user: Option<&(String, String)>,
+    args: &[&[u8]],
+) -> std::io::Result<Reply> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    if let Some((name, password)) = user {
+        stream.write_all(&encode(&[b"AUTH", name.as_bytes(), password.as_bytes()]))?;
+        match read_reply(&mut reader)? {
+            Reply::Status(_) => {}
+            other => return Err(std::io::Error::other(format!("AUTH: {other:?}"))),
+        }
+    }
+    stream.write_all(&encode(args))?;
+    read_reply(&mut reader)
+}
+
+/// A `redis-server --sentinel` on `127.0.0.1:port` monitoring one master as
+/// `mymaster` (quorum 1, down after 1 s, failover timeout 5 s), its config file (which
+/// Sentinel rewrites) in a temporary directory of its own; killed by pid on drop.
+pub struct Sentinel {
+    child: Option<Child>,
+    /// The port it listens on.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl Sentinel {
+    /// The master name the Sentinel monitors.
+    pub const MASTER: &'static str = "mymaster";
+
+    /// Starts a Sentinel watching the master on `127.0.0.1:master_port` and waits until
+    /// it names that master.
+    pub fn start(master_port: u16) -> Sentinel {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("ringcast-sentinel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("sentinel dir");
+        let conf = dir.join("sentinel.conf");
+        let name = Sentinel::MASTER;
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                dir = dir.display()
+            ),
+        )
+        .expect("sentinel config");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server --sentinel");
+        let sentinel = Sentinel {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if sentinel.master_port() == Some(master_port) {
+                return sentinel;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the Sentinel on port {port} never named the master");
+    }
+
+    /// The master's port as the Sentinel names it now.
+    pub fn master_port(&self) -> Option<u16> {
+        let reply = command_on(
+            self.port,
+            None,
+            &[
+                b"SENTINEL",
+                b"get-master-addr-by-name",
+                Sentinel::MASTER.as_bytes(),
+            ],
+        )
+        .ok()?;
+        match reply {
+            Reply::Array(_) => reply.strings().get(1)?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Sends one command to the Sentinel on a new connection.
+    pub fn command(&self, args: &[&[u8]]) -> std::io::Result<Reply> {
+        command_on(self.port, None, args)
+    }
+
+    /// The Sentinel's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the Sentinel with SIGKILL (by pid) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

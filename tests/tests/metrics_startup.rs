@@ -71,7 +71,7 @@ const ADMIN_REFUSALS: [&str; 7] = [
     "bad_disconnect",
 ];
 
-const BROKER_REJECTIONS: [&str; 8] = [
+const BROKER_REJECTIONS: [&str; 9] = [
     "too_large",
     "channel",
     "envelope",
@@ -80,6 +80,7 @@ const BROKER_REJECTIONS: [&str; 8] = [
     "connect",
     "tls",
     "auth",
+    "sentinel",
 ];
 
 /// The value of the one sample of `name` carrying every label in `labels`.

@@ -437,7 +437,9 @@ pub struct Config {
 
     /// Redis URL, `redis://[user:password@]host:port[/db]`, or `rediss://...` for TLS
     /// (Redis 6 or later; `user` is an ACL user, without it the password is the default
-    /// user's). With it, every node behind the same Redis is one cluster: a publish on any
+    /// user's), or `redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]`
+    /// to find the master through Redis Sentinel and follow its failovers (the
+    /// credentials are the master's; no TLS or auth towards the Sentinels). With it, every node behind the same Redis is one cluster: a publish on any
     /// node (or a Redis `PUBLISH <prefix><channel>` from any backend) reaches every
     /// subscriber on every node. Without it, publishes stay on this node.
     #[arg(long, env = "RINGCAST_REDIS", hide_env_values = true)]

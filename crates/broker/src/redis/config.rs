@@ -19,7 +19,8 @@ pub enum RedisMode {
 /// Settings of the Redis broker (its `Debug` hides the URL's password).
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]`, or `rediss://...` for TLS.
+    /// `redis://[user:password@]host:port[/db]`, `rediss://...` for TLS, or
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]`.
     pub url: String,
     /// PEM CA certificate(s) trusted for a `rediss://` URL besides the bundled Mozilla
     /// roots (a private CA); refused with a `redis://` URL.

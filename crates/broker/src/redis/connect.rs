@@ -10,10 +10,15 @@
 //! or the Redis handshake for reasons other than credentials), `tls` (the TLS handshake:
 //! untrusted or mismatched certificate, or no TLS on the other end) or `auth` (Redis
 //! refused the user or password).
+//!
+//! With `redis+sentinel://` the master's address is asked of the Sentinels first
+//! (`sentinel`), and the connection is checked with `ROLE`; a failure there counts as
+//! `sentinel`.
 
 use super::events::RejectReason;
 use super::push_gate::{PushSender, ReadGate};
 use super::resp_limit::LimitedStream;
+use super::sentinel::{self, Addr, Sentinels};
 use redis::aio::MultiplexedConnection;
 use redis::{
     AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError,
@@ -43,18 +48,33 @@ pub(crate) struct Endpoint {
     settings: RedisConnectionInfo,
     /// TLS for `rediss://`: the connector and the name the certificate must carry.
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// With `redis+sentinel://`: the Sentinels that name the master (`host` and `port`
+    /// are then unused).
+    sentinels: Option<Sentinels>,
 }
 
 impl Endpoint {
-    /// Parses `redis://` or `rediss://` (TLS) `[user:password@]host[:port][/db]`, with
+    /// Parses `redis://` or `rediss://` (TLS) `[user:password@]host[:port][/db]`, or
+    /// `redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]`, with
     /// `extra_ca` (PEM) trusted besides the bundled Mozilla roots for TLS. The error is
     /// free of the password.
     pub(crate) fn parse(url: &str, extra_ca: Option<&Path>) -> Result<Self, EndpointError> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| EndpointError::Url("not a redis:// or rediss:// URL".into()))?;
+        let mut sentinels = None;
         let (tls, plain_url) = match scheme.to_ascii_lowercase().as_str() {
             "redis" | "valkey" => (false, url.to_owned()),
+            "redis+sentinel" => {
+                let parsed = sentinel::parse(rest).map_err(EndpointError::Url)?;
+                sentinels = Some(parsed.sentinels);
+                (false, parsed.master_url)
+            }
+            "rediss+sentinel" => {
+                return Err(EndpointError::Url(
+                    "rediss+sentinel:// (TLS with Sentinel) is not supported".into(),
+                ));
+            }
             // Parsed as the plain URL (the redis crate's TLS is not built in); the TLS is
             // ours.
             "rediss" => (true, format!("redis://{rest}")),
@@ -108,12 +128,18 @@ impl Endpoint {
             port,
             settings,
             tls,
+            sentinels,
         })
     }
 
     /// Whether the connection is TLS (`rediss://`).
     pub(crate) fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The Sentinels, with `redis+sentinel://`.
+    pub(crate) fn sentinels(&self) -> Option<&Sentinels> {
+        self.sentinels.as_ref()
     }
 }
 
@@ -164,7 +190,7 @@ pub(crate) struct ConnectError {
 }
 
 impl ConnectError {
-    fn new(reason: RejectReason, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: RejectReason, message: impl Into<String>) -> Self {
         ConnectError {
             reason,
             message: message.into(),
@@ -201,11 +227,44 @@ fn classify(err: &RedisError, otherwise: RejectReason) -> RejectReason {
     }
 }
 
-/// Connects to `endpoint`, dropping incoming blobs longer than `max_payload` (plus the
-/// header and slack), with `timeout` for the whole connect (TCP, TLS and the Redis
-/// handshake) and for every reply.
+/// Connects to `endpoint` (with Sentinel: to the master the Sentinels name, checked
+/// with `ROLE`), dropping incoming blobs longer than `max_payload` (plus the header and
+/// slack), with `timeout` for the whole connect (TCP, TLS and the Redis handshake, after
+/// the Sentinels answered) and for every reply. The connection and the address it is to.
 pub(crate) async fn connect(
     endpoint: &Endpoint,
+    max_payload: usize,
+    timeout: Duration,
+    pushes: PushSender,
+    gate: ReadGate,
+) -> Result<(MultiplexedConnection, Addr), ConnectError> {
+    let (addr, named_by) = match &endpoint.sentinels {
+        None => {
+            let addr = Addr {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+            };
+            (addr, None)
+        }
+        Some(sentinels) => {
+            let (master, sentinel) = sentinels.master(timeout).await?;
+            (master, Some(sentinel))
+        }
+    };
+    let opened = open(endpoint, &addr, max_payload, timeout, pushes, gate).await;
+    let Some(sentinel) = named_by else {
+        return opened.map(|connection| (connection, addr));
+    };
+    let mut connection = opened
+        .map_err(|err| err.context(&format!("master {addr} (named by Sentinel {sentinel})")))?;
+    sentinel::check_master(&mut connection, &addr, &sentinel).await?;
+    Ok((connection, addr))
+}
+
+/// Opens the connection to `addr`.
+async fn open(
+    endpoint: &Endpoint,
+    addr: &Addr,
     max_payload: usize,
     timeout: Duration,
     pushes: PushSender,
@@ -221,7 +280,7 @@ pub(crate) async fn connect(
         .saturating_add(BLOB_SLACK);
     let tcp = tokio::time::timeout_at(
         deadline,
-        tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)),
+        tokio::net::TcpStream::connect((addr.host.as_str(), addr.port)),
     )
     .await
     .map_err(|_| ConnectError::new(RejectReason::Connect, timed_out("connecting")))?
@@ -303,6 +362,38 @@ mod tests {
         let ip = Endpoint::parse("REDISS://[::1]:6390/0", None).unwrap();
         assert!(ip.is_tls());
         assert_eq!(ip.host, "::1");
+    }
+
+    #[test]
+    fn sentinel_urls_carry_the_masters_credentials_and_database() {
+        let url = "redis+sentinel://alice:s3cret@127.0.0.1:26379,127.0.0.1:26380/mymaster/3";
+        let endpoint = Endpoint::parse(url, None).unwrap();
+        assert!(!endpoint.is_tls());
+        let sentinels = endpoint.sentinels().unwrap();
+        assert_eq!(sentinels.master, "mymaster");
+        assert_eq!(sentinels.addrs.len(), 2);
+        assert_eq!(endpoint.settings.username(), Some("alice"));
+        assert_eq!(endpoint.settings.password(), Some("s3cret"));
+        assert_eq!(endpoint.settings.db(), 3);
+        assert!(
+            Endpoint::parse("redis://127.0.0.1:6379", None)
+                .unwrap()
+                .sentinels()
+                .is_none()
+        );
+        for refused in [
+            "rediss+sentinel://127.0.0.1:26379/mymaster",
+            "redis+sentinel://127.0.0.1:26379",
+            "redis+sentinel://127.0.0.1:26379/mymaster?x=1",
+        ] {
+            let parsed = Endpoint::parse(refused, None);
+            assert!(
+                matches!(parsed, Err(EndpointError::Url(_))),
+                "{refused} accepted"
+            );
+        }
+        let ca = std::env::temp_dir().join("ringcast-no-such-ca.pem");
+        assert!(Endpoint::parse("redis+sentinel://127.0.0.1/m", Some(&ca)).is_err());
     }
 
     #[test]

@@ -27,11 +27,14 @@ pub enum RejectReason {
     /// Redis refused the credentials of a connection attempt (`WRONGPASS`, `NOAUTH`) or
     /// the user's right to subscribe (`NOPERM`).
     Auth,
+    /// `redis+sentinel://`: no Sentinel named the master (all down, or none knows the
+    /// master name), or the server a Sentinel named is not a master (`ROLE`).
+    Sentinel,
 }
 
 impl RejectReason {
     /// Every reason, for exporting each label at 0 from startup.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::TooLarge,
         RejectReason::Channel,
         RejectReason::Envelope,
@@ -40,6 +43,7 @@ impl RejectReason {
         RejectReason::Connect,
         RejectReason::Tls,
         RejectReason::Auth,
+        RejectReason::Sentinel,
     ];
 
     /// Label value for metrics.
@@ -53,6 +57,7 @@ impl RejectReason {
             RejectReason::Connect => "connect",
             RejectReason::Tls => "tls",
             RejectReason::Auth => "auth",
+            RejectReason::Sentinel => "sentinel",
         }
     }
 }

@@ -30,7 +30,9 @@
 //! It runs on the sidecar's tokio runtime over one RESP3 connection (Redis 6 or later),
 //! which carries both the publishes and the subscription's pushes: plain (`redis://`) or
 //! TLS (`rediss://`, rustls with the ring provider, the Mozilla roots plus
-//! [`RedisConfig::tls_ca`]), logged in with the URL's ACL user and password. A failed
+//! [`RedisConfig::tls_ca`]), logged in with the URL's ACL user and password; or to the
+//! master Redis Sentinel names (`redis+sentinel://`, `sentinel`), asked again on every
+//! reconnect and checked every 2 s while connected, so a failover is followed. A failed
 //! attempt (TCP, TLS, credentials) is counted by its step and retried with the backoff
 //! below. When the connection is lost the broker reports down, reconnects with capped, jittered backoff (`backoff`),
 //! resubscribes every channel with local interest, and reports up again. While it is down
@@ -42,7 +44,7 @@
 //! Its parts, one subject a file: [`RedisConfig`] and [`RedisMode`] (`config`), the
 //! [`RedisBroker`] handle that publishes (`handle`), the state the handle and the
 //! connection task share (`shared`), the connection task (`session`), opening the
-//! connection, plain or TLS (`connect`), the control channel's requests (`control`), the size filter
+//! connection, plain or TLS (`connect`), finding the master through Sentinel (`sentinel`), the control channel's requests (`control`), the size filter
 //! on incoming bytes (`resp_limit`), the bounded push backlog (`push_gate`), the node's
 //! channel interest (`interest`) and the changes to it on their way to the task
 //! (`interest_queue`), the checks on what Redis sends (`inbound`), reconnect delays
@@ -67,6 +69,7 @@ mod interest;
 mod interest_queue;
 mod push_gate;
 mod resp_limit;
+mod sentinel;
 mod session;
 mod shared;
 

@@ -20,6 +20,7 @@ use super::inbound::{Inbound, InboundRules};
 use super::interest::Interest;
 use super::interest_queue::Pending;
 use super::push_gate::{PushReceiver, push_queue};
+use super::sentinel::{self, Addr};
 use super::shared::Shared;
 use crate::BrokerError;
 use bytes::Bytes;
@@ -129,22 +130,22 @@ impl Session {
             )
             .await
             {
-                Ok(mut connection) => {
+                Ok((mut connection, master)) => {
                     if connected_before {
                         self.shared.events.reconnected();
                     }
                     connected_before = true;
                     self.subscribe_all(&mut connection)
                         .await
-                        .map(|()| connection)
+                        .map(|()| (connection, master))
                 }
                 Err(err) => Err(err),
             };
             match connected {
-                Ok(connection) => {
+                Ok((connection, master)) => {
                     failing = None;
                     backoff.reset();
-                    let end = self.serve(connection, &mut pushes).await;
+                    let end = self.serve(connection, &master, &mut pushes).await;
                     self.shared.set_connection(None);
                     self.shared.events.subscriptions(0);
                     let End::Lost(reason) = end else { return };
@@ -214,15 +215,21 @@ impl Session {
         })
     }
 
-    /// Reports up, then serves the subscribed connection until it is lost.
+    /// Reports up, then serves the subscribed connection to `master` until it is lost.
+    /// With Sentinel, a Sentinel is asked every [`sentinel::CHECK_EVERY`] (in a task of
+    /// its own, so a slow Sentinel never holds the pushes up) whether the master is still
+    /// `master`; when it names another, the connection is given up and the next one goes
+    /// to the new master.
     async fn serve(
         &mut self,
         mut connection: MultiplexedConnection,
+        master: &Addr,
         pushes: &mut PushReceiver,
     ) -> End {
         self.shared.set_connection(Some(connection.clone()));
         tracing::info!(
             url = %self.shown_url,
+            %master,
             tls = self.endpoint.is_tls(),
             channels = self.interest.active_len(),
             "Redis broker connected and subscribed"
@@ -230,6 +237,12 @@ impl Session {
         let mut ping = tokio::time::interval(self.config.ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ping.tick().await;
+        let sentinels = self.endpoint.sentinels().cloned();
+        let mut check = tokio::time::interval(sentinel::CHECK_EVERY);
+        check.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        check.tick().await;
+        let mut asking: Option<tokio::task::JoinHandle<Result<(Addr, Addr), ConnectError>>> = None;
+        let mut sentinels_failing = false;
         let mut flush_at: Option<Instant> = None;
         // Pushes prove the connection alive; PING only checks an idle one (a PING behind
         // a burst of pushes could time out on a busy host and cost a needless reconnect).
@@ -326,6 +339,41 @@ impl Session {
                             flush_at = Some(Instant::now() + RETRY_BUSY_FLUSH);
                         }
                         Err(err) => return End::Lost(format!("subscription change: {err}")),
+                    }
+                }
+                _ = check.tick(), if asking.is_none() && sentinels.is_some() => {
+                    if let Some(sentinels) = sentinels.clone() {
+                        let timeout = self.config.timeout;
+                        asking = Some(tokio::spawn(async move { sentinels.master(timeout).await }));
+                    }
+                }
+                answer = async { asking.as_mut().expect("checked").await }, if asking.is_some() => {
+                    asking = None;
+                    match answer {
+                        Ok(Ok((named, sentinel))) => {
+                            sentinels_failing = false;
+                            if named != *master {
+                                return End::Lost(format!(
+                                    "Sentinel {sentinel} names a new master {named} (was {master})"
+                                ));
+                            }
+                        }
+                        // The master still serves; counted and logged once per run of
+                        // failures, asked again at the next check.
+                        Ok(Err(err)) => {
+                            if !sentinels_failing {
+                                self.shared.events.rejected(err.reason);
+                                tracing::warn!(
+                                    url = %self.shown_url,
+                                    %master,
+                                    reason = %err.reason.as_str(),
+                                    %err,
+                                    "cannot ask the Sentinels whether the master changed; staying with it"
+                                );
+                            }
+                            sentinels_failing = true;
+                        }
+                        Err(err) => tracing::debug!(%err, "Sentinel check task failed"),
                     }
                 }
                 _ = ping.tick(), if !busy && last_push.elapsed() >= self.config.ping_every => {
