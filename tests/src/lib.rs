@@ -2,7 +2,9 @@
 //! ports, talks plain HTTP/1.1 to its admin port (also pipelined), reads its Prometheus metrics, runs
 //! `wsload`, and stops every process it started by pid.
 
+pub mod broker_health;
 pub mod gateway;
+pub mod gateway_log;
 pub mod http;
 pub mod http_pipeline;
 pub mod metrics;

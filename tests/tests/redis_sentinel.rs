@@ -4,30 +4,19 @@
 //! Sentinel up, or a master the Sentinel names but nobody answers on keep the broker down
 //! with the failure counted and logged, retried with backoff.
 
+use ringcast_tests::broker_health::{broker_up, rejected, wait_failures};
 use ringcast_tests::gateway::Gateway;
-use ringcast_tests::metrics::{sum, sum_where};
+use ringcast_tests::gateway_log::GatewayLog;
+use ringcast_tests::metrics::sum;
 use ringcast_tests::ports::free_port;
 use ringcast_tests::redis_server::{RedisOptions, RedisServer, Reply, Sentinel};
 use ringcast_tests::ws_client::{Client, connect, next_message};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 fn sentinel_url(ports: &[u16], master: &str) -> String {
     let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     format!("redis+sentinel://{}/{master}", hosts.join(","))
-}
-
-fn rejected(gateway: &Gateway, reason: &str) -> f64 {
-    sum_where(
-        &gateway.metrics(),
-        "ringcast_broker_rejected_total",
-        Some(("reason", reason)),
-    )
-}
-
-fn broker_up(gateway: &Gateway) -> f64 {
-    sum(&gateway.metrics(), "ringcast_broker_up")
 }
 
 fn closed_connections(gateway: &Gateway) -> f64 {
@@ -38,59 +27,6 @@ fn expect_text(ws: &mut Client, want: &str, who: &str) {
     match next_message(ws, Duration::from_secs(10)).expect("read") {
         Some(Message::Text(text)) => assert_eq!(text.as_str(), want, "{who}"),
         other => panic!("{who}: expected {want}, got {other:?}"),
-    }
-}
-
-/// A log file for one gateway, removed when dropped.
-struct Log(PathBuf);
-
-impl Log {
-    fn new(name: &str) -> Log {
-        Log(std::env::temp_dir().join(format!(
-            "ringcast-redis-sentinel-{}-{name}.log",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Waits at most `secs` for `text` in the log; returns the log.
-    fn wait_for(&self, text: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            if log.contains(text) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "no `{text}` in the log:\n{log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Waits (at most `secs`) until `gateway` counted `at_least` failures for `reason`,
-/// asserting that its broker stayed down meanwhile.
-fn wait_failures(gateway: &Gateway, reason: &str, at_least: f64, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        assert_eq!(broker_up(gateway), 0.0, "the broker came up");
-        let count = rejected(gateway, reason);
-        if count >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{count} `{reason}` failures after {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -214,20 +150,20 @@ fn unknown_master_no_sentinel_and_an_unreachable_master_keep_the_broker_down() {
     let sentinel = Sentinel::start(gone.port);
     gone.kill();
 
-    let unknown_log = Log::new("unknown");
+    let unknown_log = GatewayLog::new("redis-sentinel", "unknown");
     let unknown = Gateway::start_logged(
         1,
         &["--redis", &sentinel_url(&[sentinel.port], "nosuchmaster")],
         unknown_log.path(),
     );
     let closed = [free_port(), free_port()];
-    let down_log = Log::new("down");
+    let down_log = GatewayLog::new("redis-sentinel", "down");
     let all_down = Gateway::start_logged(
         1,
         &["--redis", &sentinel_url(&closed, Sentinel::MASTER)],
         down_log.path(),
     );
-    let unreachable_log = Log::new("unreachable");
+    let unreachable_log = GatewayLog::new("redis-sentinel", "unreachable");
     let unreachable = Gateway::start_logged(
         1,
         &["--redis", &sentinel_url(&[sentinel.port], Sentinel::MASTER)],
@@ -271,7 +207,7 @@ fn unknown_master_no_sentinel_and_an_unreachable_master_keep_the_broker_down() {
 #[test]
 fn a_master_demoted_by_a_manual_failover_is_left_for_the_new_one() {
     let (master, replica, sentinel) = master_replica_sentinel();
-    let log = Log::new("manual");
+    let log = GatewayLog::new("redis-sentinel", "manual");
     let url = sentinel_url(&[sentinel.port], Sentinel::MASTER);
     let a = Gateway::start_logged(1, &["--redis", &url], log.path());
     a.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);

@@ -7,13 +7,14 @@
 //! certificate, a CA that did not sign it, or a plain Redis behind `rediss://` keep it
 //! down, counted as `tls`.
 
+use ringcast_tests::broker_health::{broker_up, rejected, wait_failures};
 use ringcast_tests::gateway::Gateway;
+use ringcast_tests::gateway_log::GatewayLog;
 use ringcast_tests::metrics::sum_where;
 use ringcast_tests::pki::{EC, Pki};
 use ringcast_tests::redis_server::{RedisOptions, RedisServer};
 use ringcast_tests::ws_client::{Client, connect, next_message};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -29,72 +30,6 @@ fn tls_redis(pki: &Pki) -> RedisServer {
         users: vec![(USER.into(), PASSWORD.into())],
         replica_of: None,
     })
-}
-
-/// `ringcast_broker_rejected_total{reason}`.
-fn rejected(gateway: &Gateway, reason: &str) -> f64 {
-    sum_where(
-        &gateway.metrics(),
-        "ringcast_broker_rejected_total",
-        Some(("reason", reason)),
-    )
-}
-
-fn broker_up(gateway: &Gateway) -> f64 {
-    sum_where(&gateway.metrics(), "ringcast_broker_up", None)
-}
-
-/// A log file for one gateway, removed when dropped.
-struct Log(PathBuf);
-
-impl Log {
-    fn new(name: &str) -> Log {
-        Log(std::env::temp_dir().join(format!(
-            "ringcast-redis-tls-{}-{name}.log",
-            std::process::id()
-        )))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Waits at most `secs` for `text` in the log; returns the log.
-    fn wait_for(&self, text: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            if log.contains(text) {
-                return log;
-            }
-            assert!(Instant::now() < deadline, "no `{text}` in the log:\n{log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Waits until `gateway` counted at least `at_least` failed attempts for `reason`, at
-/// most `secs`; asserts the broker stayed down meanwhile.
-fn wait_failures(gateway: &Gateway, reason: &str, at_least: f64, secs: u64) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let count = rejected(gateway, reason);
-        assert_eq!(broker_up(gateway), 0.0, "the broker came up");
-        if count >= at_least {
-            return count;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{reason} failures stuck at {count}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The least-privilege ACL user README.md shows, for the default prefix with history.
@@ -232,13 +167,13 @@ fn refused_credentials_keep_the_broker_down_counted_logged_without_the_password(
     let unknown_user = format!("redis://mallory:{wrong}@127.0.0.1:{}/0", redis.port);
 
     let started = Instant::now();
-    let log_a = Log::new("wrong-password");
+    let log_a = GatewayLog::new("redis-tls", "wrong-password");
     let a = Gateway::start_logged(
         1,
         &["--redis", &wrong_password, "--redis-ca", &ca],
         log_a.path(),
     );
-    let log_b = Log::new("unknown-user");
+    let log_b = GatewayLog::new("redis-tls", "unknown-user");
     let b = Gateway::start_logged(1, &["--redis", &unknown_user], log_b.path());
     // A user that may log in but not subscribe (Redis 7 gives a new user no channels):
     // NOPERM on the first SUBSCRIBE, counted as auth, and backed off like the others.
@@ -329,7 +264,7 @@ fn untrusted_certificates_and_plain_redis_behind_rediss_keep_the_broker_down() {
     let tls_url = redis.tls_url(USER, PASSWORD);
     let plain_port = format!("rediss://{USER}:{PASSWORD}@127.0.0.1:{}/0", redis.port);
 
-    let log = Log::new("untrusted");
+    let log = GatewayLog::new("redis-tls", "untrusted");
     // The server's CA is not among the Mozilla roots.
     let no_ca = Gateway::start_logged(1, &["--redis", &tls_url], log.path());
     // A CA that did not sign the server's certificate.
