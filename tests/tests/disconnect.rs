@@ -9,12 +9,12 @@
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use ringcast_tests::gateway::Gateway;
+use ringcast_tests::http;
 use ringcast_tests::metrics::sum_where;
 use ringcast_tests::redis_server::RedisServer;
 use ringcast_tests::ws_client::{Client, connect, connect_raw, next_message, wait_labelled};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tungstenite::Message;
 
@@ -42,32 +42,13 @@ fn gateway(extra: &[&str]) -> Gateway {
 /// `POST path` on the admin port with `body` (and the admin token when `authorised`);
 /// the status and the body.
 fn post(gateway: &Gateway, path: &str, authorised: bool, body: &[u8]) -> (u16, String) {
-    let addr = gateway.admin;
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let auth = if authorised {
-        format!("Authorization: Bearer {ADMIN_TOKEN}\r\n")
-    } else {
-        String::new()
-    };
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).expect("write");
-    stream.write_all(body).expect("write");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read");
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad response {raw:?}"));
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    (status, body.to_owned())
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let mut headers = vec![("Content-Type", "application/json")];
+    if authorised {
+        headers.push(("Authorization", &bearer));
+    }
+    let answer = http::request_with(gateway.admin, "POST", path, &headers, body).expect("POST");
+    (answer.status, answer.body)
 }
 
 /// `POST /disconnect` with the admin token; the 200 answer.
