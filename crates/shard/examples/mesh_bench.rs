@@ -16,20 +16,11 @@
 //! Markdown table: CPU ns per delivery (this thread's CPU time, so other load on the
 //! box does not count) for 1 channel and for 100 channels.
 
+mod common;
+
+use common::thread_cpu_ns;
 use ringcast_proto::{client_request, generate_key};
 use ringcast_shard::{ConnId, Shard, ShardConfig, ShardMsg, owner_of};
-
-/// CPU time this thread has used, in nanoseconds (immune to the other processes that
-/// share this box's cores, unlike wall time).
-fn thread_cpu_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
 
 /// One node of `n` shards driven on this thread.
 struct Mesh {

@@ -6,6 +6,9 @@
 //! (default 2,000 admissions per kind per round). Prints a Markdown table. The keys are
 //! the test-only fixtures in `crates/shard/tests/fixtures/jwt`.
 
+mod common;
+
+use common::thread_cpu_ns;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use ringcast_shard::{AuthPolicy, Credentials, JwtRules, JwtSettings, mint_token};
 
@@ -15,17 +18,6 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{name}")).expect("fixture")
-}
-
-/// CPU time this thread has used, in nanoseconds.
-fn thread_cpu_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
 }
 
 /// Best per-admission CPU time (µs) over three rounds of `rounds` admissions.

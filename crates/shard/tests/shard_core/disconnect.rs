@@ -6,45 +6,25 @@
 //! how many it closed.
 
 use crate::node::{Node, close_code, plain_get, wire_text};
-use jsonwebtoken::{EncodingKey, Header, encode};
+use crate::tokens::{SECRET, T0, require_tokens};
 use ringcast_proto::OpCode;
-use ringcast_shard::{
-    Action, AuthPolicy, ConnId, DisconnectReport, DisconnectTarget, JwtRules, JwtSettings,
-    ShardMsg, mint_token,
-};
-use serde_json::json;
+use ringcast_shard::{Action, ConnId, DisconnectReport, DisconnectTarget, ShardMsg, mint_token};
 use std::sync::{Arc, Mutex};
 
-const SECRET: &[u8] = b"a secret of at least thirty-two bytes";
-/// Unix time (ms) when the fake clock reads 0.
-const UNIX_MS_AT_ZERO: u64 = 1_700_000_000_000;
-const T0: u64 = UNIX_MS_AT_ZERO / 1000;
 /// The WebSocket close frame of a disconnect: FIN + close, 14 bytes, 4003, the reason.
 const CLOSE_4003: &[u8] = b"\x88\x0e\x0f\xa3disconnected";
 const SSE_LAST: &str = "event: disconnected\ndata: disconnected\n\n";
 
 fn node() -> Node {
     Node::new(2, |c| {
-        let jwt = JwtRules::new(JwtSettings {
-            secret: Some(SECRET.to_vec()),
-            ..Default::default()
-        })
-        .expect("jwt rules");
-        c.auth = AuthPolicy::new(vec![], Some(SECRET.to_vec())).with_jwt(jwt);
-        c.unix_ms_at_zero = UNIX_MS_AT_ZERO;
+        require_tokens(c);
         c.poll_timeout_ms = 30_000;
     })
 }
 
 /// A JWT for `sub` allowing every channel for a minute.
 fn jwt(sub: &str) -> String {
-    let claims = json!({"sub": sub, "channels": ["*"], "exp": T0 + 60});
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
-    )
-    .expect("jwt")
+    crate::tokens::jwt(sub, &["*"], 60)
 }
 
 /// Sends `target` to every shard; each shard's count, in shard order.

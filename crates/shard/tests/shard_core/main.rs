@@ -1,7 +1,7 @@
 //! The shard state machine driven with byte strings and a fake clock, one module per
 //! subject: handshakes, channel creation rates, frames, fan-out, pings, slow consumers,
 //! drain, SSE, long-poll and compression, token expiry, the admin API's disconnect;
-//! `node` is the harness they share.
+//! `node` is the harness they share, `tokens` the token setup.
 
 mod channel_rate;
 mod compression;
@@ -19,3 +19,4 @@ mod sse;
 mod tls;
 mod token_commands;
 mod token_expiry;
+mod tokens;

@@ -3,38 +3,16 @@
 //! and what a refresh refuses.
 
 use crate::node::{Node, close_code, texts};
-use jsonwebtoken::{EncodingKey, Header, encode};
+use crate::tokens::{SECRET, T0, jwt, require_tokens};
 use ringcast_proto::OpCode;
-use ringcast_shard::{AuthPolicy, ConnId, JwtRules, JwtSettings, mint_token};
+use ringcast_shard::{ConnId, mint_token};
 use serde_json::{Value, json};
-
-const SECRET: &[u8] = b"a secret of at least thirty-two bytes";
-/// Unix time (ms) when the fake clock reads 0.
-const UNIX_MS_AT_ZERO: u64 = 1_700_000_000_000;
-const T0: u64 = UNIX_MS_AT_ZERO / 1000;
 
 fn node(client_commands: bool) -> Node {
     Node::new(1, |c| {
-        let jwt = JwtRules::new(JwtSettings {
-            secret: Some(SECRET.to_vec()),
-            ..Default::default()
-        })
-        .expect("jwt rules");
-        c.auth = AuthPolicy::new(vec![], Some(SECRET.to_vec())).with_jwt(jwt);
-        c.unix_ms_at_zero = UNIX_MS_AT_ZERO;
+        require_tokens(c);
         c.client_commands = client_commands;
     })
-}
-
-/// A JWT for `sub` and `channels` that expires `secs` after the fake clock's start.
-fn jwt(sub: &str, channels: &[&str], secs: u64) -> String {
-    let claims = json!({"sub": sub, "channels": channels, "exp": T0 + secs});
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET),
-    )
-    .expect("jwt")
 }
 
 fn command(node: &mut Node, id: ConnId, text: &str) -> Value {
