@@ -131,11 +131,12 @@ impl JwksFetch {
             .url
             .port_u16()
             .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
-        let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+        let host = host.trim_matches(['[', ']']);
+        let tcp = TcpStream::connect((host, port)).await?;
         match &self.tls {
             None => self.request(tcp).await,
             Some(config) => {
-                let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
+                let name = ServerName::try_from(host.to_owned())?;
                 let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
                     .connect(name, tcp)
                     .await?;

@@ -108,7 +108,7 @@ pub(crate) fn admit(
         query_token: upgrade.query_param("token"),
         protocols: &upgrade.protocols,
     };
-    let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
+    let unix_now = cfg.unix_secs(now_ms);
     let names: Vec<&str> = match &target {
         Target::Echo => vec!["echo"],
         Target::Channels(list) => list.iter().map(|s| s.name.as_str()).collect(),
@@ -152,7 +152,7 @@ pub(crate) fn admit_plain(
         protocols: &[],
     };
     let (PlainRoute::Sse(channel) | PlainRoute::Poll(channel)) = &get.route;
-    let unix_now = (cfg.unix_ms_at_zero + now_ms) / 1000;
+    let unix_now = cfg.unix_secs(now_ms);
     cfg.auth
         .admit(&creds, &[channel.as_str()], unix_now)
         .map(|admission| admission.grant)

@@ -260,15 +260,18 @@ impl AuthPolicy {
 
     /// Verifies a token of either kind at `unix_now` (admission and refresh).
     pub(crate) fn verify_token(&self, token: &str, unix_now: u64) -> Result<Grant, AuthError> {
-        let grant = match (&self.secret, &self.jwt) {
-            (Some(secret), _) if token.starts_with("v1.") => verify(secret, token)?.into_grant(),
-            (_, Some(jwt)) => jwt.verify(token, unix_now)?,
-            _ => return Err(AuthError::BadToken),
-        };
-        if grant.expires <= unix_now {
-            return Err(AuthError::Expired);
+        match (&self.secret, &self.jwt) {
+            (Some(secret), _) if token.starts_with("v1.") => {
+                let grant = verify(secret, token)?.into_grant();
+                if grant.expires <= unix_now {
+                    return Err(AuthError::Expired);
+                }
+                Ok(grant)
+            }
+            // Checks `exp` (and `nbf`) itself.
+            (_, Some(jwt)) => jwt.verify(token, unix_now),
+            _ => Err(AuthError::BadToken),
         }
-        Ok(grant)
     }
 }
 

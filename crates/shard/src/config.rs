@@ -88,6 +88,11 @@ pub struct ShardConfig {
 }
 
 impl ShardConfig {
+    /// Unix seconds at shard clock `now_ms` (what token times are compared with).
+    pub(crate) fn unix_secs(&self, now_ms: u64) -> u64 {
+        (self.unix_ms_at_zero + now_ms) / 1000
+    }
+
     /// A single-shard config with the CLI defaults, for tests.
     pub fn single() -> Self {
         ShardConfig {

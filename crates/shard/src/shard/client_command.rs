@@ -129,7 +129,7 @@ impl Shard {
         if !self.refresh_budget.allow(now_ms) {
             return Err("server busy: retry the refresh in a few seconds");
         }
-        let unix_now = (self.cfg.unix_ms_at_zero + now_ms) / 1000;
+        let unix_now = self.cfg.unix_secs(now_ms);
         let grant = self
             .cfg
             .auth
