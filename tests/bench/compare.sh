@@ -2,7 +2,11 @@
 # Comparative benchmark: ringcast against the servers users would otherwise pick, on this
 # host, with the same wsload scenarios, in one run. Servers (same interface: ws on a port
 # range, /<channel> subscribes, /echo echoes, POST /publish/<channel> on an admin port):
-#   ringcast     this repository (2 shards; --no-pin by default, wsload shares the cores)
+#   ringcast     this repository (2 shards, the default; --no-pin by default, wsload
+#                shares the cores)
+#   ringcast-1   the same with --shards 1: the row pair shows what the second shard costs
+#   uws          uWebSockets.js (npm `uwebsockets` 3.0.6, a republished uWS.js v20 build) with
+#                its native pub/sub (tests/bench/uws-peer, installed with `npm ci`)
 #   bench-peer   tokio + tokio-tungstenite with 4 KiB buffers (bin/bench-peer)
 #   node-ws      Node.js `ws` from npm (tests/bench/node-peer, installed with `npm ci`)
 #   tokio-uring-peer, glommio-peer   the io_uring runtimes DESIGN.md decided against
@@ -14,21 +18,32 @@
 #   fan1     push: CONNS subscribers of 1 channel, M messages published unpaced:
 #            deliveries/s, server CPU s per 1M deliveries, lost
 #   fan100   push: CONNS subscribers over 100 channels, M messages per channel, unpaced
+#   paced1   push: PACED_CONNS subscribers of 1 channel, paced: the publisher keeps at most
+#            OUTSTANDING deliveries published but not received (a publisher that does not
+#            outrun its subscribers; frames do not coalesce as in a burst) for PACED_SECONDS:
+#            deliveries/s, server CPU s per 1M deliveries
+#   paced100 the same over 100 channels (4 publisher connections)
+#   fixed1   push: PACED_CONNS subscribers of 1 channel, FIXED_RATE publishes/s (far from
+#            saturation) for PACED_SECONDS: server CPU s per 1M deliveries, latency
 #   latency  push: CONNS subscribers over 100 channels, PUSH_RATE messages/s for
 #            LATENCY_SECONDS: publish->receive p50/p99/p99.9/max, lost
 #   echo     ECHO_CONNS connections to /echo, ECHO_RATE messages/s each: round trip
 #   churn    CHURN_CONNS connections, 20% reopened every second: reconnect latency, failures
-# Server CPU seconds (utime+stime) and VmRSS come from /proc/PID. Results: a markdown table
+# Server CPU seconds (utime+stime) and VmRSS come from /proc/PID; the load average is read
+# before each server starts and shown in the table. Results: a markdown table
 # with ratios to ringcast in tests/bench/RESULTS.md (with date, machine and load average),
 # raw data in target/bench/ (compare.json and one directory per server and phase).
 #
 # Usage:   tests/bench/compare.sh
 #          SERVERS="ringcast node-ws" CONNS=2000 RESULTS=/tmp/r.md tests/bench/compare.sh
 # Environment (defaults in brackets):
-#   SERVERS ["ringcast bench-peer node-ws"; plus the runtime peers with BUILD_RUNTIME_PEERS=1]
+#   SERVERS ["ringcast ringcast-1 uws bench-peer node-ws"; plus the runtime peers with
+#            BUILD_RUNTIME_PEERS=1]
 #   CONNS [19000]  M [200]  PROCS [2]  RATE [5000 connects/s]  SOURCE_IPS [127.0.0.1-127.0.0.20]
 #   SIZE [64]  PUSH_RATE [500]  LATENCY_SECONDS [10]  ECHO_CONNS [2000]  ECHO_RATE [10]
-#   CHURN_CONNS [5000]  PHASES [idle fan1 fan100 latency echo churn]
+#   CHURN_CONNS [5000]  PACED_CONNS [10000]  OUTSTANDING [50000]  PACED_SECONDS [10]
+#   FIXED_RATE [5 publishes/s]
+#   PHASES [idle fan1 fan100 paced1 paced100 fixed1 latency echo churn]
 #   BUILD [1]  BUILD_RUNTIME_PEERS [0]  RESULTS [tests/bench/RESULTS.md]
 #   RINGCAST_FLAGS [--no-pin]  CARGO_TARGET_DIR [<repo>/target]
 #
@@ -37,7 +52,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD_RUNTIME_PEERS=${BUILD_RUNTIME_PEERS:-0}
-DEFAULT_SERVERS="ringcast bench-peer node-ws"
+DEFAULT_SERVERS="ringcast ringcast-1 uws bench-peer node-ws"
 ((BUILD_RUNTIME_PEERS)) && DEFAULT_SERVERS="$DEFAULT_SERVERS tokio-uring-peer glommio-peer"
 SERVERS=${SERVERS:-$DEFAULT_SERVERS}
 CONNS=${CONNS:-19000}
@@ -51,7 +66,11 @@ LATENCY_SECONDS=${LATENCY_SECONDS:-10}
 ECHO_CONNS=${ECHO_CONNS:-2000}
 ECHO_RATE=${ECHO_RATE:-10}
 CHURN_CONNS=${CHURN_CONNS:-5000}
-PHASES=${PHASES:-"idle fan1 fan100 latency echo churn"}
+PACED_CONNS=${PACED_CONNS:-10000}
+OUTSTANDING=${OUTSTANDING:-50000}
+PACED_SECONDS=${PACED_SECONDS:-10}
+FIXED_RATE=${FIXED_RATE:-5}
+PHASES=${PHASES:-"idle fan1 fan100 paced1 paced100 fixed1 latency echo churn"}
 BUILD=${BUILD:-1}
 RESULTS=${RESULTS:-$ROOT/tests/bench/RESULTS.md}
 # The load generator runs on the same cores as the server here, so shards are not pinned
@@ -63,17 +82,21 @@ BIN=$TARGET_DIR/release
 RT_DIR=$ROOT/tests/bench/runtime-peers
 RT_BIN=$TARGET_DIR/runtime-peers/release
 NODE_DIR=$ROOT/tests/bench/node-peer
+UWS_DIR=$ROOT/tests/bench/uws-peer
 OUT=$ROOT/target/bench
 CLK_TCK=$(getconf CLK_TCK)
 RAMP_BOUND=$((RATE > 0 ? 2 * CONNS / RATE + 40 : 60))
 
-declare -A WS_PORTS=([ringcast]=10000-10003 [bench-peer]=11000-11003 [node-ws]=12000-12003
-    [tokio-uring-peer]=13000-13003 [glommio-peer]=14000-14003)
-declare -A ADMIN=([ringcast]=127.0.0.1:9090 [bench-peer]=127.0.0.1:9190 [node-ws]=127.0.0.1:9290
-    [tokio-uring-peer]=127.0.0.1:9390 [glommio-peer]=127.0.0.1:9490)
-declare -A METRIC=([ringcast]=ringcast_connections [bench-peer]=benchpeer_connections
-    [node-ws]=nodepeer_connections [tokio-uring-peer]=runtimepeer_connections
-    [glommio-peer]=runtimepeer_connections)
+declare -A WS_PORTS=([ringcast]=10000-10003 [ringcast-1]=10100-10103 [bench-peer]=11000-11003
+    [node-ws]=12000-12003 [tokio-uring-peer]=13000-13003 [glommio-peer]=14000-14003
+    [uws]=15000-15003)
+declare -A ADMIN=([ringcast]=127.0.0.1:9090 [ringcast-1]=127.0.0.1:9091
+    [bench-peer]=127.0.0.1:9190 [node-ws]=127.0.0.1:9290 [tokio-uring-peer]=127.0.0.1:9390
+    [glommio-peer]=127.0.0.1:9490 [uws]=127.0.0.1:9590)
+declare -A METRIC=([ringcast]=ringcast_connections [ringcast-1]=ringcast_connections
+    [bench-peer]=benchpeer_connections [node-ws]=nodepeer_connections
+    [tokio-uring-peer]=runtimepeer_connections [glommio-peer]=runtimepeer_connections
+    [uws]=uwspeer_connections)
 # The runtime peers implement subscribe and echo only: they run these phases.
 RUNTIME_PEER_PHASES="idle fan1 fan100"
 
@@ -161,16 +184,21 @@ start_server() { # server
     local server=$1 i listen="127.0.0.1:${WS_PORTS[$1]}" admin=${ADMIN[$1]}
     http_ok "http://$admin/metrics" && die "something already answers on $admin; stop it first"
     case $server in
-    ringcast)
+    ringcast | ringcast-1)
+        local shards=2
+        [[ $server == ringcast-1 ]] && shards=1
         # shellcheck disable=SC2086
-        "$BIN/ringcast" --listen "$listen" --admin "$admin" --shards 2 --drain-seconds 1 \
-            $RINGCAST_FLAGS >"$OUT/$server.log" 2>&1 &
+        "$BIN/ringcast" --listen "$listen" --admin "$admin" --shards "$shards" \
+            --drain-seconds 1 $RINGCAST_FLAGS >"$OUT/$server.log" 2>&1 &
         ;;
     bench-peer)
         "$BIN/bench-peer" --listen "$listen" --admin "$admin" --threads 2 >"$OUT/$server.log" 2>&1 &
         ;;
     node-ws)
         node "$NODE_DIR/server.js" --listen "$listen" --admin "$admin" >"$OUT/$server.log" 2>&1 &
+        ;;
+    uws)
+        node "$UWS_DIR/server.js" --listen "$listen" --admin "$admin" >"$OUT/$server.log" 2>&1 &
         ;;
     tokio-uring-peer | glommio-peer)
         "$RT_BIN/$server" --listen "$listen" --admin "$admin" --threads 2 \
@@ -236,6 +264,8 @@ run_server() { # server
     local server=$1 url admin phase
     url="ws://127.0.0.1:${WS_PORTS[$server]}"
     admin="http://${ADMIN[$server]}"
+    cut -d' ' -f1-3 /proc/loadavg >"$OUT/$server-load"
+    log "$server: load average $(cat "$OUT/$server-load")"
     start_server "$server" || return 0
     for phase in $(phases_of "$server"); do
         [[ " $PHASES " == *" $phase "* ]] || continue
@@ -254,6 +284,24 @@ run_server() { # server
                 --channels 100 --connections "$CONNS" --rate "$RATE" --admin "$admin" \
                 --publish-rate 0 --publishers 4 --messages-per-channel "$M" --size "$SIZE" \
                 --duration 90
+            ;;
+        paced1)
+            run_phase "$server" paced1 $((RAMP_BOUND + PACED_SECONDS + 60)) push \
+                --url "$url/paced" --connections "$PACED_CONNS" --rate "$RATE" \
+                --admin "$admin" --publish-rate 0 --max-outstanding "$OUTSTANDING" \
+                --size "$SIZE" --duration "$PACED_SECONDS"
+            ;;
+        paced100)
+            run_phase "$server" paced100 $((RAMP_BOUND + PACED_SECONDS + 60)) push \
+                --url "$url/paced-{ch}" --channels 100 --connections "$PACED_CONNS" \
+                --rate "$RATE" --admin "$admin" --publish-rate 0 --publishers 4 \
+                --max-outstanding "$OUTSTANDING" --size "$SIZE" --duration "$PACED_SECONDS"
+            ;;
+        fixed1)
+            run_phase "$server" fixed1 $((RAMP_BOUND + PACED_SECONDS + 60)) push \
+                --url "$url/fixed" --connections "$PACED_CONNS" --rate "$RATE" \
+                --admin "$admin" --publish-rate "$FIXED_RATE" --size "$SIZE" \
+                --duration "$PACED_SECONDS"
             ;;
         latency)
             run_phase "$server" latency $((RAMP_BOUND + LATENCY_SECONDS + 60)) push \
@@ -284,15 +332,19 @@ if ((BUILD)); then
     (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q \
         -p ringcast -p wsload -p ringcast-bench-peer)
 fi
-if [[ " $SERVERS " == *" node-ws "* ]]; then
+node_peer() { # server dir module: install the Node peer's pinned packages, or skip it
+    local server=$1 dir=$2 module=$3
+    [[ " $SERVERS " == *" $server "* ]] || return 0
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-        log "node/npm not found: skipping node-ws"
-        SERVERS=${SERVERS//node-ws/}
-    elif [[ ! -d $NODE_DIR/node_modules/ws ]]; then
-        log "npm ci in $NODE_DIR"
-        (cd "$NODE_DIR" && npm ci --no-audit --no-fund --silent)
+        log "node/npm not found: skipping $server"
+        SERVERS=$(echo "$SERVERS" | tr ' ' '\n' | grep -vx "$server" | xargs)
+    elif [[ ! -d $dir/node_modules/$module ]]; then
+        log "npm ci in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund --silent)
     fi
-fi
+}
+node_peer node-ws "$NODE_DIR" ws
+node_peer uws "$UWS_DIR" uwebsockets
 if [[ $SERVERS =~ (tokio-uring|glommio)-peer ]]; then
     log "cargo build --release in $RT_DIR (separate workspace)"
     if ! (cd "$RT_DIR" && CARGO_TARGET_DIR=$TARGET_DIR/runtime-peers \
@@ -312,5 +364,5 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # shellcheck disable=SC2086
 python3 "$ROOT/tests/bench/compare_table.py" --out "$OUT" --results "$RESULTS" \
     --started "$STARTED" --load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
-    --config "CONNS=$CONNS M=$M PROCS=$PROCS RATE=$RATE SIZE=$SIZE PUSH_RATE=$PUSH_RATE LATENCY_SECONDS=$LATENCY_SECONDS ECHO_CONNS=$ECHO_CONNS ECHO_RATE=$ECHO_RATE CHURN_CONNS=$CHURN_CONNS RINGCAST_FLAGS='$RINGCAST_FLAGS'" \
+    --config "CONNS=$CONNS M=$M PROCS=$PROCS RATE=$RATE SIZE=$SIZE PUSH_RATE=$PUSH_RATE LATENCY_SECONDS=$LATENCY_SECONDS ECHO_CONNS=$ECHO_CONNS ECHO_RATE=$ECHO_RATE CHURN_CONNS=$CHURN_CONNS PACED_CONNS=$PACED_CONNS OUTSTANDING=$OUTSTANDING PACED_SECONDS=$PACED_SECONDS FIXED_RATE=$FIXED_RATE RINGCAST_FLAGS='$RINGCAST_FLAGS'" \
     $SERVERS

@@ -87,6 +87,28 @@ METRICS = [
      per_million, 3, LOWER),
     ("fan100_lost", "fan-out 100 channels: lost + failed + closed", "fan100",
      lambda r, m: lost(r), 0, LOWER),
+    ("paced1_rate", "paced fan-out 1 channel: deliveries/s", "paced1",
+     lambda r, m: r and r["deliveries_per_s"], 0, HIGHER),
+    ("paced1_cpu", "paced fan-out 1 channel: server CPU s per 1M deliveries", "paced1",
+     per_million, 3, LOWER),
+    ("paced1_p99", "paced fan-out 1 channel: publish->receive p99 (ms)", "paced1",
+     lambda r, m: get(r, "latency", "p99_ms"), 2, LOWER),
+    ("paced1_lost", "paced fan-out 1 channel: lost + failed + closed", "paced1",
+     lambda r, m: lost(r), 0, LOWER),
+    ("paced100_rate", "paced fan-out 100 channels: deliveries/s", "paced100",
+     lambda r, m: r and r["deliveries_per_s"], 0, HIGHER),
+    ("paced100_cpu", "paced fan-out 100 channels: server CPU s per 1M deliveries", "paced100",
+     per_million, 3, LOWER),
+    ("paced100_p99", "paced fan-out 100 channels: publish->receive p99 (ms)", "paced100",
+     lambda r, m: get(r, "latency", "p99_ms"), 2, LOWER),
+    ("paced100_lost", "paced fan-out 100 channels: lost + failed + closed", "paced100",
+     lambda r, m: lost(r), 0, LOWER),
+    ("fixed1_cpu", "fixed rate 1 channel: server CPU s per 1M deliveries", "fixed1",
+     per_million, 3, LOWER),
+    ("fixed1_p99", "fixed rate 1 channel: publish->receive p99 (ms)", "fixed1",
+     lambda r, m: get(r, "latency", "p99_ms"), 2, LOWER),
+    ("fixed1_lost", "fixed rate 1 channel: lost + failed + closed", "fixed1",
+     lambda r, m: lost(r), 0, LOWER),
     ("lat_p50", "fixed rate: publish->receive p50 (ms)", "latency",
      lambda r, m: get(r, "latency", "p50_ms"), 2, LOWER),
     ("lat_p99", "fixed rate: publish->receive p99 (ms)", "latency",
@@ -124,11 +146,22 @@ CLIENT = [
      lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
     ("fan100", "client CPU s per 1M received messages (fan-out 100)",
      lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
+    ("paced1", "client CPU s per 1M received messages (paced fan-out 1)",
+     lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
     ("latency", "client CPU s per 1M received messages (fixed rate)",
      lambda r: get(r, "client", "cpu_s_per_million_messages"), 3),
 ]
 
 RUNTIME_PEERS = ("tokio-uring-peer", "glommio-peer")
+PHASES = ("idle", "fan1", "fan100", "paced1", "paced100", "fixed1", "latency", "echo", "churn")
+
+
+def server_load(out, server):
+    try:
+        with open(os.path.join(out, f"{server}-load")) as f:
+            return f.read().split()[0]
+    except (OSError, IndexError):
+        return "-"
 
 
 def fmt(value, decimals):
@@ -171,7 +204,7 @@ def main():
     raw, values = {}, {}
     for server in args.servers:
         raw[server], values[server] = {}, {}
-        for phase in ("idle", "fan1", "fan100", "latency", "echo", "churn"):
+        for phase in PHASES:
             d = os.path.join(args.out, f"{server}-{phase}")
             raw[server][phase] = {
                 "report": load(os.path.join(d, "report.json")),
@@ -199,7 +232,7 @@ def main():
             ours = base.get(key)
             if server != "ringcast" and v is not None and ours:
                 cell += f" ({v / ours:.2f}×)"
-            if server != "ringcast" and v is not None and ours is not None:
+            if not server.startswith("ringcast") and v is not None and ours is not None:
                 if better(v, ours, direction) and not (v == 0 and ours == 0):
                     wins.append((server, label, fmt(v, decimals), fmt(ours, decimals)))
             row.append(cell)
@@ -234,6 +267,8 @@ def main():
         "| " + " | ".join(header) + " |",
         "|" + "---|" + "---:|" * len(args.servers),
     ]
+    rows.append(["load average (1 min) before the server started"]
+                + [server_load(args.out, s) for s in args.servers])
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += ["", "## Where another server beats ringcast", ""]
     if wins:

@@ -203,7 +203,20 @@ pub struct PushArgs {
     /// Keep-alive publisher connections (each publishes rate / N, channel-sharded).
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
+    /// Paced publishing: keep at most N deliveries published but not yet received (over
+    /// all subscribers), as a publisher that does not outrun its subscribers;
+    /// `--publish-rate` then caps the rate (0 = the window alone paces).
+    #[arg(long, long_help = MAX_OUTSTANDING_HELP)]
+    pub max_outstanding: Option<u64>,
 }
+
+const MAX_OUTSTANDING_HELP: &str = "Paced publishing: keep at most N deliveries published \
+but not yet received, over all subscribers (a publish to a channel of S subscribers counts \
+S), as a publisher that does not outrun its subscribers; `--publish-rate` then caps the \
+rate (0 = the window alone paces). A burst (`--publish-rate 0` without a window) lets \
+queued frames coalesce into one send and hides per-message costs; a paced run does not. \
+Workers report progress every 5 ms so the window follows the deliveries (it may lag by \
+that much).";
 
 /// Arguments of `wsload tick`.
 #[derive(Args, Debug, Clone)]

@@ -16,6 +16,7 @@ use anyhow::{Context, ensure};
 
 use crate::addr_plan::AddrPlan;
 use crate::cli::{LoadArgs, WorkerSlot};
+use crate::delivery_window::{DeliveryWindow, subscribers_per_channel};
 use crate::figures::Figures;
 use crate::metrics::{self, MetricsBoard};
 use crate::procs::{self, Envelope, WorkerHandle};
@@ -45,6 +46,8 @@ pub struct PublishSpec {
     pub mode: PublishMode,
     /// Publisher threads.
     pub publishers: usize,
+    /// Paced push: most deliveries outstanding (`--max-outstanding`).
+    pub max_outstanding: Option<u64>,
 }
 
 /// One scenario run as the command line asked for it.
@@ -172,6 +175,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
     let mut reports: Vec<Option<Figures>> = vec![None; procs];
     let mut published = PublishStats::default();
     let mut phase = Phase::Ramp;
+    let mut window: Option<Arc<DeliveryWindow>> = None;
     let mut view = ProgressView::new(load.connections as u64, spec.scenario.name());
     loop {
         match events.recv_timeout(POLL) {
@@ -195,11 +199,15 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
         let mut total = Counters::default();
         snapshots.iter().for_each(|s| total.add(&s.counters));
         view.update(epoch.elapsed().as_secs_f64(), &total);
+        if let Some(window) = &window {
+            window.received(total.messages);
+        }
         let now = Instant::now();
         phase = match phase {
             Phase::Ramp if ramp_done.complete() => match &spec.publish {
                 Some(publish) => {
                     let plan = publish_plan(&plan, publish, load)?;
+                    window.clone_from(&plan.window);
                     let stop = Arc::clone(&publish_stop);
                     Phase::Publishing(
                         std::thread::Builder::new()
@@ -276,7 +284,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Report> {
         Report::from_figures(spec.scenario.name(), spec.command.clone(), procs, &merged);
     report.missing_workers = missing_workers;
     match spec.scenario {
-        Scenario::Push => report.add_push(&merged, &published),
+        Scenario::Push { .. } => report.add_push(&merged, &published),
         Scenario::Tick => report.add_tick(&merged, &published),
         Scenario::Echo { .. } => report.add_echo(&merged),
         Scenario::Churn { .. } => report.add_churn(&merged),
@@ -297,12 +305,17 @@ fn publish_plan(
         PublishMode::Tick => 1,
         PublishMode::Push { .. } => plan.channels(),
     };
+    let window = publish.max_outstanding.map(|limit| {
+        let subscribers = subscribers_per_channel(load.connections, channels);
+        Arc::new(DeliveryWindow::new(limit, subscribers))
+    });
     Ok(PublishPlan {
         admin: publish.admin,
         channels: (0..channels).map(|ch| plan.channel_name(ch)).collect(),
         mode: publish.mode,
         duration: Duration::from_secs_f64(load.duration.max(0.0)),
         publishers: publish.publishers,
+        window,
     })
 }
 

@@ -26,8 +26,6 @@ use crate::wire::{Snapshot, WorkerEvent};
 
 /// Longest single wait in the reactor (also how fast a stop request is noticed).
 const MAX_WAIT: Duration = Duration::from_millis(100);
-/// Progress snapshot period.
-const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How long the final close phase may take before the rest is aborted.
 const CLOSE_PHASE: Duration = Duration::from_secs(5);
 /// How long aborted connections get to finish their in-flight operations.
@@ -138,7 +136,7 @@ impl<'p> Engine<'p> {
             params,
             fds: Vec::with_capacity(params.target() as usize),
             completions: Vec::with_capacity(4096),
-            next_progress: Instant::now() + PROGRESS_EVERY,
+            next_progress: Instant::now() + params.scenario.progress_every(),
             usage: Usage::default(),
         })
     }
@@ -316,7 +314,8 @@ impl<'p> Engine<'p> {
         let wake_at = self
             .core
             .next_deadline()
-            .map_or(wake_at, |at| at.min(wake_at));
+            .map_or(wake_at, |at| at.min(wake_at))
+            .min(self.next_progress);
         let timeout = wake_at.saturating_duration_since(now).min(MAX_WAIT);
         let mut completions = std::mem::take(&mut self.completions);
         self.reactor
@@ -339,7 +338,7 @@ impl<'p> Engine<'p> {
         if !force && now < self.next_progress {
             return Ok(());
         }
-        self.next_progress = now + PROGRESS_EVERY;
+        self.next_progress = now + self.params.scenario.progress_every();
         let figures = self.core.figures();
         sink.send(WorkerEvent::Progress(Box::new(Snapshot {
             elapsed_s: now

@@ -11,6 +11,7 @@ mod cli;
 mod client_core;
 mod conn;
 mod coordinator;
+mod delivery_window;
 mod engine;
 mod figures;
 mod http1;
@@ -68,14 +69,17 @@ fn main() -> anyhow::Result<()> {
                     per_channel: args.messages_per_channel,
                 },
                 publishers: args.publishers.max(1),
+                max_outstanding: args.max_outstanding,
             };
-            run(args.load, Scenario::Push, Some(publish))
+            let paced = args.max_outstanding.is_some();
+            run(args.load, Scenario::Push { paced }, Some(publish))
         }
         Command::Tick(args) => {
             let publish = PublishSpec {
                 admin: parse_admin_url(&args.admin)?,
                 mode: PublishMode::Tick,
                 publishers: 1,
+                max_outstanding: None,
             };
             run(args.load, Scenario::Tick, Some(publish))
         }

@@ -2,15 +2,18 @@
 //! (`"<seq>:<unix-ns>:<padding>"`, seq counting per channel from 0) through the admin API on
 //! keep-alive connections, paced to a rate, for the length of the measured phase.
 //! `push` shards the channels over `--publishers` threads (one connection each) and goes
-//! round-robin over each thread's channels; `tick` posts the time once a second.
+//! round-robin over each thread's channels, at most as fast as the rate and, with a
+//! [`DeliveryWindow`], the outstanding deliveries allow; `tick` posts the time once a second.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::admin_client::AdminClient;
+use crate::delivery_window::DeliveryWindow;
 use crate::payload::{realtime_ns, write_body};
 
 /// Consecutive failed requests after which a publisher thread gives up.
@@ -45,6 +48,8 @@ pub struct PublishPlan {
     pub duration: Duration,
     /// Publisher threads (push).
     pub publishers: usize,
+    /// Paced push: the bound on outstanding deliveries (None: rate only).
+    pub window: Option<Arc<DeliveryWindow>>,
 }
 
 /// What a publishing run achieved.
@@ -177,9 +182,15 @@ fn push_thread(
         if consecutive_errors >= MAX_CONSECUTIVE_ERRORS || per_channel.is_some_and(|m| j >= m * n) {
             break;
         }
+        if let Some(window) = &plan.window
+            && !window.wait_for_room(stop, end)
+        {
+            break;
+        }
         let channel = mine[(j % n) as usize];
         body.clear();
         write_body(&mut body, j / n, realtime_ns(), size);
+        let accepted = stats.published;
         if post(
             &mut client,
             &plan.channels[channel],
@@ -187,6 +198,11 @@ fn push_thread(
             channel,
             &mut stats,
         ) {
+            if let Some(window) = &plan.window
+                && stats.published > accepted
+            {
+                window.published(channel);
+            }
             consecutive_errors = 0;
         } else {
             consecutive_errors += 1;
@@ -308,6 +324,7 @@ mod tests {
             },
             duration: Duration::from_millis(300),
             publishers: 2,
+            window: None,
         };
         let stats = run(&plan, &AtomicBool::new(false));
         assert!(stats.published >= 30, "{stats:?}");
@@ -344,11 +361,39 @@ mod tests {
             },
             duration: Duration::from_secs(20),
             publishers: 2,
+            window: None,
         };
         let stats = run(&plan, &AtomicBool::new(false));
         assert_eq!(stats.published, 15);
         assert_eq!(stats.per_channel, vec![5, 5, 5]);
         assert_eq!(seen.lock().unwrap().len(), 15);
+    }
+
+    #[test]
+    fn paced_push_waits_for_deliveries() {
+        let (admin, seen) = fake_admin();
+        let window = Arc::new(DeliveryWindow::new(6, vec![2, 2]));
+        let plan = PublishPlan {
+            admin,
+            channels: vec!["a".into(), "b".into()],
+            mode: PublishMode::Push {
+                rate: 0.0,
+                size: 0,
+                per_channel: None,
+            },
+            duration: Duration::from_millis(400),
+            publishers: 1,
+            window: Some(Arc::clone(&window)),
+        };
+        let stats = std::thread::scope(|scope| {
+            let publisher = scope.spawn(|| run(&plan, &AtomicBool::new(false)));
+            std::thread::sleep(Duration::from_millis(150));
+            assert_eq!(seen.lock().unwrap().len(), 3, "6 deliveries = 3 publishes");
+            window.received(4);
+            publisher.join().unwrap()
+        });
+        assert_eq!(stats.published, 5);
+        assert_eq!(window.outstanding(), 6);
     }
 
     #[test]
@@ -360,6 +405,7 @@ mod tests {
             mode: PublishMode::Tick,
             duration: Duration::from_millis(1500),
             publishers: 1,
+            window: None,
         };
         let stats = run(&plan, &AtomicBool::new(false));
         assert_eq!(stats.published, 2);
@@ -384,6 +430,7 @@ mod tests {
             },
             duration: Duration::from_secs(5),
             publishers: 1,
+            window: None,
         };
         let stats = run(&plan, &AtomicBool::new(false));
         assert_eq!(stats.published, 0);

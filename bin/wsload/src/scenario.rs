@@ -3,6 +3,10 @@
 use std::time::{Duration, Instant};
 
 use crate::cli::WorkerSlot;
+use crate::delivery_window::PACED_PROGRESS_EVERY;
+
+/// Progress snapshot period of a worker, unless the run is paced.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// What the connections do once the ramp is over.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -13,7 +17,11 @@ pub enum Scenario {
         expect_messages: Option<u64>,
     },
     /// Subscribers of channels the coordinator publishes timestamped messages to.
-    Push,
+    Push {
+        /// The publisher keeps a bounded number of deliveries outstanding
+        /// (`--max-outstanding`), so workers report progress often.
+        paced: bool,
+    },
     /// Subscribers of one channel the coordinator publishes the time to once a second.
     Tick,
     /// Each connection sends `msg_rate` messages per second to `/echo`.
@@ -37,7 +45,7 @@ impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Hold { .. } => "hold",
-            Self::Push => "push",
+            Self::Push { .. } => "push",
             Self::Tick => "tick",
             Self::Echo { .. } => "echo",
             Self::Churn { .. } => "churn",
@@ -48,6 +56,15 @@ impl Scenario {
     /// scenarios are ended by the coordinator.
     pub fn ends_itself(&self) -> bool {
         matches!(self, Self::Hold { .. })
+    }
+
+    /// How often a worker sends its progress: often enough in a paced push for the
+    /// publisher's delivery window to follow the deliveries.
+    pub fn progress_every(&self) -> Duration {
+        match self {
+            Self::Push { paced: true } => PACED_PROGRESS_EVERY,
+            _ => PROGRESS_EVERY,
+        }
     }
 }
 
@@ -108,7 +125,7 @@ mod tests {
 
     fn params(connections: usize, slot: WorkerSlot) -> WorkerParams {
         WorkerParams {
-            scenario: Scenario::Push,
+            scenario: Scenario::Push { paced: false },
             url: "ws://127.0.0.1:1/x".to_owned(),
             source_ips: "127.0.0.1".to_owned(),
             channels: 1,
@@ -146,6 +163,6 @@ mod tests {
             }
             .ends_itself()
         );
-        assert!(!Scenario::Push.ends_itself());
+        assert!(!Scenario::Push { paced: false }.ends_itself());
     }
 }
