@@ -3,7 +3,8 @@
 
 Reads <out>/<server>-<phase>/{report.json,measure.json} (the wsload JSON report and the
 server's /proc measurements of each phase), derives the figures, writes the markdown
-results (ratios to ringcast, machine, date, load average) to --results, the raw figures to
+results (ratios to ringcast, machine, date, load average) to the top of --results (what
+follows the END_MARK line there, other benchmarks' sections, is kept), the raw figures to
 <out>/compare.json, and prints the table.
 """
 
@@ -15,6 +16,19 @@ import platform
 import sys
 
 LOWER, HIGHER = "lower", "higher"
+# Ends the part of RESULTS.md this script writes; the rest of the file is kept.
+END_MARK = "<!-- end of compare.sh output: other benchmarks' sections follow -->"
+
+
+def kept_sections(path):
+    """What follows END_MARK in the current results file (empty if none)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return ""
+    _, mark, rest = text.partition(END_MARK)
+    return rest if mark else ""
 
 
 def load(path):
@@ -298,8 +312,9 @@ def main():
             value = fn(report) if report else None
             lines.append(f"- {label}: {fmt(value, decimals)}")
     text = "\n".join(lines) + "\n"
+    kept = kept_sections(args.results)
     with open(args.results, "w") as f:
-        f.write(text)
+        f.write(text + "\n" + END_MARK + (kept or "\n"))
     print(text)
 
     summary = {"values": values, "raw": raw, "config": args.config,
