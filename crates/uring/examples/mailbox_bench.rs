@@ -13,19 +13,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 
+mod common;
+use common::thread_cpu_ns;
+
 /// A message of about a `ShardMsg::Deliver`'s size (96 bytes).
 #[derive(Clone, Copy)]
 struct Message([u64; 12]);
-
-fn thread_cpu_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
 
 /// Messages a sender flushes per turn in the batched pattern.
 const BURST: u64 = 64;

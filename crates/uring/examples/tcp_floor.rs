@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+mod common;
+use common::thread_cpu_ns;
+
 /// A 64-byte text message's frame: FIN + text opcode, unmasked length 64, payload.
 const FRAME: [u8; 66] = {
     let mut frame = [b'x'; 66];
@@ -26,16 +29,6 @@ const FRAME: [u8; 66] = {
     frame[1] = 64;
     frame
 };
-
-fn thread_cpu_ns() -> u128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u128 * 1_000_000_000 + ts.tv_nsec as u128
-}
 
 fn arg(index: usize, default: u64) -> u64 {
     std::env::args()

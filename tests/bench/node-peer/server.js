@@ -9,22 +9,8 @@
 
 const http = require('http');
 const { WebSocketServer } = require('ws');
+const { arg, parseListen, CHANNEL } = require('../peer-args.js');
 
-function arg(name, fallback) {
-  const i = process.argv.indexOf(name);
-  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
-
-function parseListen(spec) {
-  const colon = spec.lastIndexOf(':');
-  const host = spec.slice(0, colon);
-  const [first, last] = spec.slice(colon + 1).split('-').map(Number);
-  const ports = [];
-  for (let p = first; p <= (last || first); p++) ports.push(p);
-  return { host, ports };
-}
-
-const CHANNEL = /^[A-Za-z0-9_.:-]{1,255}$/;
 const listen = parseListen(arg('--listen', '127.0.0.1:12000'));
 const admin = parseListen(arg('--admin', '127.0.0.1:9290'));
 
