@@ -86,6 +86,9 @@ class Deadline:
 
 
 PROCS = []  # every Popen started here, stopped in reverse order at exit
+# The box is shared: below this much MemAvailable the run kills its load generator
+# (its sockets close, memory comes back) rather than let the OOM killer pick a victim.
+GUARD = {"bytes": 1.5 * 2**30, "tripped": None}
 
 
 def spawn(cmd, log_path, env=None, stdout=subprocess.DEVNULL):
@@ -261,6 +264,12 @@ class Sampler(threading.Thread):
             except OSError:
                 continue
             self.peak_mem_pages = max(self.peak_mem_pages, mem)
+            if avail < GUARD["bytes"] and not GUARD["tripped"]:
+                GUARD["tripped"] = f"MemAvailable {avail / 2**30:.2f} GiB < guard"
+                log(f"memory guard: {GUARD['tripped']}: killing wsload")
+                for proc in PROCS:
+                    if proc.args and proc.args[0].endswith("wsload") and proc.poll() is None:
+                        proc.kill()
             self.low_available = avail if self.low_available is None else min(self.low_available, avail)
 
     def finish(self):
@@ -452,13 +461,14 @@ class Wsload:
                  duration, extra):
         self.ready = os.path.join(workdir, f"{name}.ready")
         self.report_path = os.path.join(workdir, f"{name}.json")
+        self.done = os.path.join(workdir, f"{name}.done")
         self.metrics_port = free_port_any()
         self.procs_n = max(1, math.ceil(conns / args.per_wsload))
         self.cmd = [args.wsload, scenario, "--url", url, "--connections", str(conns),
                     "--channels", str(channels), "--procs", str(self.procs_n),
                     "--rate", str(args.rate), "--source-ips", source_ips,
                     "--duration", str(duration), "--connect-timeout", "30",
-                    "--tolerate", "100%", "--ready-file", self.ready,
+                    "--tolerate", "100%", "--ready-file", self.ready, "--done-file", self.done,
                     "--json", self.report_path,
                     "--metrics", f"127.0.0.1:{self.metrics_port}", *extra]
         self.started = time.time()
@@ -479,6 +489,14 @@ class Wsload:
         return sum(sum(proc_cpu(p)) for p in pids)
 
     def wait_ramp(self, secs, target, gateways, progress):
+        guard = Sampler(0.25)
+        guard.start()
+        try:
+            return self._wait_ramp(secs, target, gateways, progress)
+        finally:
+            guard.finish()
+
+    def _wait_ramp(self, secs, target, gateways, progress):
         """Waits for the ready file, logging connections every 5 s; returns the
         connections wsload counted, or raises with where the ramp stood."""
         end = time.time() + secs
@@ -491,7 +509,8 @@ class Wsload:
                 if text:
                     return int(text)
             if self.proc.poll() is not None:
-                raise RuntimeError(f"wsload exited during the ramp ({self.proc.returncode})")
+                raise RuntimeError(f"wsload exited during the ramp ({self.proc.returncode}); "
+                                   f"memory guard: {GUARD['tripped']}")
             if time.time() - last_log >= 5:
                 last_log = time.time()
                 conns = self.metric("wsload_connections")
@@ -511,8 +530,10 @@ class Wsload:
         try:
             self.proc.wait(secs)
         except subprocess.TimeoutExpired:
-            log("wsload did not end in time: stopping it")
-            stop(self.proc, 30, signal.SIGINT)
+            # its workers die with it (PR_SET_PDEATHSIG); the kernel closes their sockets
+            log(f"wsload did not end within {secs:.0f} s: killing it (pid {self.proc.pid})")
+            self.proc.kill()
+            self.proc.wait(30)
         with open(self.report_path) as f:
             return json.loads(f.read().strip().splitlines()[-1])
 
@@ -625,19 +646,37 @@ def phase_hold(args, workdir, gateways, deadline, result):
     status, body = http(gateways.admins[0], "/publish/scale", f"0:{time.time_ns()}".encode())
     if status != 202:
         raise RuntimeError(f"publish answered {status}: {body[:200]}")
-    report = wl.result(deadline.bound(120))
+    # wsload writes --done-file once every connection has the message (before it closes
+    # them): publish -> done file is an upper bound of the time to the last delivery
+    # (detection lags by up to ~0.2 s); its report (per-delivery latency) comes after the
+    # close, which may take long at a million: waited for at most --close-wait s.
+    t_done = None
+    try:
+        wait("every connection has the publish", deadline.bound(args.deliver_wait),
+             lambda: os.path.exists(wl.done) and open(wl.done).read().strip() != "", 0.02)
+        t_done = time.time()
+        log(f"all {connected:,} have the publish after {t_done - t_pub:.2f} s (done file)")
+    except TimeoutError as err:
+        result["one_publish_error"] = str(err)
+        log(str(err))
+    gcpu1 = gateways.cpu()
+    report = {}
+    try:
+        report = wl.result(deadline.bound(args.close_wait))
+    except (OSError, ValueError) as err:
+        result["hold_report_error"] = f"no wsload report ({err}); killed after --close-wait"
     t_end = time.time()
     peaks = sampler.finish()
-    gcpu1 = gateways.cpu()
     lat = report.get("latency") or {}
     result["one_publish"] = {
         "subscribers": connected, "received": report.get("messages"),
         "conns_complete": report.get("conns_complete"),
         "to_last_delivery_ms": lat.get("max_ms"), "p50_ms": lat.get("p50_ms"),
         "p99_ms": lat.get("p99_ms"), "first_ms": lat.get("min_ms"),
-        # gateways' CPU from the publish to wsload's exit, which includes closing every
-        # connection: an upper bound of the delivery's cost, not the cost itself
-        "gateways_cpu_s_incl_close": round(sum(gcpu1) - sum(gcpu0), 3),
+        "to_done_file_ms": round((t_done - t_pub) * 1e3, 1) if t_done else None,
+        # gateways' CPU from the publish to the done file
+        "gateways_cpu_s": round(sum(gcpu1) - sum(gcpu0), 3),
+        "gateways_cpu_us_per_delivery": round((sum(gcpu1) - sum(gcpu0)) / max(connected, 1) * 1e6, 2),
         "wall_to_wsload_exit_s": round(t_end - t_pub, 2), **peaks,
     }
     result["hold_report"] = {k: report.get(k) for k in (
@@ -667,7 +706,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
     sampler = Sampler(0.1)
     sampler.start()
     t0 = time.time()
-    report = wl.result(deadline.bound(args.fanout_seconds + 90))
+    report = wl.result(deadline.bound(args.fanout_seconds + 15 + args.close_wait))
     wall = time.time() - t0
     peaks = sampler.finish()
     rcpu, gcpu = redis.cpu() - rcpu0, gateways.cpu()
@@ -729,12 +768,13 @@ def plan_sysctls(args, sysctls, workdir):
                             "conntrack tracks loopback connections here")
     if args.tcp_mem == "auto":
         # One publish to every connection charges each socket at least a page of buffer
-        # memory at once (measured ~4.5 KB per connection at 20k); above tcp_mem's
+        # memory at once (measured peaks: 4.5 KB per connection at 20k, 5.9 KB at 250k,
+        # where it touched the default pressure mark); above tcp_mem's
         # "pressure" TCP starts to trim buffers, above "max" it drops packets.
         low, pressure, high = (int(x) for x in sysctls.read("net.ipv4.tcp_mem").split())
-        want_pressure = int(args.conns * 6144 / PAGE)
+        want_pressure = int(args.conns * 5120 / PAGE)
         if pressure < want_pressure:
-            want = f"{low} {want_pressure} {int(args.conns * 8192 / PAGE)}"
+            want = f"{low} {want_pressure} {int(args.conns * 7168 / PAGE)}"
             sysctls.set("net.ipv4.tcp_mem", want,
                         "a publish to every connection needs ~1 page per socket at once")
     elif args.tcp_mem:
@@ -765,9 +805,15 @@ def main():
     p.add_argument("--ping-interval", type=int, default=30)
     p.add_argument("--settle", type=float, default=3)
     p.add_argument("--tcp-mem", default="auto",
-                   help="'auto' (raise pressure/max to ~6/8 KiB per connection when below), "
+                   help="'auto' (raise pressure/max to 5/7 KiB per connection when below), "
                         "'MIN,PRESSURE,MAX' pages, or '' to leave it")
     p.add_argument("--time-limit", type=float, default=600)
+    p.add_argument("--deliver-wait", type=float, default=120,
+                   help="most seconds the one publish may take to reach everyone")
+    p.add_argument("--close-wait", type=float, default=120,
+                   help="most seconds wsload may take to close and report after that")
+    p.add_argument("--mem-guard-gib", type=float, default=1.5,
+                   help="kill wsload when MemAvailable drops below this (shared box)")
     p.add_argument("--port-base", type=int, default=20000)
     p.add_argument("--gateway-flag", action="append", default=[], help="extra gateway flag (repeatable)")
     p.add_argument("--ringcast", default=os.path.join(ROOT, "target/release/ringcast"))
@@ -778,6 +824,7 @@ def main():
         args.classic_conns = args.conns
 
     deadline = Deadline(args.time_limit)
+    GUARD["bytes"] = args.mem_guard_gib * 2**30
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix=f"ringcast-scale-{args.conns}-", dir=args.out)
     log(f"logs in {workdir}; load average {loadavg()}")
@@ -846,6 +893,7 @@ def main():
         result.pop("_redis", None)
         result["sysctl_changed"] = sysctls.changed
         result["loadavg_end"] = loadavg()
+        result["memory_guard"] = GUARD["tripped"]
         result["wall_s"] = round(time.time() - (deadline.end - args.time_limit), 1)
         path = os.path.join(args.out, f"scale-{args.conns}.json")
         with open(path, "w") as f:
@@ -874,7 +922,8 @@ def summary(r):
     o = r.get("one_publish")
     if o:
         row("one publish: received / subscribers", f"{o['received']:,} / {o['subscribers']:,}")
-        row("one publish: to last delivery (ms)", o["to_last_delivery_ms"])
+        row("one publish: to last delivery (ms; wsload latency max / done file)",
+            f"{o['to_last_delivery_ms']} / {o['to_done_file_ms']}")
         row("one publish: p50 / p99 (ms)", f"{o['p50_ms']} / {o['p99_ms']}")
         row("one publish: peak TCP buffer memory (MiB)", f"{o['tcp_mem_peak_bytes'] / 2**20:.0f}")
     occ = r.get("occupancy")
