@@ -534,8 +534,12 @@ class Wsload:
             log(f"wsload did not end within {secs:.0f} s: killing it (pid {self.proc.pid})")
             self.proc.kill()
             self.proc.wait(30)
-        with open(self.report_path) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
+        try:
+            with open(self.report_path) as f:
+                return json.loads(f.read().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError) as err:
+            log(f"no wsload report ({err})")
+            return {}
 
 
 def free_port_any():
@@ -613,6 +617,10 @@ def phase_hold(args, workdir, gateways, deadline, result):
     log(f"ramp done: {connected:,} connections in {ramp_wall:.1f} s; settling {args.settle} s")
     cpu1 = gateways.cpu()
     time.sleep(args.settle)
+    cpu2 = gateways.cpu()
+    # idle: the connections only exchange pings (--ping-interval) in this window
+    idle_rate = (sum(cpu2) - sum(cpu1)) / args.settle
+    result["_gateways_idle_cpu_per_s"] = idle_rate
     k1 = kernel_snapshot()
     rss1 = gateways.rss()
     wl_rss = wl.rss()
@@ -622,6 +630,8 @@ def phase_hold(args, workdir, gateways, deadline, result):
         "gateways_user_rss_per_conn_bytes": rss_per_conn(rss1, rss0, connected),
         "gateways_cpu_ramp_s": [round(cpu1[0] - cpu0[0], 2), round(cpu1[1] - cpu0[1], 2)],
         "gateways_cpu_ms_per_1000_connects": round((sum(cpu1) - sum(cpu0)) / max(connected, 1) * 1e6, 2),
+        "gateways_idle_cpu_per_s": round(idle_rate, 3),
+        "gateways_idle_cpu_us_per_conn_per_s": round(idle_rate / max(connected, 1) * 1e6, 3),
         "kernel_tcp_mem_bytes": k1["tcp_mem_pages"] * PAGE,
         "kernel_tcp_mem_per_conn_bytes": round((k1["tcp_mem_pages"] - k0["tcp_mem_pages"]) * PAGE / max(connected, 1), 1),
         "kernel_slab_per_conn_bytes": round((k1["slab"] - k0["slab"]) / max(connected, 1), 1),
@@ -706,10 +716,17 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
     sampler = Sampler(0.1)
     sampler.start()
     t0 = time.time()
-    report = wl.result(deadline.bound(args.fanout_seconds + 15 + args.close_wait))
+    # CPU counters stop at wsload's done file (publishing and a 1 s quiet drain over,
+    # before it closes its connections, whose cost is not a delivery's)
+    try:
+        wait("fan-out end", deadline.bound(args.fanout_seconds + 30),
+             lambda: os.path.exists(wl.done) and open(wl.done).read().strip() != "", 0.05)
+    except TimeoutError as err:
+        result[f"{name}_error"] = str(err)
     wall = time.time() - t0
-    peaks = sampler.finish()
     rcpu, gcpu = redis.cpu() - rcpu0, gateways.cpu()
+    report = wl.result(deadline.bound(args.close_wait))
+    peaks = sampler.finish()
     delivered = report.get("messages") or 0
     push = report.get("push") or {}
     lat = report.get("latency") or {}
@@ -730,6 +747,10 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
         "redis_cpu_us_per_publish": round(max(rcpu - idle_rate * wall, 0) / max(push.get("published") or 1, 1) * 1e6, 2),
         "gateways_cpu_s": [round(gcpu[0] - gcpu0[0], 2), round(gcpu[1] - gcpu0[1], 2)],
         "gateways_cpu_us_per_delivery": round((sum(gcpu) - sum(gcpu0)) / max(delivered, 1) * 1e6, 3),
+        # the same net of the idle (ping) rate the hold phase measured, when it ran
+        "gateways_cpu_us_per_delivery_net_of_idle": round(
+            max(sum(gcpu) - sum(gcpu0) - result.get("_gateways_idle_cpu_per_s", 0.0) * conns / args.conns * wall, 0)
+            / max(delivered, 1) * 1e6, 3) if "_gateways_idle_cpu_per_s" in result else None,
         "wsload_cpu_s": round(wl.cpu() - wcpu0, 2) if wl.proc.poll() is None else None,
         "gateways_rss_bytes_after_ramp": rss0,
         "ramp_seconds": report.get("ramp_seconds"), "connect_rate_per_s": report.get("connect_rate_per_s"),
@@ -803,7 +824,8 @@ def main():
     p.add_argument("--redis-idle-seconds", type=float, default=5,
                    help="idle Redis CPU measured this long, subtracted from the fan-out's")
     p.add_argument("--ping-interval", type=int, default=30)
-    p.add_argument("--settle", type=float, default=3)
+    p.add_argument("--settle", type=float, default=5,
+                   help="quiet seconds after the ramp (the gateways' idle CPU is measured then)")
     p.add_argument("--tcp-mem", default="auto",
                    help="'auto' (raise pressure/max to 5/7 KiB per connection when below), "
                         "'MIN,PRESSURE,MAX' pages, or '' to leave it")
@@ -891,6 +913,7 @@ def main():
             stop(proc, 20)
         sysctls.restore()
         result.pop("_redis", None)
+        result.pop("_gateways_idle_cpu_per_s", None)
         result["sysctl_changed"] = sysctls.changed
         result["loadavg_end"] = loadavg()
         result["memory_guard"] = GUARD["tripped"]
@@ -919,6 +942,8 @@ def summary(r):
         row("kernel slab per connection, both ends (B)", a["kernel_slab_per_conn_bytes"])
         row("MemAvailable drop per connection, everything (B)", a["mem_available_drop_per_conn_bytes"])
         row("wsload RSS (MiB)", f"{a['wsload_rss_bytes'] / 2**20:.0f}")
+        row("gateways' CPU per 1,000 connects (ms)", a["gateways_cpu_ms_per_1000_connects"])
+        row("gateways' idle CPU (pings), us per connection per s", a["gateways_idle_cpu_us_per_conn_per_s"])
     o = r.get("one_publish")
     if o:
         row("one publish: received / subscribers", f"{o['received']:,} / {o['subscribers']:,}")
