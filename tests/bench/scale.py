@@ -408,12 +408,15 @@ class Gateways:
         self.admin_base = free_block(count, self.base + count, ports_used)
         self.procs = []
         self.admins = [f"127.0.0.1:{self.admin_base + i}" for i in range(count)]
-        redis_flags = ["--redis", redis.url() if cluster else f"redis://127.0.0.1:{redis.ports[0]}/0",
-                       "--redis-mode", mode]
-        if cluster:
-            redis_flags.append("--redis-cluster")
         env = dict(os.environ, RUST_LOG="warn")
         for i in range(count):
+            if cluster:  # the gateway follows the slot map itself
+                redis_flags = ["--redis", redis.url(), "--redis-cluster"]
+            else:  # one node: a standalone Redis, or (classic mode) one master of a cluster
+                # each, spread round-robin (classic PUBLISH is broadcast over the cluster bus)
+                port = redis.ports[i % len(redis.ports)]
+                redis_flags = ["--redis", f"redis://127.0.0.1:{port}/0"]
+            redis_flags += ["--redis-mode", mode]
             cmd = [args.ringcast, "--listen", f"127.0.0.1:{self.base + i}",
                    "--admin", self.admins[i], "--shards", str(args.shards), "--no-pin",
                    "--drain-seconds", "1", "--ping-interval", str(args.ping_interval),
@@ -821,6 +824,10 @@ def main():
     p.add_argument("--classic-conns", type=int, default=None,
                    help="connections of the classic-mode phase (default --conns; 0 skips)")
     p.add_argument("--phases", default="hold,sharded,classic")
+    p.add_argument("--classic-redis", choices=["standalone", "cluster"], default="standalone",
+                   help="classic phase against one redis-server, or against a 3-master Redis "
+                        "Cluster with the gateways spread over its masters (PUBLISH crosses the "
+                        "cluster bus to every master)")
     p.add_argument("--redis-idle-seconds", type=float, default=5,
                    help="idle Redis CPU measured this long, subtracted from the fan-out's")
     p.add_argument("--ping-interval", type=int, default=30)
@@ -898,8 +905,9 @@ def main():
             gateways = redis = None
         if "classic" in phases and args.classic_conns:
             deadline.check("classic fan-out")
-            redis = Redis(workdir, ports_used, False, "classic")
+            redis = Redis(workdir, ports_used, args.classic_redis == "cluster", "classic")
             gcount = math.ceil(args.classic_conns / args.per_gateway)
+            result["classic_redis"] = args.classic_redis
             gateways = Gateways(args, workdir, ports_used, gcount, redis, "interest", False, "classic")
             result["redis_idle_cpu_per_s_classic"] = redis.measure_idle(args.redis_idle_seconds)
             phase_fanout(args, workdir, gateways, redis, args.classic_conns, "fanout_classic", 3,
@@ -962,6 +970,7 @@ def summary(r):
             row(f"{name}: p50 / p99 / max (ms)", f"{f['p50_ms']} / {f['p99_ms']} / {f['max_ms']}")
             row(f"{name}: lost / dup / closed", f"{f['lost']} / {f['duplicated']} / {f['closed_by_server']}")
             row(f"{name}: Redis CPU s per 1M deliveries", f["redis_cpu_s_per_million_deliveries"])
+            row(f"{name}: Redis CPU s (idle rate per s)", f"{f['redis_cpu_s']} ({f['redis_idle_cpu_per_s']})")
             row(f"{name}: Redis CPU us per publish", f["redis_cpu_us_per_publish"])
             row(f"{name}: gateways CPU us per delivery", f["gateways_cpu_us_per_delivery"])
     if r.get("error"):
