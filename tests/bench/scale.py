@@ -384,6 +384,9 @@ class Redis:
     def cpu(self):
         return sum(sum(proc_cpu(p.pid)) for p in self.procs)
 
+    def cpu_each(self):
+        return [round(sum(proc_cpu(p.pid)), 2) for p in self.procs]
+
     def measure_idle(self, secs):
         """Redis CPU seconds per second while nothing is published (clock ticks: 10 ms)."""
         c0, t0 = self.cpu(), time.time()
@@ -715,6 +718,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
     progress = []
     connected = wl.wait_ramp(deadline.bound(ramp_bound), conns, gateways, progress)
     rcpu0, gcpu0, wcpu0 = redis.cpu(), gateways.cpu(), wl.cpu()
+    reach0 = redis.cpu_each()
     idle_rate = redis.idle_cpu_per_s
     sampler = Sampler(0.1)
     sampler.start()
@@ -728,6 +732,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
         result[f"{name}_error"] = str(err)
     wall = time.time() - t0
     rcpu, gcpu = redis.cpu() - rcpu0, gateways.cpu()
+    redis_each = [round(b - a, 2) for a, b in zip(reach0, redis.cpu_each())]
     report = wl.result(deadline.bound(args.close_wait))
     peaks = sampler.finish()
     delivered = report.get("messages") or 0
@@ -746,6 +751,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
         # Redis CPU net of its idle rate (serverCron and the like, measured before the
         # ramp with every gateway connected), over the publishing and draining wall time
         "redis_cpu_s": round(rcpu, 3), "redis_idle_cpu_per_s": round(idle_rate, 4),
+        "redis_cpu_s_per_node": redis_each, "redis_nodes": len(redis.procs),
         "redis_cpu_s_per_million_deliveries": round(max(rcpu - idle_rate * wall, 0) / max(delivered / 1e6, 1e-9), 4),
         "redis_cpu_us_per_publish": round(max(rcpu - idle_rate * wall, 0) / max(push.get("published") or 1, 1) * 1e6, 2),
         "gateways_cpu_s": [round(gcpu[0] - gcpu0[0], 2), round(gcpu[1] - gcpu0[1], 2)],

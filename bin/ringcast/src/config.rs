@@ -533,6 +533,20 @@ pub struct Config {
         default_value_t = 20
     )]
     pub channel_create_rate_per_ip: u32,
+
+    // --- Occupancy webhook ---
+    /// URL (http:// or https://) that channel occupied/vacated events are POSTed to, in
+    /// batches signed with --webhook-secret (see the README's Occupancy section). With
+    /// Redis the events are cluster-wide and each is sent by one node only.
+    #[arg(long, env = "RINGCAST_WEBHOOK_URL", requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+
+    /// HMAC-SHA256 key (at least 16 bytes; better set as RINGCAST_WEBHOOK_SECRET) that
+    /// signs every webhook request: `X-Ringcast-Signature: sha256=<hex>` over
+    /// `<X-Ringcast-Timestamp>.<body>`.
+    #[arg(long, env = "RINGCAST_WEBHOOK_SECRET", hide_env_values = true,
+          requires = "webhook_url")]
+    pub webhook_secret: Option<String>,
 }
 
 impl Config {

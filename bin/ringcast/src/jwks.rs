@@ -195,7 +195,7 @@ fn is_loopback(host: &str) -> bool {
 }
 
 /// Client TLS settings: the bundled Mozilla roots plus the certificates in `extra_ca`.
-fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
+pub(crate) fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {

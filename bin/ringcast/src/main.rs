@@ -8,10 +8,13 @@ mod disconnect;
 mod jwks;
 mod logging;
 mod mesh;
+mod occupancy;
 mod shard_sink;
 mod shard_thread;
 mod sidecar;
 mod tls_certs;
+mod webhook;
+mod webhook_queue;
 
 use address_check::{Purpose, ensure_unserved};
 use anyhow::{Context, bail};
@@ -22,8 +25,8 @@ use mesh::{Mesh, inbox};
 use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisHistory, RedisMode};
 use ringcast_shard::{
-    AuthPolicy, ChannelPatterns, HistoryConfig, JwksKeys, JwtRules, JwtSettings, Shard,
-    ShardConfig, SlowConsumer, connection_shares, mint_token,
+    AuthPolicy, ChannelPatterns, HistoryConfig, JwksKeys, JwtRules, JwtSettings,
+    OccupancySnapshot, Shard, ShardConfig, SlowConsumer, connection_shares, mint_token,
 };
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
@@ -33,6 +36,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tls_certs::ServedCert;
+use webhook::Webhook;
 
 /// Subscription changes the broker's queue holds (the shards keep what does not fit).
 const BROKER_CMD_QUEUE: usize = 4_096;
@@ -152,6 +156,12 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     let mut inbox_txs = Vec::with_capacity(shards);
     let mut mesh_txs = Vec::with_capacity(shards);
     let history_channels = ChannelPatterns::parse(&config.history_channels);
+    let occupancy: Vec<OccupancySnapshot> =
+        (0..shards).map(|_| OccupancySnapshot::default()).collect();
+    let webhook = match (&config.webhook_url, &config.webhook_secret) {
+        (Some(url), Some(secret)) => Some(Webhook::new(url, secret)?),
+        _ => None,
+    };
     for id in 0..shards {
         let mut listeners = Vec::with_capacity(addrs.len());
         for addr in &addrs {
@@ -207,6 +217,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             tick_ms: 50,
+            occupancy: occupancy[id].clone(),
         };
         let reactor_cfg = ReactorConfig {
             sq_entries: 4096,
@@ -337,6 +348,9 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
         },
         served_cert,
         jwks,
+        occupancy,
+        webhook,
+        history: config.history_size > 0,
         admin_tls: if config.admin_tls { tls } else { None },
     }
     .run()

@@ -1,18 +1,23 @@
 //! The sidecar: one tokio thread beside the shards for everything async: the admin HTTP
-//! server (`ringcast-admin`: publish, disconnect, metrics, health), the broker and its
-//! subscription commands, signal handling and the drain. It never touches a connection.
+//! server (`ringcast-admin`: publish, disconnect, occupancy, metrics, health), the broker
+//! and its subscription commands, the occupancy task and webhook, signal handling and
+//! the drain. It never touches a connection.
 
 use crate::broker_metrics::BrokerMetrics;
 use crate::disconnect::ShardDisconnector;
 use crate::jwks::JwksFetch;
 use crate::mesh::{Mesh, Sent};
+use crate::occupancy::NodeOccupancy;
 use crate::shard_sink::ShardSink;
 use crate::tls_certs::ServedCert;
+use crate::webhook::Webhook;
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use ringcast_admin::{AdminAccess, AdminLimits, AdminState, admin_router, serve_admin};
 use ringcast_broker::{Broker, LocalBroker, RedisBroker, RedisConfig};
-use ringcast_shard::{BrokerCmd, ChannelName, Epoch, FetchedHistory, ShardMsg, owner_of};
+use ringcast_shard::{
+    BrokerCmd, ChannelName, Epoch, FetchedHistory, OccupancySnapshot, ShardMsg, owner_of,
+};
 use ringcast_telemetry::run_upkeep_every;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -98,6 +103,12 @@ pub struct Sidecar {
     pub admin_tls: Option<Arc<rustls::ServerConfig>>,
     /// The JWKS fetcher (`--jwks-url`).
     pub jwks: Option<JwksFetch>,
+    /// Every shard's channel counts, by shard id.
+    pub occupancy: Vec<OccupancySnapshot>,
+    /// The occupancy webhook (`--webhook-url`).
+    pub webhook: Option<Webhook>,
+    /// Whether channels keep history (`--history-size` > 0).
+    pub history: bool,
 }
 
 enum Stop {
@@ -121,16 +132,26 @@ impl Sidecar {
         let sink = ShardSink {
             mesh: self.mesh.clone(),
         };
-        let (broker, broker_up): (Arc<dyn Broker>, _) = match self.redis.clone() {
+        let (broker, broker_up, cluster): (Arc<dyn Broker>, _, _) = match self.redis.clone() {
             Some(redis) => {
                 BrokerMetrics::register_all();
                 let redis = RedisBroker::start(redis, Arc::new(sink), Arc::new(BrokerMetrics))
                     .context("starting the Redis broker")?;
                 let up = redis.up_flag();
-                (Arc::new(redis), Some(up))
+                let cluster = redis.occupancy();
+                (Arc::new(redis), Some(up), Some(cluster))
             }
-            None => (Arc::new(LocalBroker::new(sink)), None),
+            None => (Arc::new(LocalBroker::new(sink)), None, None),
         };
+        let webhook_queue = self.webhook.as_ref().map(Webhook::queue);
+        if let Some(webhook) = self.webhook.take() {
+            tokio::spawn(webhook.run());
+        }
+        tokio::spawn(crate::occupancy::run(
+            self.occupancy.clone(),
+            cluster.clone(),
+            webhook_queue,
+        ));
         let state = AdminState {
             broker: broker.clone(),
             ready: ready.clone(),
@@ -140,6 +161,11 @@ impl Sidecar {
             access: self.admin_access.clone(),
             disconnector: Arc::new(ShardDisconnector {
                 mesh: self.mesh.clone(),
+            }),
+            occupancy: Arc::new(NodeOccupancy {
+                snapshots: self.occupancy.clone(),
+                cluster,
+                history: self.history,
             }),
         };
         let listener = tokio::net::TcpListener::bind(self.admin)

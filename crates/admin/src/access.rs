@@ -1,6 +1,7 @@
 //! Who may call the admin API's write endpoints (`POST /publish...`, `POST /disconnect`,
 //! and any request with an unsafe method): the bearer token, the browser origins and the
-//! Host names allowed, and the check every write passes before routing. Reads
+//! Host names allowed, and the check every write passes before routing. The occupancy
+//! reads (`/channels...`, which list channel names) pass it too; the other reads
 //! (`/healthz`, `/readyz`, `/metrics`) are open.
 
 use std::fmt;
@@ -220,14 +221,16 @@ impl IntoResponse for WriteRefusal {
 }
 
 /// Middleware on the whole router: a request with an unsafe method (a write: anything
-/// but GET, HEAD, OPTIONS, TRACE) that [`AdminAccess`] does not allow is refused (401
-/// with `WWW-Authenticate: Bearer`, or 403) and counted by reason; reads pass.
+/// but GET, HEAD, OPTIONS, TRACE), or any request under `/channels`, that
+/// [`AdminAccess`] does not allow is refused (401 with `WWW-Authenticate: Bearer`, or
+/// 403) and counted by reason; other reads pass.
 pub(crate) async fn guard_writes(
     State(state): State<AdminState>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.method().is_safe() {
+    let guarded = request.uri().path() == "/channels" || request.uri().path().starts_with("/channels/");
+    if request.method().is_safe() && !guarded {
         return next.run(request).await;
     }
     match state.access.refusal(request.headers()) {

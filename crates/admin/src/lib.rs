@@ -1,5 +1,6 @@
 //! ringcast-admin: the gateway's admin HTTP API, served on the sidecar's tokio thread:
-//! `POST /publish/{channel}` and `POST /publish` (batch), `POST /disconnect`, `/healthz`,
+//! `POST /publish/{channel}` and `POST /publish` (batch), `POST /disconnect`,
+//! `GET /channels` and `GET /channels/{channel}` (occupancy, `channels`), `/healthz`,
 //! `/readyz` and the Prometheus scrape `/metrics`.
 //!
 //! A publish takes one path: the route reads the request into a `message::Message`,
@@ -26,6 +27,7 @@
 
 mod access;
 mod batch;
+mod channels;
 mod disconnect;
 mod error;
 mod message;
@@ -42,6 +44,7 @@ pub use access::{
     AccessConfigError, AdminAccess, AdminToken, MIN_TOKEN_BYTES, parse_allowed_host,
     parse_allowed_origin,
 };
+pub use channels::{ChannelFuture, ChannelInfo, DEFAULT_LIMIT, MAX_LIMIT, Occupancy};
 pub use disconnect::{DisconnectFuture, DisconnectOutcome, Disconnector};
 pub use routes::{AdminState, admin_router};
 pub use server::{AdminLimits, serve_admin};

@@ -1,6 +1,6 @@
 //! The admin router: the routes, the state they share, and the health, readiness,
 //! metrics and fallback handlers (the publish handlers are in `publish`, the disconnect
-//! handler in `disconnect`, the guard on writes in `access`, the listener in `server`).
+//! handler in `disconnect`, the occupancy reads in `channels`, the guard on writes in `access`, the listener in `server`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ use ringcast_broker::Broker;
 use ringcast_telemetry::process_collector;
 
 use crate::access::{AdminAccess, guard_writes};
+use crate::channels::{Occupancy, channel_info, list_channels};
 use crate::disconnect::{DISCONNECT_BODY_LIMIT, Disconnector, disconnect};
 use crate::publish::{batch_body_limit, empty_channel, publish_batch, publish_one};
 use crate::response::json_error;
@@ -42,6 +43,8 @@ pub struct AdminState {
     /// Closes this node's connections for `POST /disconnect` (the broker tells the
     /// other nodes).
     pub disconnector: Arc<dyn Disconnector>,
+    /// Subscriber counts for `GET /channels` and `GET /channels/{channel}`.
+    pub occupancy: Arc<dyn Occupancy>,
 }
 
 /// Builds the admin routes:
@@ -61,6 +64,9 @@ pub struct AdminState {
 ///   `"complete":false` when a shard did not answer in time), 503 with
 ///   `"cluster":false` when the broker could not tell the other nodes, 400 (counted as
 ///   `bad_disconnect`) for any other body.
+/// - `GET /channels?prefix=P&limit=N`: channels with subscribers on this node, sorted by
+///   name, with counts; `GET /channels/{channel}`: one channel's node (and cluster)
+///   count and last position (see `channels`). Guarded like the writes.
 /// - `GET /healthz` → 200 `ok`.
 /// - `GET /readyz` → 200 `ready` or 503 `draining`, from `ready`; 200 with a body starting
 ///   `degraded` while `broker_up` says the broker is unreachable.
@@ -86,6 +92,8 @@ pub fn admin_router(state: AdminState) -> Router {
             "/disconnect",
             post(disconnect).layer(DefaultBodyLimit::max(DISCONNECT_BODY_LIMIT)),
         )
+        .route("/channels", get(list_channels))
+        .route("/channels/{channel}", get(channel_info))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))

@@ -1,7 +1,8 @@
 //! Channel names: which strings may name a pub/sub channel in a request path.
 
 /// Longest allowed channel name, in bytes.
-pub(crate) const MAX_CHANNEL_LEN: usize = 255;
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL_LEN: usize = 255;
 
 /// Whether `name` is a valid channel name: 1..=255 bytes of `[A-Za-z0-9_.:-]`.
 pub fn is_valid_channel(name: &str) -> bool {

@@ -24,7 +24,7 @@ mod handshake;
 mod plain_get;
 mod utf8;
 
-pub use channel::is_valid_channel;
+pub use channel::{MAX_CHANNEL_LEN, is_valid_channel};
 pub use client_handshake::{
     ClientHandshakeStatus, accepted_extension, client_request, client_request_with_extensions,
     generate_key, parse_response, retry_after_secs,

@@ -2,6 +2,7 @@
 
 use crate::auth::AuthPolicy;
 use crate::channel_histories::HistoryConfig;
+use crate::occupancy_snapshot::OccupancySnapshot;
 use crate::spare_slots::SpareSlots;
 use std::sync::Arc;
 
@@ -85,6 +86,9 @@ pub struct ShardConfig {
     pub unix_ms_at_zero: u64,
     /// Timer wheel resolution.
     pub tick_ms: u64,
+    /// Where this shard, as owner, writes its channels' node-wide subscriber counts
+    /// (one per shard; the sidecar keeps clones to read them).
+    pub occupancy: OccupancySnapshot,
 }
 
 impl ShardConfig {
@@ -124,6 +128,7 @@ impl ShardConfig {
             auth: AuthPolicy::default(),
             unix_ms_at_zero: 0,
             tick_ms: 50,
+            occupancy: OccupancySnapshot::default(),
         }
     }
 }

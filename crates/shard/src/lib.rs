@@ -34,6 +34,8 @@ mod ids;
 mod jwt;
 mod local_channels;
 mod messages;
+mod occupancy;
+mod occupancy_snapshot;
 mod outbox;
 mod position;
 mod request_head;
@@ -60,6 +62,7 @@ pub use jwt::{
     MAX_JWKS_KEYS, MAX_SUB_BYTES, MIN_JWT_SECRET_BYTES,
 };
 pub use messages::{BrokerCmd, DisconnectReport, DisconnectTarget, FetchedHistory, ShardMsg};
+pub use occupancy_snapshot::{CountChange, OccupancySnapshot};
 pub use position::{EPOCH_LEN, Epoch, Position, Since};
 pub use routing::owner_of;
 pub use shard::{Action, RecvEnd, Shard};

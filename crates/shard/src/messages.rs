@@ -65,6 +65,9 @@ pub enum ShardMsg {
         channel: ChannelName,
         fetched: Option<FetchedHistory>,
     },
+    /// To the channels' owner: how the sender's local subscriber counts of these
+    /// channels changed since its previous report (see `occupancy`).
+    Occupancy { deltas: Vec<(ChannelName, i32)> },
     /// From the sidecar: stop accepting and close every connection with 1001, spread
     /// evenly over `spread_ms`.
     Drain { spread_ms: u64 },

@@ -42,6 +42,7 @@ use crate::history::Recovery;
 use crate::ids::{ChannelName, ConnId};
 use crate::local_channels::LocalChannels;
 use crate::messages::{BrokerCmd, ShardMsg};
+use crate::occupancy::{OwnerCounts, PendingDeltas};
 use crate::outbox::Outbox;
 use crate::routing::owner_of;
 use crate::tick::TickClock;
@@ -140,6 +141,10 @@ pub struct Shard {
     conns: ConnTable,
     channels: LocalChannels,
     owned: ChannelOwner,
+    /// Local subscriber count changes not yet reported to the channels' owners.
+    occupancy: PendingDeltas,
+    /// At the owner: counts reported by the shards, on their way into the snapshot.
+    owner_counts: OwnerCounts,
     /// Positions and kept messages of the owned channels.
     histories: ChannelHistories,
     /// Connections waiting for the owner's history answer for a channel (how many
@@ -211,6 +216,7 @@ impl Shard {
         // client that re-polls loses nothing still in the ring.
         let linger_ms = cfg.poll_timeout_ms * 2;
         let owned = ChannelOwner::new(linger_ms);
+        let owner_counts = OwnerCounts::new(cfg.occupancy.clone());
         let histories = ChannelHistories::new(
             &cfg.history,
             cfg.poll_ring,
@@ -228,6 +234,8 @@ impl Shard {
             cfg,
             conns: ConnTable::default(),
             channels: LocalChannels::default(),
+            occupancy: PendingDeltas::default(),
+            owner_counts,
             owned,
             histories,
             resuming: HashMap::new(),
@@ -399,6 +407,7 @@ impl Shard {
         for cmd in self.owned.expire(now_ms) {
             self.command_broker(cmd);
         }
+        self.report_occupancy(now_ms);
     }
 
     /// A message from another shard or the sidecar.
@@ -444,6 +453,7 @@ impl Shard {
                 channel,
                 recovered,
             } => self.history_reply(conn, &channel, recovered, now_ms),
+            ShardMsg::Occupancy { deltas } => self.owner_counts.receive(deltas),
             ShardMsg::Drain { spread_ms } => self.start_drain(spread_ms, now_ms),
             ShardMsg::Disconnect { target, report } => {
                 report.send(self.disconnect(&target, now_ms));

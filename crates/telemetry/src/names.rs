@@ -19,6 +19,21 @@ pub const TLS_RELOADS: &str = "ringcast_tls_reloads_total";
 pub const JWKS_FETCHES: &str = "ringcast_jwks_fetches_total";
 /// Gauge: verification keys taken from the last good JWKS fetch.
 pub const JWKS_KEYS: &str = "ringcast_jwks_keys";
+/// Counter `{result}`: occupancy events (`--webhook-url`): `queued`, `sent`, `dropped`
+/// (the queue was full), `failed` (every retry of their batch failed).
+pub const WEBHOOK_EVENTS: &str = "ringcast_webhook_events_total";
+/// Counter `{result}`: webhook POSTs, `ok` (2xx) or `error` (another status, a network
+/// error or no answer in time).
+pub const WEBHOOK_REQUESTS: &str = "ringcast_webhook_requests_total";
+/// Gauge: occupancy events waiting to be sent.
+pub const WEBHOOK_QUEUE: &str = "ringcast_webhook_queue";
+/// Counter `{result}`: writes of this node's channel counts to Redis, `ok` or `error`
+/// (the counts are kept and written with the next one).
+pub const OCCUPANCY_FLUSHES: &str = "ringcast_occupancy_flushes_total";
+/// Counter: counts found in Redis that were not non-negative integers (treated as 0).
+pub const OCCUPANCY_GARBAGE: &str = "ringcast_occupancy_garbage_total";
+/// Counter: channel counts of dead nodes this node subtracted from the cluster's.
+pub const OCCUPANCY_REAPED: &str = "ringcast_occupancy_reaped_total";
 /// Counter `{shard,reason}`: connections closed, by reason.
 pub const CONNECTIONS_CLOSED: &str = "ringcast_connections_closed_total";
 /// Counter `{shard,reason}`: WebSocket handshakes that failed, by reason.
@@ -140,6 +155,36 @@ pub fn describe_all() {
         JWKS_KEYS,
         Unit::Count,
         "Verification keys taken from the last good JWKS fetch."
+    );
+    describe_counter!(
+        WEBHOOK_EVENTS,
+        Unit::Count,
+        "Occupancy events by result: queued, sent, dropped (queue full), failed (retries spent)."
+    );
+    describe_counter!(
+        WEBHOOK_REQUESTS,
+        Unit::Count,
+        "Webhook POSTs by result: ok (2xx) or error."
+    );
+    describe_gauge!(
+        WEBHOOK_QUEUE,
+        Unit::Count,
+        "Occupancy events waiting to be sent."
+    );
+    describe_counter!(
+        OCCUPANCY_FLUSHES,
+        Unit::Count,
+        "Writes of this node's channel counts to Redis, by result."
+    );
+    describe_counter!(
+        OCCUPANCY_GARBAGE,
+        Unit::Count,
+        "Occupancy counts in Redis that were not non-negative integers (treated as 0)."
+    );
+    describe_counter!(
+        OCCUPANCY_REAPED,
+        Unit::Count,
+        "Channel counts of dead nodes this node subtracted from the cluster's."
     );
     describe_counter!(
         CONNECTIONS_CLOSED,

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use ringcast_admin::{
-    AdminAccess, AdminLimits, AdminState, DisconnectFuture, DisconnectOutcome, Disconnector,
-    admin_router, serve_admin,
+    AdminAccess, AdminLimits, AdminState, ChannelFuture, ChannelInfo, DisconnectFuture,
+    DisconnectOutcome, Disconnector, Occupancy, admin_router, serve_admin,
 };
 use ringcast_broker::{Broker, BrokerError, DisconnectTarget, PublishFuture};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +74,49 @@ impl Disconnector for FakeDisconnector {
             complete,
         };
         Box::pin(std::future::ready(outcome))
+    }
+}
+
+/// Channels `c0000` … `c0099` with `i + 1` subscribers each, and `news` with 7 (a
+/// cluster count of 9 and a position); records every listing's limit.
+#[derive(Default)]
+pub struct FakeOccupancy {
+    pub limits: Mutex<Vec<usize>>,
+}
+
+impl FakeOccupancy {
+    fn channels() -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = (0..100u64).map(|i| (format!("c{i:04}"), i + 1)).collect();
+        all.push(("news".to_owned(), 7));
+        all
+    }
+}
+
+impl Occupancy for FakeOccupancy {
+    fn list(&self, prefix: &str, limit: usize) -> Vec<(String, u64)> {
+        self.limits.lock().unwrap().push(limit);
+        Self::channels()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .take(limit)
+            .collect()
+    }
+
+    fn channel(&self, channel: &str) -> ChannelFuture {
+        let count = Self::channels()
+            .into_iter()
+            .find_map(|(name, count)| (name == channel).then_some(count))
+            .unwrap_or(0);
+        let info = ChannelInfo {
+            subscribers_node: count,
+            subscribers_cluster: Some(if channel == "split" {
+                Err("Redis is unreachable".to_owned())
+            } else {
+                Ok(count + 2)
+            }),
+            position: Some((channel == "news").then(|| "AbCdEfGh:12".to_owned())),
+        };
+        Box::pin(std::future::ready(info))
     }
 }
 
@@ -153,6 +196,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub broker: Arc<FakeBroker>,
     pub disconnector: Arc<FakeDisconnector>,
+    pub occupancy: Arc<FakeOccupancy>,
     pub ready: Arc<AtomicBool>,
     pub broker_up: Arc<AtomicBool>,
     stop: Option<oneshot::Sender<()>>,
@@ -186,6 +230,7 @@ impl Server {
     ) -> Self {
         let broker = Arc::new(FakeBroker::default());
         let disconnector = Arc::new(FakeDisconnector::default());
+        let occupancy = Arc::new(FakeOccupancy::default());
         let ready = Arc::new(AtomicBool::new(true));
         let broker_up = Arc::new(AtomicBool::new(true));
         let state = AdminState {
@@ -196,6 +241,7 @@ impl Server {
             broker_up: Some(broker_up.clone()),
             access,
             disconnector: disconnector.clone(),
+            occupancy: occupancy.clone(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -214,6 +260,7 @@ impl Server {
             addr,
             broker,
             disconnector,
+            occupancy,
             ready,
             broker_up,
             stop: Some(stop),

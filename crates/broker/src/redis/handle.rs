@@ -11,6 +11,7 @@ use super::envelope;
 use super::events::BrokerEvents;
 use super::history;
 use super::interest_queue::InterestQueue;
+use super::occupancy::ClusterOccupancy;
 use super::session::Session;
 use super::shared::Shared;
 use crate::{Broker, BrokerError, DeliverySink, DisconnectTarget, FetchFuture, PublishFuture};
@@ -84,6 +85,12 @@ impl RedisBroker {
     /// `true` while connected and subscribed; shared, so readiness can report it.
     pub fn up_flag(&self) -> Arc<AtomicBool> {
         self.shared.up.clone()
+    }
+
+    /// The cluster's channel occupancy counts in Redis, written and read over this
+    /// broker's connection.
+    pub fn occupancy(&self) -> ClusterOccupancy {
+        ClusterOccupancy::new(self.shared.clone())
     }
 
     /// Whether the broker is connected and subscribed.

@@ -49,7 +49,8 @@
 //! channel interest (`interest`) and the changes to it on their way to the task
 //! (`interest_queue`), the checks on what Redis sends (`inbound`), reconnect delays
 //! (`backoff`), the wire format ([`envelope`]), what the broker reports
-//! ([`BrokerEvents`]) and the wall clock it stamps messages with (`clock`).
+//! ([`BrokerEvents`]) and the wall clock it stamps messages with (`clock`); the
+//! cluster's channel occupancy counts ([`ClusterOccupancy`], `occupancy`).
 //!
 //! [`DeliverySink`]: crate::DeliverySink
 //! [`BrokerError::RemoteUnavailable`]: crate::BrokerError::RemoteUnavailable
@@ -67,6 +68,7 @@ mod history;
 mod inbound;
 mod interest;
 mod interest_queue;
+mod occupancy;
 mod push_gate;
 mod resp_limit;
 mod sentinel;
@@ -77,3 +79,6 @@ pub use config::{RedisConfig, RedisMode};
 pub use events::{BrokerEvents, RejectReason};
 pub use handle::{RedisBroker, RedisStartError};
 pub use history::{Fetched, RedisHistory};
+pub use occupancy::{
+    CHANNELS_PER_WRITE, ClusterOccupancy, DEAD_AFTER_MS, FlushOutcome, OccupancyError, Transition,
+};

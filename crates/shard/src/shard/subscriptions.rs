@@ -1,6 +1,7 @@
 //! A connection's subscriptions and the owner's view of them: joining and leaving the
 //! local registry, and telling a channel's owner shard when this shard gains its first
-//! or loses its last subscriber (the owner then subscribes the node at the broker).
+//! or loses its last subscriber (the owner then subscribes the node at the broker), and
+//! reporting subscriber counts to the owners (`occupancy`).
 
 use super::Shard;
 use crate::ids::{ChannelName, ConnId};
@@ -22,6 +23,9 @@ impl Shard {
         }
         let (membership, first) = self.channels.subscribe(name, id.idx);
         conn.channels.add(membership);
+        if let Some(channel) = self.channels.name_of(membership.channel) {
+            self.occupancy.add(channel, 1);
+        }
         if let Some(channel) = first {
             self.send_interest(channel, true);
         }
@@ -55,6 +59,13 @@ impl Shard {
     /// connection that moved into its place, and tells the owner when it was the last.
     fn leave(&mut self, membership: Membership) {
         let departure = self.channels.unsubscribe(membership);
+        if let Some(channel) = departure
+            .emptied
+            .as_ref()
+            .or_else(|| self.channels.name_of(membership.channel))
+        {
+            self.occupancy.add(channel, -1);
+        }
         if let Some(moved) = departure.moved
             && let Some((_, conn)) = self.conns.get_by_idx_mut(moved)
         {
@@ -74,6 +85,15 @@ impl Shard {
             on,
         };
         self.route(owner, interest);
+    }
+
+    /// Sends the subscriber count changes due for a report to their owners, and writes
+    /// the ones this shard received as owner into its snapshot (bounded, never waiting).
+    pub(super) fn report_occupancy(&mut self, now_ms: u64) {
+        for (owner, deltas) in self.occupancy.report(now_ms, self.cfg.shards) {
+            self.route(owner, ShardMsg::Occupancy { deltas });
+        }
+        self.owner_counts.publish();
     }
 
     /// At the owner: shard `shard` gained or lost its interest in `channel`.

@@ -11,6 +11,7 @@ mod fanout;
 mod frames;
 mod handshake;
 mod node;
+mod occupancy;
 mod pings;
 mod poll;
 mod recovery;
