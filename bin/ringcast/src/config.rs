@@ -544,8 +544,12 @@ pub struct Config {
     /// HMAC-SHA256 key (at least 16 bytes; better set as RINGCAST_WEBHOOK_SECRET) that
     /// signs every webhook request: `X-Ringcast-Signature: sha256=<hex>` over
     /// `<X-Ringcast-Timestamp>.<body>`.
-    #[arg(long, env = "RINGCAST_WEBHOOK_SECRET", hide_env_values = true,
-          requires = "webhook_url")]
+    #[arg(
+        long,
+        env = "RINGCAST_WEBHOOK_SECRET",
+        hide_env_values = true,
+        requires = "webhook_url"
+    )]
     pub webhook_secret: Option<String>,
 }
 

@@ -25,8 +25,8 @@ use mesh::{Mesh, inbox};
 use ringcast_admin::{AdminAccess, AdminLimits};
 use ringcast_broker::{RedisConfig, RedisHistory, RedisMode};
 use ringcast_shard::{
-    AuthPolicy, ChannelPatterns, HistoryConfig, JwksKeys, JwtRules, JwtSettings,
-    OccupancySnapshot, Shard, ShardConfig, SlowConsumer, connection_shares, mint_token,
+    AuthPolicy, ChannelPatterns, HistoryConfig, JwksKeys, JwtRules, JwtSettings, OccupancySnapshot,
+    Shard, ShardConfig, SlowConsumer, connection_shares, mint_token,
 };
 use ringcast_uring::{Reactor, ReactorConfig, Waker, bind_reuseport};
 use shard_thread::ShardThread;
@@ -156,8 +156,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
     let mut inbox_txs = Vec::with_capacity(shards);
     let mut mesh_txs = Vec::with_capacity(shards);
     let history_channels = ChannelPatterns::parse(&config.history_channels);
-    let occupancy: Vec<OccupancySnapshot> =
-        (0..shards).map(|_| OccupancySnapshot::default()).collect();
+    let mut occupancy: Vec<OccupancySnapshot> = Vec::with_capacity(shards);
     let webhook = match (&config.webhook_url, &config.webhook_secret) {
         (Some(url), Some(secret)) => Some(Webhook::new(url, secret)?),
         _ => None,
@@ -217,8 +216,9 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             tick_ms: 50,
-            occupancy: occupancy[id].clone(),
+            occupancy: OccupancySnapshot::default(),
         };
+        occupancy.push(shard_cfg.occupancy.clone());
         let reactor_cfg = ReactorConfig {
             sq_entries: 4096,
             buf_count: config.recv_buffers,

@@ -166,7 +166,9 @@ async fn run_cluster(
                 Err(err) => {
                     metrics::counter!(names::OCCUPANCY_FLUSHES, "result" => "error").increment(1);
                     if !failing {
-                        tracing::warn!("writing occupancy counts to Redis failed, kept for the next write: {err}");
+                        tracing::warn!(
+                            "writing occupancy counts to Redis failed, kept for the next write: {err}"
+                        );
                         failing = true;
                     }
                     for (channel, count) in batch.into_iter().chain(rest) {
@@ -181,7 +183,9 @@ async fn run_cluster(
             batch = rest;
         }
         if resync {
-            tracing::info!("this node's occupancy counts were reaped in Redis; sending them all again");
+            tracing::info!(
+                "this node's occupancy counts were reaped in Redis; sending them all again"
+            );
             for snapshot in &snapshots {
                 dirty.extend(snapshot.all());
             }

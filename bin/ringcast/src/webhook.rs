@@ -153,7 +153,11 @@ impl Webhook {
                 }
             }
             let batch = {
-                let mut queue = self.queue.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut queue = self
+                    .queue
+                    .queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let batch = queue.take_batch();
                 metrics::gauge!(names::WEBHOOK_QUEUE).set(queue.len() as f64);
                 batch

@@ -229,7 +229,8 @@ pub(crate) async fn guard_writes(
     request: Request,
     next: Next,
 ) -> Response {
-    let guarded = request.uri().path() == "/channels" || request.uri().path().starts_with("/channels/");
+    let guarded =
+        request.uri().path() == "/channels" || request.uri().path().starts_with("/channels/");
     if request.method().is_safe() && !guarded {
         return next.run(request).await;
     }

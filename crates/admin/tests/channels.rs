@@ -20,8 +20,7 @@ async fn get(addr: SocketAddr, target: &str, token: bool) -> Response {
     } else {
         String::new()
     };
-    let head =
-        format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let head = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
     exchange(addr, &head, b"").await
 }
 
@@ -45,11 +44,20 @@ async fn listings_are_guarded_checked_sorted_and_bounded() {
     let all = get(addr, "/channels", true).await;
     assert_eq!(all.status, 200);
     let body = all.json();
-    assert_eq!(body["channels"].as_array().unwrap().len(), 100, "default limit");
+    assert_eq!(
+        body["channels"].as_array().unwrap().len(),
+        100,
+        "default limit"
+    );
     assert_eq!(body["more"], true);
-    assert_eq!(body["channels"][0], json!({"channel": "c0000", "subscribers": 1}));
+    assert_eq!(
+        body["channels"][0],
+        json!({"channel": "c0000", "subscribers": 1})
+    );
 
-    let some = get(addr, "/channels?prefix=c009&limit=3", true).await.json();
+    let some = get(addr, "/channels?prefix=c009&limit=3", true)
+        .await
+        .json();
     assert_eq!(
         some,
         json!({"channels": [
@@ -59,7 +67,10 @@ async fn listings_are_guarded_checked_sorted_and_bounded() {
         ], "more": true})
     );
     let news = get(addr, "/channels?prefix=news", true).await.json();
-    assert_eq!(news, json!({"channels": [{"channel": "news", "subscribers": 7}], "more": false}));
+    assert_eq!(
+        news,
+        json!({"channels": [{"channel": "news", "subscribers": 7}], "more": false})
+    );
     let max = get(addr, &format!("/channels?limit={MAX_LIMIT}"), true).await;
     assert_eq!(max.status, 200);
     assert_eq!(max.json()["more"], false);

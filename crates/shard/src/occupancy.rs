@@ -143,7 +143,10 @@ mod tests {
             "b's subscribe and leave cancel out"
         );
         pending.add(&a, -1);
-        assert!(pending.report(REPORT_EVERY_MS + 10, 4).is_empty(), "too soon");
+        assert!(
+            pending.report(REPORT_EVERY_MS + 10, 4).is_empty(),
+            "too soon"
+        );
         assert_eq!(
             pending.report(2 * REPORT_EVERY_MS, 4),
             vec![(owner_of("a", 4) as u16, vec![(a, -1)])]

@@ -75,8 +75,8 @@ impl OccupancySnapshot {
         let Counts { counts, changed } = &mut *counts;
         for (channel, delta) in batch {
             let before = counts.get(&*channel).copied().unwrap_or(0);
-            let after = u64::try_from(i64::try_from(before).unwrap_or(i64::MAX) + delta)
-                .unwrap_or(0);
+            let after =
+                u64::try_from(i64::try_from(before).unwrap_or(i64::MAX) + delta).unwrap_or(0);
             if before == after {
                 continue;
             }
@@ -150,9 +150,14 @@ mod tests {
     use super::*;
 
     fn apply(snapshot: &OccupancySnapshot, deltas: &[(&str, i64)]) {
-        let mut pending: HashMap<ChannelName, i64> =
-            deltas.iter().map(|(c, d)| (ChannelName::from(*c), *d)).collect();
-        assert_eq!(snapshot.try_apply(&mut pending, usize::MAX), Some(deltas.len()));
+        let mut pending: HashMap<ChannelName, i64> = deltas
+            .iter()
+            .map(|(c, d)| (ChannelName::from(*c), *d))
+            .collect();
+        assert_eq!(
+            snapshot.try_apply(&mut pending, usize::MAX),
+            Some(deltas.len())
+        );
     }
 
     #[test]
@@ -160,7 +165,13 @@ mod tests {
         let snapshot = OccupancySnapshot::default();
         apply(
             &snapshot,
-            &[("news.eu", 2), ("news.us", 5), ("news", 1), ("sport", 3), ("newt", 1)],
+            &[
+                ("news.eu", 2),
+                ("news.us", 5),
+                ("news", 1),
+                ("sport", 3),
+                ("newt", 1),
+            ],
         );
         let names = |v: Vec<(ChannelName, u64)>| {
             v.into_iter()
@@ -187,8 +198,16 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                CountChange { channel: "a".into(), before: 0, after: 1 },
-                CountChange { channel: "b".into(), before: 0, after: 2 },
+                CountChange {
+                    channel: "a".into(),
+                    before: 0,
+                    after: 1
+                },
+                CountChange {
+                    channel: "b".into(),
+                    before: 0,
+                    after: 2
+                },
             ]
         );
         // a flaps 1→0→1 within the period: no change; b empties.
@@ -196,7 +215,11 @@ mod tests {
         apply(&snapshot, &[("a", 1)]);
         assert_eq!(
             snapshot.take_changes(),
-            vec![CountChange { channel: "b".into(), before: 2, after: 0 }]
+            vec![CountChange {
+                channel: "b".into(),
+                before: 2,
+                after: 0
+            }]
         );
         assert!(snapshot.take_changes().is_empty());
         assert_eq!(snapshot.all(), vec![("a".into(), 1)]);

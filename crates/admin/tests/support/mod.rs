@@ -86,7 +86,8 @@ pub struct FakeOccupancy {
 
 impl FakeOccupancy {
     fn channels() -> Vec<(String, u64)> {
-        let mut all: Vec<(String, u64)> = (0..100u64).map(|i| (format!("c{i:04}"), i + 1)).collect();
+        let mut all: Vec<(String, u64)> =
+            (0..100u64).map(|i| (format!("c{i:04}"), i + 1)).collect();
         all.push(("news".to_owned(), 7));
         all
     }

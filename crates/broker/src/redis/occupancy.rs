@@ -327,7 +327,9 @@ fn parse_position(reply: &Value) -> Result<Option<String>, OccupancyError> {
         [Value::Nil, _] | [_, Value::Nil] => Ok(None),
         [epoch, offset] => {
             let epoch = text(epoch).ok_or_else(bad)?;
-            let offset = int(offset).and_then(|n| u64::try_from(n).ok()).ok_or_else(bad)?;
+            let offset = int(offset)
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(bad)?;
             Ok(Some(format!("{epoch}:{offset}")))
         }
         _ => Err(bad()),
@@ -373,7 +375,13 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Int(0)]),
             Value::Array(vec![Value::Int(1), Value::Int(-1), Value::Int(0)]),
             Value::Array(vec![Value::Int(1), Value::Int(0), Value::Int(0), bulk("x")]),
-            Value::Array(vec![Value::Int(1), Value::Int(0), Value::Int(0), Value::Nil, Value::Int(1)]),
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Nil,
+                Value::Int(1),
+            ]),
         ] {
             assert!(parse_flush(&bad).is_err(), "{bad:?}");
         }
@@ -383,7 +391,13 @@ mod tests {
     fn a_garbage_cluster_count_is_an_error_not_a_number() {
         assert_eq!(parse_count(&Value::Nil), Ok(0));
         assert_eq!(parse_count(&bulk("42")), Ok(42));
-        for bad in [bulk("-3"), bulk("4.5"), bulk("lots"), bulk(""), Value::Array(vec![])] {
+        for bad in [
+            bulk("-3"),
+            bulk("4.5"),
+            bulk("lots"),
+            bulk(""),
+            Value::Array(vec![]),
+        ] {
             assert!(parse_count(&bad).is_err(), "{bad:?}");
         }
     }

@@ -41,8 +41,16 @@ fn the_owner_counts_subscribers_of_every_shard() {
     assert_eq!(
         changes(&snapshots),
         vec![
-            CountChange { channel: "news".into(), before: 0, after: 6 },
-            CountChange { channel: "sport".into(), before: 0, after: 1 },
+            CountChange {
+                channel: "news".into(),
+                before: 0,
+                after: 6
+            },
+            CountChange {
+                channel: "sport".into(),
+                before: 0,
+                after: 1
+            },
         ]
     );
 
@@ -56,8 +64,16 @@ fn the_owner_counts_subscribers_of_every_shard() {
     assert_eq!(
         changes(&snapshots),
         vec![
-            CountChange { channel: "news".into(), before: 6, after: 2 },
-            CountChange { channel: "sport".into(), before: 1, after: 0 },
+            CountChange {
+                channel: "news".into(),
+                before: 6,
+                after: 2
+            },
+            CountChange {
+                channel: "sport".into(),
+                before: 1,
+                after: 0
+            },
         ]
     );
 }
