@@ -235,6 +235,30 @@ def conntrack_count():
         return None
 
 
+TCPEXT_KEYS = ("TCPMemoryPressures", "TCPMemoryPressuresChrono", "PruneCalled", "RcvPruned",
+               "TCPRcvQDrop", "TCPBacklogDrop", "TCPTimeouts", "ListenOverflows", "ListenDrops",
+               "TCPAbortOnMemory", "TCPAbortOnTimeout", "TW", "TCPTimeWaitOverflow")
+
+
+def tcpext():
+    """The TcpExt counters of /proc/net/netstat that tell memory pressure and drops."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], (int(v) for v in values.split()[1:])))
+            return {k: table.get(k, 0) for k in TCPEXT_KEYS}
+    return {}
+
+
+def tcpext_delta(before):
+    after = tcpext()
+    return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+
 def kernel_snapshot():
     m = meminfo()
     s = sockstat()
@@ -604,6 +628,7 @@ def rss_per_conn(after, before, conns):
 def phase_hold(args, workdir, gateways, deadline, result):
     conns = args.conns
     k0 = kernel_snapshot()
+    ext0 = tcpext()
     rss0 = gateways.rss()
     cpu0 = gateways.cpu()
     result["before_ramp"] = {"gateways_rss_bytes": rss0, **k0}
@@ -647,6 +672,7 @@ def phase_hold(args, workdir, gateways, deadline, result):
         "mem_total_change_bytes": k1["mem_total"] - k0["mem_total"],
         "wsload_rss_bytes": wl_rss, "tcp_time_wait": k1["tcp_tw"],
         "tcp_sockets_inuse": k1["tcp_inuse"], "conntrack_entries": k1["conntrack"],
+        "tcpext_during_ramp": tcpext_delta(ext0),
         **{k: k1[k] for k in ("mem_available", "slab", "loadavg")},
     }
     log("after ramp: " + json.dumps(result["after_ramp"]))
@@ -658,6 +684,7 @@ def phase_hold(args, workdir, gateways, deadline, result):
     sampler.start()
     rcpu0 = result["_redis"].cpu()
     gcpu0 = gateways.cpu()
+    ext1 = tcpext()
     t_pub = time.time()
     status, body = http(gateways.admins[0], "/publish/scale", f"0:{time.time_ns()}".encode())
     if status != 202:
@@ -676,6 +703,7 @@ def phase_hold(args, workdir, gateways, deadline, result):
         result["one_publish_error"] = str(err)
         log(str(err))
     gcpu1 = gateways.cpu()
+    ext_publish = tcpext_delta(ext1)
     report = {}
     try:
         report = wl.result(deadline.bound(args.close_wait))
@@ -694,6 +722,7 @@ def phase_hold(args, workdir, gateways, deadline, result):
         "gateways_cpu_s": round(sum(gcpu1) - sum(gcpu0), 3),
         "gateways_cpu_us_per_delivery": round((sum(gcpu1) - sum(gcpu0)) / max(connected, 1) * 1e6, 2),
         "wall_to_wsload_exit_s": round(t_end - t_pub, 2), **peaks,
+        "tcpext_publish_to_done": ext_publish,
     }
     result["hold_report"] = {k: report.get(k) for k in (
         "target", "connected", "failed", "connect_errors", "ramp_seconds",
@@ -719,6 +748,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
     connected = wl.wait_ramp(deadline.bound(ramp_bound), conns, gateways, progress)
     rcpu0, gcpu0, wcpu0 = redis.cpu(), gateways.cpu(), wl.cpu()
     reach0 = redis.cpu_each()
+    ext0 = tcpext()
     idle_rate = redis.idle_cpu_per_s
     sampler = Sampler(0.1)
     sampler.start()
@@ -733,6 +763,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
     wall = time.time() - t0
     rcpu, gcpu = redis.cpu() - rcpu0, gateways.cpu()
     redis_each = [round(b - a, 2) for a, b in zip(reach0, redis.cpu_each())]
+    ext = tcpext_delta(ext0)
     report = wl.result(deadline.bound(args.close_wait))
     peaks = sampler.finish()
     delivered = report.get("messages") or 0
@@ -764,7 +795,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
         "gateways_rss_bytes_after_ramp": rss0,
         "ramp_seconds": report.get("ramp_seconds"), "connect_rate_per_s": report.get("connect_rate_per_s"),
         "closed_by_server": report.get("closed_by_server"), "failed": report.get("failed"),
-        "wall_s": round(wall, 1), "loadavg_after": loadavg(), **peaks,
+        "wall_s": round(wall, 1), "loadavg_after": loadavg(), **peaks, "tcpext": ext,
     }
     result[name] = out
     log(f"{name}: " + json.dumps(out))
@@ -798,13 +829,13 @@ def plan_sysctls(args, sysctls, workdir):
                             "conntrack tracks loopback connections here")
     if args.tcp_mem == "auto":
         # One publish to every connection charges each socket at least a page of buffer
-        # memory at once (measured peaks: 4.5 KB per connection at 20k, 5.9 KB at 250k,
-        # where it touched the default pressure mark); above tcp_mem's
+        # memory at once (measured peaks: 4.5 KiB per connection at 20k, 5.9 KiB at 250k
+        # and 500k, where it touched the pressure mark); above tcp_mem's
         # "pressure" TCP starts to trim buffers, above "max" it drops packets.
         low, pressure, high = (int(x) for x in sysctls.read("net.ipv4.tcp_mem").split())
-        want_pressure = int(args.conns * 5120 / PAGE)
+        want_pressure = int(args.conns * 6144 / PAGE)
         if pressure < want_pressure:
-            want = f"{low} {want_pressure} {int(args.conns * 7168 / PAGE)}"
+            want = f"{low} {want_pressure} {int(args.conns * 8192 / PAGE)}"
             sysctls.set("net.ipv4.tcp_mem", want,
                         "a publish to every connection needs ~1 page per socket at once")
     elif args.tcp_mem:
@@ -840,7 +871,7 @@ def main():
     p.add_argument("--settle", type=float, default=5,
                    help="quiet seconds after the ramp (the gateways' idle CPU is measured then)")
     p.add_argument("--tcp-mem", default="auto",
-                   help="'auto' (raise pressure/max to 5/7 KiB per connection when below), "
+                   help="'auto' (raise pressure/max to 6/8 KiB per connection when below), "
                         "'MIN,PRESSURE,MAX' pages, or '' to leave it")
     p.add_argument("--time-limit", type=float, default=600)
     p.add_argument("--deliver-wait", type=float, default=120,
