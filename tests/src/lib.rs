@@ -15,4 +15,5 @@ pub mod programs;
 pub mod prometheus;
 pub mod redis_server;
 pub mod waits;
+pub mod webhook_receiver;
 pub mod ws_client;
