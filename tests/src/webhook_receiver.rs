@@ -192,7 +192,7 @@ pub fn verify(key: &ring::hmac::Key, timestamp: &str, body: &[u8], signature: &s
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
