@@ -602,9 +602,11 @@ def occupancy(gateways, channel, truth, deadline):
     t0 = time.time()
     end = time.time() + deadline.bound(10)
     while True:
-        answers = []
+        answers, took = [], []
         for a in gateways.admins:
+            t = time.time()
             st, b = http(a, f"/channels/{channel}")
+            took.append(time.time() - t)
             answers.append(json.loads(b) if st == 200 else {"status": st})
         node_sum = sum(int(x.get("subscribers_node", 0)) for x in answers)
         clusters = [x.get("subscribers_cluster") for x in answers]
@@ -617,6 +619,8 @@ def occupancy(gateways, channel, truth, deadline):
                 "subscribers_cluster": sorted(set(map(str, clusters))),
                 "subscribers_cluster_ok": ok_cluster,
                 "seconds_to_agree": round(time.time() - t0, 2),
+                "answer_ms_max": round(max(took) * 1e3, 2),
+                "answer_ms_mean": round(sum(took) / len(took) * 1e3, 2),
                 "example_answer": answers[0]})
     return out
 
