@@ -369,7 +369,7 @@ def redis_cli(port, *args, timeout=20):
 class Redis:
     """One standalone redis-server, or a cluster of 3 masters (no replicas)."""
 
-    def __init__(self, workdir, ports_used, cluster, name):
+    def __init__(self, workdir, ports_used, cluster, name, nice=0):
         self.workdir = workdir
         self.cluster = cluster
         self.procs = []
@@ -391,6 +391,8 @@ class Redis:
                 cmd += ["--cluster-enabled", "yes",
                         "--cluster-config-file", f"{name}-nodes-{p}.conf",
                         "--cluster-node-timeout", "2000"]
+            if nice:
+                cmd = ["nice", "-n", str(nice), *cmd]
             self.procs.append(spawn(cmd, os.path.join(workdir, f"{name}-redis-{p}.log")))
         for p in self.ports:
             wait("redis PING", 15, lambda p=p: redis_cli(p, "PING", timeout=2) == "PONG", 0.1)
@@ -476,6 +478,21 @@ class Gateways:
 
     def metric(self, name):
         return sum(metric_sum(http(a, "/metrics")[1], name) for a in self.admins)
+
+    def closed_by_reason(self):
+        """ringcast_connections_closed_total summed over the gateways, per reason."""
+        out = {}
+        for a in self.admins:
+            try:
+                text = http(a, "/metrics", timeout=5)[1]
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("ringcast_connections_closed_total{"):
+                    series, _, value = line.rpartition(" ")
+                    reason = series.split('reason="', 1)[1].split('"', 1)[0] if 'reason="' in series else "?"
+                    out[reason] = out.get(reason, 0) + int(float(value))
+        return {k: v for k, v in out.items() if v}  # cumulative since the gateways started
 
     def alive(self):
         return sum(p.poll() is None for p in self.procs)
@@ -708,6 +725,7 @@ def phase_hold(args, workdir, gateways, deadline, result):
         log(str(err))
     gcpu1 = gateways.cpu()
     ext_publish = tcpext_delta(ext1)
+    closed = gateways.closed_by_reason()
     report = {}
     try:
         report = wl.result(deadline.bound(args.close_wait))
@@ -726,7 +744,7 @@ def phase_hold(args, workdir, gateways, deadline, result):
         "gateways_cpu_s": round(sum(gcpu1) - sum(gcpu0), 3),
         "gateways_cpu_us_per_delivery": round((sum(gcpu1) - sum(gcpu0)) / max(connected, 1) * 1e6, 2),
         "wall_to_wsload_exit_s": round(t_end - t_pub, 2), **peaks,
-        "tcpext_publish_to_done": ext_publish,
+        "tcpext_publish_to_done": ext_publish, "gateway_closes_by_reason": closed,
     }
     result["hold_report"] = {k: report.get(k) for k in (
         "target", "connected", "failed", "connect_errors", "ramp_seconds",
@@ -766,6 +784,8 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
         result[f"{name}_error"] = str(err)
     wall = time.time() - t0
     rcpu, gcpu = redis.cpu() - rcpu0, gateways.cpu()
+    closed = gateways.closed_by_reason()
+    reconnects = gateways.metric("ringcast_broker_reconnects_total")
     redis_each = [round(b - a, 2) for a, b in zip(reach0, redis.cpu_each())]
     ext = tcpext_delta(ext0)
     report = wl.result(deadline.bound(args.close_wait))
@@ -800,6 +820,7 @@ def phase_fanout(args, workdir, gateways, redis, conns, name, source_second, dea
         "ramp_seconds": report.get("ramp_seconds"), "connect_rate_per_s": report.get("connect_rate_per_s"),
         "closed_by_server": report.get("closed_by_server"), "failed": report.get("failed"),
         "wall_s": round(wall, 1), "loadavg_after": loadavg(), **peaks, "tcpext": ext,
+        "gateway_closes_by_reason": closed, "broker_reconnects_total": reconnects,
     }
     result[name] = out
     log(f"{name}: " + json.dumps(out))
@@ -860,6 +881,9 @@ def main():
                    help="auto: a 3-master Redis Cluster if the gateway has --redis-cluster, "
                         "else one redis-server with --redis-mode sharded")
     p.add_argument("--subs-per-channel", type=int, default=1000)
+    p.add_argument("--redis-nice", type=int, default=-10,
+                   help="nice value of redis-server (as if on its own core: with 100+ busy "
+                        "processes on 2 cores a starved Redis missed the gateways' PINGs, 2 s)")
     p.add_argument("--fanout-rate", type=float, default=50_000, help="deliveries/s asked for")
     p.add_argument("--fanout-seconds", type=float, default=20)
     p.add_argument("--classic-conns", type=int, default=None,
@@ -927,7 +951,7 @@ def main():
         result["notes"] = plan_sysctls(args, sysctls, workdir)
         phases = args.phases.split(",")
         if "hold" in phases or "sharded" in phases:
-            redis = Redis(workdir, ports_used, cluster, "sharded")
+            redis = Redis(workdir, ports_used, cluster, "sharded", args.redis_nice)
             result["_redis"] = redis
             gateways = Gateways(args, workdir, ports_used, count, redis, "sharded", cluster, "sharded")
             result["gateway_command_example"] = gateways.cmd_example
@@ -946,7 +970,7 @@ def main():
             gateways = redis = None
         if "classic" in phases and args.classic_conns:
             deadline.check("classic fan-out")
-            redis = Redis(workdir, ports_used, args.classic_redis == "cluster", "classic")
+            redis = Redis(workdir, ports_used, args.classic_redis == "cluster", "classic", args.redis_nice)
             gcount = math.ceil(args.classic_conns / args.per_gateway)
             result["classic_redis"] = args.classic_redis
             gateways = Gateways(args, workdir, ports_used, gcount, redis, "interest", False, "classic")
