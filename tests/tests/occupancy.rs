@@ -328,3 +328,25 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
     assert_eq!(receiver.bad_signatures(), 0);
     eprintln!("B's subscribers reaped {reaped_after:?} after its SIGKILL");
 }
+
+#[test]
+fn one_node_with_history_answers_the_channels_position() {
+    let receiver = WebhookReceiver::start(SECRET, Answer::Ok);
+    let gateway = gateway(&receiver, &["--history-size", "10"]);
+    let _ws = connect(gateway.ws_addr(), "/news");
+    let before = wait_json(&gateway, "/channels/news", 5, |b| {
+        b["subscribers_node"] == 1
+    });
+    assert_eq!(before["position"], Value::Null, "nothing published yet");
+    for body in [&b"one"[..], b"two", b"three"] {
+        assert_eq!(gateway.publish("news", body), 202);
+    }
+    let after = wait_json(&gateway, "/channels/news", 5, |b| b["position"].is_string());
+    let position = after["position"].as_str().unwrap_or_default();
+    assert!(position.ends_with(":3"), "{position}");
+    let (_, nobody) = get_json(&gateway, "/channels/nobody");
+    assert_eq!(
+        nobody,
+        serde_json::json!({"channel": "nobody", "subscribers_node": 0, "position": null})
+    );
+}

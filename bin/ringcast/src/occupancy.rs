@@ -1,5 +1,6 @@
 //! Channel occupancy on the sidecar: the admin API's view of the shards' count
-//! snapshots ([`NodeOccupancy`]), and the task that turns their changes into webhook
+//! snapshots ([`NodeOccupancy`]; a channel's position comes from Redis with a cluster,
+//! else from one question to its owner shard), and the task that turns their changes into webhook
 //! events and, with Redis, into the cluster's counts ([`run`]).
 //!
 //! Without Redis the task reads the snapshots' changes every [`LOCAL_EVERY`] and
@@ -9,16 +10,21 @@
 //! transitions come from that write, so each cluster transition is reported by one
 //! node only. A failed write keeps the counts for the next one.
 
+use crate::mesh::Mesh;
 use crate::webhook::{WebhookQueue, now_ms};
 use crate::webhook_queue::{Event, EventKind};
 use ringcast_admin::{ChannelFuture, ChannelInfo, Occupancy};
 use ringcast_broker::{CHANNELS_PER_WRITE, ClusterOccupancy, Transition};
-use ringcast_shard::{ChannelName, OccupancySnapshot, owner_of};
+use ringcast_shard::{
+    ChannelName, OccupancySnapshot, Position, PositionReport, ShardMsg, owner_of,
+};
 use ringcast_telemetry::names;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Longest a `GET /channels/<ch>` waits for the owner shard's position answer.
+const POSITION_WITHIN: Duration = Duration::from_secs(1);
 /// How often the snapshots' changes are read.
 pub const LOCAL_EVERY: Duration = Duration::from_millis(100);
 /// How often the node writes its changed counts (and its heartbeat) to Redis.
@@ -32,6 +38,28 @@ pub struct NodeOccupancy {
     pub cluster: Option<ClusterOccupancy>,
     /// Whether channels keep history (in Redis, with a cluster).
     pub history: bool,
+    /// The shards, asked for a channel's position when there is no cluster.
+    pub mesh: Arc<Mesh>,
+}
+
+/// Asks `channel`'s owner for its last position (one lookup on the shard), waiting at
+/// most [`POSITION_WITHIN`]; None when it keeps none or did not answer in time.
+async fn local_position(mesh: Arc<Mesh>, channel: ChannelName) -> Option<String> {
+    let owner = owner_of(&channel, mesh.len());
+    let (tx, rx) = flume::bounded(1);
+    let report = PositionReport::new(move |position: Option<Position>| {
+        let _ = tx.try_send(position.map(|p| p.to_string()));
+    });
+    let msg = ShardMsg::Position { channel, report };
+    let asked = async {
+        mesh.send_waiting(owner, msg).await;
+        mesh.nudge(owner);
+        rx.recv_async().await.ok().flatten()
+    };
+    tokio::time::timeout(POSITION_WITHIN, asked)
+        .await
+        .ok()
+        .flatten()
 }
 
 impl Occupancy for NodeOccupancy {
@@ -55,12 +83,18 @@ impl Occupancy for NodeOccupancy {
         let subscribers_node = self.snapshots.get(owner).map_or(0, |s| s.count(channel));
         let cluster = self.cluster.clone();
         let history = self.history;
+        let mesh = self.mesh.clone();
         let channel = channel.to_owned();
         Box::pin(async move {
             let Some(cluster) = cluster else {
+                let position = match history {
+                    true => Some(local_position(mesh, channel.as_str().into()).await),
+                    false => None,
+                };
                 return ChannelInfo {
                     subscribers_node,
-                    ..ChannelInfo::default()
+                    subscribers_cluster: None,
+                    position,
                 };
             };
             let count = cluster.count(&channel).await.map_err(|e| e.to_string());

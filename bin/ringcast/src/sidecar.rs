@@ -166,6 +166,7 @@ impl Sidecar {
                 snapshots: self.occupancy.clone(),
                 cluster,
                 history: self.history,
+                mesh: self.mesh.clone(),
             }),
         };
         let listener = tokio::net::TcpListener::bind(self.admin)

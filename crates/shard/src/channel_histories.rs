@@ -95,6 +95,15 @@ impl ChannelHistories {
         }
     }
 
+    /// `channel`'s last position, if a history (or a poll ring) of it is kept here.
+    pub(crate) fn last_position(&self, channel: &str) -> Option<Position> {
+        let (epoch, _, offset) = self
+            .kept
+            .span(channel)
+            .or_else(|| self.polls.span(channel))?;
+        Some(Position { epoch, offset })
+    }
+
     /// Whether `channel` keeps history of its own (not only a poll ring).
     pub(crate) fn keeps(&self, channel: &str) -> bool {
         self.channels.as_ref().is_some_and(|c| c.matches(channel))

@@ -61,7 +61,9 @@ pub use jwt::{
     DEFAULT_CHANNELS_CLAIM, JwksError, JwksKeys, JwtConfigError, JwtRules, JwtSettings, KeySet,
     MAX_JWKS_KEYS, MAX_SUB_BYTES, MIN_JWT_SECRET_BYTES,
 };
-pub use messages::{BrokerCmd, DisconnectReport, DisconnectTarget, FetchedHistory, ShardMsg};
+pub use messages::{
+    BrokerCmd, DisconnectReport, DisconnectTarget, FetchedHistory, PositionReport, ShardMsg,
+};
 pub use occupancy_snapshot::{CountChange, OccupancySnapshot};
 pub use position::{EPOCH_LEN, Epoch, Position, Since};
 pub use routing::owner_of;

@@ -65,6 +65,12 @@ pub enum ShardMsg {
         channel: ChannelName,
         fetched: Option<FetchedHistory>,
     },
+    /// From the sidecar (the admin API's `GET /channels/<ch>`) to the channel's owner:
+    /// tell `report` the channel's last position (None: it keeps no history here).
+    Position {
+        channel: ChannelName,
+        report: PositionReport,
+    },
     /// To the channels' owner: how the sender's local subscriber counts of these
     /// channels changed since its previous report (see `occupancy`).
     Occupancy { deltas: Vec<(ChannelName, i32)> },
@@ -111,6 +117,30 @@ impl DisconnectReport {
 impl fmt::Debug for DisconnectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DisconnectReport(..)")
+    }
+}
+
+/// Where an owner reports a channel's last position for a [`ShardMsg::Position`]: a
+/// callback the sidecar builds around its own channel. Called once, on the shard's
+/// thread.
+#[derive(Clone)]
+pub struct PositionReport(Arc<dyn Fn(Option<Position>) + Send + Sync>);
+
+impl PositionReport {
+    /// A report that calls `report` with the position.
+    pub fn new(report: impl Fn(Option<Position>) + Send + Sync + 'static) -> Self {
+        PositionReport(Arc::new(report))
+    }
+
+    /// Reports `position`.
+    pub(crate) fn send(&self, position: Option<Position>) {
+        (self.0)(position);
+    }
+}
+
+impl fmt::Debug for PositionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PositionReport(..)")
     }
 }
 

@@ -454,6 +454,9 @@ impl Shard {
                 recovered,
             } => self.history_reply(conn, &channel, recovered, now_ms),
             ShardMsg::Occupancy { deltas } => self.owner_counts.receive(deltas),
+            ShardMsg::Position { channel, report } => {
+                report.send(self.histories.last_position(&channel));
+            }
             ShardMsg::Drain { spread_ms } => self.start_drain(spread_ms, now_ms),
             ShardMsg::Disconnect { target, report } => {
                 report.send(self.disconnect(&target, now_ms));

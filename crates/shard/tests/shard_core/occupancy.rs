@@ -89,3 +89,28 @@ fn a_subscriber_that_comes_and_goes_between_reports_is_never_seen() {
     assert_eq!(count(&snapshots, "flap"), 0);
     assert!(changes(&snapshots).is_empty());
 }
+
+#[test]
+fn the_owner_reports_a_channels_last_position() {
+    use ringcast_shard::{Position, PositionReport, ShardMsg};
+    use std::sync::{Arc, Mutex};
+    let mut node = Node::new(2, |cfg| cfg.history.size = 10);
+    let _ws = node.connect(1, "/news");
+    node.publish("news", "one");
+    node.publish("news", "two");
+    let answers: Arc<Mutex<Vec<Option<Position>>>> = Arc::default();
+    for channel in ["news", "nothing"] {
+        let answers = answers.clone();
+        let report = PositionReport::new(move |p| answers.lock().unwrap().push(p));
+        let owner = owner_of(channel, 2);
+        let msg = ShardMsg::Position {
+            channel: channel.into(),
+            report,
+        };
+        node.shards[owner].on_message(msg, node.now);
+    }
+    let answers = answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0].map(|p| p.offset), Some(2));
+    assert_eq!(answers[1], None);
+}
