@@ -4,7 +4,8 @@
 //! Optionally ([`RedisOptions`]) it also serves TLS on a second port and has ACL users
 //! instead of the default user; the helper's own commands then log in on the plain port.
 //! A server can also start as a replica ([`RedisOptions::replica_of`]), and
-//! [`Sentinel`] runs a `redis-server --sentinel` watching a master.
+//! [`Sentinel`] runs a `redis-server --sentinel` watching a master. [`RedisCluster`]
+//! starts the nodes of a Redis Cluster and creates it with `redis-cli --cluster create`.
 
 use crate::ports::free_port;
 use crate::proc_stats;
@@ -65,6 +66,9 @@ pub struct RedisOptions {
     pub users: Vec<(String, String)>,
     /// Start as a replica of the server on `127.0.0.1:PORT` (`--replicaof`).
     pub replica_of: Option<u16>,
+    /// Start as a Redis Cluster node (node timeout 2 s) keeping its cluster state file
+    /// in this directory, so a restart rejoins the cluster.
+    pub cluster_dir: Option<PathBuf>,
 }
 
 /// A `redis-server` child process on `127.0.0.1:port`.
@@ -74,6 +78,9 @@ pub struct RedisServer {
     pub port: u16,
     /// The TLS port, with [`RedisOptions::tls`] (kept across restarts).
     pub tls_port: Option<u16>,
+    /// The cluster bus port, with [`RedisOptions::cluster_dir`] (a free port of its own:
+    /// the default, port + 10,000, may be taken or out of range).
+    pub bus_port: Option<u16>,
     options: RedisOptions,
 }
 
@@ -89,6 +96,7 @@ impl RedisServer {
             child: None,
             port: free_port(),
             tls_port: options.tls.as_ref().map(|_| free_port()),
+            bus_port: options.cluster_dir.as_ref().map(|_| free_port()),
             options,
         };
         server.restart();
@@ -149,6 +157,15 @@ impl RedisServer {
             command
                 .args(["--replicaof", "127.0.0.1", &master.to_string()])
                 .args(["--repl-diskless-load", "on-empty-db"]);
+        }
+        if let (Some(dir), Some(bus)) = (&self.options.cluster_dir, self.bus_port) {
+            command
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-port", &bus.to_string()])
+                .arg("--cluster-config-file")
+                .arg(dir.join(format!("nodes-{}.conf", self.port)))
+                .arg("--dir")
+                .arg(dir);
         }
         let child = command
             .stdin(Stdio::null())
@@ -378,6 +395,176 @@ impl Sentinel {
 impl Drop for Sentinel {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, created
+/// with `redis-cli --cluster create`, its state files in a temporary directory removed on
+/// drop; every node is killed by pid.
+pub struct RedisCluster {
+    /// Every node, masters and replicas (which is which changes with failovers).
+    pub nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, creates the cluster and waits until every node says
+    /// `cluster_state:ok`.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "ringcast-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let nodes: Vec<RedisServer> = (0..masters * (1 + replicas))
+            .map(|_| {
+                RedisServer::start_with(RedisOptions {
+                    cluster_dir: Some(dir.clone()),
+                    ..RedisOptions::default()
+                })
+            })
+            .collect();
+        let cluster = RedisCluster { nodes, dir };
+        let mut command = Command::new("redis-cli");
+        command.arg("--cluster").arg("create");
+        for node in &cluster.nodes {
+            command.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = command
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running redis-cli --cluster create (apt-get install redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        cluster.wait_ok(30);
+        cluster
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and sees every slot
+    /// served, and every replica has synced with its master (only a synced replica is
+    /// promoted), at most `secs`.
+    pub fn wait_ok(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let ok = self.nodes.iter().filter(|n| n.pid().is_some()).all(|n| {
+                n.try_command(&[b"CLUSTER", b"INFO"])
+                    .ok()
+                    .and_then(|r| match r {
+                        Reply::Bulk(Some(text)) => {
+                            Some(String::from_utf8_lossy(&text).into_owned())
+                        }
+                        _ => None,
+                    })
+                    .is_some_and(|info| {
+                        info.contains("cluster_state:ok") && info.contains("cluster_slots_ok:16384")
+                    })
+                    && (n.role().as_deref() != Some("slave")
+                        || n.cli(&["INFO", "replication"])
+                            .contains("master_link_status:up"))
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster is not ok after {secs} s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis://127.0.0.1:P1,127.0.0.1:P2...` naming the first `seeds` nodes.
+    pub fn url(&self, seeds: usize) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .take(seeds)
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis://{}", hosts.join(","))
+    }
+
+    /// A running node, to ask questions.
+    pub fn any(&self) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.pid().is_some() && n.try_command(&[b"PING"]).is_ok())
+            .expect("a running cluster node")
+    }
+
+    /// The hash slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot(&self, key: &str) -> u16 {
+        self.any()
+            .command(&[b"CLUSTER", b"KEYSLOT", key.as_bytes()])
+            .int() as u16
+    }
+
+    /// The port of the master owning `slot`, as a running node sees it now.
+    pub fn master_of(&self, slot: u16) -> u16 {
+        let Reply::Array(ranges) = self.any().command(&[b"CLUSTER", b"SLOTS"]) else {
+            panic!("CLUSTER SLOTS is not an array");
+        };
+        for range in ranges {
+            let Reply::Array(fields) = range else {
+                continue;
+            };
+            if let (Some(Reply::Int(start)), Some(Reply::Int(end)), Some(Reply::Array(master))) =
+                (fields.first(), fields.get(1), fields.get(2))
+                && (*start..=*end).contains(&i64::from(slot))
+            {
+                return master.get(1).map_or(0, Reply::int) as u16;
+            }
+        }
+        panic!("no master owns slot {slot}");
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a node of the cluster")
+    }
+
+    /// The node on `port`, to kill or restart it.
+    pub fn node_mut(&mut self, port: u16) -> &mut RedisServer {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node of the cluster")
+    }
+
+    /// The ports of the masters, as a running node sees them now.
+    pub fn master_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = (0..16384u16)
+            .step_by(128)
+            .map(|slot| self.master_of(slot))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
+    /// The node id of the node on `port` (`CLUSTER MYID`).
+    pub fn id(&self, port: u16) -> String {
+        match self.node(port).command(&[b"CLUSTER", b"MYID"]) {
+            Reply::Bulk(Some(id)) => String::from_utf8_lossy(&id).into_owned(),
+            other => panic!("CLUSTER MYID: {other:?}"),
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -71,7 +71,7 @@ const ADMIN_REFUSALS: [&str; 7] = [
     "bad_disconnect",
 ];
 
-const BROKER_REJECTIONS: [&str; 9] = [
+const BROKER_REJECTIONS: [&str; 11] = [
     "too_large",
     "channel",
     "envelope",
@@ -81,6 +81,8 @@ const BROKER_REJECTIONS: [&str; 9] = [
     "tls",
     "auth",
     "sentinel",
+    "cluster",
+    "moved",
 ];
 
 /// The value of the one sample of `name` carrying every label in `labels`.

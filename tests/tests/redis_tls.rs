@@ -28,7 +28,7 @@ fn tls_redis(pki: &Pki) -> RedisServer {
     RedisServer::start_with(RedisOptions {
         tls: Some((pki.path("redis.chain.pem"), pki.path("redis.key"))),
         users: vec![(USER.into(), PASSWORD.into())],
-        replica_of: None,
+        ..RedisOptions::default()
     })
 }
 

@@ -456,14 +456,25 @@ pub struct Config {
 
     /// How the node subscribes at Redis: `interest` (SUBSCRIBE only channels with local
     /// subscribers, batched), `pattern` (one PSUBSCRIBE <prefix>*; every node receives
-    /// every message) or `sharded` (SSUBSCRIBE/SPUBLISH, Redis 7 sharded pub/sub).
+    /// every message) or `sharded` (SSUBSCRIBE/SPUBLISH, Redis 7 sharded pub/sub; the
+    /// default, and the only mode, with --redis-cluster).
     #[arg(
         long,
         env = "RINGCAST_REDIS_MODE",
         value_enum,
-        default_value = "interest"
+        default_value = "interest",
+        default_value_if("redis_cluster", clap::builder::ArgPredicate::IsPresent, "sharded")
     )]
     pub redis_mode: RedisModeArg,
+
+    /// Redis Cluster: the --redis URL names seed nodes,
+    /// `redis[s]://[user:password@]host:port[,host:port...]`; the node learns the slot map
+    /// from the first that answers, sends each channel's SSUBSCRIBE/SPUBLISH (and history)
+    /// to the master owning its slot, and follows MOVED/ASK, slot migrations and
+    /// failovers. Takes sharded pub/sub (a classic PUBLISH is broadcast to every cluster
+    /// node).
+    #[arg(long, env = "RINGCAST_REDIS_CLUSTER", requires = "redis")]
+    pub redis_cluster: bool,
 
     /// Log format on stderr: `text` (colours only when stderr is a terminal) or `json`
     /// (one object per line, for log shippers). The level comes from RUST_LOG (`info`).
@@ -638,6 +649,16 @@ mod tests {
         );
         // A CA without a Redis URL is a mistake, not a no-op.
         assert!(Config::try_parse_from(["ringcast", "--redis-ca", "/tmp/ca.pem"]).is_err());
+        let cluster = Config::try_parse_from([
+            "ringcast",
+            "--redis",
+            "redis://127.0.0.1:7000,127.0.0.1:7001",
+            "--redis-cluster",
+        ])
+        .unwrap();
+        assert!(cluster.redis_cluster);
+        assert_eq!(cluster.redis_mode, RedisModeArg::Sharded);
+        assert!(Config::try_parse_from(["ringcast", "--redis-cluster"]).is_err());
     }
 
     #[test]

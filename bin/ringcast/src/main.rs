@@ -326,6 +326,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
                 ringcast_proto::is_valid_channel,
             );
             redis.tls_ca = config.redis_ca.clone();
+            redis.cluster = config.redis_cluster;
             if config.history_size > 0 {
                 let channels = history_channels.clone();
                 redis.history = Some(RedisHistory {

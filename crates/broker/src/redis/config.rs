@@ -29,6 +29,9 @@ pub struct RedisConfig {
     pub prefix: String,
     /// Subscription mode.
     pub mode: RedisMode,
+    /// Redis Cluster: `url` names seed nodes, the slot map is followed, and each
+    /// channel goes to the master owning its slot (requires [`RedisMode::Sharded`]).
+    pub cluster: bool,
     /// Largest payload delivered; larger messages from Redis are refused.
     pub max_message_bytes: usize,
     /// Whether a channel name (after the prefix) is valid.
@@ -60,6 +63,7 @@ impl RedisConfig {
             tls_ca: None,
             prefix: prefix.to_owned(),
             mode,
+            cluster: false,
             max_message_bytes,
             valid_channel,
             batch_window: Duration::from_millis(5),

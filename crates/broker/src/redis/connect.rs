@@ -40,30 +40,55 @@ const BLOB_SLACK: usize = 1024;
 /// Server error codes that mean the credentials (or the user's rights) were refused.
 const AUTH_CODES: [&str; 3] = ["WRONGPASS", "NOAUTH", "NOPERM"];
 
+/// Default Redis port.
+const REDIS_PORT: u16 = 6379;
+
 /// Where Redis is and how to talk to it, parsed once from the URL.
 pub(crate) struct Endpoint {
     host: String,
     port: u16,
     /// Database, user, password; RESP3.
     settings: RedisConnectionInfo,
-    /// TLS for `rediss://`: the connector and the name the certificate must carry.
-    tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// TLS for `rediss://`: the certificate must carry the name (or IP) of the host
+    /// connected to.
+    tls: Option<TlsConnector>,
     /// With `redis+sentinel://`: the Sentinels that name the master (`host` and `port`
     /// are then unused).
     sentinels: Option<Sentinels>,
+    /// Redis Cluster: the seed nodes the slot map is first asked of (`host` and `port`
+    /// are then the first seed's).
+    seeds: Option<Vec<Addr>>,
 }
 
 impl Endpoint {
     /// Parses `redis://` or `rediss://` (TLS) `[user:password@]host[:port][/db]`, or
     /// `redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]`, with
     /// `extra_ca` (PEM) trusted besides the bundled Mozilla roots for TLS. The error is
-    /// free of the password.
-    pub(crate) fn parse(url: &str, extra_ca: Option<&Path>) -> Result<Self, EndpointError> {
+    /// free of the password. With `cluster`, the URL is
+    /// `redis[s]://[user:password@]host:port[,host:port...][/0]`: Redis Cluster seed nodes.
+    pub(crate) fn parse(
+        url: &str,
+        extra_ca: Option<&Path>,
+        cluster: bool,
+    ) -> Result<Self, EndpointError> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| EndpointError::Url("not a redis:// or rediss:// URL".into()))?;
         let mut sentinels = None;
-        let (tls, plain_url) = match scheme.to_ascii_lowercase().as_str() {
+        let mut seeds = None;
+        let scheme = scheme.to_ascii_lowercase();
+        let (tls, plain_url) = match scheme.as_str() {
+            "redis" | "rediss" if cluster => {
+                let parsed = parse_seeds(rest).map_err(EndpointError::Url)?;
+                seeds = Some(parsed.0);
+                (scheme == "rediss", parsed.1)
+            }
+            _ if cluster => {
+                return Err(EndpointError::Url(
+                    "a Redis Cluster URL is redis:// or rediss:// with seed nodes host:port,host:port"
+                        .into(),
+                ));
+            }
             "redis" | "valkey" => (false, url.to_owned()),
             "redis+sentinel" => {
                 let parsed = sentinel::parse(rest).map_err(EndpointError::Url)?;
@@ -105,21 +130,29 @@ impl Endpoint {
             .as_str()
             .into_connection_info()
             .map_err(|e| EndpointError::Url(e.to_string()))?;
-        let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
+        let ConnectionAddr::Tcp(mut host, mut port) = info.addr().clone() else {
             return Err(EndpointError::Url(
                 "only redis:// and rediss:// (TCP) URLs are supported".into(),
             ));
         };
+        if let Some(first) = seeds.as_ref().and_then(|s: &Vec<Addr>| s.first()) {
+            (host, port) = (first.host.clone(), first.port);
+        }
         // RESP3 lets one connection publish while subscribed.
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(redis::ProtocolVersion::RESP3);
         let tls = if tls {
-            let name = ServerName::try_from(host.clone())
-                .map_err(|e| EndpointError::Url(format!("host `{host}`: {e}")))?;
+            for addr in seeds.iter().flatten().chain([&Addr {
+                host: host.clone(),
+                port,
+            }]) {
+                ServerName::try_from(addr.host.clone())
+                    .map_err(|e| EndpointError::Url(format!("host `{}`: {e}", addr.host)))?;
+            }
             let config = client_config(extra_ca).map_err(EndpointError::Tls)?;
-            Some((TlsConnector::from(Arc::new(config)), name))
+            Some(TlsConnector::from(Arc::new(config)))
         } else {
             None
         };
@@ -129,7 +162,13 @@ impl Endpoint {
             settings,
             tls,
             sentinels,
+            seeds,
         })
+    }
+
+    /// The Redis Cluster seed nodes, with a cluster URL.
+    pub(crate) fn seeds(&self) -> Option<&[Addr]> {
+        self.seeds.as_deref()
     }
 
     /// Whether the connection is TLS (`rediss://`).
@@ -141,6 +180,28 @@ impl Endpoint {
     pub(crate) fn sentinels(&self) -> Option<&Sentinels> {
         self.sentinels.as_ref()
     }
+}
+
+/// The seed nodes and the URL carrying the credentials (its host a placeholder) of what
+/// follows `redis[s]://` in a cluster URL. Only database 0 exists in a cluster.
+fn parse_seeds(rest: &str) -> Result<(Vec<Addr>, String), String> {
+    if rest.contains(['?', '#']) {
+        return Err("a Redis Cluster URL takes no query or fragment".into());
+    }
+    let (user_info, after) = match rest.rsplit_once('@') {
+        Some((user_info, after)) => (Some(user_info), after),
+        None => (None, rest),
+    };
+    let (hosts, db) = after.split_once('/').unwrap_or((after, ""));
+    if !matches!(db, "" | "0") {
+        return Err("Redis Cluster has only database 0".into());
+    }
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        seeds.push(sentinel::parse_addr(host, REDIS_PORT, "seed node")?);
+    }
+    let user_info = user_info.map(|u| format!("{u}@")).unwrap_or_default();
+    Ok((seeds, format!("redis://{user_info}cluster-seed/0")))
 }
 
 /// Why an [`Endpoint`] could not be made.
@@ -261,8 +322,8 @@ pub(crate) async fn connect(
     Ok((connection, addr))
 }
 
-/// Opens the connection to `addr`.
-async fn open(
+/// Opens a connection to `addr` (for Redis Cluster, to one node of it).
+pub(crate) async fn open(
     endpoint: &Endpoint,
     addr: &Addr,
     max_payload: usize,
@@ -292,10 +353,13 @@ async fn open(
             let stream = LimitedStream::new(tcp, limit).gated(gate);
             handshake(&endpoint.settings, stream, config, deadline, timeout).await
         }
-        Some((connector, name)) => {
+        Some(connector) => {
+            let name = ServerName::try_from(addr.host.clone()).map_err(|e| {
+                ConnectError::new(RejectReason::Tls, format!("host `{}`: {e}", addr.host))
+            })?;
             // A plain Redis on the other end answers the ClientHello with an error line
             // or not at all: a TLS failure either way.
-            let tls = tokio::time::timeout_at(deadline, connector.connect(name.clone(), tcp))
+            let tls = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
                 .await
                 .map_err(|_| {
                     ConnectError::new(
@@ -344,30 +408,70 @@ mod tests {
 
     #[test]
     fn redis_and_rediss_urls_are_parsed_with_their_credentials() {
-        let plain = Endpoint::parse("redis://alice:s3cret@127.0.0.1:6380/2", None).unwrap();
+        let plain = Endpoint::parse("redis://alice:s3cret@127.0.0.1:6380/2", None, false).unwrap();
         assert!(!plain.is_tls());
         assert_eq!((plain.host.as_str(), plain.port), ("127.0.0.1", 6380));
         assert_eq!(plain.settings.username(), Some("alice"));
         assert_eq!(plain.settings.password(), Some("s3cret"));
         assert_eq!(plain.settings.db(), 2);
 
-        let tls = Endpoint::parse("rediss://alice:s3cret@redis.example:6390", None).unwrap();
+        let tls = Endpoint::parse("rediss://alice:s3cret@redis.example:6390", None, false).unwrap();
         assert!(tls.is_tls());
         assert_eq!((tls.host.as_str(), tls.port), ("redis.example", 6390));
         assert_eq!(tls.settings.username(), Some("alice"));
         assert_eq!(tls.settings.password(), Some("s3cret"));
-        let Some((_, name)) = &tls.tls else { panic!() };
-        assert_eq!(name.to_str(), "redis.example");
 
-        let ip = Endpoint::parse("REDISS://[::1]:6390/0", None).unwrap();
+        let ip = Endpoint::parse("REDISS://[::1]:6390/0", None, false).unwrap();
         assert!(ip.is_tls());
         assert_eq!(ip.host, "::1");
     }
 
     #[test]
+    fn cluster_urls_name_seed_nodes() {
+        let url = "rediss://alice:s3cret@10.0.0.1:7000,10.0.0.2,[::1]:7002/0";
+        let endpoint = Endpoint::parse(url, None, true).unwrap();
+        assert!(endpoint.is_tls());
+        let seeds: Vec<String> = endpoint
+            .seeds()
+            .unwrap()
+            .iter()
+            .map(Addr::to_string)
+            .collect();
+        assert_eq!(seeds, ["10.0.0.1:7000", "10.0.0.2:6379", "[::1]:7002"]);
+        assert_eq!(endpoint.settings.username(), Some("alice"));
+        assert_eq!(endpoint.settings.password(), Some("s3cret"));
+        assert_eq!((endpoint.host.as_str(), endpoint.port), ("10.0.0.1", 7000));
+        let one = Endpoint::parse("redis://127.0.0.1:7000", None, true).unwrap();
+        assert_eq!(one.seeds().unwrap().len(), 1);
+        assert!(
+            Endpoint::parse("redis://127.0.0.1:7000", None, false)
+                .unwrap()
+                .seeds()
+                .is_none()
+        );
+        for refused in [
+            "redis://127.0.0.1:7000/1",
+            "redis://127.0.0.1:7000,/0",
+            "redis://127.0.0.1:0",
+            "redis://127.0.0.1:x",
+            "redis://127.0.0.1:7000?x=1",
+            "redis+sentinel://127.0.0.1:26379/m",
+            "http://127.0.0.1:7000",
+        ] {
+            assert!(
+                matches!(
+                    Endpoint::parse(refused, None, true),
+                    Err(EndpointError::Url(_))
+                ),
+                "{refused} accepted"
+            );
+        }
+    }
+
+    #[test]
     fn sentinel_urls_carry_the_masters_credentials_and_database() {
         let url = "redis+sentinel://alice:s3cret@127.0.0.1:26379,127.0.0.1:26380/mymaster/3";
-        let endpoint = Endpoint::parse(url, None).unwrap();
+        let endpoint = Endpoint::parse(url, None, false).unwrap();
         assert!(!endpoint.is_tls());
         let sentinels = endpoint.sentinels().unwrap();
         assert_eq!(sentinels.master, "mymaster");
@@ -376,7 +480,7 @@ mod tests {
         assert_eq!(endpoint.settings.password(), Some("s3cret"));
         assert_eq!(endpoint.settings.db(), 3);
         assert!(
-            Endpoint::parse("redis://127.0.0.1:6379", None)
+            Endpoint::parse("redis://127.0.0.1:6379", None, false)
                 .unwrap()
                 .sentinels()
                 .is_none()
@@ -386,14 +490,14 @@ mod tests {
             "redis+sentinel://127.0.0.1:26379",
             "redis+sentinel://127.0.0.1:26379/mymaster?x=1",
         ] {
-            let parsed = Endpoint::parse(refused, None);
+            let parsed = Endpoint::parse(refused, None, false);
             assert!(
                 matches!(parsed, Err(EndpointError::Url(_))),
                 "{refused} accepted"
             );
         }
         let ca = std::env::temp_dir().join("ringcast-no-such-ca.pem");
-        assert!(Endpoint::parse("redis+sentinel://127.0.0.1/m", Some(&ca)).is_err());
+        assert!(Endpoint::parse("redis+sentinel://127.0.0.1/m", Some(&ca), false).is_err());
     }
 
     #[test]
@@ -407,7 +511,7 @@ mod tests {
             ("not a url", None),
             ("redis://127.0.0.1:6379", Some(ca.as_path())),
         ] {
-            let parsed = Endpoint::parse(url, ca);
+            let parsed = Endpoint::parse(url, ca, false);
             assert!(
                 matches!(parsed, Err(EndpointError::Url(_))),
                 "{url} accepted"
@@ -429,7 +533,7 @@ mod tests {
         )
         .unwrap();
         for path in [&missing, &empty, &garbage] {
-            let parsed = Endpoint::parse("rediss://127.0.0.1:6379", Some(path));
+            let parsed = Endpoint::parse("rediss://127.0.0.1:6379", Some(path), false);
             assert!(
                 matches!(&parsed, Err(EndpointError::Tls(reason)) if reason.contains(&path.display().to_string())),
                 "{}: {:?}",
@@ -442,7 +546,7 @@ mod tests {
 
     /// Connects to `url` with a 500 ms timeout; the error.
     async fn failed_attempt(url: &str) -> ConnectError {
-        let endpoint = Endpoint::parse(url, None).unwrap();
+        let endpoint = Endpoint::parse(url, None, false).unwrap();
         let (pushes, _receiver, gate) = super::super::push_gate::push_queue();
         let attempt = connect(&endpoint, 1024, Duration::from_millis(500), pushes, gate).await;
         match attempt {

@@ -30,11 +30,17 @@ pub enum RejectReason {
     /// `redis+sentinel://`: no Sentinel named the master (all down, or none knows the
     /// master name), or the server a Sentinel named is not a master (`ROLE`).
     Sentinel,
+    /// Redis Cluster: no node answered with a usable slot map (all seeds and known nodes
+    /// down, or answers that are not one), or a node answered `CLUSTERDOWN` or `TRYAGAIN`.
+    Cluster,
+    /// Redis Cluster: a node redirected a command (`MOVED`, `ASK`) or unsubscribed a
+    /// channel whose slot migrated away: the slot map was stale, and is asked again.
+    Moved,
 }
 
 impl RejectReason {
     /// Every reason, for exporting each label at 0 from startup.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::TooLarge,
         RejectReason::Channel,
         RejectReason::Envelope,
@@ -44,6 +50,8 @@ impl RejectReason {
         RejectReason::Tls,
         RejectReason::Auth,
         RejectReason::Sentinel,
+        RejectReason::Cluster,
+        RejectReason::Moved,
     ];
 
     /// Label value for metrics.
@@ -58,6 +66,8 @@ impl RejectReason {
             RejectReason::Tls => "tls",
             RejectReason::Auth => "auth",
             RejectReason::Sentinel => "sentinel",
+            RejectReason::Cluster => "cluster",
+            RejectReason::Moved => "moved",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! API's disconnects to the other nodes on the control channel.
 
 use super::clock::unix_nanos;
+use super::cluster::{ClusterLink, ClusterSession, Request, is_no_route};
 use super::config::{RedisConfig, RedisMode};
 use super::connect::{Endpoint, EndpointError};
 use super::control::{self, NodeId};
@@ -33,6 +34,10 @@ pub enum RedisStartError {
     /// The TLS settings for a `rediss://` URL are unusable (the CA file).
     #[error("Redis TLS settings: {0}")]
     Tls(String),
+    /// The settings do not fit together (Redis Cluster needs sharded mode and a prefix
+    /// without hash tag braces).
+    #[error("Redis settings: {0}")]
+    Settings(String),
     /// Not called inside a tokio runtime.
     #[error("the Redis broker must start inside a tokio runtime")]
     NoRuntime,
@@ -55,8 +60,18 @@ impl RedisBroker {
     ) -> Result<Self, RedisStartError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| RedisStartError::NoRuntime)?;
-        let endpoint =
-            Endpoint::parse(&config.url, config.tls_ca.as_deref()).map_err(|err| match err {
+        if config.cluster && config.mode != RedisMode::Sharded {
+            return Err(RedisStartError::Settings(
+                "Redis Cluster takes sharded pub/sub (--redis-mode sharded)".into(),
+            ));
+        }
+        if config.cluster && config.prefix.contains(['{', '}']) {
+            return Err(RedisStartError::Settings(
+                "in Redis Cluster mode the prefix must not contain `{` or `}`: the history keys' hash tag is the channel".into(),
+            ));
+        }
+        let endpoint = Endpoint::parse(&config.url, config.tls_ca.as_deref(), config.cluster)
+            .map_err(|err| match err {
                 EndpointError::Url(reason) => RedisStartError::Url {
                     url: crate::redact_url(&config.url),
                     reason,
@@ -74,11 +89,18 @@ impl RedisBroker {
             up: Arc::new(AtomicBool::new(false)),
             history: config.history.clone(),
             connection: Mutex::new(None),
+            cluster: config.cluster.then(ClusterLink::default),
             interest: InterestQueue::default(),
         });
         shared.events.up(false);
         shared.events.subscriptions(0);
-        runtime.spawn(Session::new(shared.clone(), config, endpoint, read_queue).run());
+        if config.cluster {
+            let (session, pushes) =
+                ClusterSession::new(shared.clone(), config, endpoint, read_queue);
+            runtime.spawn(session.run(pushes));
+        } else {
+            runtime.spawn(Session::new(shared.clone(), config, endpoint, read_queue).run());
+        }
         Ok(RedisBroker { shared, runtime })
     }
 
@@ -106,47 +128,50 @@ async fn publish_via_redis(
     payload: Bytes,
     binary: bool,
 ) -> Result<(), BrokerError> {
-    let failure = match shared.connection() {
-        Some(mut connection) => {
-            let command = match shared.mode {
-                RedisMode::Sharded => "SPUBLISH",
-                RedisMode::Interest | RedisMode::Pattern => "PUBLISH",
-            };
-            let redis_channel = format!("{}{channel}", shared.prefix);
-            let now = unix_nanos();
-            let sent = match shared.history.as_ref().filter(|h| (h.keeps)(&channel)) {
-                Some(history) => history::append_and_publish(
-                    &mut connection,
-                    history,
-                    &redis_channel,
-                    command,
-                    &payload,
-                    binary,
-                    now,
-                )
+    let command = match shared.mode {
+        RedisMode::Sharded => "SPUBLISH",
+        RedisMode::Interest | RedisMode::Pattern => "PUBLISH",
+    };
+    let redis_channel = format!("{}{channel}", shared.prefix);
+    let now = unix_nanos();
+    let sent = match shared.history.as_ref().filter(|h| (h.keeps)(&channel)) {
+        Some(history) => history::append_and_publish(
+            &shared,
+            history,
+            &redis_channel,
+            command,
+            &payload,
+            binary,
+            now,
+        )
+        .await
+        .map(drop),
+        None => {
+            let mut publish = redis::cmd(command);
+            publish
+                .arg(&redis_channel)
+                .arg(&envelope::seal(&payload, binary, now)[..]);
+            shared
+                .query_routed::<redis::Value>(redis_channel.as_bytes(), &Request::Cmd(&publish))
                 .await
-                .map(drop),
-                None => redis::cmd(command)
-                    .arg(&redis_channel)
-                    .arg(&envelope::seal(&payload, binary, now)[..])
-                    .query_async::<redis::Value>(&mut connection)
-                    .await
-                    .map(drop),
-            };
-            match sent {
-                Ok(_) => return Ok(()),
-                // Redis may still carry it (it answered late): delivering it here too
-                // could deliver it twice, so only report the unknown outcome.
-                Err(err) if err.is_timeout() => {
-                    shared.events.publish_failed();
-                    return Err(BrokerError::Unavailable(format!(
-                        "Redis did not confirm the publish in time; it may still be delivered: {err}"
-                    )));
-                }
-                Err(err) => format!("Redis publish failed: {err}"),
-            }
+                .map(drop)
         }
-        None => "Redis is unreachable".to_owned(),
+    };
+    let failure = match sent {
+        Ok(()) => return Ok(()),
+        Err(err) if is_no_route(&err) => match err.detail() {
+            Some(detail) if shared.cluster.is_some() => format!("Redis is unreachable: {detail}"),
+            _ => "Redis is unreachable".to_owned(),
+        },
+        // Redis may still carry it (it answered late): delivering it here too could
+        // deliver it twice, so only report the unknown outcome.
+        Err(err) if err.is_timeout() => {
+            shared.events.publish_failed();
+            return Err(BrokerError::Unavailable(format!(
+                "Redis did not confirm the publish in time; it may still be delivered: {err}"
+            )));
+        }
+        Err(err) => format!("Redis publish failed: {err}"),
     };
     shared.events.publish_failed();
     shared.sink.deliver(&channel, payload, binary, None)?;
@@ -158,7 +183,8 @@ impl Broker for RedisBroker {
     /// when up, sends the publish in the background (a failure then is only counted).
     /// Prefer [`Broker::publish_async`], which reports the outcome.
     fn publish(&self, channel: &str, payload: Bytes, binary: bool) -> Result<(), BrokerError> {
-        if !self.is_up() {
+        // A cluster with one master down still takes the other masters' channels.
+        if !self.is_up() && self.shared.cluster.is_none() {
             self.shared.events.publish_failed();
             self.shared.sink.deliver(channel, payload, binary, None)?;
             return Err(BrokerError::RemoteUnavailable(
@@ -189,7 +215,8 @@ impl Broker for RedisBroker {
         self.shared.interest.set(channel, false);
     }
 
-    /// `PUBLISH <prefix>#control` (classic, in every mode: every node listens there);
+    /// `PUBLISH <prefix>#control` (classic, in every mode: every node listens there; a
+    /// Redis Cluster carries a classic publish to every node);
     /// `Unavailable` while Redis is away or when it did not take the request (counted as
     /// a failed publish).
     fn disconnect_cluster(&self, target: &DisconnectTarget) -> PublishFuture {
@@ -359,6 +386,33 @@ mod tests {
             "{:?}",
             started.err()
         );
+    }
+
+    #[tokio::test]
+    async fn cluster_settings_that_do_not_fit_are_refused() {
+        let recorder = Arc::new(Recorder::default());
+        let url = "redis://127.0.0.1:7000,127.0.0.1:7001";
+        let mut interest = config(url);
+        interest.cluster = true;
+        let started = RedisBroker::start(interest, recorder.clone(), recorder.clone());
+        assert!(matches!(started, Err(RedisStartError::Settings(_))));
+        let mut braces =
+            RedisConfig::new(url, "{rc}:", RedisMode::Sharded, 1024, |c| !c.is_empty());
+        braces.cluster = true;
+        let started = RedisBroker::start(braces, recorder.clone(), recorder.clone());
+        assert!(matches!(started, Err(RedisStartError::Settings(_))));
+        let mut sharded = RedisConfig::new(url, "rc:", RedisMode::Sharded, 1024, |c| !c.is_empty());
+        sharded.cluster = true;
+        let broker = RedisBroker::start(sharded, recorder.clone(), recorder.clone()).unwrap();
+        // No seed answers: a publish is delivered here and reported.
+        let result = broker
+            .publish_async("news", Bytes::from_static(b"hi"), false)
+            .await;
+        assert!(
+            matches!(result, Err(BrokerError::RemoteUnavailable(_))),
+            "{result:?}"
+        );
+        assert_eq!(recorder.delivered.lock().unwrap().len(), 1);
     }
 
     #[test]

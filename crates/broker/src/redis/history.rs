@@ -10,7 +10,9 @@
 //! `{<prefix><channel>}:meta` (a hash: `epoch`, `offset`) and `{<prefix><channel>}:log`
 //! (a list of envelopes): the hash tag is the Redis channel itself, so in Redis Cluster
 //! both keys live in the channel's hash slot, as sharded pub/sub requires of a script
-//! that publishes.
+//! that publishes (`SPUBLISH` inside a script must name a channel of the script's slot),
+//! and the script and the reads go to the master owning the channel. A prefix with `{`
+//! or `}` would break that and is refused in cluster mode.
 //!
 //! Nodes keep what they receive as a cache; a recovery the cache cannot answer reads the
 //! list ([`fetch`]), through the connection task ([`HistoryRead`]) so that the read
@@ -20,7 +22,9 @@
 //!
 //! [`envelope`]: super::envelope
 
+use super::cluster::Request;
 use super::envelope::{self, EPOCH_BYTES, Opened, VERSION_POSITIONED};
+use super::shared::Shared;
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
 use std::sync::Arc;
@@ -96,9 +100,10 @@ fn keys(redis_channel: &str) -> (String, String) {
 }
 
 /// Appends `payload` to `redis_channel`'s history and publishes it with `command`
-/// (`PUBLISH` or `SPUBLISH`); the new offset.
+/// (`PUBLISH` or `SPUBLISH`), on the master owning the channel's slot in Redis Cluster
+/// mode (the keys' hash tag is the channel); the new offset.
 pub(crate) async fn append_and_publish(
-    connection: &mut MultiplexedConnection,
+    shared: &Shared,
     history: &RedisHistory,
     redis_channel: &str,
     command: &str,
@@ -108,19 +113,22 @@ pub(crate) async fn append_and_publish(
 ) -> redis::RedisResult<u64> {
     let (meta, log) = keys(redis_channel);
     let header = envelope::header(VERSION_POSITIONED, binary, published_at_ns);
-    let ttl_ms = history.ttl.as_millis().max(1) as u64;
-    redis::Script::new(APPEND_AND_PUBLISH)
-        .key(meta)
-        .key(log)
-        .arg(redis_channel)
-        .arg(&candidate_epoch(published_at_ns)[..])
-        .arg(&header[..])
-        .arg(payload)
-        .arg(history.size.max(1))
-        .arg(ttl_ms)
-        .arg(command)
-        .invoke_async(connection)
-        .await
+    let ttl_ms = (history.ttl.as_millis().max(1) as u64).to_string();
+    let size = history.size.max(1).to_string();
+    let request = Request::Script {
+        code: APPEND_AND_PUBLISH,
+        keys: &[meta.as_bytes(), log.as_bytes()],
+        args: &[
+            redis_channel.as_bytes(),
+            &candidate_epoch(published_at_ns)[..],
+            &header[..],
+            payload,
+            size.as_bytes(),
+            ttl_ms.as_bytes(),
+            command.as_bytes(),
+        ],
+    };
+    shared.query_routed(meta.as_bytes(), &request).await
 }
 
 /// Reads `redis_channel`'s history: the epoch and the kept envelopes, in one `MULTI`

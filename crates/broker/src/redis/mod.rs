@@ -14,9 +14,10 @@
 //!   receives every message and drops what it has no subscribers for, and Redis matches
 //!   the pattern for every publish.
 //! - `sharded`: `SSUBSCRIBE`/`SPUBLISH` (Redis 7 sharded pub/sub), one channel per command
-//!   so no command spans two hash slots. The node talks to the one endpoint it was given
-//!   (a standalone Redis 7, or a cluster node owning the channels' slots); it does not
-//!   follow cluster redirections.
+//!   so no command spans two hash slots. Without [`RedisConfig::cluster`] the node talks to
+//!   the one endpoint it was given (a standalone Redis 7); with it, to every master of a
+//!   Redis Cluster, each channel at its slot's master, following the slot map, redirections,
+//!   migrations and failovers (`cluster`).
 //!
 //! Every node also listens to the cluster's control channel, `<prefix>#control`
 //! (`control`), where the node that took an admin disconnect asks the others to close
@@ -42,6 +43,8 @@
 //! deliver it, and twice would break exactly-once).
 //!
 //! Its parts, one subject a file: [`RedisConfig`] and [`RedisMode`] (`config`), the
+//! Redis Cluster router and its task (`cluster`), handing pushes to the node
+//! (`deliver`), the
 //! [`RedisBroker`] handle that publishes (`handle`), the state the handle and the
 //! connection task share (`shared`), the connection task (`session`), opening the
 //! connection, plain or TLS (`connect`), finding the master through Sentinel (`sentinel`), the control channel's requests (`control`), the size filter
@@ -58,9 +61,11 @@
 
 mod backoff;
 mod clock;
+mod cluster;
 mod config;
 mod connect;
 mod control;
+mod deliver;
 pub mod envelope;
 mod events;
 mod handle;

@@ -6,7 +6,12 @@
 //! its `client-output-buffer-limit pubsub` applies.
 //!
 //! Bound: [`PUSH_BACKLOG_BYTES`] plus what one socket read yields (one read of the limited
-//! stream, at most 16 KiB of RESP, plus the push it completes, at most one message).
+//! stream, at most 16 KiB of RESP, plus the push it completes, at most one message) per
+//! connection sharing the queue.
+//!
+//! In Redis Cluster mode the connections to every master share one queue (one bound for
+//! the node): each connection's sender tags its pushes with the connection's number
+//! ([`PushSender::tagged`]) and every connection's socket is gated by the same backlog.
 
 use redis::PushInfo;
 use redis::aio::{AsyncPushSender, SendError};
@@ -25,9 +30,10 @@ const PUSH_OVERHEAD: usize = 128;
 struct Backlog {
     /// Weight of the pushes sent and not received yet.
     bytes: AtomicUsize,
-    /// The reader is parked, waiting for the backlog to shrink.
+    /// A reader is parked, waiting for the backlog to shrink.
     parked: AtomicBool,
-    reader: Mutex<Option<Waker>>,
+    /// The parked readers (one per connection at most).
+    readers: Mutex<Vec<Waker>>,
     /// Times the reader stopped because the backlog was full.
     pauses: AtomicUsize,
 }
@@ -39,10 +45,11 @@ impl Backlog {
 
     fn wake_reader(&self) {
         if self.parked.swap(false, Ordering::AcqRel)
-            && let Ok(mut reader) = self.reader.lock()
-            && let Some(waker) = reader.take()
+            && let Ok(mut readers) = self.readers.lock()
         {
-            waker.wake();
+            for waker in readers.drain(..) {
+                waker.wake();
+            }
         }
     }
 }
@@ -56,6 +63,7 @@ pub(crate) fn push_queue() -> (PushSender, PushReceiver, ReadGate) {
         PushSender {
             tx,
             backlog: backlog.clone(),
+            tag: 0,
         },
         PushReceiver {
             rx,
@@ -80,36 +88,59 @@ fn weight(push: &PushInfo) -> usize {
 
 /// The redis crate's end: never blocks, never refuses (the gate keeps the bound).
 pub(crate) struct PushSender {
-    tx: mpsc::UnboundedSender<PushInfo>,
+    tx: mpsc::UnboundedSender<(u64, PushInfo)>,
     backlog: Arc<Backlog>,
+    /// The connection's number its pushes carry.
+    tag: u64,
+}
+
+impl PushSender {
+    /// A sender into the same queue whose pushes carry `tag`.
+    pub(crate) fn tagged(&self, tag: u64) -> PushSender {
+        PushSender {
+            tx: self.tx.clone(),
+            backlog: self.backlog.clone(),
+            tag,
+        }
+    }
 }
 
 impl AsyncPushSender for PushSender {
     fn send(&self, info: PushInfo) -> Result<(), SendError> {
         let weight = weight(&info);
         self.backlog.bytes.fetch_add(weight, Ordering::AcqRel);
-        self.tx.send(info).map_err(|_| SendError)
+        self.tx.send((self.tag, info)).map_err(|_| SendError)
     }
 }
 
 /// The connection task's end.
 pub(crate) struct PushReceiver {
-    rx: mpsc::UnboundedReceiver<PushInfo>,
+    rx: mpsc::UnboundedReceiver<(u64, PushInfo)>,
     backlog: Arc<Backlog>,
 }
 
 impl PushReceiver {
     /// The next push; `None` once the connection dropped its sender.
     pub(crate) async fn recv(&mut self) -> Option<PushInfo> {
-        let push = self.rx.recv().await?;
-        self.taken(&push);
-        Some(push)
+        self.recv_tagged().await.map(|(_, push)| push)
     }
 
     /// The next push if one is waiting.
     pub(crate) fn try_recv(&mut self) -> Option<PushInfo> {
+        self.try_recv_tagged().map(|(_, push)| push)
+    }
+
+    /// The next push with its sender's tag; `None` once every sender is gone.
+    pub(crate) async fn recv_tagged(&mut self) -> Option<(u64, PushInfo)> {
+        let push = self.rx.recv().await?;
+        self.taken(&push.1);
+        Some(push)
+    }
+
+    /// The next waiting push with its sender's tag.
+    pub(crate) fn try_recv_tagged(&mut self) -> Option<(u64, PushInfo)> {
         let push = self.rx.try_recv().ok()?;
-        self.taken(&push);
+        self.taken(&push.1);
         Some(push)
     }
 
@@ -134,7 +165,7 @@ impl PushReceiver {
 /// The socket's end: tells the reader ([`LimitedStream`]) when to stop reading.
 ///
 /// [`LimitedStream`]: super::resp_limit::LimitedStream
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReadGate {
     backlog: Arc<Backlog>,
 }
@@ -146,8 +177,10 @@ impl ReadGate {
         if !backlog.is_full() {
             return Poll::Ready(());
         }
-        if let Ok(mut reader) = backlog.reader.lock() {
-            *reader = Some(cx.waker().clone());
+        if let Ok(mut readers) = backlog.readers.lock()
+            && !readers.iter().any(|w| w.will_wake(cx.waker()))
+        {
+            readers.push(cx.waker().clone());
         }
         if !backlog.parked.swap(true, Ordering::AcqRel) {
             backlog.pauses.fetch_add(1, Ordering::AcqRel);

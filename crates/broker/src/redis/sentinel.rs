@@ -27,7 +27,7 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(500);
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// A `host:port` address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Addr {
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -71,7 +71,7 @@ pub(crate) fn parse(rest: &str) -> Result<SentinelUrl, String> {
     let (hosts, path) = after.split_once('/').unwrap_or((after, ""));
     let mut addrs = Vec::new();
     for host in hosts.split(',') {
-        addrs.push(parse_addr(host)?);
+        addrs.push(parse_addr(host, SENTINEL_PORT, "Sentinel")?);
     }
     let mut parts = path.split('/');
     let master = parts.next().unwrap_or("");
@@ -95,9 +95,10 @@ pub(crate) fn parse(rest: &str) -> Result<SentinelUrl, String> {
     })
 }
 
-/// `host[:port]` or `[v6][:port]`, the port defaulting to 26379.
-fn parse_addr(text: &str) -> Result<Addr, String> {
-    let bad = || format!("Sentinel address `{text}` is not host:port");
+/// `host[:port]` or `[v6][:port]`, the port defaulting to `default_port`; `what` names
+/// the server in the error.
+pub(crate) fn parse_addr(text: &str, default_port: u16, what: &str) -> Result<Addr, String> {
+    let bad = || format!("{what} address `{text}` is not host:port");
     let (host, port) = if let Some(v6) = text.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(bad)?;
         match after {
@@ -114,8 +115,8 @@ fn parse_addr(text: &str) -> Result<Addr, String> {
         return Err(bad());
     }
     let port = match port {
-        Some(port) => port.parse().map_err(|_| bad())?,
-        None => SENTINEL_PORT,
+        Some(port) => port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+        None => default_port,
     };
     Ok(Addr {
         host: host.to_owned(),

@@ -12,20 +12,17 @@ use super::backoff::{Backoff, FIRST_DELAY, MAX_DELAY};
 use super::clock::unix_nanos;
 use super::config::{RedisConfig, RedisMode};
 use super::connect::{ConnectError, Endpoint, connect};
-use super::control::Control;
-use super::envelope::Position;
+use super::deliver::{Deliverer, Handled, Held};
 use super::events::RejectReason;
 use super::history::{self, HistoryRead};
-use super::inbound::{Inbound, InboundRules};
+use super::inbound::InboundRules;
 use super::interest::Interest;
 use super::interest_queue::Pending;
 use super::push_gate::{PushReceiver, push_queue};
 use super::sentinel::{self, Addr};
 use super::shared::Shared;
-use crate::BrokerError;
-use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{PushInfo, PushKind, RedisResult};
+use redis::{PushInfo, RedisResult};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -48,33 +45,15 @@ enum End {
     Closed,
 }
 
-/// A message from Redis its owner shard had no room for yet.
-struct Held {
-    channel: String,
-    payload: Bytes,
-    binary: bool,
-    position: Option<Position>,
-}
-
-/// What handling one push led to.
-enum Handled {
-    /// Delivered, refused or ignored: take the next one.
-    Done,
-    /// The owner's inbox is full: offer it again later, take nothing else meanwhile.
-    Held(Held),
-    /// The push says the connection is gone.
-    Lost,
-}
-
 /// The connection task's state.
 pub(crate) struct Session {
     shared: Arc<Shared>,
+    deliverer: Deliverer,
     config: RedisConfig,
     endpoint: Endpoint,
     /// The URL with its password hidden, for the logs.
     shown_url: String,
     interest: Interest,
-    rules: InboundRules,
     /// History reads asked by the handle (see `history::HistoryRead`).
     reads: tokio::sync::mpsc::UnboundedReceiver<HistoryRead>,
 }
@@ -93,12 +72,15 @@ impl Session {
         );
         let shown_url = crate::redact_url(&config.url);
         Session {
+            deliverer: Deliverer {
+                shared: shared.clone(),
+                rules,
+            },
             shared,
             config,
             endpoint,
             shown_url,
             interest: Interest::default(),
-            rules,
             reads,
         }
     }
@@ -204,7 +186,7 @@ impl Session {
             // The control channel first (not counted as a subscription: it is the node's
             // own, not a client's), then the channels with local subscribers.
             RedisMode::Interest | RedisMode::Sharded => {
-                match connection.subscribe(&self.rules.control).await {
+                match connection.subscribe(&self.deliverer.rules.control).await {
                     Ok(()) => self.flush(connection).await,
                     Err(err) => Err(err),
                 }
@@ -265,7 +247,7 @@ impl Session {
                 () = tokio::time::sleep(RETRY_FULL_INBOX), if held.is_some() => {
                     last_push = Instant::now();
                     if let Some(message) = held.take() {
-                        held = self.offer(message);
+                        held = self.deliverer.offer(message);
                     }
                     if held.is_none()
                         && let Err(end) = self.take_waiting(pushes, &mut held)
@@ -400,7 +382,7 @@ impl Session {
         let mut handed = 0;
         while handed < HAND_OVER_LIMIT {
             if let Some(message) = held.take() {
-                *held = self.offer(message);
+                *held = self.deliverer.offer(message);
                 if held.is_some() {
                     tokio::time::sleep(RETRY_FULL_INBOX).await;
                 }
@@ -440,63 +422,10 @@ impl Session {
         Ok(())
     }
 
-    /// Hands `message` to its owner shard; gives it back when the shard's inbox is full.
-    fn offer(&self, message: Held) -> Option<Held> {
-        match self.shared.sink.deliver(
-            &message.channel,
-            message.payload.clone(),
-            message.binary,
-            message.position,
-        ) {
-            Err(BrokerError::Overloaded) => Some(message),
-            // Delivered, or the node is shutting down: nothing more to do with it.
-            _ => None,
-        }
-    }
-
-    /// Handles one push.
-    fn on_push(&mut self, push: PushInfo) -> Handled {
-        if push.kind == PushKind::Disconnection {
-            return Handled::Lost;
-        }
-        let events = &self.shared.events;
-        match self.rules.classify(&push.kind, push.data) {
-            Inbound::Ignore => {}
-            Inbound::Reject(reason) => {
-                events.received();
-                events.rejected(reason);
-            }
-            Inbound::Control(Control::Disconnect { from, target }) => {
-                events.received();
-                // The node that took the request has carried it out already.
-                if from != self.shared.node {
-                    tracing::info!(node = %from, ?target, "disconnect asked by another node");
-                    self.shared.sink.disconnect(target);
-                }
-            }
-            Inbound::Deliver { channel, message } => {
-                events.received();
-                // Pattern mode receives everything; only channels with local subscribers
-                // go on to the shards.
-                if self.config.mode == RedisMode::Pattern && !self.interest.wants(&channel) {
-                    return Handled::Done;
-                }
-                if let Some(at) = message.published_at_ns {
-                    let nanos = unix_nanos().saturating_sub(at);
-                    events.latency(Duration::from_nanos(nanos).as_secs_f64());
-                }
-                let held = self.offer(Held {
-                    channel,
-                    payload: message.payload,
-                    binary: message.binary,
-                    position: message.position,
-                });
-                if let Some(held) = held {
-                    return Handled::Held(held);
-                }
-            }
-        }
-        Handled::Done
+    /// Handles one push (pattern mode delivers only channels with local subscribers).
+    fn on_push(&self, push: PushInfo) -> Handled {
+        let only_wanted = (self.config.mode == RedisMode::Pattern).then_some(&self.interest);
+        self.deliverer.on_push(push, only_wanted)
     }
 
     /// Sends the pending subscription changes (interest and sharded modes).
@@ -566,7 +495,7 @@ impl Session {
 
 /// Sends `command key` for each key, pipelined: sharded pub/sub commands must not span
 /// hash slots, so each carries one channel.
-async fn one_per_command(
+pub(crate) async fn one_per_command(
     connection: &mut MultiplexedConnection,
     command: &str,
     keys: &[String],
