@@ -199,7 +199,8 @@ async fn run_cluster(
                 }
                 Err(err) => {
                     metrics::counter!(names::OCCUPANCY_FLUSHES, "result" => "error").increment(1);
-                    if !failing {
+                    // Before the first write the broker is usually still connecting.
+                    if !failing && !first {
                         tracing::warn!(
                             "writing occupancy counts to Redis failed, kept for the next write: {err}"
                         );
