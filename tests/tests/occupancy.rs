@@ -11,7 +11,7 @@
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::http;
 use ringcast_tests::metrics::sum_where;
-use ringcast_tests::redis_server::{RedisServer, Reply};
+use ringcast_tests::redis_server::{RedisCluster, RedisServer, Reply};
 use ringcast_tests::webhook_receiver::{Answer, Received, WebhookReceiver};
 use ringcast_tests::ws_client::{Client, connect};
 use serde_json::Value;
@@ -376,4 +376,40 @@ fn one_node_with_history_answers_the_channels_position() {
         nobody,
         serde_json::json!({"channel": "nobody", "subscribers_node": 0, "position": null})
     );
+}
+
+/// Two nodes on a Redis Cluster of three masters: the occupancy keys live at the master
+/// of their one hash tag's slot, wherever each node's control channel is.
+#[test]
+fn cluster_counts_on_redis_cluster() {
+    let cluster = RedisCluster::start(3, 0);
+    let receiver = WebhookReceiver::start(SECRET, Answer::Ok);
+    let url = cluster.url(2);
+    let flags = ["--redis", url.as_str(), "--redis-cluster"];
+    let a = gateway(&receiver, &flags);
+    let b = gateway(&receiver, &flags);
+    for node in [&a, &b] {
+        node.wait_metric("ringcast_broker_up", 30, |up| up == 1.0);
+    }
+    let on_a: Vec<Client> = (0..2).map(|_| connect(a.ws_addr(), "/news")).collect();
+    let on_b: Vec<Client> = (0..3).map(|_| connect(b.ws_addr(), "/news")).collect();
+    let seen = wait_json(&b, "/channels/news", 15, |v| v["subscribers_cluster"] == 5);
+    assert_eq!(seen["subscribers_node"], 3);
+    let sum = "{ringcast:occupancy}:sum";
+    let master = cluster.node(cluster.master_of(cluster.slot(sum)));
+    let stored = master.command(&[b"HGET", sum.as_bytes(), b"news"]);
+    assert_eq!(stored, Reply::Bulk(Some(b"5".to_vec())));
+    assert!(receiver.wait_for(5, |e| count(e, "channel_occupied", "news") == 1));
+    close(on_a);
+    close(on_b);
+    assert!(receiver.wait_for(10, |e| count(e, "channel_vacated", "news") == 1));
+    assert_eq!(count(&receiver.events(), "channel_occupied", "news"), 1);
+    // Writes may fail while the broker is still connecting at start, not later.
+    let errors = metric(&a, "ringcast_occupancy_flushes_total", "error");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        metric(&a, "ringcast_occupancy_flushes_total", "error"),
+        errors
+    );
+    assert!(metric(&a, "ringcast_occupancy_flushes_total", "ok") >= 2.0);
 }

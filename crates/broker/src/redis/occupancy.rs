@@ -25,10 +25,13 @@
 //! counted ([`FlushOutcome::garbage`]); a cluster sum that is garbage reads as an
 //! error, never a number.
 //!
-//! Every Redis access of this module goes through one function, [`query`], which picks
-//! the connection; the keys a call names share the hash tag, so routing it by its first
-//! key is enough.
+//! Every Redis access of this module goes through one function, [`query`], routed by
+//! key (`Shared::query_routed`: on Redis Cluster to the master owning the slot); the
+//! keys a call names share the hash tag, so routing it by its first key is enough. The
+//! script also reads the hashes of dead nodes, which it is not passed as keys: they
+//! carry the same hash tag, so they are in the slot of the keys it is passed.
 
+use super::cluster::Request;
 use super::shared::Shared;
 use crate::BrokerError;
 use redis::Value;
@@ -174,26 +177,23 @@ enum Call {
     Cmd(redis::Cmd),
 }
 
-/// Runs `call` on the connection for `key` (every key a call names shares `key`'s hash
-/// tag). The one place this module reaches Redis.
+/// Runs `call` where `key` lives: on Redis Cluster the master of `key`'s slot
+/// (following one redirection), else the one connection (`Shared::query_routed`).
+/// Every key a call names shares `key`'s hash tag. The one place this module reaches
+/// Redis.
 async fn query(shared: &Shared, key: &[u8], call: Call) -> Result<Value, OccupancyError> {
-    let _ = key;
-    let mut connection = shared
-        .connection()
-        .ok_or_else(|| OccupancyError::Redis("Redis is unreachable".into()))?;
-    let result = match call {
+    let result = match &call {
         Call::Flush { keys, args } => {
-            let script = redis::Script::new(FLUSH_SCRIPT);
-            let mut invocation = script.prepare_invoke();
-            for key in &keys {
-                invocation.key(key.as_slice());
-            }
-            for arg in &args {
-                invocation.arg(arg.as_slice());
-            }
-            invocation.invoke_async(&mut connection).await
+            let keys: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let script = Request::Script {
+                code: FLUSH_SCRIPT,
+                keys: &keys,
+                args: &args,
+            };
+            shared.query_routed::<Value>(key, &script).await
         }
-        Call::Cmd(cmd) => cmd.query_async(&mut connection).await,
+        Call::Cmd(cmd) => shared.query_routed::<Value>(key, &Request::Cmd(cmd)).await,
     };
     result.map_err(|err| OccupancyError::Redis(err.to_string()))
 }
