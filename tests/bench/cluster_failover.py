@@ -183,7 +183,9 @@ async def subscriber(url, json_frames, got, stop):
             if json_frames:
                 msg = json.loads(frame)
                 if msg.get("type") == "message":
-                    got.append((time.monotonic(), msg["data"], (msg["epoch"], msg["offset"])))
+                    # A publish delivered on its node only (503) carries no position.
+                    position = (msg["epoch"], msg["offset"]) if "offset" in msg else None
+                    got.append((time.monotonic(), msg.get("data"), position))
             else:
                 got.append((time.monotonic(), frame, None))
 
@@ -273,6 +275,12 @@ async def run_once(args, run):
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         closed = [metric_sum(a, "ringcast_connections_closed_total") for a in admins]
+        closed_reasons = []
+        for a in admins:
+            _, text = http_request(a, "GET", "/metrics")
+            closed_reasons.append(sorted(
+                line for line in text.decode().splitlines()
+                if line.startswith("ringcast_connections_closed_total") and not line.endswith(" 0")))
         reconnects = [metric_sum(a, "ringcast_broker_reconnects_total") for a in admins]
         # Resume per gateway: the slowest of the victim's channels to deliver a message
         # published after the kill.
@@ -286,22 +294,28 @@ async def run_once(args, run):
                 after = [t for t, d, _ in got[(g, name)] if asked_at.get(d, 0) > killed_at]
                 worst = max(worst, (after[0] - killed_at) if after else float("inf"))
             resume.append(worst)
+        accepted = [(s, n) for s, n, st, _ in sent if st == 202]
+        refused = sum(1 for _, _, st, _ in sent if st != 202)
+
+        def count_lost():
+            lost = []
+            for g in range(2):
+                have = {name: {d for _, d, _ in got[(g, name)]} for _, name in channels}
+                lost.append(sum(1 for s, n in accepted if f"m-{s}" not in have[n]))
+            return lost
+
+        lost_live = count_lost()
         recovered = [0, 0]
         if args.history:
             for (g, name), items in got.items():
-                offsets = [p for _, _, p in items]
+                offsets = [p for _, _, p in items if p is not None]
                 for before, after in zip(offsets, offsets[1:]):
                     if before[0] == after[0] and after[1] > before[1] + 1:
                         replay = await recover(urls[(g, name)], before)
                         items.extend((0, d, None) for d in replay)
                         recovered[g] += len(replay)
                         break
-        accepted = [(s, n) for s, n, st, _ in sent if st == 202]
-        refused = sum(1 for _, _, st, _ in sent if st != 202)
-        lost = []
-        for g in range(2):
-            have = {name: {d for _, d, _ in got[(g, name)]} for _, name in channels}
-            lost.append(sum(1 for s, n in accepted if f"m-{s}" not in have[n]))
+        lost = count_lost()
         return {
             "run": run,
             "victim": victim,
@@ -310,9 +324,11 @@ async def run_once(args, run):
             "published": len(sent),
             "accepted": len(accepted),
             "refused": refused,
+            "lost_live": lost_live,
             "lost": lost,
             "recovered": recovered,
             "clients_closed": closed,
+            "closed_reasons": closed_reasons,
             "broker_reconnects": reconnects,
         }
     finally:
@@ -339,7 +355,8 @@ def main():
     print(f"rate {args.rate:g}/s, history {'on' if args.history else 'off'}: "
           f"resume {min(resumes):.2f}-{max(resumes):.2f} s after the kill; "
           f"promotion {', '.join(str(r['promoted_s']) for r in results)} s; "
-          f"lost (accepted, not delivered) per gateway "
+          f"lost (accepted, not delivered) per gateway live "
+          f"{', '.join(str(r['lost_live']) for r in results)}, after recovery "
           f"{', '.join(str(r['lost']) for r in results)}; refused (503) "
           f"{', '.join(str(r['refused']) for r in results)}")
 

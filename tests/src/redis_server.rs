@@ -505,23 +505,37 @@ impl RedisCluster {
             .int() as u16
     }
 
-    /// The port of the master owning `slot`, as a running node sees it now.
-    pub fn master_of(&self, slot: u16) -> u16 {
+    /// `(first slot, last slot, master port)` as a running node sees them now.
+    pub fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
         let Reply::Array(ranges) = self.any().command(&[b"CLUSTER", b"SLOTS"]) else {
             panic!("CLUSTER SLOTS is not an array");
         };
-        for range in ranges {
-            let Reply::Array(fields) = range else {
-                continue;
-            };
-            if let (Some(Reply::Int(start)), Some(Reply::Int(end)), Some(Reply::Array(master))) =
-                (fields.first(), fields.get(1), fields.get(2))
-                && (*start..=*end).contains(&i64::from(slot))
-            {
-                return master.get(1).map_or(0, Reply::int) as u16;
-            }
-        }
-        panic!("no master owns slot {slot}");
+        ranges
+            .into_iter()
+            .filter_map(|range| match range {
+                Reply::Array(fields) => match (fields.first(), fields.get(1), fields.get(2)) {
+                    (
+                        Some(Reply::Int(start)),
+                        Some(Reply::Int(end)),
+                        Some(Reply::Array(master)),
+                    ) => {
+                        let port = master.get(1).map_or(0, Reply::int);
+                        Some((*start as u16, *end as u16, port as u16))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The port of the master owning `slot`, as a running node sees it now.
+    pub fn master_of(&self, slot: u16) -> u16 {
+        self.slot_ranges()
+            .into_iter()
+            .find(|(start, end, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, port)| port)
+            .unwrap_or_else(|| panic!("no master owns slot {slot}"))
     }
 
     /// The node on `port`.
@@ -542,9 +556,10 @@ impl RedisCluster {
 
     /// The ports of the masters, as a running node sees them now.
     pub fn master_ports(&self) -> Vec<u16> {
-        let mut ports: Vec<u16> = (0..16384u16)
-            .step_by(128)
-            .map(|slot| self.master_of(slot))
+        let mut ports: Vec<u16> = self
+            .slot_ranges()
+            .into_iter()
+            .map(|(_, _, port)| port)
             .collect();
         ports.sort_unstable();
         ports.dedup();

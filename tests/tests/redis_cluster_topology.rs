@@ -1,8 +1,9 @@
 //! Redis Cluster (`--redis-cluster`): two gateways on a real cluster of 3 masters and 3
 //! replicas (node timeout 2 s) subscribe each channel at its slot's master, carry
 //! publishes through both admin APIs to subscribers on both, follow a slot migration
-//! (Redis unsubscribes the slot's channels; the nodes subscribe them at the new owner)
-//! and a master killed by pid mid-stream (its replica promoted; delivery resumes on
+//! (Redis unsubscribes the slot's channels; the nodes subscribe them at the new owner),
+//! the slot moving back and forth during a publish burst (MOVED followed, counted), and
+//! a master killed by pid mid-stream (its replica promoted; delivery resumes on
 //! both gateways, no client dropped, no restart; time to resume and messages lost are
 //! printed). Bad input: a seed list with a dead seed first, every seed down, and a
 //! cluster answering CLUSTERDOWN are counted, logged with the node's address, retried,
@@ -11,6 +12,7 @@
 use ringcast_tests::broker_health::{broker_up, rejected, wait_failures};
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::gateway_log::GatewayLog;
+use ringcast_tests::http;
 use ringcast_tests::metrics::sum;
 use ringcast_tests::ports::free_port;
 use ringcast_tests::redis_server::{RedisCluster, RedisOptions, RedisServer, Reply};
@@ -63,6 +65,18 @@ fn expect_text(ws: &mut Client, want: &str, who: &str) {
         Some(Message::Text(text)) => assert_eq!(text.as_str(), want, "{who}"),
         other => panic!("{who}: expected {want}, got {other:?}"),
     }
+}
+
+/// Reads (at most 10,000 messages) until `want` arrives.
+fn read_until(ws: &mut Client, want: &str, who: &str) {
+    for _ in 0..10_000 {
+        match next_message(ws, Duration::from_secs(10)).expect("read") {
+            Some(Message::Text(text)) if text.as_str() == want => return,
+            Some(_) => {}
+            None => panic!("{who}: no {want} within 10 s"),
+        }
+    }
+    panic!("{who}: no {want} within 10,000 messages");
 }
 
 /// Waits until `port`'s master has `n` shard subscribers of `channel`.
@@ -197,6 +211,57 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
     expect_text(&mut on_a[0], "after-migration", "A after the migration");
     expect_text(&mut on_b[0], "after-migration", "B after the migration");
 
+    // Slot map churn during a publish burst: the slot moves back and forth 4 times while
+    // a burst goes through both gateways. Every publish is answered (202, or 503 after a
+    // local delivery when a node had no route for a moment), redirections are counted,
+    // and delivery works once the churn is over.
+    let burst_started = Instant::now();
+    let burst = {
+        let admins = [a.admin, b.admin];
+        let channel = channel.clone();
+        std::thread::spawn(move || {
+            let mut statuses: HashMap<u16, usize> = HashMap::new();
+            for seq in 0..600usize {
+                let status = http::post(
+                    admins[seq % 2],
+                    &format!("/publish/{channel}"),
+                    format!("burst-{seq}").as_bytes(),
+                )
+                .map_or(0, |r| r.status);
+                *statuses.entry(status).or_default() += 1;
+            }
+            statuses
+        })
+    };
+    let moved_before = rejected(&a, "moved") + rejected(&b, "moved");
+    let (mut owner, mut other) = (target, source);
+    for _ in 0..4 {
+        let (owner_id, other_id) = (cluster.id(owner), cluster.id(other));
+        setslot(other, &["IMPORTING", &owner_id]);
+        setslot(owner, &["MIGRATING", &other_id]);
+        setslot(other, &["NODE", &other_id]);
+        setslot(owner, &["NODE", &other_id]);
+        std::mem::swap(&mut owner, &mut other);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let statuses = burst.join().expect("burst");
+    let burst_took = burst_started.elapsed();
+    let moved = rejected(&a, "moved") + rejected(&b, "moved") - moved_before;
+    println!(
+        "slot map churn: 4 moves during a burst of 600 publishes ({burst_took:?}): statuses \
+         {statuses:?}, {moved} redirections counted"
+    );
+    assert!(
+        statuses.keys().all(|s| *s == 202 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(moved >= 4.0, "{moved}");
+    assert_eq!(owner, target);
+    wait_shard_subscribers(&cluster, target, &channel, 2, 20);
+    assert_eq!(b.publish(&channel, b"after-churn"), 202);
+    read_until(&mut on_a[0], "after-churn", "A after the churn");
+    read_until(&mut on_b[0], "after-churn", "B after the churn");
+
     // Failover: publish at a steady rate through both gateways, kill a master by pid.
     let closed_before = [closed_connections(&a), closed_connections(&b)];
     let readers_a: Vec<Reader> = on_a.into_iter().map(Reader::start).collect();
@@ -218,7 +283,7 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
                 let i = seq as usize % names.len();
                 let admin = admins[seq as usize % 2];
                 let asked = Instant::now();
-                let status = ringcast_tests::http::post(
+                let status = http::post(
                     admin,
                     &format!("/publish/{}", names[i]),
                     format!("m-{seq}").as_bytes(),
