@@ -3,8 +3,9 @@
 //! - [`PendingDeltas`], on every shard: how each channel's local subscriber count changed
 //!   since the last report. A subscribe or leave is one hash-map update (O(1)); about
 //!   every [`REPORT_EVERY_MS`] the shard sends the non-zero deltas to each channel's owner
-//!   in one `ShardMsg::Occupancy` per owner (at most [`DELTAS_PER_MESSAGE`] each), on the
-//!   same FIFO mesh lane as its `Interest` messages: no round trip per subscribe.
+//!   in one `ShardMsg::Occupancy` per owner (at most [`DELTAS_PER_MESSAGE`] each, at most
+//!   [`REPORT_PER_TURN`] channels per report), on the same FIFO mesh lane as its
+//!   `Interest` messages: no round trip per subscribe.
 //! - [`OwnerCounts`], at the owner: the deltas it received and has not yet written into
 //!   the node's [`OccupancySnapshot`] (which the sidecar reads). Writing takes the
 //!   snapshot's lock with `try_lock` only, so a shard never waits for a reader: when the
@@ -22,6 +23,8 @@ use std::collections::HashMap;
 
 /// How often a shard reports its deltas to the owners, in shard milliseconds.
 pub(crate) const REPORT_EVERY_MS: u64 = 50;
+/// Most channels one report covers; the rest wait for the next report.
+pub(crate) const REPORT_PER_TURN: usize = 16_384;
 /// Most deltas in one `ShardMsg::Occupancy`.
 pub(crate) const DELTAS_PER_MESSAGE: usize = 1024;
 /// Most channels an owner writes into its snapshot per turn.
@@ -45,8 +48,9 @@ impl PendingDeltas {
         }
     }
 
-    /// When a report is due at `now_ms`: the non-zero deltas as messages' contents, each
-    /// with its owner shard, at most [`DELTAS_PER_MESSAGE`] per message.
+    /// When a report is due at `now_ms`: the non-zero deltas (of at most
+    /// [`REPORT_PER_TURN`] channels) as messages' contents, each with its owner shard, at
+    /// most [`DELTAS_PER_MESSAGE`] per message.
     pub(crate) fn report(
         &mut self,
         now_ms: u64,
@@ -56,9 +60,18 @@ impl PendingDeltas {
             return Vec::new();
         }
         self.last_report_ms = now_ms;
+        let due: Vec<(ChannelName, i32)> = if self.deltas.len() <= REPORT_PER_TURN {
+            self.deltas.drain().collect()
+        } else {
+            let keys: Vec<ChannelName> =
+                self.deltas.keys().take(REPORT_PER_TURN).cloned().collect();
+            keys.into_iter()
+                .filter_map(|k| self.deltas.remove_entry(&k))
+                .collect()
+        };
         let mut by_owner: Vec<Vec<(ChannelName, i32)>> = vec![Vec::new(); usize::from(shards)];
         let mut out = Vec::new();
-        for (channel, delta) in self.deltas.drain() {
+        for (channel, delta) in due {
             if delta == 0 {
                 continue;
             }
@@ -163,6 +176,23 @@ mod tests {
         let report = pending.report(REPORT_EVERY_MS, 1);
         let sizes: Vec<usize> = report.iter().map(|(_, batch)| batch.len()).collect();
         assert_eq!(sizes, vec![DELTAS_PER_MESSAGE, DELTAS_PER_MESSAGE, 5]);
+    }
+
+    #[test]
+    fn a_report_covers_a_bounded_number_of_channels() {
+        let mut pending = PendingDeltas::default();
+        for i in 0..REPORT_PER_TURN + 7 {
+            pending.add(&name(&format!("c{i}")), 1);
+        }
+        let count = |report: Vec<(u16, Vec<(ChannelName, i32)>)>| -> usize {
+            report.iter().map(|(_, batch)| batch.len()).sum()
+        };
+        assert_eq!(count(pending.report(REPORT_EVERY_MS, 2)), REPORT_PER_TURN);
+        assert_eq!(
+            count(pending.report(2 * REPORT_EVERY_MS, 2)),
+            7,
+            "the rest next time"
+        );
     }
 
     #[test]
