@@ -392,6 +392,7 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
     for gateway in [&a, &b] {
         gateway.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
         assert!(rejected(gateway, "disconnect") >= 1.0);
+        assert!(sum(&gateway.metrics(), "ringcast_broker_reconnects_total") >= 1.0);
     }
 }
 

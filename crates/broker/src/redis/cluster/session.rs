@@ -82,6 +82,8 @@ pub(crate) struct ClusterSession {
     failing: HashMap<Arc<Addr>, RejectReason>,
     /// No node answered with a slot map in the last refresh.
     map_failing: bool,
+    /// A master connection was lost and none has been opened since.
+    lost: bool,
     /// Nodes (seeds, masters) that did not answer the last slot map question.
     unanswered: HashSet<Arc<Addr>>,
     repair: Backoff,
@@ -125,6 +127,7 @@ impl ClusterSession {
             next_tag: 1,
             failing: HashMap::new(),
             map_failing: false,
+            lost: false,
             unanswered: HashSet::new(),
             repair: Backoff::new(FIRST_DELAY, MAX_REPAIR_DELAY, seed),
             repair_at: Some(Instant::now()),
@@ -490,7 +493,10 @@ impl ClusterSession {
                 if !self.map.masters().contains(&addr) {
                     return;
                 }
-                if self.failing.remove(&addr).is_some() {
+                // Counted once per repair: the first connection opened after a loss
+                // (to the same master, or to the replica that replaced it).
+                let was_failing = self.failing.remove(&addr).is_some();
+                if std::mem::take(&mut self.lost) || was_failing {
                     self.shared.events.reconnected();
                 }
                 tracing::info!(url = %self.shown_url, node = %addr, "connected to a Redis Cluster master");
@@ -564,6 +570,7 @@ impl ClusterSession {
             "Redis Cluster master connection lost; its channels are placed again after a fresh slot map"
         );
         self.failing.insert(addr.clone(), RejectReason::Disconnect);
+        self.lost = true;
         self.drop_node(addr);
         self.refresh_soon();
     }
