@@ -1,11 +1,13 @@
 //! Redis Cluster (`--redis-cluster`): two gateways on a real cluster of 3 masters and 3
 //! replicas (node timeout 2 s) subscribe each channel at its slot's master, carry
-//! publishes through both admin APIs to subscribers on both, follow a slot migration
+//! publishes through both admin APIs to subscribers on both (with history in Redis, the
+//! history script at the channel's master), follow a slot migration
 //! (Redis unsubscribes the slot's channels; the nodes subscribe them at the new owner),
 //! the slot moving back and forth during a publish burst (MOVED followed, counted), and
 //! a master killed by pid mid-stream (its replica promoted; delivery resumes on
 //! both gateways, no client dropped, no restart; time to resume and messages lost are
-//! printed). Bad input: a seed list with a dead seed first, every seed down, and a
+//! printed; a third node then reads a channel's history from the promoted master). Bad
+//! input: a seed list with a dead seed first, every seed down, and a
 //! cluster answering CLUSTERDOWN are counted, logged with the node's address, retried,
 //! and never stop local delivery.
 
@@ -142,8 +144,10 @@ impl Reader {
 fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
     let mut cluster = RedisCluster::start(3, 1);
     let url = cluster.url(2);
-    let a = cluster_gateway(&url, None);
-    let b = cluster_gateway(&url, None);
+    // With history in Redis: every publish is the script at the channel's master.
+    let history = ["--redis", &url, "--redis-cluster", "--history-size", "100"];
+    let a = Gateway::start(1, &history);
+    let b = Gateway::start(1, &history);
     for gateway in [&a, &b] {
         gateway.wait_metric("ringcast_broker_up", 30, |up| up == 1.0);
     }
@@ -393,6 +397,15 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
         gateway.wait_metric("ringcast_broker_up", 20, |up| up == 1.0);
         assert!(rejected(gateway, "disconnect") >= 1.0);
         assert!(sum(&gateway.metrics(), "ringcast_broker_reconnects_total") >= 1.0);
+    }
+    // A node that never saw the channel reads its history from the promoted master.
+    let c = Gateway::start(1, &history);
+    c.wait_metric("ringcast_broker_up", 30, |up| up == 1.0);
+    let (_, channel) = &channels[victim_channels[0]];
+    let mut late = connect(c.ws_addr(), &format!("/{channel}?since=last"));
+    match next_message(&mut late, Duration::from_secs(10)).expect("read") {
+        Some(Message::Text(text)) => assert!(text.starts_with("m-"), "{text}"),
+        other => panic!("no history from the promoted master: {other:?}"),
     }
 }
 
