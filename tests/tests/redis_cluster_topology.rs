@@ -182,7 +182,6 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
         .iter()
         .find(|p| **p != source)
         .expect("another master");
-    let (source_id, target_id) = (cluster.id(source), cluster.id(target));
     let setslot = |port: u16, args: &[&str]| {
         let mut command: Vec<&[u8]> = vec![b"CLUSTER", b"SETSLOT", slot.as_bytes()];
         command.extend(args.iter().map(|a| a.as_bytes()));
@@ -193,12 +192,43 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
             "SETSLOT {args:?} at {port}"
         );
     };
+    // The steps `redis-cli --cluster reshard` takes: IMPORTING, MIGRATING, the slot's keys
+    // (the channel's history) moved with MIGRATE, then NODE on both.
+    let move_slot = |from: u16, to: u16| {
+        let (from_id, to_id) = (cluster.id(from), cluster.id(to));
+        setslot(to, &["IMPORTING", &from_id]);
+        setslot(from, &["MIGRATING", &to_id]);
+        for _ in 0..100 {
+            let keys = cluster
+                .node(from)
+                .command(&[b"CLUSTER", b"GETKEYSINSLOT", slot.as_bytes(), b"100"])
+                .strings();
+            if keys.is_empty() {
+                break;
+            }
+            let port = to.to_string();
+            let mut migrate: Vec<&[u8]> = vec![
+                b"MIGRATE",
+                b"127.0.0.1",
+                port.as_bytes(),
+                b"",
+                b"0",
+                b"5000",
+                b"KEYS",
+            ];
+            migrate.extend(keys.iter().map(|k| k.as_bytes()));
+            let reply = cluster.node(from).command(&migrate);
+            assert!(
+                matches!(&reply, Reply::Status(s) if s == "OK" || s == "NOKEY"),
+                "MIGRATE: {reply:?}"
+            );
+        }
+        setslot(to, &["NODE", &to_id]);
+        setslot(from, &["NODE", &to_id]);
+    };
     let moved_before = rejected(&a, "moved") + rejected(&b, "moved");
     let migrated = Instant::now();
-    setslot(target, &["IMPORTING", &source_id]);
-    setslot(source, &["MIGRATING", &target_id]);
-    setslot(target, &["NODE", &target_id]);
-    setslot(source, &["NODE", &target_id]);
+    move_slot(source, target);
     wait_shard_subscribers(&cluster, target, &channel, 2, 20);
     println!(
         "slot migration: both nodes subscribed at the new master {:?} after SETSLOT",
@@ -240,11 +270,7 @@ fn two_gateways_follow_a_slot_migration_and_a_master_failover() {
     let moved_before = rejected(&a, "moved") + rejected(&b, "moved");
     let (mut owner, mut other) = (target, source);
     for _ in 0..4 {
-        let (owner_id, other_id) = (cluster.id(owner), cluster.id(other));
-        setslot(other, &["IMPORTING", &owner_id]);
-        setslot(owner, &["MIGRATING", &other_id]);
-        setslot(other, &["NODE", &other_id]);
-        setslot(owner, &["NODE", &other_id]);
+        move_slot(owner, other);
         std::mem::swap(&mut owner, &mut other);
         std::thread::sleep(Duration::from_millis(100));
     }
