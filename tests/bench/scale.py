@@ -1001,13 +1001,16 @@ def main():
 def summary(r):
     def row(k, v):
         print(f"| {k} | {v} |")
+
+    def n(v):  # a figure that may be missing (no wsload report after --close-wait)
+        return f"{v:,}" if isinstance(v, (int, float)) else str(v)
     print(f"\n### {r['conns']:,} connections: {r['gateways']} gateways x {r['shards_per_gateway']} shard(s); {r['redis']}")
     print("| figure | value |\n|---|---:|")
     row("load average at start / end", f"{r['loadavg_start']} / {r.get('loadavg_end')}")
     a = r.get("after_ramp")
     if a:
         h = r.get("hold_report", {})
-        row("connected", f"{a['connected']:,}")
+        row("connected", n(a["connected"]))
         row("ramp (wsload) s / connects/s", f"{h.get('ramp_seconds')} / {h.get('connect_rate_per_s')}")
         row("gateways' user RSS total (MiB)", f"{a['gateways_rss_bytes'] / 2**20:.0f}")
         row("gateways' user RSS per connection (B)", a["gateways_user_rss_per_conn_bytes"])
@@ -1019,19 +1022,20 @@ def summary(r):
         row("gateways' idle CPU (pings), us per connection per s", a["gateways_idle_cpu_us_per_conn_per_s"])
     o = r.get("one_publish")
     if o:
-        row("one publish: received / subscribers", f"{o['received']:,} / {o['subscribers']:,}")
+        row("one publish: received / subscribers", f"{n(o['received'])} / {n(o['subscribers'])}")
         row("one publish: to last delivery (ms; wsload latency max / done file)",
             f"{o['to_last_delivery_ms']} / {o['to_done_file_ms']}")
         row("one publish: p50 / p99 (ms)", f"{o['p50_ms']} / {o['p99_ms']}")
         row("one publish: peak TCP buffer memory (MiB)", f"{o['tcp_mem_peak_bytes'] / 2**20:.0f}")
+        row("one publish: gateways' CPU per delivery (us)", o.get("gateways_cpu_us_per_delivery"))
     occ = r.get("occupancy")
     if occ:
         row("occupancy", json.dumps({k: v for k, v in occ.items() if k != "example_answer"}))
     for name in ("fanout_sharded", "fanout_classic"):
         f = r.get(name)
         if f:
-            row(f"{name}: conns / channels / publishes/s", f"{f['connections']:,} / {f['channels']} / {f['publish_rate_per_s']}")
-            row(f"{name}: deliveries/s (asked {f['target_deliveries_per_s']:,.0f})", f"{f['deliveries_per_s']:,}")
+            row(f"{name}: conns / channels / publishes/s", f"{n(f['connections'])} / {f['channels']} / {f['publish_rate_per_s']}")
+            row(f"{name}: deliveries/s (asked {f['target_deliveries_per_s']:,.0f})", n(f["deliveries_per_s"]))
             row(f"{name}: p50 / p99 / max (ms)", f"{f['p50_ms']} / {f['p99_ms']} / {f['max_ms']}")
             row(f"{name}: lost / dup / closed", f"{f['lost']} / {f['duplicated']} / {f['closed_by_server']}")
             row(f"{name}: Redis CPU s per 1M deliveries", f["redis_cpu_s_per_million_deliveries"])
