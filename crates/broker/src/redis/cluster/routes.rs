@@ -185,8 +185,12 @@ impl ClusterLink {
             _ => return Err(err),
         }
         events.rejected(RejectReason::Moved);
-        self.refresh.notify_one();
         let asking = err.kind() == ErrorKind::Server(ServerErrorKind::Ask);
+        // ASK redirects one request during a migration and says nothing of the map
+        // (asking for a fresh one on every ASK would ask all through a long migration).
+        if !asking {
+            self.refresh.notify_one();
+        }
         let named = err
             .redirect_node()
             .and_then(|(node, _)| self.routes().for_node(node));

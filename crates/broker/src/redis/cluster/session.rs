@@ -53,6 +53,9 @@ struct Node {
     /// The number its pushes carry.
     tag: u64,
     connection: MultiplexedConnection,
+    /// When it last delivered a push (or opened): a node that pushed during a PING
+    /// round is alive, its PONG merely queued behind the pushes.
+    last_push: Instant,
 }
 
 /// A finished connection attempt: the master, the connection's number, the outcome.
@@ -73,6 +76,10 @@ pub(crate) struct ClusterSession {
     placement: Placement,
     map: Arc<SlotMap>,
     nodes: HashMap<Arc<Addr>, Node>,
+    /// Which node each live connection number belongs to.
+    tags: HashMap<u64, Arc<Addr>>,
+    /// When the shared push queue last filled and stopped reading every connection.
+    last_pause: Option<Instant>,
     /// The master whose connection carries the control channel's `SUBSCRIBE`.
     control: Option<Arc<Addr>>,
     connecting: JoinSet<Opened>,
@@ -121,6 +128,8 @@ impl ClusterSession {
             reads,
             map: Arc::default(),
             nodes: HashMap::new(),
+            tags: HashMap::new(),
+            last_pause: None,
             control: None,
             connecting: JoinSet::new(),
             attempts: HashSet::new(),
@@ -154,12 +163,13 @@ impl ClusterSession {
         };
         let mut ping = tokio::time::interval(self.config.ping_every);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut pinging: Option<tokio::task::JoinHandle<Pinged>> = None;
+        let mut pinging: Option<(Instant, tokio::task::JoinHandle<Pinged>)> = None;
         let mut held: Option<Held> = None;
         loop {
             let pauses = pushes.take_pauses();
             if pauses > 0 {
                 self.shared.events.push_backlog_full(pauses);
+                self.last_pause = Some(Instant::now());
             }
             let busy = held.is_some() || !pushes.is_empty();
             let flush_at = self.flush_at;
@@ -214,22 +224,34 @@ impl ClusterSession {
                     self.hand_over_waiting(&mut pushes, &mut held).await;
                     let _ = read.reply.send(answer);
                 }
-                _ = ping.tick(), if pinging.is_none() && !busy => {
-                    pinging = Some(tokio::spawn(ping_all(self.live())));
+                _ = ping.tick(), if pinging.is_none() => {
+                    pinging = Some((Instant::now(), tokio::spawn(ping_all(self.live()))));
                 }
-                pinged = async { pinging.as_mut().expect("checked").await }, if pinging.is_some() => {
-                    pinging = None;
-                    // A late PONG behind pushes is a busy connection, not a dead one.
-                    if let Ok(failed) = pinged
-                        && pushes.is_empty()
-                    {
-                        for (node, tag, reason) in failed {
-                            if self.nodes.get(&node).is_some_and(|n| n.tag == tag) {
-                                self.lose(&node, &format!("PING: {reason}"));
-                            }
-                        }
+                pinged = async { (&mut pinging.as_mut().expect("checked").1).await }, if pinging.is_some() => {
+                    let started = pinging.take().map(|(at, _)| at);
+                    if let (Ok(failed), Some(started)) = (pinged, started) {
+                        self.judge_pings(failed, started);
                     }
                 }
+            }
+        }
+    }
+
+    /// Loses the nodes whose PING failed in the round started at `started`, unless the
+    /// failure says nothing: the node delivered pushes meanwhile (its PONG is queued
+    /// behind them), or the full push queue stopped reading every connection. Judged
+    /// per node, so a busy master never excuses a dead one.
+    fn judge_pings(&mut self, failed: Pinged, started: Instant) {
+        if self.last_pause.is_some_and(|at| at >= started) {
+            return;
+        }
+        for (node, tag, reason) in failed {
+            let dead = self
+                .nodes
+                .get(&node)
+                .is_some_and(|n| n.tag == tag && n.last_push < started);
+            if dead {
+                self.lose(&node, &format!("PING: {reason}"));
             }
         }
     }
@@ -250,14 +272,16 @@ impl ClusterSession {
 
     /// Handles one push from the connection numbered `tag`.
     fn on_push(&mut self, tag: u64, push: PushInfo) -> Handled {
-        let node = self
-            .nodes
-            .iter()
-            .find(|(_, node)| node.tag == tag)
-            .map(|(addr, _)| addr.clone());
+        if let Some(node) = self
+            .tags
+            .get(&tag)
+            .and_then(|addr| self.nodes.get_mut(addr))
+        {
+            node.last_push = Instant::now();
+        }
         match push.kind {
             PushKind::Disconnection => {
-                if let Some(node) = node {
+                if let Some(node) = self.tags.get(&tag).cloned() {
                     self.lose(&node, "connection closed");
                 }
                 Handled::Done
@@ -271,6 +295,7 @@ impl ClusterSession {
                     }
                     _ => None,
                 };
+                let node = self.tags.get(&tag).cloned();
                 if let (Some(node), Some(Ok(channel))) = (node, channel.map(std::str::from_utf8))
                     && self.placement.moved_away(&node, channel)
                 {
@@ -349,7 +374,10 @@ impl ClusterSession {
             .map(|(addr, node)| (addr.clone(), Some(node.connection.clone())))
             .collect();
         let seeds = self.endpoint.seeds().unwrap_or_default().iter().cloned();
-        for addr in seeds.map(Arc::new).chain(self.map.masters()) {
+        for addr in seeds
+            .map(Arc::new)
+            .chain(self.map.masters().iter().cloned())
+        {
             if !asked.iter().any(|(known, _)| *known == addr) {
                 asked.push((addr, None));
             }
@@ -447,7 +475,8 @@ impl ClusterSession {
             let masters: Vec<String> = self.map.masters().iter().map(|m| m.to_string()).collect();
             tracing::debug!(masters = %masters.join(","), "a new Redis Cluster slot map");
         }
-        let masters = self.map.masters();
+        let map = self.map.clone();
+        let masters = map.masters();
         let gone: Vec<Arc<Addr>> = self
             .nodes
             .keys()
@@ -461,7 +490,11 @@ impl ClusterSession {
         // A node that left the masters (a failed master replaced) no longer counts as
         // failing.
         self.failing.retain(|addr, _| masters.contains(addr));
-        for master in masters {
+        // Nor does it stay among the nodes that did not answer (addresses churn).
+        let seeds = self.endpoint.seeds().unwrap_or_default();
+        self.unanswered
+            .retain(|addr| masters.contains(addr) || seeds.contains(&**addr));
+        for master in masters.iter().cloned() {
             if !self.nodes.contains_key(&master) && self.attempts.insert(master.clone()) {
                 let tag = self.next_tag;
                 self.next_tag += 1;
@@ -500,7 +533,16 @@ impl ClusterSession {
                     self.shared.events.reconnected();
                 }
                 tracing::info!(url = %self.shown_url, node = %addr, "connected to a Redis Cluster master");
-                self.nodes.insert(addr, Node { tag, connection });
+                self.tags.insert(tag, addr.clone());
+                let last_push = Instant::now();
+                let node = Node {
+                    tag,
+                    connection,
+                    last_push,
+                };
+                if let Some(replaced) = self.nodes.insert(addr, node) {
+                    self.tags.remove(&replaced.tag);
+                }
                 self.ensure_control().await;
                 // The node's own channels are subscribed there before its publishes go
                 // there, so none of them misses its own node.
@@ -577,7 +619,9 @@ impl ClusterSession {
 
     /// Forgets the connection to `addr` and what was subscribed there.
     fn drop_node(&mut self, addr: &Arc<Addr>) {
-        self.nodes.remove(addr);
+        if let Some(node) = self.nodes.remove(addr) {
+            self.tags.remove(&node.tag);
+        }
         self.placement.node_lost(addr);
         if self.control.as_ref() == Some(addr) {
             self.control = None;

@@ -10,16 +10,23 @@
 use super::keyslot::SLOTS;
 use crate::redis::sentinel::Addr;
 use redis::Value;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Longest host name accepted in a slot map.
 const MAX_HOST_BYTES: usize = 255;
+/// Most distinct masters accepted in a slot map: Redis Cluster's own recommended
+/// ceiling of 1,000 nodes. Each master costs a connection and a task, so a larger
+/// answer (a broken or hostile node) is refused rather than followed.
+pub(crate) const MAX_MASTERS: usize = 1_000;
 
 /// Which master owns each slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SlotMap {
     /// `(first slot, last slot, master)`, sorted, not overlapping.
     ranges: Vec<(u16, u16, Arc<Addr>)>,
+    /// Every master, each once, in slot order (one `Arc` each, shared with `ranges`).
+    masters: Vec<Arc<Addr>>,
 }
 
 /// Why an answer is not a usable slot map.
@@ -59,14 +66,21 @@ impl SlotMap {
             return Err(bad("overlapping ranges"));
         }
         // One Arc per master, so masters compare and clone cheaply.
+        let mut known: HashSet<Arc<Addr>> = HashSet::new();
         let mut masters: Vec<Arc<Addr>> = Vec::new();
         for range in &mut ranges {
-            match masters.iter().find(|m| ***m == *range.2) {
-                Some(known) => range.2 = known.clone(),
-                None => masters.push(range.2.clone()),
+            match known.get(&range.2) {
+                Some(master) => range.2 = master.clone(),
+                None => {
+                    if masters.len() == MAX_MASTERS {
+                        return Err(BadSlotMap(format!("more than {MAX_MASTERS} masters")));
+                    }
+                    known.insert(range.2.clone());
+                    masters.push(range.2.clone());
+                }
             }
         }
-        Ok(SlotMap { ranges })
+        Ok(SlotMap { ranges, masters })
     }
 
     /// The master owning `slot`, if any.
@@ -77,14 +91,8 @@ impl SlotMap {
     }
 
     /// Every master, each once, in slot order.
-    pub(crate) fn masters(&self) -> Vec<Arc<Addr>> {
-        let mut masters: Vec<Arc<Addr>> = Vec::new();
-        for (_, _, master) in &self.ranges {
-            if !masters.contains(master) {
-                masters.push(master.clone());
-            }
-        }
-        masters
+    pub(crate) fn masters(&self) -> &[Arc<Addr>] {
+        &self.masters
     }
 
     /// Slots owned by no master.
@@ -234,5 +242,26 @@ mod tests {
         ] {
             assert!(SlotMap::parse(&answer, &addr(1)).is_err(), "{answer:?}");
         }
+    }
+
+    #[test]
+    fn at_most_a_thousand_masters_each_kept_once() {
+        // One slot per master, every slot its own master: 16,384 connections if followed.
+        let one_per_slot = |masters: i64| {
+            Value::Array(
+                (0..16_384)
+                    .map(|slot| range(slot, slot, bulk("10.0.0.1"), 1 + slot % masters))
+                    .collect(),
+            )
+        };
+        let err = SlotMap::parse(&one_per_slot(16_384), &addr(1)).unwrap_err();
+        assert!(err.0.contains("masters"), "{err}");
+        let map = SlotMap::parse(&one_per_slot(MAX_MASTERS as i64), &addr(1)).unwrap();
+        assert_eq!(map.masters().len(), MAX_MASTERS);
+        assert_eq!(map.unowned(), 0);
+        assert!(Arc::ptr_eq(
+            map.master(0).unwrap(),
+            map.master(MAX_MASTERS as u16).unwrap()
+        ));
     }
 }
