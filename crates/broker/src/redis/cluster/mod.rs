@@ -16,7 +16,10 @@
 //! (`sunsubscribe` push) when the slot migrates away, and the task places them again
 //! after a fresh map; a lost connection (a master killed) makes the task ask the other
 //! masters and the seeds for the map again, with backoff, until it names the master's
-//! promoted replica, then subscribes there what was lost.
+//! promoted replica, then subscribes there what was lost. A master is PINGed every
+//! `ping_every` and lost when its PING fails, unless it delivered pushes during the round
+//! (its PONG queued behind them) or the full push queue had stopped reading every
+//! connection: judged per master, so a busy master never hides a dead one.
 //!
 //! Its parts: the hash slot of a key (`keyslot`), the slot map (`slot_map`), where each
 //! channel is subscribed (`placement`, pure), what requests see and how they are routed
