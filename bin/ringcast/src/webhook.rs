@@ -97,12 +97,19 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Checks the URL (`http://` or `https://`, the bundled Mozilla roots trusted) and
+    /// Checks the URL (`http://` or `https://`, the bundled Mozilla roots trusted, no
+    /// `user:password@`: it would be sent as the Host header, not as credentials) and
     /// the secret.
     pub fn new(url: &str, secret: &str) -> anyhow::Result<Self> {
         let url: Uri = url.parse().context("--webhook-url")?;
         if url.host().is_none() {
             bail!("--webhook-url names no host");
+        }
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            bail!(
+                "--webhook-url must not carry user:password@ (requests are signed with \
+                 --webhook-secret; put any token for your receiver in the path)"
+            );
         }
         let tls = match url.scheme_str() {
             Some("https") => Some(Arc::new(crate::jwks::client_config(None)?)),
@@ -288,5 +295,16 @@ mod tests {
         assert!(Webhook::new("ftp://x/hook", secret).is_err());
         assert!(Webhook::new("/relative", secret).is_err());
         assert!(Webhook::new("http://127.0.0.1:9/hook", "short").is_err());
+        for userinfo in [
+            "http://user:pw@127.0.0.1:9/hook",
+            "https://user@hooks.example.com/occupancy",
+        ] {
+            let err = Webhook::new(userinfo, secret).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("user:password@") && !e.contains("pw")),
+                "{userinfo}: {err:?}"
+            );
+        }
     }
 }
