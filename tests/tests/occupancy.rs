@@ -4,9 +4,11 @@
 //! vacated events reach the receiver signed and batched; a receiver that hangs or
 //! answers 500 costs dropped and failed events (counted), never memory or a shard;
 //! with two nodes on one Redis the cluster count sums both, each cluster transition is
-//! reported by exactly one node, a dead node's subscribers are reaped, a node that was
-//! reaped while alive writes its counts again, and garbage another "node" wrote into
-//! the occupancy keys is counted and survived.
+//! reported by exactly one node, a dead node's subscribers are reaped (a big one over
+//! several writes, its keys kept meanwhile), a node that was reaped while alive writes
+//! its counts again, an outage of Redis longer than the dead-after window reaps nobody,
+//! and garbage another "node" wrote into the occupancy keys (counts that are no
+//! numbers, names that are no channels or no UTF-8) is counted and survived.
 
 use ringcast_tests::gateway::Gateway;
 use ringcast_tests::http;
@@ -15,6 +17,8 @@ use ringcast_tests::redis_server::{RedisCluster, RedisServer, Reply};
 use ringcast_tests::webhook_receiver::{Answer, Received, WebhookReceiver};
 use ringcast_tests::ws_client::{Client, connect};
 use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "occupancy-webhook-secret";
@@ -148,6 +152,45 @@ fn node_counts_and_signed_events() {
     );
 }
 
+/// Clients read on threads of their own, answering the server's pings, until
+/// [`Answering::stop`]: a long test on a loaded box must not lose them to a pong
+/// timeout.
+struct Answering {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Client>>,
+}
+
+fn answering(clients: Vec<Client>) -> Answering {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = clients
+        .into_iter()
+        .map(|mut ws| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if ringcast_tests::ws_client::next_message(&mut ws, Duration::from_millis(200))
+                        .is_err()
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                ws
+            })
+        })
+        .collect();
+    Answering { stop, threads }
+}
+
+impl Answering {
+    fn stop(self) -> Vec<Client> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .filter_map(|t| t.join().ok())
+            .collect()
+    }
+}
+
 /// Opens `conns` connections each subscribed to `per_conn` channels of its own.
 fn many_channels(gateway: &Gateway, conns: usize, per_conn: usize) -> Vec<Client> {
     (0..conns)
@@ -238,9 +281,10 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
     let flags = ["--redis", url.as_str(), "--history-size", "10"];
     let a = gateway(&receiver, &flags);
     let mut b = gateway(&receiver, &flags);
-    let on_a: Vec<Client> = (0..2).map(|_| connect(a.ws_addr(), "/news")).collect();
-    let on_b: Vec<Client> = (0..3).map(|_| connect(b.ws_addr(), "/news")).collect();
-    let only_b = connect(b.ws_addr(), "/sport");
+    let on_a = answering((0..2).map(|_| connect(a.ws_addr(), "/news")).collect());
+    let mut on_b: Vec<Client> = (0..3).map(|_| connect(b.ws_addr(), "/news")).collect();
+    on_b.push(connect(b.ws_addr(), "/sport"));
+    let on_b = answering(on_b);
     let seen = wait_json(&a, "/channels/news", 10, |v| v["subscribers_cluster"] == 5);
     assert_eq!(seen["subscribers_node"], 2);
     assert_eq!(seen["position"], Value::Null, "nothing published yet");
@@ -272,19 +316,34 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
             "lots",
         ],
         ["HSET", "{ringcast:occupancy}:sum", "junk", "many"],
+        ["HSET", "{ringcast:occupancy}:sum", "bad name", "2"],
+        [
+            "HSET",
+            "{ringcast:occupancy}:node:feedfacefeedface",
+            "bad name",
+            "2",
+        ],
     ];
     for command in garbage {
         let args: Vec<&[u8]> = command.iter().map(|s| s.as_bytes()).collect();
         redis.command(&args);
+    }
+    // A name that is no UTF-8: reaping it takes it to 0, a "vacated" no webhook may see.
+    for key in [
+        &b"{ringcast:occupancy}:sum"[..],
+        b"{ringcast:occupancy}:node:feedfacefeedface",
+    ] {
+        redis.command(&[b"HSET", key, b"n\xff", b"3"]);
     }
     let (status, junk) = get_json(&a, "/channels/junk");
     assert_eq!(status, 200);
     assert_eq!(junk["subscribers_cluster"], Value::Null);
     assert!(junk["cluster_error"].is_string(), "{junk}");
     let deadline = Instant::now() + Duration::from_secs(10);
+    // `lots`, and the two names of the transitions the reap caused.
     while sum_where(&a.metrics(), "ringcast_occupancy_garbage_total", None)
         + sum_where(&b.metrics(), "ringcast_occupancy_garbage_total", None)
-        < 1.0
+        < 3.0
     {
         assert!(Instant::now() < deadline, "the dead node was never reaped");
         std::thread::sleep(Duration::from_millis(100));
@@ -295,10 +354,16 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
         b"feedfacefeedface",
     ]);
     assert_eq!(reply, Reply::Bulk(None), "reaped");
+    let events = receiver.events();
+    assert!(
+        events.iter().all(|(_, c)| c == "news" || c == "sport"),
+        "{events:?}"
+    );
     wait_json(&a, "/channels/news", 5, |v| v["subscribers_cluster"] == 5);
 
-    // One live node made to look dead (as if cut off from Redis for 5 s): it is reaped,
-    // finds itself reaped on its next write, and writes all its counts again.
+    // One live node made to look dead (as if it alone were cut off from Redis for 5 s):
+    // whichever writes first, the other reaps it or it finds its heartbeat old, and
+    // either way it writes all its counts again; the counts stay right.
     let reaped = |g: &Gateway| sum_where(&g.metrics(), "ringcast_occupancy_reaped_total", None);
     let reaped_before = reaped(&a) + reaped(&b);
     let nodes = redis.command(&[b"ZRANGE", b"{ringcast:occupancy}:nodes", b"0", b"-1"]);
@@ -310,22 +375,35 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
         victim.as_bytes(),
     ]);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while reaped(&a) + reaped(&b) <= reaped_before {
-        assert!(Instant::now() < deadline, "the stale node was never reaped");
+    loop {
+        let score = redis.command(&[b"ZSCORE", b"{ringcast:occupancy}:nodes", victim.as_bytes()]);
+        if matches!(&score, Reply::Bulk(Some(s)) if s.as_slice() != b"0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stale node never wrote again"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     wait_json(&a, "/channels/news", 5, |v| v["subscribers_cluster"] == 5);
     wait_json(&b, "/channels/sport", 5, |v| v["subscribers_cluster"] == 1);
-    // When B was the one reaped, `sport` (only on B) went vacated and occupied again.
+    // `sport` (only on B) went vacated and occupied again only when B was reaped; a
+    // node that found its own heartbeat old dropped nothing, so reported nothing.
     assert!(receiver.wait_for(5, |e| {
         count(e, "channel_occupied", "sport") == count(e, "channel_vacated", "sport") + 1
     }));
+    if reaped(&a) + reaped(&b) == reaped_before {
+        let events = receiver.events();
+        assert_eq!(count(&events, "channel_vacated", "sport"), 0, "{events:?}");
+        assert_eq!(count(&events, "channel_vacated", "news"), 0, "{events:?}");
+    }
 
     // Node B dies: its subscribers are reaped by A within the heartbeat window.
     let killed = Instant::now();
     b.signal(libc::SIGKILL);
     let _ = b.wait_exit(5);
-    drop((on_b, only_b));
+    drop(on_b.stop());
     wait_json(&a, "/channels/news", 15, |v| v["subscribers_cluster"] == 2);
     wait_json(&a, "/channels/sport", 5, |v| v["subscribers_cluster"] == 0);
     let reaped_after = killed.elapsed();
@@ -334,7 +412,7 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
         reaped_after < Duration::from_secs(9),
         "reaped after {reaped_after:?}"
     );
-    close(on_a);
+    close(on_a.stop());
     assert!(receiver.wait_for(5, |e| count(e, "channel_vacated", "news") == 1));
     std::thread::sleep(Duration::from_millis(1500));
     let events = receiver.events();
@@ -354,6 +432,109 @@ fn two_nodes_share_cluster_counts_and_report_each_transition_once() {
     );
     assert_eq!(receiver.bad_signatures(), 0);
     eprintln!("B's subscribers reaped {reaped_after:?} after its SIGKILL");
+}
+
+/// Reads the clients for `total` (split between them), answering the server's pings.
+fn answer_pings(clients: &mut [Client], total: Duration) {
+    for ws in clients.iter_mut() {
+        let message = ringcast_tests::ws_client::next_message(ws, total / 2);
+        assert!(matches!(message, Ok(None)), "{message:?}");
+    }
+}
+
+/// Redis stops taking writes for longer than the dead-after window (5 s), for every node
+/// at once: when it is back every heartbeat is old, yet nobody is reaped, no channel is
+/// reported vacated, and the counts stay right.
+#[test]
+fn a_redis_outage_reaps_nobody() {
+    let redis = RedisServer::start();
+    let receiver = WebhookReceiver::start(SECRET, Answer::Ok);
+    let url = redis.url();
+    let flags = ["--redis", url.as_str()];
+    let a = gateway(&receiver, &flags);
+    let b = gateway(&receiver, &flags);
+    let mut clients = [
+        connect(a.ws_addr(), "/news"),
+        connect(b.ws_addr(), "/sport"),
+    ];
+    wait_json(&a, "/channels/news", 10, |v| v["subscribers_cluster"] == 1);
+    wait_json(&a, "/channels/sport", 10, |v| v["subscribers_cluster"] == 1);
+    assert!(
+        receiver.wait_for(5, |e| count(e, "channel_occupied", "news") == 1
+            && count(e, "channel_occupied", "sport") == 1)
+    );
+    let reaped = |g: &Gateway| sum_where(&g.metrics(), "ringcast_occupancy_reaped_total", None);
+    let reaped_before = reaped(&a) + reaped(&b);
+
+    // Every script waits 6.5 s, then they all run: each node's heartbeat is older than
+    // 5 s when the first one does.
+    assert_eq!(
+        redis.command(&[b"CLIENT", b"PAUSE", b"6500", b"WRITE"]),
+        Reply::Status("OK".into())
+    );
+    answer_pings(&mut clients, Duration::from_millis(7000));
+    let nodes = b"{ringcast:occupancy}:nodes";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let redis_ms = |r: &RedisServer| {
+        let time = r.command(&[b"TIME"]).strings();
+        let secs: i64 = time.first().and_then(|s| s.parse().ok()).unwrap_or(0);
+        secs * 1000
+    };
+    loop {
+        let fresh = redis
+            .command(&[
+                b"ZRANGEBYSCORE",
+                nodes,
+                format!("{}", redis_ms(&redis) - 2000).as_bytes(),
+                b"+inf",
+            ])
+            .strings()
+            .len();
+        if fresh == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the nodes never wrote again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    answer_pings(&mut clients, Duration::from_millis(2500));
+    wait_json(&a, "/channels/news", 5, |v| v["subscribers_cluster"] == 1);
+    wait_json(&b, "/channels/sport", 5, |v| v["subscribers_cluster"] == 1);
+    assert_eq!(reaped(&a) + reaped(&b), reaped_before, "nobody reaped");
+    let events = receiver.events();
+    for channel in ["news", "sport"] {
+        assert_eq!(count(&events, "channel_occupied", channel), 1, "{events:?}");
+        assert_eq!(count(&events, "channel_vacated", channel), 0, "{events:?}");
+    }
+    assert_eq!(redis.command(&[b"ZCARD", nodes]).int(), 2);
+
+    // A dead node of 20,000 channels (with no TTL of its own, as if it had written
+    // none lately) takes several writes to reap: meanwhile its hash gets the TTL, so it
+    // cannot expire with its counts still in the sums, nor stay forever.
+    let dead = b"{ringcast:occupancy}:node:deadbeefdeadbeef";
+    let fields: Vec<Vec<u8>> = (0..20_000)
+        .flat_map(|i| [format!("g{i}").into_bytes(), b"1".to_vec()])
+        .collect();
+    let mut hset: Vec<&[u8]> = vec![b"HSET", dead];
+    hset.extend(fields.iter().map(Vec::as_slice));
+    redis.command(&hset);
+    redis.command(&[b"ZADD", nodes, b"0", b"deadbeefdeadbeef"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut kept_with_ttl = false;
+    loop {
+        let (ttl, len) = (
+            redis.command(&[b"PTTL", dead]).int(),
+            redis.command(&[b"HLEN", dead]).int(),
+        );
+        kept_with_ttl |= ttl > 0 && len > 0 && len < 20_000;
+        if len == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reaped: {len} left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(kept_with_ttl, "the half-reaped hash had no TTL");
+    assert_eq!(redis.command(&[b"ZCARD", nodes]).int(), 2);
+    wait_json(&a, "/channels/news", 5, |v| v["subscribers_cluster"] == 1);
 }
 
 #[test]

@@ -8,13 +8,16 @@
 //! to 0 over that period. With Redis it collects the changed counts and writes them
 //! every [`CLUSTER_EVERY`] ([`ClusterOccupancy::flush`], which also heartbeats); the
 //! transitions come from that write, so each cluster transition is reported by one
-//! node only. A failed write keeps the counts for the next one.
+//! node only; a name in them that is no valid channel (something else wrote into the
+//! keys) is counted as garbage, never sent. A failed write keeps the counts for the
+//! next one.
 
 use crate::mesh::Mesh;
 use crate::webhook::{WebhookQueue, now_ms};
 use crate::webhook_queue::{Event, EventKind};
 use ringcast_admin::{ChannelFuture, ChannelInfo, Occupancy};
 use ringcast_broker::{CHANNELS_PER_WRITE, ClusterOccupancy, Transition};
+use ringcast_proto::is_valid_channel;
 use ringcast_shard::{
     ChannelName, OccupancySnapshot, Position, PositionReport, ShardMsg, owner_of,
 };
@@ -187,13 +190,15 @@ async fn run_cluster(
                     resync |= outcome.resync && !first;
                     first = false;
                     for transition in outcome.transitions {
-                        match transition {
-                            Transition::Occupied(channel) => {
-                                event(&webhook, EventKind::Occupied, channel)
-                            }
-                            Transition::Vacated(channel) => {
-                                event(&webhook, EventKind::Vacated, channel)
-                            }
+                        let (kind, channel) = match transition {
+                            Transition::Occupied(channel) => (EventKind::Occupied, channel),
+                            Transition::Vacated(channel) => (EventKind::Vacated, channel),
+                        };
+                        // Names come from Redis, where anything may have written them.
+                        if is_valid_channel(&channel) {
+                            event(&webhook, kind, channel);
+                        } else {
+                            metrics::counter!(names::OCCUPANCY_GARBAGE).increment(1);
                         }
                     }
                 }

@@ -22,9 +22,8 @@ pub use redacted_url::redact_url;
 // `self::`: the module `redis` and the `redis` crate share a name here.
 pub use self::redis::envelope::Position;
 pub use self::redis::{
-    BrokerEvents, CHANNELS_PER_WRITE, ClusterOccupancy, DEAD_AFTER_MS, Fetched, FlushOutcome,
-    OccupancyError, RedisBroker, RedisConfig, RedisHistory, RedisMode, RedisStartError,
-    RejectReason, Transition,
+    BrokerEvents, CHANNELS_PER_WRITE, ClusterOccupancy, Fetched, FlushOutcome, OccupancyError,
+    RedisBroker, RedisConfig, RedisHistory, RedisMode, RedisStartError, RejectReason, Transition,
 };
 
 use bytes::Bytes;

@@ -85,5 +85,5 @@ pub use events::{BrokerEvents, RejectReason};
 pub use handle::{RedisBroker, RedisStartError};
 pub use history::{Fetched, RedisHistory};
 pub use occupancy::{
-    CHANNELS_PER_WRITE, ClusterOccupancy, DEAD_AFTER_MS, FlushOutcome, OccupancyError, Transition,
+    CHANNELS_PER_WRITE, ClusterOccupancy, FlushOutcome, OccupancyError, Transition,
 };

@@ -9,21 +9,29 @@
 //! - `{<prefix>occupancy}:nodes`: ZSET node id → Redis time (ms) of its last write, the
 //!   heartbeat;
 //! - `{<prefix>occupancy}:node:<id>`: HASH channel → that node's count (non-zero only);
-//! - `{<prefix>occupancy}:sum`: HASH channel → the cluster's count (non-zero only).
+//! - `{<prefix>occupancy}:sum`: HASH channel → the cluster's count (non-zero only);
+//! - `{<prefix>occupancy}:clock`: HASH `last` → Redis time of the last write by any node,
+//!   `since` → when the current run of writes began (after Redis took none for longer
+//!   than [`DEAD_AFTER_MS`]).
 //!
 //! The script ([`FLUSH_SCRIPT`]) takes the node's new absolute counts of the channels
 //! that changed, sets them in the node's hash and adds the difference to the sums. A
 //! node whose heartbeat is older than [`DEAD_AFTER_MS`] is reaped by whichever node
 //! writes next: its counts are subtracted and its hash deleted, at most
-//! [`REAP_BUDGET`] channels per write. A node that finds itself reaped (it could not
-//! write for that long) subtracts what is left of its own hash and is told to send
-//! every count again ([`FlushOutcome::resync`]). Times come from Redis (`TIME`), so node
-//! clocks need not agree. Every key's TTL ([`KEY_TTL_MS`]) is refreshed by each write:
-//! a cluster with no node left forgets it all.
+//! [`REAP_BUDGET`] channels per write (a hash left unfinished keeps its TTL until the
+//! next write goes on). Staleness is relative to the cluster's activity: nobody is
+//! reaped until writes have gone on for [`DEAD_AFTER_MS`] since Redis last took none
+//! for that long, so an outage of Redis (or of every node) makes every heartbeat old
+//! without making anyone dead. A node that finds its own heartbeat old is told to send
+//! every count again ([`FlushOutcome::resync`]); what is left in its hash is what
+//! nobody subtracted, so the absolute counts repair it (nothing is dropped, so a write
+//! stays bounded however many channels the node has). Times come from Redis (`TIME`),
+//! so node clocks need not agree. Every key's TTL ([`KEY_TTL_MS`]) is refreshed by
+//! each write: a cluster with no node left forgets it all.
 //!
 //! Counts another node wrote that are not non-negative integers are treated as 0 and
-//! counted ([`FlushOutcome::garbage`]); a cluster sum that is garbage reads as an
-//! error, never a number.
+//! counted ([`FlushOutcome::garbage`]), and so are channel names in the answer that
+//! are not UTF-8; a cluster sum that is garbage reads as an error, never a number.
 //!
 //! Every Redis access of this module goes through one function, [`query`], routed by
 //! key (`Shared::query_routed`: on Redis Cluster to the master owning the slot); the
@@ -38,7 +46,7 @@ use redis::Value;
 use std::sync::Arc;
 
 /// A node that has not written for this long is reaped by the others.
-pub const DEAD_AFTER_MS: u64 = 5_000;
+pub(crate) const DEAD_AFTER_MS: u64 = 5_000;
 /// Every occupancy key expires this long after the last write of any node.
 pub(crate) const KEY_TTL_MS: u64 = 600_000;
 /// Most channels of dead nodes one write subtracts.
@@ -46,12 +54,12 @@ pub(crate) const REAP_BUDGET: u64 = 2_000;
 /// Most channels one write carries (a node with more changes writes several times).
 pub const CHANNELS_PER_WRITE: usize = 1_000;
 
-/// The write: KEYS nodes, sum, this node's hash; ARGV node id, dead-after ms, TTL ms,
+/// The write: KEYS nodes, sum, this node's hash, clock; ARGV node id, dead-after ms, TTL ms,
 /// reap budget, node-hash key prefix, then channel, count pairs. Answers
 /// `{known, garbage, reaped, channel, 1|0, ...}`: `known` 0 when this node was not (or
 /// no longer) a live member before this write.
 pub(crate) const FLUSH_SCRIPT: &str = r#"
-local nodes, sum, mine = KEYS[1], KEYS[2], KEYS[3]
+local nodes, sum, mine, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local me, dead_after, ttl, budget, node_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -92,12 +100,12 @@ local function drop_hash(key, limit)
   until cursor == '0' or limit <= 0
   return redis.call('HLEN', key) == 0
 end
+local last = tonumber(redis.call('HGET', clock, 'last'))
+local since = tonumber(redis.call('HGET', clock, 'since'))
+if last == nil or since == nil or now - last > dead_after then since = now end
+redis.call('HSET', clock, 'last', now, 'since', since)
 local seen = redis.call('ZSCORE', nodes, me)
-if seen and now - tonumber(seen) <= dead_after then
-  out[1] = 1
-elseif redis.call('EXISTS', mine) == 1 then
-  drop_hash(mine, 1e12)
-end
+if seen and now - tonumber(seen) <= dead_after then out[1] = 1 end
 redis.call('ZADD', nodes, now, me)
 for i = 6, #ARGV, 2 do
   local ch, new = ARGV[i], tonumber(ARGV[i + 1])
@@ -109,7 +117,10 @@ for i = 6, #ARGV, 2 do
     add(ch, new - old)
   end
 end
-local dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', now - dead_after - 1, 'LIMIT', 0, 8)
+local dead = {}
+if now - since > dead_after then
+  dead = redis.call('ZRANGEBYSCORE', nodes, '-inf', now - dead_after - 1, 'LIMIT', 0, 8)
+end
 for _, node in ipairs(dead) do
   if budget <= 0 then break end
   local key = node_prefix .. node
@@ -117,12 +128,15 @@ for _, node in ipairs(dead) do
   if drop_hash(key, budget) then
     redis.call('DEL', key)
     redis.call('ZREM', nodes, node)
+  else
+    redis.call('PEXPIRE', key, ttl)
   end
   budget = budget - (out[3] - before)
 end
 redis.call('PEXPIRE', nodes, ttl)
 redis.call('PEXPIRE', sum, ttl)
 redis.call('PEXPIRE', mine, ttl)
+redis.call('PEXPIRE', clock, ttl)
 return out
 "#;
 
@@ -143,9 +157,10 @@ pub struct FlushOutcome {
     /// This node was not a live member before the write (first write, or it was
     /// reaped): every count must be sent again.
     pub resync: bool,
-    /// Counts found that were not non-negative integers (treated as 0).
+    /// Counts found that were not non-negative integers (treated as 0), and channel
+    /// names in the answer that were not UTF-8 (skipped).
     pub garbage: u64,
-    /// Channels of dead nodes (or of this node's reaped past) subtracted.
+    /// Channels of dead nodes subtracted.
     pub reaped: u64,
 }
 
@@ -170,7 +185,7 @@ impl From<OccupancyError> for BrokerError {
 enum Call {
     /// The write script, with its keys and arguments.
     Flush {
-        keys: [Vec<u8>; 3],
+        keys: [Vec<u8>; 4],
         args: Vec<Vec<u8>>,
     },
     /// A plain command.
@@ -226,6 +241,7 @@ impl ClusterOccupancy {
             nodes.clone().into_bytes(),
             format!("{tag}:sum").into_bytes(),
             format!("{node_prefix}{me}").into_bytes(),
+            format!("{tag}:clock").into_bytes(),
         ];
         let mut args: Vec<Vec<u8>> = vec![
             me.into_bytes(),
@@ -298,8 +314,19 @@ fn parse_flush(reply: &Value) -> Result<FlushOutcome, OccupancyError> {
         let [channel, edge] = pair else {
             return Err(bad());
         };
-        let channel = text(channel).ok_or_else(bad)?;
-        outcome.transitions.push(match number(edge)? {
+        let edge = number(edge)?;
+        let channel = match channel {
+            Value::BulkString(bytes) => match String::from_utf8(bytes.clone()) {
+                Ok(channel) => channel,
+                // A name another "node" wrote: no channel of ours, not worth the write.
+                Err(_) => {
+                    outcome.garbage += 1;
+                    continue;
+                }
+            },
+            other => text(other).ok_or_else(bad)?,
+        };
+        outcome.transitions.push(match edge {
             1 => Transition::Occupied(channel),
             _ => Transition::Vacated(channel),
         });
@@ -366,6 +393,25 @@ mod tests {
                 garbage: 2,
                 reaped: 0,
             })
+        );
+        let not_utf8 = Value::Array(vec![
+            Value::Int(1),
+            Value::Int(0),
+            Value::Int(0),
+            Value::BulkString(vec![b'n', 0xff]),
+            Value::Int(0),
+            bulk("news"),
+            Value::Int(0),
+        ]);
+        assert_eq!(
+            parse_flush(&not_utf8),
+            Ok(FlushOutcome {
+                transitions: vec![Transition::Vacated("news".into())],
+                resync: false,
+                garbage: 1,
+                reaped: 0,
+            }),
+            "a name that is not UTF-8 is skipped and counted, the others kept"
         );
         let first = Value::Array(vec![Value::Int(0), Value::Int(0), Value::Int(3)]);
         assert!(parse_flush(&first).is_ok_and(|o| o.resync && o.reaped == 3));
