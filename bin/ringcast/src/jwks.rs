@@ -10,22 +10,18 @@
 //! whole fetch within [`FETCH_TIMEOUT`], body at most [`MAX_JWKS_BYTES`]; redirects are
 //! not followed.
 
+use crate::http_client;
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body::Body;
 use hyper::Uri;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use ringcast_shard::{JwksKeys, KeySet};
 use ringcast_telemetry::names;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -61,7 +57,9 @@ impl JwksFetch {
             bail!("--jwks-url names no host");
         };
         let tls = match url.scheme_str() {
-            Some("https") => Some(Arc::new(client_config(extra_ca)?)),
+            Some("https") => Some(Arc::new(
+                http_client::client_config(extra_ca).context("--jwks-ca")?,
+            )),
             Some("http") if is_loopback(host) => None,
             Some("http") => bail!(
                 "--jwks-url over http:// only to a loopback address (a key server on this \
@@ -126,43 +124,10 @@ impl JwksFetch {
     }
 
     async fn get(&self) -> anyhow::Result<Vec<u8>> {
-        let host = self.url.host().unwrap_or_default();
-        let port = self
-            .url
-            .port_u16()
-            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
-        let host = host.trim_matches(['[', ']']);
-        let tcp = TcpStream::connect((host, port)).await?;
-        match &self.tls {
-            None => self.request(tcp).await,
-            Some(config) => {
-                let name = ServerName::try_from(host.to_owned())?;
-                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
-                    .connect(name, tcp)
-                    .await?;
-                self.request(tls).await
-            }
-        }
-    }
-
-    async fn request<S>(&self, stream: S) -> anyhow::Result<Vec<u8>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            // Ends with the response (or the fetch's timeout, which drops the sender).
-            let _ = connection.await;
-        });
-        let authority = self.url.authority().map(|a| a.as_str()).unwrap_or_default();
-        let path = self.url.path_and_query().map_or("/", |p| p.as_str());
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, authority)
+        let request = http_client::request(hyper::Method::GET, &self.url)
             .header(hyper::header::ACCEPT, "application/json")
-            .header(hyper::header::USER_AGENT, "ringcast")
             .body(String::new())?;
-        let response = sender.send_request(request).await?;
+        let response = http_client::send(&self.url, self.tls.as_ref(), request).await?;
         if response.status() != hyper::StatusCode::OK {
             bail!("answered {}", response.status());
         }
@@ -192,28 +157,6 @@ fn is_loopback(host: &str) -> bool {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Client TLS settings: the bundled Mozilla roots plus the certificates in `extra_ca`.
-pub(crate) fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = extra_ca {
-        let certs = CertificateDer::pem_file_iter(path)
-            .with_context(|| format!("--jwks-ca {}", path.display()))?;
-        for cert in certs {
-            let cert = cert.with_context(|| format!("--jwks-ca {}", path.display()))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("--jwks-ca {}", path.display()))?;
-        }
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls_certs::provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    Ok(config)
 }
 
 #[cfg(test)]

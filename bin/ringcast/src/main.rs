@@ -5,6 +5,7 @@ mod address_check;
 mod broker_metrics;
 mod config;
 mod disconnect;
+mod http_client;
 mod jwks;
 mod logging;
 mod mesh;

@@ -13,16 +13,13 @@
 //! receiver that hangs costs one request per [`REQUEST_TIMEOUT`]; a full queue drops
 //! and counts new events.
 
+use crate::http_client;
 use crate::webhook_queue::{ATTEMPTS, Event, EventQueue, QUEUE_CAPACITY, retry_delay_ms};
 use anyhow::{Context, bail};
 use hyper::Uri;
-use hyper_util::rt::TokioIo;
 use ringcast_telemetry::names;
-use rustls::pki_types::ServerName;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Longest one POST may take (connect, TLS, request, status line).
@@ -112,7 +109,7 @@ impl Webhook {
             );
         }
         let tls = match url.scheme_str() {
-            Some("https") => Some(Arc::new(crate::jwks::client_config(None)?)),
+            Some("https") => Some(Arc::new(http_client::client_config(None)?)),
             Some("http") => None,
             _ => bail!("--webhook-url must start with http:// or https://"),
         };
@@ -199,49 +196,16 @@ impl Webhook {
     }
 
     async fn post(&self, body: &str) -> anyhow::Result<()> {
-        let host = self.url.host().unwrap_or_default();
-        let port = self
-            .url
-            .port_u16()
-            .unwrap_or(if self.tls.is_some() { 443 } else { 80 });
-        let host = host.trim_matches(['[', ']']);
-        let tcp = TcpStream::connect((host, port)).await?;
-        match &self.tls {
-            None => self.request(tcp, body).await,
-            Some(config) => {
-                let name = ServerName::try_from(host.to_owned())?;
-                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
-                    .connect(name, tcp)
-                    .await?;
-                self.request(tls, body).await
-            }
-        }
-    }
-
-    async fn request<S>(&self, stream: S, body: &str) -> anyhow::Result<()>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            // Ends with the response (or the request's timeout, which drops the sender).
-            let _ = connection.await;
-        });
         let timestamp = now_ms() / 1000;
-        let authority = self.url.authority().map(|a| a.as_str()).unwrap_or_default();
-        let path = self.url.path_and_query().map_or("/", |p| p.as_str());
-        let request = hyper::Request::post(path)
-            .header(hyper::header::HOST, authority)
+        let request = http_client::request(hyper::Method::POST, &self.url)
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, "ringcast")
             .header("x-ringcast-timestamp", timestamp.to_string())
             .header(
                 "x-ringcast-signature",
                 signature(&self.secret, timestamp, body.as_bytes()),
             )
             .body(body.to_owned())?;
-        let response = sender.send_request(request).await?;
+        let response = http_client::send(&self.url, self.tls.as_ref(), request).await?;
         if !response.status().is_success() {
             bail!("answered {}", response.status());
         }
