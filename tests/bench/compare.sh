@@ -14,7 +14,9 @@
 #                BUILD_RUNTIME_PEERS=1; they run the idle, connect and fan-out phases.
 # Phases per server (each one wsload run that ramps, measures, closes and exits):
 #   idle     hold CONNS connections: idle server memory per connection (VmRSS growth over
-#            the ramp / connected), connect rate, server CPU per 1,000 connects
+#            the ramp / connected), its marginal cost (the slope of VmRSS against open
+#            descriptors from CONNS/2 to CONNS during the ramp, sampled every 100 ms: fixed
+#            costs drop out), connect rate, server CPU per 1,000 connects
 #   fan1     push: CONNS subscribers of 1 channel, M messages published unpaced:
 #            deliveries/s, server CPU s per 1M deliveries, lost
 #   fan100   push: CONNS subscribers over 100 channels, M messages per channel, unpaced
@@ -132,6 +134,16 @@ trap 'exit 130' INT TERM
 
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+sample_ramp() { # pid dir: "<open descriptors> <VmRSS bytes>" every 100 ms until the ramp ends
+    local i
+    for ((i = 0; i < RAMP_BOUND * 10; i++)); do
+        [[ -e $2/ready ]] && break
+        kill -0 "$1" 2>/dev/null || break
+        echo "$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) $(rss_bytes "$1")"
+        sleep 0.1
+    done >"$2/samples"
+}
+
 cpu_ticks() { # utime + stime of the whole process (fields 14 and 15 of /proc/PID/stat)
     local stat rest
     stat=$(<"/proc/$1/stat") || { echo 0; return; }
@@ -232,13 +244,24 @@ run_phase() { # server phase bound_seconds wsload-args...: one wsload run with m
         --ready-file "$dir/ready" --done-file "$dir/done" --json "$dir/report.json" \
         >/dev/null 2>"$dir/wsload.log" &
     LOAD_PID=$!
+    local sampler=""
+    if [[ $phase == idle ]]; then
+        sample_ramp "$SERVER_PID" "$dir" &
+        sampler=$!
+    fi
     if ! wait_file "$dir/ready" "$RAMP_BOUND" "$LOAD_PID"; then
+        [[ -n $sampler ]] && stop_pid "$sampler" 1
         log "warning: $server $phase: ramp did not finish (see $dir/wsload.log)"
         stop_pid "$LOAD_PID" 5
         LOAD_PID=""
         return 0
     fi
-    if [[ $phase == idle ]]; then sleep 2; fi
+    if [[ $phase == idle ]]; then
+        sleep 2
+        wait "$sampler" 2>/dev/null || true
+        echo "$(find "/proc/$SERVER_PID/fd" -mindepth 1 -maxdepth 1 | wc -l) $(rss_bytes "$SERVER_PID")" \
+            >>"$dir/samples"
+    fi
     rss1=$(rss_bytes "$SERVER_PID")
     cpu1=$(cpu_ticks "$SERVER_PID")
     t1=$(date +%s.%N)

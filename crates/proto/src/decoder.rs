@@ -201,6 +201,11 @@ impl Decoder {
         self.state == State::Closed
     }
 
+    /// Whether it still decodes: no close frame delivered and no protocol error.
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+
     fn decode(
         &mut self,
         mut input: &mut [u8],

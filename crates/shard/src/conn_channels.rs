@@ -12,8 +12,12 @@ pub(crate) enum ConnChannels {
     None,
     /// One channel.
     One(Membership),
-    /// Several channels.
-    Many(Vec<Membership>),
+    /// Several channels (boxed: the common single subscription keeps `Conn` small).
+    #[expect(
+        clippy::box_collection,
+        reason = "one pointer in every connection, not a vector's three words"
+    )]
+    Many(Box<Vec<Membership>>),
 }
 
 impl ConnChannels {
@@ -40,7 +44,7 @@ impl ConnChannels {
     pub(crate) fn add(&mut self, m: Membership) {
         *self = match std::mem::take(self) {
             ConnChannels::None => ConnChannels::One(m),
-            ConnChannels::One(first) => ConnChannels::Many(vec![first, m]),
+            ConnChannels::One(first) => ConnChannels::Many(Box::new(vec![first, m])),
             ConnChannels::Many(mut v) => {
                 v.push(m);
                 ConnChannels::Many(v)
@@ -69,7 +73,7 @@ impl ConnChannels {
         let list: &[Membership] = match self {
             ConnChannels::None => &[],
             ConnChannels::One(m) => std::slice::from_ref(m),
-            ConnChannels::Many(v) => v,
+            ConnChannels::Many(v) => v.as_slice(),
         };
         list.iter().map(|m| m.channel)
     }
@@ -86,7 +90,7 @@ impl ConnChannels {
         match std::mem::take(self) {
             ConnChannels::None => Vec::new(),
             ConnChannels::One(m) => vec![m],
-            ConnChannels::Many(v) => v,
+            ConnChannels::Many(v) => *v,
         }
     }
 

@@ -24,6 +24,7 @@ mod compression;
 mod config;
 mod conn;
 mod conn_channels;
+mod conn_decoder;
 mod conn_slots;
 mod conn_table;
 mod connect_limiter;

@@ -299,9 +299,7 @@ impl Shard {
     /// the glue) when [`Shard::needs_peer_address`].
     pub fn on_accept(&mut self, fd: i32, peer: Option<IpAddr>, now_ms: u64) -> ConnId {
         self.now_ms = now_ms;
-        let id = self
-            .conns
-            .insert(Conn::new(fd, peer, self.cfg.max_message_bytes));
+        let id = self.conns.insert(Conn::new(fd, peer));
         self.counters.accepted += 1;
         self.counters.connections = self.conns.len() as u64;
         self.actions.push(Action::ArmRecv(id, fd));
@@ -344,7 +342,8 @@ impl Shard {
             Phase::Closing { .. } => {
                 // Only the peer's close reply or its FIN matter now; keep decoding so
                 // a reply is recognised, but send nothing more.
-                let _ = conn.decoder.feed(data, &mut |_| {});
+                let (max_message, inflate) = (self.cfg.max_message_bytes, conn.deflate_bits != 0);
+                let _ = conn.decoder.feed(data, max_message, inflate, &mut |_| {});
             }
         }
     }
@@ -742,8 +741,7 @@ impl Shard {
             }
             (TimerKind::PollDeadline, Phase::Open) => self.poll_deadline(id, now_ms),
             (TimerKind::Ping, Phase::Open) => {
-                if conn.ping_sent_ms == 0 {
-                    conn.ping_sent_ms = now_ms.max(1);
+                if conn.ping_sent(now_ms) {
                     conn.queue.push_control(Bytes::from_static(PING_FRAME));
                     self.counters.pings_sent += 1;
                     self.wheel.schedule(
@@ -757,8 +755,9 @@ impl Shard {
                     .schedule(now_ms + self.cfg.ping_interval_ms, id, TimerKind::Ping);
             }
             (TimerKind::PongDeadline, Phase::Open)
-                if conn.ping_sent_ms != 0
-                    && now_ms.saturating_sub(conn.ping_sent_ms) >= self.cfg.pong_timeout_ms =>
+                if conn
+                    .ping_age_ms(now_ms)
+                    .is_some_and(|age| age >= self.cfg.pong_timeout_ms) =>
             {
                 self.counters.ping_timeouts += 1;
                 self.abort(id, CloseReason::PingTimeout);

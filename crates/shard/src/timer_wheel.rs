@@ -22,6 +22,9 @@ pub(crate) enum TimerKind {
     TokenExpiry,
 }
 
+/// Timers' room a slot keeps after it fired; a larger slot's storage is freed.
+const KEPT_PER_SLOT: usize = 16;
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     idx: u32,
@@ -68,17 +71,24 @@ impl TimerWheel {
     /// Moves every timer due at or before `now_ms` into `fired`.
     pub(crate) fn advance(&mut self, now_ms: u64, fired: &mut Vec<(ConnId, TimerKind)>) {
         let now_tick = now_ms / self.tick_ms;
+        let fire = |e: Entry| {
+            let id = ConnId {
+                idx: e.idx,
+                generation: e.generation,
+            };
+            (id, e.kind)
+        };
+        let len = self.slots.len() as u64;
         while self.next_tick <= now_tick {
-            let slot = (self.next_tick % self.slots.len() as u64) as usize;
-            fired.extend(self.slots[slot].drain(..).map(|e| {
-                (
-                    ConnId {
-                        idx: e.idx,
-                        generation: e.generation,
-                    },
-                    e.kind,
-                )
-            }));
+            let slot = &mut self.slots[(self.next_tick % len) as usize];
+            if slot.capacity() > KEPT_PER_SLOT {
+                // A slot that held a crowd (a ramp's handshake deadlines, a mass close's
+                // lingers) gives its storage back: kept, every slot would hold its peak
+                // forever, and memory would follow the busiest second, not the timers.
+                fired.extend(std::mem::take(slot).into_iter().map(fire));
+            } else {
+                fired.extend(slot.drain(..).map(fire));
+            }
             self.next_tick += 1;
         }
     }
@@ -151,5 +161,19 @@ mod tests {
             assert_eq!(fired.len(), 1);
             fired.clear();
         }
+    }
+
+    #[test]
+    fn a_crowded_slot_gives_its_storage_back() {
+        let mut wheel = TimerWheel::new(10, 1000);
+        for i in 0..100 {
+            wheel.schedule(50, id(i), TimerKind::HandshakeDeadline);
+        }
+        wheel.schedule(60, id(100), TimerKind::Ping);
+        let mut fired = Vec::new();
+        wheel.advance(60, &mut fired);
+        assert_eq!(fired.len(), 101);
+        let kept: usize = wheel.slots.iter().map(Vec::capacity).sum();
+        assert!(kept <= KEPT_PER_SLOT, "{kept} entries' room kept");
     }
 }

@@ -18,6 +18,7 @@
 //! really costs, not by its payload alone.
 
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 /// Most chunks handed to one vectored send.
@@ -57,9 +58,9 @@ impl Kind {
     }
 }
 
-/// Queued frames of one connection. Holds no allocation while empty.
+/// The frames themselves, boxed behind [`WriteQueue`] while any wait.
 #[derive(Debug, Default)]
-pub(crate) struct WriteQueue {
+struct Frames {
     entries: VecDeque<Entry>,
     /// Bytes of the front frame already sent.
     head_offset: u32,
@@ -69,9 +70,9 @@ pub(crate) struct WriteQueue {
     inflight: u16,
 }
 
-impl WriteQueue {
+impl Frames {
     /// Appends a data frame (a message; may be dropped by the slow-consumer policy).
-    pub(crate) fn push_data(&mut self, frame: Bytes) {
+    fn push_data(&mut self, frame: Bytes) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {
             frame,
@@ -81,14 +82,14 @@ impl WriteQueue {
 
     /// Queues a control frame ahead of every waiting data frame (after frames already
     /// being sent and after earlier control frames).
-    pub(crate) fn push_control(&mut self, frame: Bytes) {
+    fn push_control(&mut self, frame: Bytes) {
         self.insert_control(frame, Kind::Control);
     }
 
     /// Queues the answer to a ping. Up to [`MAX_WAITING_PONGS`] wait (a client's short
     /// burst of pings gets every pong, as conformance suites expect); past that the
     /// newest waiting pong is replaced by this one, so a flood holds a bounded number.
-    pub(crate) fn push_pong(&mut self, frame: Bytes) {
+    fn push_pong(&mut self, frame: Bytes) {
         let pinned = self.pinned();
         let mut pongs = self
             .entries
@@ -109,7 +110,7 @@ impl WriteQueue {
     }
 
     /// Queues a keep-alive frame unless one is already waiting (it says the same).
-    pub(crate) fn push_keepalive(&mut self, frame: Bytes) {
+    fn push_keepalive(&mut self, frame: Bytes) {
         if self.waiting_control(Kind::Keepalive).is_none() {
             self.insert_control(frame, Kind::Keepalive);
         }
@@ -138,7 +139,7 @@ impl WriteQueue {
 
     /// Queues a close frame: nothing may follow it, so waiting data frames are dropped.
     /// Returns how many were dropped.
-    pub(crate) fn push_close(&mut self, frame: Bytes) -> usize {
+    fn push_close(&mut self, frame: Bytes) -> usize {
         let dropped = self.drop_waiting_data(usize::MAX);
         self.push_control(frame);
         dropped
@@ -147,7 +148,7 @@ impl WriteQueue {
     /// Queues a control frame after everything already queued: a graceful close (the
     /// data the peer is owed still goes out first), or the next part of an answer queued
     /// in parts.
-    pub(crate) fn push_final(&mut self, frame: Bytes) {
+    fn push_final(&mut self, frame: Bytes) {
         self.bytes = self.bytes.saturating_add(frame.len() as u32);
         self.entries.push_back(Entry {
             frame,
@@ -157,7 +158,7 @@ impl WriteQueue {
 
     /// Drops waiting data frames, oldest first, until at least `need` bytes are freed or
     /// none is left. Returns how many frames were dropped.
-    pub(crate) fn drop_waiting_data(&mut self, need: usize) -> usize {
+    fn drop_waiting_data(&mut self, need: usize) -> usize {
         let mut freed = 0usize;
         let mut dropped = 0;
         let mut i = self.pinned();
@@ -175,19 +176,9 @@ impl WriteQueue {
         dropped
     }
 
-    /// Whether nothing is waiting to be sent.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// Bytes queued and not yet sent (including the send in flight).
-    pub(crate) fn queued_bytes(&self) -> u32 {
-        self.bytes
-    }
-
     /// What the queue costs against a limit: [`WriteQueue::queued_bytes`] plus
     /// [`ENTRY_OVERHEAD`] per queued frame.
-    pub(crate) fn charged_bytes(&self) -> u32 {
+    fn charged_bytes(&self) -> u32 {
         let entries = u32::try_from(self.entries.len()).unwrap_or(u32::MAX);
         self.bytes
             .saturating_add(entries.saturating_mul(ENTRY_OVERHEAD))
@@ -195,7 +186,7 @@ impl WriteQueue {
 
     /// Hands the unsent slices, oldest first, at most [`MAX_IOVECS`], to `chunk` and marks
     /// them in flight. The slices stay valid until [`WriteQueue::advance`].
-    pub(crate) fn begin_send(&mut self, mut chunk: impl FnMut(&[u8])) {
+    fn begin_send(&mut self, mut chunk: impl FnMut(&[u8])) {
         let mut count = 0;
         for (i, entry) in self.entries.iter().take(MAX_IOVECS).enumerate() {
             let start = if i == 0 { self.head_offset as usize } else { 0 };
@@ -207,7 +198,7 @@ impl WriteQueue {
 
     /// The send in flight wrote `written` bytes: drops finished frames, and frees the
     /// queue's storage when it becomes empty so an idle connection holds nothing.
-    pub(crate) fn advance(&mut self, mut written: usize) {
+    fn advance(&mut self, mut written: usize) {
         self.inflight = 0;
         self.bytes = self.bytes.saturating_sub(written as u32);
         while let Some(front) = self.entries.front() {
@@ -220,12 +211,135 @@ impl WriteQueue {
             self.head_offset = 0;
             self.entries.pop_front();
         }
-        self.entries = VecDeque::new();
     }
 
     /// Frames at the front that must stay where they are: in flight or partly sent.
     fn pinned(&self) -> usize {
         usize::from(self.inflight).max(usize::from(self.head_offset > 0))
+    }
+}
+
+/// Emptied queues kept for reuse by this thread (one shard per thread), so that a frame
+/// for an idle connection allocates nothing once the list is warm.
+const SPARE_QUEUES: usize = 1024;
+
+/// Ring capacity (entries) a spare keeps; a larger ring (after a burst) is freed.
+const SPARE_ROOM: usize = 4;
+
+thread_local! {
+    #[expect(clippy::vec_box, reason = "the boxes move in and out of connections")]
+    static SPARE: RefCell<Vec<Box<Frames>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Queued frames of one connection: one pointer while empty (every idle connection
+/// carries one), the frames boxed while any wait. The box comes from and returns to a
+/// bounded per-thread spare list ([`SPARE_QUEUES`]).
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue(Option<Box<Frames>>);
+
+impl WriteQueue {
+    fn frames(&mut self) -> &mut Frames {
+        self.0.get_or_insert_with(|| {
+            SPARE
+                .try_with(|spare| spare.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        })
+    }
+
+    /// Gives the box back once nothing waits.
+    fn settle(&mut self) {
+        if self.0.as_ref().is_some_and(|f| f.entries.is_empty())
+            && let Some(mut frames) = self.0.take()
+        {
+            if frames.entries.capacity() > SPARE_ROOM {
+                frames.entries = VecDeque::new();
+            }
+            frames.head_offset = 0;
+            frames.bytes = 0;
+            frames.inflight = 0;
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_QUEUES {
+                    spare.push(frames);
+                }
+            });
+        }
+    }
+
+    /// Appends a data frame (a message; may be dropped by the slow-consumer policy).
+    pub(crate) fn push_data(&mut self, frame: Bytes) {
+        self.frames().push_data(frame);
+    }
+
+    /// Queues a control frame ahead of every waiting data frame (after frames already
+    /// being sent and after earlier control frames).
+    pub(crate) fn push_control(&mut self, frame: Bytes) {
+        self.frames().push_control(frame);
+    }
+
+    /// Queues the answer to a ping (at most [`MAX_WAITING_PONGS`] wait; see
+    /// the module doc).
+    pub(crate) fn push_pong(&mut self, frame: Bytes) {
+        self.frames().push_pong(frame);
+    }
+
+    /// Queues a keep-alive unless one is already waiting.
+    pub(crate) fn push_keepalive(&mut self, frame: Bytes) {
+        self.frames().push_keepalive(frame);
+    }
+
+    /// Drops every waiting data frame and queues the close frame; returns how many
+    /// data frames were dropped.
+    pub(crate) fn push_close(&mut self, frame: Bytes) -> usize {
+        self.frames().push_close(frame)
+    }
+
+    /// Appends a frame behind everything queued (a close reply after the echoes and
+    /// messages that came before the client's close).
+    pub(crate) fn push_final(&mut self, frame: Bytes) {
+        self.frames().push_final(frame);
+    }
+
+    /// Drops waiting data frames, oldest first, until at least `need` bytes are freed
+    /// (or none is left); returns how many were dropped.
+    pub(crate) fn drop_waiting_data(&mut self, need: usize) -> usize {
+        let dropped = self.0.as_mut().map_or(0, |f| f.drop_waiting_data(need));
+        self.settle();
+        dropped
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|f| f.entries.is_empty())
+    }
+
+    /// Bytes queued and not yet sent (including the send in flight).
+    pub(crate) fn queued_bytes(&self) -> u32 {
+        self.0.as_ref().map_or(0, |f| f.bytes)
+    }
+
+    /// What the queue is charged against its limit: its bytes plus [`ENTRY_OVERHEAD`]
+    /// per frame.
+    pub(crate) fn charged_bytes(&self) -> u32 {
+        self.0.as_ref().map_or(0, |f| f.charged_bytes())
+    }
+
+    /// Hands the slices of the next send to `chunk`, in order (at most [`MAX_IOVECS`]);
+    /// they stay unmoved until [`WriteQueue::advance`].
+    pub(crate) fn begin_send(&mut self, chunk: impl FnMut(&[u8])) {
+        if let Some(frames) = self.0.as_mut() {
+            frames.begin_send(chunk);
+        }
+    }
+
+    /// The send in flight wrote `written` bytes: frees what was sent.
+    pub(crate) fn advance(&mut self, written: usize) {
+        if let Some(frames) = self.0.as_mut() {
+            frames.advance(written);
+        }
+        self.settle();
     }
 }
 
@@ -236,7 +350,9 @@ mod tests {
     fn pending(queue: &mut WriteQueue) -> Vec<u8> {
         let mut out = Vec::new();
         queue.begin_send(|c| out.extend_from_slice(c));
-        queue.inflight = 0;
+        if let Some(frames) = queue.0.as_mut() {
+            frames.inflight = 0;
+        }
         out
     }
 
@@ -258,7 +374,25 @@ mod tests {
         q.advance(4);
         assert!(q.is_empty());
         assert_eq!(q.queued_bytes(), 0);
-        assert_eq!(q.entries.capacity(), 0, "storage freed when empty");
+        assert!(q.0.is_none(), "storage handed back when empty");
+    }
+
+    #[test]
+    fn an_emptied_queue_is_reused_and_a_burst_ring_is_not_kept() {
+        let mut q = WriteQueue::default();
+        for _ in 0..100 {
+            data(&mut q, b"x");
+        }
+        q.begin_send(|_| {});
+        q.advance(64);
+        q.begin_send(|_| {});
+        q.advance(36);
+        assert!(q.0.is_none());
+        let mut next = WriteQueue::default();
+        data(&mut next, b"y");
+        let room = next.0.as_ref().map(|f| f.entries.capacity());
+        assert!(room.is_some_and(|r| r <= SPARE_ROOM), "{room:?}");
+        assert_eq!(std::mem::size_of::<WriteQueue>(), 8);
     }
 
     #[test]
@@ -326,7 +460,10 @@ mod tests {
         for i in 0..100_000u32 {
             q.push_pong(Bytes::from(i.to_be_bytes().to_vec()));
         }
-        assert_eq!(q.entries.len(), MAX_WAITING_PONGS + 1);
+        assert_eq!(
+            q.0.as_ref().map(|f| f.entries.len()),
+            Some(MAX_WAITING_PONGS + 1)
+        );
         let mut want: Vec<u8> = (0..MAX_WAITING_PONGS as u32 - 1)
             .flat_map(u32::to_be_bytes)
             .collect();

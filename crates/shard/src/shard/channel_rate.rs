@@ -22,7 +22,7 @@ impl Shard {
         if self.channels.slot_of(channel).is_some() || self.owned.owns(channel) {
             return false;
         }
-        let Some(ip) = self.conns.get_mut(id).and_then(|c| c.peer) else {
+        let Some(ip) = self.conns.get_mut(id).and_then(|c| c.peer()) else {
             return false;
         };
         if self.channel_limiter.allow(ip, now_ms) {

@@ -10,6 +10,7 @@ use ringcast_proto::{Message, OpCode, close_payload, code};
 impl Shard {
     pub(super) fn recv_frames(&mut self, id: ConnId, data: &mut [u8], now_ms: u64) {
         let commands = self.reads_commands(id);
+        let max_message = self.cfg.max_message_bytes;
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -28,15 +29,17 @@ impl Shard {
         let mut received = std::mem::take(&mut self.commands);
         let mut pong = false;
         let mut peer_close: Option<Option<u16>> = None;
-        let result = conn.decoder.feed(data, &mut |msg| match msg {
-            Message::Text(p) if echo => queue.push_data(echo_frame(OpCode::Text, p)),
-            Message::Binary(p) if echo => queue.push_data(echo_frame(OpCode::Binary, p)),
-            Message::Text(p) if commands => received.push(p.to_vec()),
-            Message::Text(_) | Message::Binary(_) => {}
-            Message::Ping(p) => queue.push_pong(encoded(OpCode::Pong, p)),
-            Message::Pong(_) => pong = true,
-            Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
-        });
+        let result = conn
+            .decoder
+            .feed(data, max_message, bits != 0, &mut |msg| match msg {
+                Message::Text(p) if echo => queue.push_data(echo_frame(OpCode::Text, p)),
+                Message::Binary(p) if echo => queue.push_data(echo_frame(OpCode::Binary, p)),
+                Message::Text(p) if commands => received.push(p.to_vec()),
+                Message::Text(_) | Message::Binary(_) => {}
+                Message::Ping(p) => queue.push_pong(encoded(OpCode::Pong, p)),
+                Message::Pong(_) => pong = true,
+                Message::Close(frame) => peer_close = Some(frame.map(|f| f.code)),
+            });
         for command in received.drain(..) {
             let reply = self.client_command(id, &command, now_ms);
             if let Some(conn) = self.conns.get_mut(id) {
@@ -48,13 +51,11 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if pong && conn.ping_sent_ms != 0 {
-            let rtt_ms = now_ms.saturating_sub(conn.ping_sent_ms);
-            conn.ping_sent_ms = 0;
+        if pong {
             self.counters.pongs_received += 1;
-            self.counters.ping_rtt(rtt_ms as f64 / 1000.0);
-        } else if pong {
-            self.counters.pongs_received += 1;
+            if let Some(rtt_ms) = conn.pong_received(now_ms) {
+                self.counters.ping_rtt(rtt_ms as f64 / 1000.0);
+            }
         }
         match (result, peer_close) {
             (Err(err), _) => {

@@ -138,8 +138,8 @@ impl Shard {
         conn.queue.push_control(Bytes::from(response));
         conn.framing = framing;
         if let Some(params) = deflate {
+            // Also what lets the decoder take compressed messages (`deflate_bits != 0`).
             conn.deflate_bits = params.server_max_window_bits;
-            conn.decoder.enable_deflate();
         }
         self.open_as(id, Transport::WebSocket);
         match target {
