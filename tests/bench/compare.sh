@@ -15,7 +15,7 @@
 # Phases per server (each one wsload run that ramps, measures, closes and exits):
 #   idle     hold CONNS connections: idle server memory per connection (VmRSS growth over
 #            the ramp / connected), its marginal cost (the slope of VmRSS against open
-#            descriptors from CONNS/2 to CONNS during the ramp, sampled every 100 ms: fixed
+#            descriptors from CONNS/2 to CONNS during the ramp, sampled every ~20 ms: fixed
 #            costs drop out), connect rate, server CPU per 1,000 connects
 #   fan1     push: CONNS subscribers of 1 channel, M messages published unpaced:
 #            deliveries/s, server CPU s per 1M deliveries, lost
@@ -42,6 +42,7 @@
 #   SERVERS ["ringcast ringcast-1 uws bench-peer node-ws"; plus the runtime peers with
 #            BUILD_RUNTIME_PEERS=1]
 #   CONNS [19000]  M [200]  PROCS [2]  RATE [5000 connects/s]  SOURCE_IPS [127.0.0.1-127.0.0.20]
+#   CONNECT_RATE [0: unpaced; the idle phase's ramp, which measures connects/s]
 #   SIZE [64]  PUSH_RATE [500]  LATENCY_SECONDS [10]  ECHO_CONNS [2000]  ECHO_RATE [10]
 #   CHURN_CONNS [5000]  PACED_CONNS [10000]  OUTSTANDING [50000]  PACED_SECONDS [10]
 #   FIXED_RATE [5 publishes/s]
@@ -61,6 +62,7 @@ CONNS=${CONNS:-19000}
 M=${M:-200}
 PROCS=${PROCS:-2}
 RATE=${RATE:-5000}
+CONNECT_RATE=${CONNECT_RATE:-0}
 SOURCE_IPS=${SOURCE_IPS:-127.0.0.1-127.0.0.20}
 SIZE=${SIZE:-64}
 PUSH_RATE=${PUSH_RATE:-500}
@@ -134,13 +136,13 @@ trap 'exit 130' INT TERM
 
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-sample_ramp() { # pid dir: "<open descriptors> <VmRSS bytes>" every 100 ms until the ramp ends
+sample_ramp() { # pid dir: "<open descriptors> <VmRSS bytes>" every ~20 ms until the ramp ends
     local i
-    for ((i = 0; i < RAMP_BOUND * 10; i++)); do
+    for ((i = 0; i < RAMP_BOUND * 50; i++)); do
         [[ -e $2/ready ]] && break
         kill -0 "$1" 2>/dev/null || break
         echo "$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) $(rss_bytes "$1")"
-        sleep 0.1
+        sleep 0.02
     done >"$2/samples"
 }
 
@@ -295,7 +297,7 @@ run_server() { # server
         case $phase in
         idle)
             run_phase "$server" idle $((RAMP_BOUND + 40)) hold --url "$url/idle-{ch}" \
-                --channels 100 --connections "$CONNS" --rate "$RATE" --duration 3
+                --channels 100 --connections "$CONNS" --rate "$CONNECT_RATE" --duration 3
             ;;
         fan1)
             run_phase "$server" fan1 $((RAMP_BOUND + 120)) push --url "$url/bench" \
@@ -387,5 +389,5 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # shellcheck disable=SC2086
 python3 "$ROOT/tests/bench/compare_table.py" --out "$OUT" --results "$RESULTS" \
     --started "$STARTED" --load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
-    --config "CONNS=$CONNS M=$M PROCS=$PROCS RATE=$RATE SIZE=$SIZE PUSH_RATE=$PUSH_RATE LATENCY_SECONDS=$LATENCY_SECONDS ECHO_CONNS=$ECHO_CONNS ECHO_RATE=$ECHO_RATE CHURN_CONNS=$CHURN_CONNS PACED_CONNS=$PACED_CONNS OUTSTANDING=$OUTSTANDING PACED_SECONDS=$PACED_SECONDS FIXED_RATE=$FIXED_RATE RINGCAST_FLAGS='$RINGCAST_FLAGS'" \
+    --config "CONNS=$CONNS M=$M PROCS=$PROCS RATE=$RATE CONNECT_RATE=$CONNECT_RATE SIZE=$SIZE PUSH_RATE=$PUSH_RATE LATENCY_SECONDS=$LATENCY_SECONDS ECHO_CONNS=$ECHO_CONNS ECHO_RATE=$ECHO_RATE CHURN_CONNS=$CHURN_CONNS PACED_CONNS=$PACED_CONNS OUTSTANDING=$OUTSTANDING PACED_SECONDS=$PACED_SECONDS FIXED_RATE=$FIXED_RATE RINGCAST_FLAGS='$RINGCAST_FLAGS'" \
     $SERVERS
