@@ -137,11 +137,9 @@ pub(crate) struct Conn {
     /// Low 32 bits of the shard clock (ms) when the unanswered ping was sent; 0 when
     /// none is outstanding (see [`Conn::ping_sent`]: ages are exact below 49 days).
     ping_sent_ms: u32,
-    /// Its token's grant and expiry deadline (None when admitted without a token).
-    pub(crate) grant: Option<Box<ConnGrant>>,
-    /// Partial request head (empty and unallocated once open, or when the request came
-    /// in one receive).
-    pub(crate) head: RequestHead,
+    /// A token's grant, a partial request head, TLS: boxed together, only while one of
+    /// them is in use (see [`ConnExtras`]).
+    extras: Option<Box<ConnExtras>>,
     /// Counted in the shard's connection slots (see `ConnSlots`) until it is freed.
     pub(crate) holds_slot: bool,
     /// Frame decoder.
@@ -150,8 +148,25 @@ pub(crate) struct Conn {
     pub(crate) queue: WriteQueue,
     /// The source address, when a per-address limit needs it.
     peer: PeerAddr,
-    /// TLS state on a TLS port (boxed: plain connections pay one pointer).
-    pub(crate) tls: Option<Box<TlsSession>>,
+}
+
+/// What most connections never hold, in one box behind [`Conn::extras`]: a plain,
+/// tokenless connection whose request came in one receive never allocates it, and it is
+/// freed again once all three are empty.
+#[derive(Default)]
+struct ConnExtras {
+    /// Its token's grant and expiry deadline.
+    grant: Option<Box<ConnGrant>>,
+    /// A request head that spans receives (emptied once open).
+    head: RequestHead,
+    /// TLS state on a TLS port.
+    tls: Option<Box<TlsSession>>,
+}
+
+impl ConnExtras {
+    fn is_unused(&self) -> bool {
+        self.grant.is_none() && self.head.is_empty() && self.tls.is_none()
+    }
 }
 
 impl Conn {
@@ -171,23 +186,93 @@ impl Conn {
             deflate_bits: 0,
             channels: ConnChannels::None,
             ping_sent_ms: 0,
-            grant: None,
-            head: RequestHead::default(),
+            extras: None,
             holds_slot: false,
             decoder: ConnDecoder::default(),
             queue: WriteQueue::default(),
             peer: PeerAddr::new(peer),
-            tls: None,
         }
     }
 
     /// Whether it has bytes to send now: queued frames (on TLS, once application data
     /// may flow) or ciphertext.
     pub(crate) fn wants_send(&self) -> bool {
-        match &self.tls {
+        match self.tls() {
             None => !self.queue.is_empty(),
             Some(tls) => tls.has_unsent() || tls.is_open() && !self.queue.is_empty(),
         }
+    }
+
+    fn extras(&mut self) -> &mut ConnExtras {
+        self.extras.get_or_insert_default()
+    }
+
+    /// Frees the extras once nothing is in them.
+    fn tidy(&mut self) {
+        if self.extras.as_ref().is_some_and(|e| e.is_unused()) {
+            self.extras = None;
+        }
+    }
+
+    /// Its token's grant (None when admitted without a token).
+    pub(crate) fn grant(&self) -> Option<&ConnGrant> {
+        self.extras.as_ref()?.grant.as_deref()
+    }
+
+    /// Its token's grant, to change.
+    pub(crate) fn grant_mut(&mut self) -> Option<&mut ConnGrant> {
+        self.extras.as_mut()?.grant.as_deref_mut()
+    }
+
+    /// Holds a token's grant.
+    pub(crate) fn set_grant(&mut self, grant: ConnGrant) {
+        self.extras().grant = Some(Box::new(grant));
+    }
+
+    /// Takes the partial request head out (empty when there is none).
+    pub(crate) fn take_head(&mut self) -> RequestHead {
+        let head = self.extras.as_mut().map(|e| std::mem::take(&mut e.head));
+        self.tidy();
+        head.unwrap_or_default()
+    }
+
+    /// Keeps a partial request head for the next receive (nothing when it is empty).
+    pub(crate) fn put_head(&mut self, head: RequestHead) {
+        if !head.is_empty() {
+            self.extras().head = head;
+        }
+    }
+
+    /// Frees the request head (the connection was admitted or refused).
+    pub(crate) fn clear_head(&mut self) {
+        drop(self.take_head());
+    }
+
+    /// Its TLS session (None on a plain port).
+    pub(crate) fn tls(&self) -> Option<&TlsSession> {
+        self.extras.as_ref()?.tls.as_deref()
+    }
+
+    /// Its TLS session, to drive.
+    pub(crate) fn tls_mut(&mut self) -> Option<&mut TlsSession> {
+        self.extras.as_mut()?.tls.as_deref_mut()
+    }
+
+    /// Its TLS session and its queue together (a send encrypts from one into the other).
+    pub(crate) fn tls_and_queue(&mut self) -> (Option<&mut TlsSession>, &mut WriteQueue) {
+        let tls = self.extras.as_mut().and_then(|e| e.tls.as_deref_mut());
+        (tls, &mut self.queue)
+    }
+
+    /// Takes the TLS session out while the shard borrows the rest of itself; give it
+    /// back with [`Conn::set_tls`]. The extras box stays (empty or not) for the session to come back to.
+    pub(crate) fn take_tls(&mut self) -> Option<Box<TlsSession>> {
+        self.extras.as_mut()?.tls.take()
+    }
+
+    /// Holds a TLS session.
+    pub(crate) fn set_tls(&mut self, session: Box<TlsSession>) {
+        self.extras().tls = Some(session);
     }
 
     /// Its id, in slot `idx`.
@@ -244,7 +329,20 @@ mod tests {
     #[test]
     fn idle_connection_is_small() {
         let size = std::mem::size_of::<Conn>();
-        assert!(size <= 96, "Conn is {size} bytes");
+        assert!(size <= 80, "Conn is {size} bytes");
+    }
+
+    #[test]
+    fn extras_exist_only_while_used() {
+        let mut conn = Conn::new(3, None);
+        conn.put_head(crate::request_head::RequestHead::default());
+        assert!(conn.extras.is_none(), "an empty head allocates nothing");
+        let mut head = crate::request_head::RequestHead::default();
+        head.keep(b"GET / HTTP/1.1\r\n");
+        conn.put_head(head);
+        assert!(conn.extras.is_some());
+        assert!(!conn.take_head().is_empty());
+        assert!(conn.extras.is_none(), "freed once empty");
     }
 
     #[test]

@@ -19,32 +19,26 @@ pub(crate) enum Head<'a> {
 }
 
 /// The bytes of an incomplete request head. Holds no allocation until a request spans
-/// more than one receive, and is one pointer wide in the connection (boxed: most
-/// requests arrive in one receive, and every connection carries this field).
+/// more than one receive.
 #[derive(Debug, Default)]
 pub(crate) struct RequestHead {
-    #[expect(
-        clippy::box_collection,
-        reason = "one pointer in every connection, not a vector's three words"
-    )]
-    buf: Option<Box<Vec<u8>>>,
+    buf: Vec<u8>,
 }
 
 impl RequestHead {
     /// Takes the bytes of one receive. Scans only the new bytes (and the last two kept).
     pub(crate) fn feed<'a>(&'a mut self, data: &'a mut [u8]) -> Head<'a> {
-        if self.buf.is_none() {
+        if self.buf.is_empty() {
             if data.len() >= MAX_HANDSHAKE_BYTES || ends_head(data) || !plausible_start(data) {
                 return Head::Ready(data);
             }
-            self.buf = Some(Box::new(data.to_vec()));
+            self.buf.extend_from_slice(data);
             return Head::Partial;
         }
-        let buf = self.buf.get_or_insert_default();
-        let scan_from = buf.len().saturating_sub(2);
-        buf.extend_from_slice(data);
-        if buf.len() >= MAX_HANDSHAKE_BYTES || ends_head(&buf[scan_from..]) {
-            Head::Ready(buf)
+        let scan_from = self.buf.len().saturating_sub(2);
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= MAX_HANDSHAKE_BYTES || ends_head(&self.buf[scan_from..]) {
+            Head::Ready(&mut self.buf)
         } else {
             Head::Partial
         }
@@ -54,14 +48,13 @@ impl RequestHead {
     /// not to be complete after all (an empty line before the request line): the next
     /// feed scans only what arrives after them.
     pub(crate) fn keep(&mut self, bytes: &[u8]) {
-        let buf = self.buf.get_or_insert_default();
-        buf.clear();
-        buf.extend_from_slice(bytes);
+        self.buf.clear();
+        self.buf.extend_from_slice(bytes);
     }
 
-    /// Frees the buffer (the connection was admitted or refused).
-    pub(crate) fn clear(&mut self) {
-        self.buf = None;
+    /// Whether nothing is kept.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
     }
 }
 
@@ -114,7 +107,7 @@ mod tests {
         let mut head = RequestHead::default();
         let req = b"GET /news HTTP/1.1\r\nHost: x\r\n\r\nrest";
         assert_eq!(feed(&mut head, req).as_deref(), Some(&req[..]));
-        assert!(head.buf.is_none(), "parsed from the receive buffer");
+        assert_eq!(head.buf.capacity(), 0, "parsed from the receive buffer");
     }
 
     #[test]
@@ -168,13 +161,7 @@ mod tests {
             fed += line.len();
             assert!(fed < MAX_HANDSHAKE_BYTES, "kept past the limit");
         }
-        assert!(
-            head.buf
-                .as_ref()
-                .is_some_and(|b| b.len() >= MAX_HANDSHAKE_BYTES)
-        );
-        head.clear();
-        assert!(head.buf.is_none());
+        assert!(head.buf.len() >= MAX_HANDSHAKE_BYTES);
     }
 
     #[test]

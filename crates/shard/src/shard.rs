@@ -320,7 +320,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.tls.is_some() {
+        if conn.tls().is_some() {
             self.recv_tls(id, data, now_ms);
         } else {
             self.recv_plain(id, data, now_ms);
@@ -380,7 +380,7 @@ impl Shard {
         conn.send_inflight = false;
         match result {
             Ok(written) => {
-                match conn.tls.as_deref_mut() {
+                match conn.tls_mut() {
                     Some(session) => session.sent(written),
                     None => conn.queue.advance(written),
                 }
@@ -515,12 +515,12 @@ impl Shard {
             return;
         };
         conn.send_inflight = true;
-        let encrypted = match conn.tls.as_deref_mut() {
-            None => {
-                conn.queue.begin_send(&mut *chunk);
+        let encrypted = match conn.tls_and_queue() {
+            (None, queue) => {
+                queue.begin_send(&mut *chunk);
                 true
             }
-            Some(session) => tls::send_batch(session, &mut conn.queue, &mut self.tls_batch, chunk),
+            (Some(session), queue) => tls::send_batch(session, queue, &mut self.tls_batch, chunk),
         };
         if !encrypted {
             self.abort(id, CloseReason::TlsError);
@@ -585,7 +585,7 @@ impl Shard {
     /// Marks a connection open on `transport` once its request is admitted.
     fn open_as(&mut self, id: ConnId, transport: Transport) {
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.head.clear();
+            conn.clear_head();
             conn.phase = Phase::Open;
             conn.transport = transport;
             self.open_by_transport[transport as usize] += 1;
@@ -728,6 +728,7 @@ impl Shard {
     }
 
     fn on_timer(&mut self, id: ConnId, kind: TimerKind, now_ms: u64) {
+        let deadline_arms_ping = self.first_ping_waits_for_deadline();
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
@@ -735,6 +736,15 @@ impl Shard {
             (TimerKind::HandshakeDeadline, Phase::Handshake) => {
                 self.abort(id, CloseReason::HandshakeTimeout);
                 self.progress(id);
+            }
+            (TimerKind::HandshakeDeadline, Phase::Open)
+                if conn.transport != Transport::Poll && deadline_arms_ping =>
+            {
+                // The deadline's entry is the one that arms the first ping (see
+                // `schedule_first_ping`).
+                let span = self.cfg.ping_interval_ms - self.cfg.handshake_timeout_ms;
+                let at = now_ms + self.ping_offset(id, span);
+                self.wheel.schedule(at, id, TimerKind::Ping);
             }
             (TimerKind::Ping, Phase::Open) if conn.transport == Transport::Sse => {
                 self.sse_keepalive(id, now_ms);
@@ -772,19 +782,34 @@ impl Shard {
         }
     }
 
-    /// First ping of a connection: a pseudo-random point in the interval so pings of
-    /// connections accepted together still spread evenly.
-    fn ping_offset(&self, id: ConnId) -> u64 {
+    /// First ping of a connection: a pseudo-random point in `span_ms` (the interval, or
+    /// what is left of it after the handshake deadline) so pings of connections accepted
+    /// together still spread evenly.
+    fn ping_offset(&self, id: ConnId, span_ms: u64) -> u64 {
         let mut x = u64::from(id.idx) << 24 | u64::from(id.generation);
         x ^= x >> 33;
         x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
         x ^= x >> 33;
-        1 + x % self.cfg.ping_interval_ms.max(1)
+        1 + x % span_ms.max(1)
     }
 
-    /// Schedules the first ping (or SSE keep-alive) of a newly open connection.
+    /// Whether a new connection's first ping is armed by its handshake deadline's timer
+    /// rather than by a timer of its own: when the ping interval is longer than the
+    /// handshake timeout (the defaults: 30 s and 10 s), so that an open connection keeps
+    /// one timer entry, not two, while its stale deadline waits to fire. Its first ping
+    /// then comes at a pseudo-random point between the deadline and one interval after
+    /// the accept, which spreads the pings of connections accepted together as evenly.
+    fn first_ping_waits_for_deadline(&self) -> bool {
+        self.cfg.ping_interval_ms > self.cfg.handshake_timeout_ms
+    }
+
+    /// Schedules the first ping (or SSE keep-alive) of a newly open connection, unless
+    /// its handshake deadline will (see `first_ping_waits_for_deadline`).
     fn schedule_first_ping(&mut self, id: ConnId, now_ms: u64) {
-        let offset = self.ping_offset(id);
+        if self.first_ping_waits_for_deadline() {
+            return;
+        }
+        let offset = self.ping_offset(id, self.cfg.ping_interval_ms);
         self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
     }
 }

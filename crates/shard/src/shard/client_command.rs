@@ -30,7 +30,7 @@ impl Shard {
     pub(super) fn reads_commands(&self, id: ConnId) -> bool {
         self.conns
             .get(id)
-            .is_some_and(|c| !c.echo && (self.cfg.client_commands || c.grant.is_some()))
+            .is_some_and(|c| !c.echo && (self.cfg.client_commands || c.grant().is_some()))
     }
 
     /// Runs one command and returns the JSON answer.
@@ -76,7 +76,7 @@ impl Shard {
             && self
                 .conns
                 .get(id)
-                .and_then(|c| c.grant.as_ref())
+                .and_then(|c| c.grant())
                 .is_none_or(|g| !g.grant.channels.allows(channel));
         if verb == "subscribe" && denied {
             return reply_error("the token does not allow this channel", Some(channel));
@@ -115,7 +115,7 @@ impl Shard {
     /// Verifies `token` as the connection's new grant; Ok carries the answer.
     fn refresh(&mut self, id: ConnId, token: &str, now_ms: u64) -> Result<String, &'static str> {
         let conn = self.conns.get_mut(id).ok_or("connection gone")?;
-        let held = conn.grant.as_mut().ok_or("this connection has no token")?;
+        let held = conn.grant_mut().ok_or("this connection has no token")?;
         if held
             .refreshed_ms
             .is_some_and(|last| now_ms < last + MIN_REFRESH_GAP_MS)
@@ -136,7 +136,7 @@ impl Shard {
             .verify_token(token, unix_now)
             .map_err(|err| err.label())?;
         let conn = self.conns.get_mut(id).ok_or("connection gone")?;
-        let held = conn.grant.as_ref().ok_or("this connection has no token")?;
+        let held = conn.grant().ok_or("this connection has no token")?;
         if grant.sub != held.grant.sub {
             return Err("the new token names another sub");
         }

@@ -51,5 +51,5 @@ impl Shard {
 
 /// The `sub` of the token a connection was admitted with, if it named one.
 fn grant_sub(conn: &Conn) -> Option<&str> {
-    conn.grant.as_ref()?.grant.sub.as_deref()
+    conn.grant()?.grant.sub.as_deref()
 }

@@ -12,7 +12,7 @@ use crate::handshake_budget::over_budget_response;
 use crate::handshake_failure::HandshakeFailure;
 use crate::ids::ConnId;
 use crate::position::Since;
-use crate::request_head::Head;
+use crate::request_head::{Head, RequestHead};
 use bytes::Bytes;
 use ringcast_proto::{
     HandshakeError, HandshakeStatus, PlainGet, PlainRoute, Upgrade, http_error_response,
@@ -62,10 +62,10 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let mut head = std::mem::take(&mut conn.head);
+        let mut head = conn.take_head();
         let bytes = match head.feed(data) {
             Head::Partial => {
-                conn.head = head;
+                conn.put_head(head);
                 return;
             }
             Head::Ready(bytes) => bytes,
@@ -76,7 +76,9 @@ impl Shard {
             Ok(HandshakeStatus::Partial) => {
                 let kept = bytes.to_vec();
                 if let Some(conn) = self.conns.get_mut(id) {
-                    conn.head.keep(&kept);
+                    let mut head = RequestHead::default();
+                    head.keep(&kept);
+                    conn.put_head(head);
                 }
                 return;
             }
@@ -221,13 +223,13 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        if conn.tls.as_ref().is_some_and(|tls| !tls.is_open()) {
+        if conn.tls().is_some_and(|tls| !tls.is_open()) {
             // Refused before its TLS handshake: nothing can be said in HTTP.
             self.abort(id, CloseReason::HandshakeFailed);
             self.progress(id);
             return;
         }
-        conn.head.clear();
+        conn.clear_head();
         conn.queue.push_control(Bytes::from(response));
         self.begin_close(id, CloseReason::HandshakeFailed, now_ms);
     }

@@ -34,7 +34,7 @@ impl Shard {
         match TlsSession::new(config) {
             Ok(session) => {
                 if let Some(conn) = self.conns.get_mut(id) {
-                    conn.tls = Some(Box::new(session));
+                    conn.set_tls(Box::new(session));
                 }
                 true
             }
@@ -54,14 +54,14 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(mut session) = conn.tls.take() else {
+        let Some(mut session) = conn.take_tls() else {
             return;
         };
         let handshaking = conn.phase == Phase::Handshake;
         let mut plain = std::mem::take(&mut self.tls_plain);
         let result = session.receive(data, &mut plain);
         if let Some(conn) = self.conns.get_mut(id) {
-            conn.tls = Some(session);
+            conn.set_tls(session);
         }
         match result {
             Ok(handshake) => {
@@ -100,11 +100,7 @@ impl Shard {
     /// A graceful close of a TLS connection whose frames are flushed: stages the
     /// closing alert before our FIN. True when it was staged now (send it first).
     pub(super) fn tls_close_notify(&mut self, id: ConnId) -> bool {
-        let Some(session) = self
-            .conns
-            .get_mut(id)
-            .and_then(|conn| conn.tls.as_deref_mut())
-        else {
+        let Some(session) = self.conns.get_mut(id).and_then(|conn| conn.tls_mut()) else {
             return false;
         };
         if !session.close_notify() {

@@ -38,18 +38,18 @@ impl Shard {
             .saturating_mul(1000)
             .saturating_sub(self.cfg.unix_ms_at_zero)
             .max(now_ms);
-        let armed = conn.grant.as_ref().map(|g| g.armed_ms);
-        let refreshed_ms = conn.grant.as_ref().and_then(|g| g.refreshed_ms);
+        let armed = conn.grant().map(|g| g.armed_ms);
+        let refreshed_ms = conn.grant().and_then(|g| g.refreshed_ms);
         let armed_ms = match armed {
             Some(armed) if armed <= deadline_ms => armed,
             _ => self.wheel.schedule(deadline_ms, id, TimerKind::TokenExpiry),
         };
-        conn.grant = Some(Box::new(ConnGrant {
+        conn.set_grant(ConnGrant {
             deadline_ms,
             armed_ms,
             refreshed_ms,
             grant,
-        }));
+        });
     }
 
     /// The expiry timer fired: closes the connection, or re-arms a deadline the wheel
@@ -58,7 +58,7 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
-        let Some(grant) = conn.grant.as_mut() else {
+        let Some(grant) = conn.grant_mut() else {
             return;
         };
         if now_ms < grant.armed_ms {

@@ -52,6 +52,47 @@ fn pings_spread_over_the_interval_and_pongs_keep_alive() {
     assert_eq!(node.shards[0].connections(), 400);
 }
 
+/// With an interval longer than the handshake timeout (the defaults: 30 s and 10 s), the
+/// stale handshake deadline's timer arms the first ping, so an open connection holds one
+/// timer entry: first pings come between the deadline and one interval after the accept,
+/// still spread.
+#[test]
+fn first_pings_after_the_handshake_deadline_spread_up_to_one_interval() {
+    let mut node = Node::new(1, |c| {
+        c.ping_interval_ms = 4000;
+        c.handshake_timeout_ms = 1000;
+        c.pong_timeout_ms = 10_000;
+    });
+    let ids: Vec<ConnId> = (0..300).map(|_| node.connect(0, "/news")).collect();
+    let pinged = |node: &mut Node| {
+        ids.iter()
+            .filter(|&&id| {
+                node.messages(0, id)
+                    .iter()
+                    .any(|(op, _)| *op == OpCode::Ping)
+            })
+            .count()
+    };
+    node.advance(990);
+    assert_eq!(pinged(&mut node), 0, "none before the handshake deadline");
+    let mut per_second = Vec::new();
+    for _ in 0..3 {
+        node.advance(1000);
+        per_second.push(pinged(&mut node));
+    }
+    node.advance(100);
+    per_second.push(pinged(&mut node));
+    assert_eq!(
+        per_second.iter().sum::<usize>(),
+        300,
+        "every one within an interval of the accept: {per_second:?}"
+    );
+    assert!(
+        per_second[..3].iter().all(|n| (60..=140).contains(n)),
+        "spread over the 3 s after the deadline: {per_second:?}"
+    );
+}
+
 #[test]
 fn missing_pong_closes_the_connection() {
     let mut node = Node::new(1, |c| {
