@@ -2,7 +2,8 @@
 //! always, for a push client) the connection holds one null pointer, and a [`Decoder`]
 //! with its buffers is boxed only while a frame or a fragmented message spans
 //! receives, or once decoding has ended. A receive that holds whole frames decodes
-//! them with a decoder on the stack, which allocates nothing.
+//! them with a decoder on the stack, which allocates nothing for uncompressed messages
+//! (a compressed one is inflated into a buffer of its own, as before).
 //!
 //! # Calling contract
 //! Call [`ConnDecoder::feed`] with each receive's bytes in order, always with the same

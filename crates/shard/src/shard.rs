@@ -742,14 +742,24 @@ impl Shard {
             {
                 // The deadline's entry is the one that arms the first ping (see
                 // `schedule_first_ping`).
-                let span = self.cfg.ping_interval_ms - self.cfg.handshake_timeout_ms;
-                let at = now_ms + self.ping_offset(id, span);
+                let at = now_ms + self.ping_offset(id);
                 self.wheel.schedule(at, id, TimerKind::Ping);
             }
             (TimerKind::Ping, Phase::Open) if conn.transport == Transport::Sse => {
                 self.sse_keepalive(id, now_ms);
             }
             (TimerKind::PollDeadline, Phase::Open) => self.poll_deadline(id, now_ms),
+            (TimerKind::Ping, Phase::Open)
+                if conn
+                    .ping_age_ms(now_ms)
+                    .is_some_and(|age| age >= self.cfg.pong_timeout_ms) =>
+            {
+                // The pong deadline's own check missed it (its age read one short when
+                // the ping was sent as the clock's low 32 bits wrapped to 0).
+                self.counters.ping_timeouts += 1;
+                self.abort(id, CloseReason::PingTimeout);
+                self.progress(id);
+            }
             (TimerKind::Ping, Phase::Open) => {
                 if conn.ping_sent(now_ms) {
                     conn.queue.push_control(Bytes::from_static(PING_FRAME));
@@ -782,23 +792,23 @@ impl Shard {
         }
     }
 
-    /// First ping of a connection: a pseudo-random point in `span_ms` (the interval, or
-    /// what is left of it after the handshake deadline) so pings of connections accepted
-    /// together still spread evenly.
-    fn ping_offset(&self, id: ConnId, span_ms: u64) -> u64 {
+    /// First ping of a connection: a pseudo-random point in the interval so pings of
+    /// connections accepted together still spread evenly.
+    fn ping_offset(&self, id: ConnId) -> u64 {
         let mut x = u64::from(id.idx) << 24 | u64::from(id.generation);
         x ^= x >> 33;
         x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
         x ^= x >> 33;
-        1 + x % span_ms.max(1)
+        1 + x % self.cfg.ping_interval_ms.max(1)
     }
 
     /// Whether a new connection's first ping is armed by its handshake deadline's timer
     /// rather than by a timer of its own: when the ping interval is longer than the
     /// handshake timeout (the defaults: 30 s and 10 s), so that an open connection keeps
     /// one timer entry, not two, while its stale deadline waits to fire. Its first ping
-    /// then comes at a pseudo-random point between the deadline and one interval after
-    /// the accept, which spreads the pings of connections accepted together as evenly.
+    /// then comes at a pseudo-random point of the interval that follows the deadline, so
+    /// the pings of connections accepted together spread over the whole interval, as
+    /// with a timer armed at the upgrade, one handshake timeout later.
     fn first_ping_waits_for_deadline(&self) -> bool {
         self.cfg.ping_interval_ms > self.cfg.handshake_timeout_ms
     }
@@ -809,7 +819,7 @@ impl Shard {
         if self.first_ping_waits_for_deadline() {
             return;
         }
-        let offset = self.ping_offset(id, self.cfg.ping_interval_ms);
+        let offset = self.ping_offset(id);
         self.wheel.schedule(now_ms + offset, id, TimerKind::Ping);
     }
 }

@@ -1,5 +1,6 @@
 //! A connection's outgoing frames: shared `Bytes` handles queued in order, sent with one
-//! vectored send at a time, and freed (with the queue's own storage) once written.
+//! vectored send at a time, and dropped once written; the queue's box goes back to a
+//! per-thread spare list once empty (see [`WriteQueue`]).
 //!
 //! Control frames (handshake answers, pings, pongs, close) jump ahead of data frames that
 //! are still waiting, so a slow reader never delays a pong or a close behind megabytes of
@@ -196,8 +197,8 @@ impl Frames {
         self.inflight = count;
     }
 
-    /// The send in flight wrote `written` bytes: drops finished frames, and frees the
-    /// queue's storage when it becomes empty so an idle connection holds nothing.
+    /// The send in flight wrote `written` bytes: drops finished frames (an emptied queue
+    /// is handed back by `WriteQueue::settle`).
     fn advance(&mut self, mut written: usize) {
         self.inflight = 0;
         self.bytes = self.bytes.saturating_sub(written as u32);

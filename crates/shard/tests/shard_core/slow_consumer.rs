@@ -111,9 +111,9 @@ fn drop_oldest_keeps_the_connection_and_bounds_its_queue() {
     );
     let queued = node.shards[0].queued_bytes(stuck).expect("still open");
     assert!(queued <= 4096, "bounded queue: {queued}");
-    // Pings still get through ahead of the waiting messages: wait (at most one ping
-    // interval) until the ping is queued.
-    for _ in 0..310 {
+    // Pings still get through ahead of the waiting messages: wait (at most the handshake
+    // timeout and one ping interval) until the ping is queued.
+    for _ in 0..410 {
         if node.shards[0].queued_bytes(stuck) != Some(queued) {
             break;
         }
