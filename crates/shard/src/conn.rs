@@ -265,7 +265,8 @@ impl Conn {
     }
 
     /// Takes the TLS session out while the shard borrows the rest of itself; give it
-    /// back with [`Conn::set_tls`]. The extras box stays (empty or not) for the session to come back to.
+    /// back with [`Conn::set_tls`]. The extras box stays (empty or not) for the session
+    /// to come back to.
     pub(crate) fn take_tls(&mut self) -> Option<Box<TlsSession>> {
         self.extras.as_mut()?.tls.take()
     }
@@ -289,12 +290,17 @@ impl Conn {
     }
 
     /// Records a ping sent at `now_ms` unless one is outstanding; returns whether it was
-    /// recorded (the ping should go out).
+    /// recorded (the ping should go out). When the clock's low 32 bits are 0, which
+    /// means "none", it records one millisecond earlier: an age may read one long, never
+    /// short, so a pong deadline checked exactly on time still fires.
     pub(crate) fn ping_sent(&mut self, now_ms: u64) -> bool {
         if self.ping_sent_ms != 0 {
             return false;
         }
-        self.ping_sent_ms = (now_ms as u32).max(1);
+        self.ping_sent_ms = match now_ms as u32 {
+            0 => u32::MAX,
+            low => low,
+        };
         true
     }
 
@@ -364,5 +370,13 @@ mod tests {
         assert_eq!(conn.ping_age_ms(sent + 1_000), Some(1_000));
         assert_eq!(conn.pong_received(sent + 20), Some(20));
         assert_eq!(conn.ping_age_ms(sent + 30), None);
+
+        let wrapped = 1u64 << 32;
+        assert!(conn.ping_sent(wrapped), "low bits 0: still recorded");
+        let age = conn.ping_age_ms(wrapped + 10_000);
+        assert!(
+            age.is_some_and(|a| a >= 10_000),
+            "never reads short: {age:?}"
+        );
     }
 }

@@ -749,17 +749,6 @@ impl Shard {
                 self.sse_keepalive(id, now_ms);
             }
             (TimerKind::PollDeadline, Phase::Open) => self.poll_deadline(id, now_ms),
-            (TimerKind::Ping, Phase::Open)
-                if conn
-                    .ping_age_ms(now_ms)
-                    .is_some_and(|age| age >= self.cfg.pong_timeout_ms) =>
-            {
-                // The pong deadline's own check missed it (its age read one short when
-                // the ping was sent as the clock's low 32 bits wrapped to 0).
-                self.counters.ping_timeouts += 1;
-                self.abort(id, CloseReason::PingTimeout);
-                self.progress(id);
-            }
             (TimerKind::Ping, Phase::Open) => {
                 if conn.ping_sent(now_ms) {
                     conn.queue.push_control(Bytes::from_static(PING_FRAME));
