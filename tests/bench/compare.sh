@@ -136,12 +136,16 @@ trap 'exit 130' INT TERM
 
 rss_bytes() { awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-sample_ramp() { # pid dir: "<open descriptors> <VmRSS bytes>" every ~20 ms until the ramp ends
+fd_rss_sample() { # pid: "<open descriptors> <VmRSS bytes>"
+    echo "$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) $(rss_bytes "$1")"
+}
+
+sample_ramp() { # pid dir: one fd_rss_sample every ~20 ms until the ramp ends
     local i
     for ((i = 0; i < RAMP_BOUND * 50; i++)); do
         [[ -e $2/ready ]] && break
         kill -0 "$1" 2>/dev/null || break
-        echo "$(find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l) $(rss_bytes "$1")"
+        fd_rss_sample "$1"
         sleep 0.02
     done >"$2/samples"
 }
@@ -261,8 +265,7 @@ run_phase() { # server phase bound_seconds wsload-args...: one wsload run with m
     if [[ $phase == idle ]]; then
         sleep 2
         wait "$sampler" 2>/dev/null || true
-        echo "$(find "/proc/$SERVER_PID/fd" -mindepth 1 -maxdepth 1 | wc -l) $(rss_bytes "$SERVER_PID")" \
-            >>"$dir/samples"
+        fd_rss_sample "$SERVER_PID" >>"$dir/samples"
     fi
     rss1=$(rss_bytes "$SERVER_PID")
     cpu1=$(cpu_ticks "$SERVER_PID")

@@ -59,15 +59,20 @@ def idle_bytes(report, measure):
     return (measure["rss_after_ramp"] - measure["rss_before"]) / report["connected"]
 
 
-def idle_slope(out, server):
-    """Marginal VmRSS per connection from CONNS/2 to CONNS held: the ramp's samples of
-    (open descriptors, VmRSS), from the first at half the final count to the last."""
+def load_samples(path):
+    """compare.sh's ramp samples, "<open descriptors> <VmRSS bytes>" a line; None if absent."""
     try:
-        with open(os.path.join(out, f"{server}-idle", "samples")) as f:
-            samples = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+        with open(path) as f:
+            return [tuple(int(x) for x in line.split()) for line in f if line.strip()]
     except (OSError, ValueError):
         return None
-    if len(samples) < 2:
+
+
+def idle_slope(report, measure):
+    """Marginal VmRSS per connection from CONNS/2 to CONNS held: the ramp's samples of
+    (open descriptors, VmRSS), from the first at half the final count to the last."""
+    samples = measure and measure.get("samples")
+    if not samples or len(samples) < 2:
         return None
     end_fds, end_rss = samples[-1]
     half = next((s for s in samples if s[0] >= end_fds / 2), None)
@@ -99,8 +104,8 @@ def lost(report):
 # (key, label, phase, function(report, measure), decimals, better)
 METRICS = [
     ("idle_bytes_per_conn", "idle memory per connection (B)", "idle", idle_bytes, 0, LOWER),
-    ("idle_slope", "idle memory slope, CONNS/2 to CONNS (B per connection)", "idle", None, 0,
-     LOWER),
+    ("idle_slope", "idle memory slope, CONNS/2 to CONNS (B per connection)", "idle",
+     idle_slope, 0, LOWER),
     ("idle_rss_mib", "server RSS with all connections idle (MiB)", "idle",
      lambda r, m: m and m["rss_after_ramp"] / 2**20, 1, LOWER),
     ("idle_connected", "connections held (of CONNS)", "idle",
@@ -239,14 +244,17 @@ def main():
         raw[server], values[server] = {}, {}
         for phase in PHASES:
             d = os.path.join(args.out, f"{server}-{phase}")
+            measure = load(os.path.join(d, "measure.json"))
+            if measure is not None:
+                measure["samples"] = load_samples(os.path.join(d, "samples"))
             raw[server][phase] = {
                 "report": load(os.path.join(d, "report.json")),
-                "measure": load(os.path.join(d, "measure.json")),
+                "measure": measure,
             }
         for key, _, phase, fn, _, _ in METRICS:
             r, m = raw[server][phase]["report"], raw[server][phase]["measure"]
             try:
-                values[server][key] = idle_slope(args.out, server) if fn is None else fn(r, m)
+                values[server][key] = fn(r, m)
             except (KeyError, TypeError, ZeroDivisionError):
                 values[server][key] = None
 
