@@ -9,6 +9,10 @@
 #                its native pub/sub (tests/bench/uws-peer, installed with `npm ci`)
 #   bench-peer   tokio + tokio-tungstenite with 4 KiB buffers (bin/bench-peer)
 #   node-ws      Node.js `ws` from npm (tests/bench/node-peer, installed with `npm ci`)
+#   send-floor   not a server to pick but the floor under all of them: bench-peer --floor
+#                delivers with one plain send(2) per subscriber on the publishing thread (no
+#                queue, no wake-up, no coalescing); it runs the push phases only, and the
+#                table says how close each server's CPU per delivery is to it
 #   tokio-uring-peer, glommio-peer   the io_uring runtimes DESIGN.md decided against
 #                (tests/bench/runtime-peers, a separate Cargo workspace), with
 #                BUILD_RUNTIME_PEERS=1; they run the idle, connect and fan-out phases.
@@ -39,8 +43,8 @@
 # Usage:   tests/bench/compare.sh
 #          SERVERS="ringcast node-ws" CONNS=2000 RESULTS=/tmp/r.md tests/bench/compare.sh
 # Environment (defaults in brackets):
-#   SERVERS ["ringcast ringcast-1 uws bench-peer node-ws"; plus the runtime peers with
-#            BUILD_RUNTIME_PEERS=1]
+#   SERVERS ["ringcast ringcast-1 uws bench-peer node-ws send-floor"; plus the runtime
+#            peers with BUILD_RUNTIME_PEERS=1]
 #   CONNS [19000]  M [200]  PROCS [2]  RATE [5000 connects/s]  SOURCE_IPS [127.0.0.1-127.0.0.20]
 #   CONNECT_RATE [0: unpaced; the idle phase's ramp, which measures connects/s]
 #   SIZE [64]  PUSH_RATE [500]  LATENCY_SECONDS [10]  ECHO_CONNS [2000]  ECHO_RATE [10]
@@ -55,7 +59,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD_RUNTIME_PEERS=${BUILD_RUNTIME_PEERS:-0}
-DEFAULT_SERVERS="ringcast ringcast-1 uws bench-peer node-ws"
+DEFAULT_SERVERS="ringcast ringcast-1 uws bench-peer node-ws send-floor"
 ((BUILD_RUNTIME_PEERS)) && DEFAULT_SERVERS="$DEFAULT_SERVERS tokio-uring-peer glommio-peer"
 SERVERS=${SERVERS:-$DEFAULT_SERVERS}
 CONNS=${CONNS:-19000}
@@ -93,16 +97,18 @@ RAMP_BOUND=$((RATE > 0 ? 2 * CONNS / RATE + 40 : 60))
 
 declare -A WS_PORTS=([ringcast]=10000-10003 [ringcast-1]=10100-10103 [bench-peer]=11000-11003
     [node-ws]=12000-12003 [tokio-uring-peer]=13000-13003 [glommio-peer]=14000-14003
-    [uws]=15000-15003)
+    [uws]=15000-15003 [send-floor]=16000-16003)
 declare -A ADMIN=([ringcast]=127.0.0.1:9090 [ringcast-1]=127.0.0.1:9091
     [bench-peer]=127.0.0.1:9190 [node-ws]=127.0.0.1:9290 [tokio-uring-peer]=127.0.0.1:9390
-    [glommio-peer]=127.0.0.1:9490 [uws]=127.0.0.1:9590)
+    [glommio-peer]=127.0.0.1:9490 [uws]=127.0.0.1:9590 [send-floor]=127.0.0.1:9690)
 declare -A METRIC=([ringcast]=ringcast_connections [ringcast-1]=ringcast_connections
     [bench-peer]=benchpeer_connections [node-ws]=nodepeer_connections
     [tokio-uring-peer]=runtimepeer_connections [glommio-peer]=runtimepeer_connections
-    [uws]=uwspeer_connections)
+    [uws]=uwspeer_connections [send-floor]=benchpeer_connections)
 # The runtime peers implement subscribe and echo only: they run these phases.
 RUNTIME_PEER_PHASES="idle fan1 fan100"
+# The send floor measures delivery only.
+FLOOR_PHASES="fan1 fan100 paced1 paced100 fixed1 latency"
 
 SERVER_PID=""
 LOAD_PID=""
@@ -212,6 +218,10 @@ start_server() { # server
     bench-peer)
         "$BIN/bench-peer" --listen "$listen" --admin "$admin" --threads 2 >"$OUT/$server.log" 2>&1 &
         ;;
+    send-floor)
+        "$BIN/bench-peer" --listen "$listen" --admin "$admin" --threads 2 --floor \
+            >"$OUT/$server.log" 2>&1 &
+        ;;
     node-ws)
         node "$NODE_DIR/server.js" --listen "$listen" --admin "$admin" >"$OUT/$server.log" 2>&1 &
         ;;
@@ -284,6 +294,7 @@ JSON
 phases_of() { # server
     case $1 in
     tokio-uring-peer | glommio-peer) echo "$RUNTIME_PEER_PHASES" ;;
+    send-floor) echo "$FLOOR_PHASES" ;;
     *) echo "$PHASES" ;;
     esac
 }
@@ -392,5 +403,6 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 # shellcheck disable=SC2086
 python3 "$ROOT/tests/bench/compare_table.py" --out "$OUT" --results "$RESULTS" \
     --started "$STARTED" --load-before "$LOAD_BEFORE" --load-after "$LOAD_AFTER" \
+    --phases "$PHASES" \
     --config "CONNS=$CONNS M=$M PROCS=$PROCS RATE=$RATE CONNECT_RATE=$CONNECT_RATE SIZE=$SIZE PUSH_RATE=$PUSH_RATE LATENCY_SECONDS=$LATENCY_SECONDS ECHO_CONNS=$ECHO_CONNS ECHO_RATE=$ECHO_RATE CHURN_CONNS=$CHURN_CONNS PACED_CONNS=$PACED_CONNS OUTSTANDING=$OUTSTANDING PACED_SECONDS=$PACED_SECONDS FIXED_RATE=$FIXED_RATE RINGCAST_FLAGS='$RINGCAST_FLAGS'" \
     $SERVERS

@@ -191,6 +191,10 @@ CLIENT = [
 ]
 
 RUNTIME_PEERS = ("tokio-uring-peer", "glommio-peer")
+# The send floor is a reference, not a server to pick: it never "beats" ringcast; its own
+# section says how far above it each server's delivery cost is.
+FLOOR = "send-floor"
+FLOOR_ROWS = ("fan1_cpu", "fan100_cpu", "paced1_cpu", "paced100_cpu", "fixed1_cpu", "lat_cpu")
 PHASES = ("idle", "fan1", "fan100", "paced1", "paced100", "fixed1", "latency", "echo", "churn")
 
 
@@ -228,6 +232,27 @@ def better(a, b, direction):
     return a < b if direction == LOWER else a > b
 
 
+def floor_section(values, servers):
+    """Server CPU per delivery as a multiple of the send floor's, one row per push phase."""
+    labels = {key: label for key, label, *_ in METRICS}
+    floor = values[FLOOR]
+    lines = ["", "## Distance from the send floor", "",
+             "Server CPU per delivery divided by the send floor's (one plain `send(2)` per "
+             "delivery, no coalescing; below 1.00× a server coalesces frames into fewer "
+             "sends than deliveries).", "",
+             "| phase | send floor (CPU s per 1M) | " + " | ".join(servers) + " |",
+             "|---|---:|" + "---:|" * len(servers)]
+    for key in FLOOR_ROWS:
+        base = floor.get(key)
+        if not base:
+            continue
+        cells = [fmt(values[s].get(key) / base, 2) + "×" if values[s].get(key) else "n/a"
+                 for s in servers]
+        phase = labels[key].split(":")[0]
+        lines.append(f"| {phase} | {fmt(base, 3)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", required=True)
@@ -236,6 +261,8 @@ def main():
     parser.add_argument("--load-before", required=True)
     parser.add_argument("--load-after", required=True)
     parser.add_argument("--config", required=True)
+    parser.add_argument("--phases", default=" ".join(PHASES),
+                        help="phases this run measured; other phases' old data is ignored")
     parser.add_argument("servers", nargs="+")
     args = parser.parse_args()
 
@@ -243,6 +270,9 @@ def main():
     for server in args.servers:
         raw[server], values[server] = {}, {}
         for phase in PHASES:
+            if phase not in args.phases.split():
+                raw[server][phase] = {"report": None, "measure": None}
+                continue
             d = os.path.join(args.out, f"{server}-{phase}")
             measure = load(os.path.join(d, "measure.json"))
             if measure is not None:
@@ -273,7 +303,8 @@ def main():
             ours = base.get(key)
             if server != "ringcast" and v is not None and ours:
                 cell += f" ({v / ours:.2f}×)"
-            if not server.startswith("ringcast") and v is not None and ours is not None:
+            if (not server.startswith("ringcast") and server != FLOOR and v is not None
+                    and ours is not None):
                 if better(v, ours, direction) and not (v == 0 and ours == 0):
                     wins.append((server, label, fmt(v, decimals), fmt(ours, decimals)))
             row.append(cell)
@@ -316,6 +347,8 @@ def main():
         lines += [f"- {s}: {label}: {v} vs ringcast {o}" for s, label, v, o in wins]
     else:
         lines.append("- Nowhere in this run.")
+    if FLOOR in args.servers:
+        lines += floor_section(values, [s for s in args.servers if s != FLOOR])
     lines += ["", "## Runtime check (tokio-uring and glommio)", ""]
     present = [s for s in args.servers if s in RUNTIME_PEERS]
     if not present:

@@ -1,5 +1,6 @@
 //! Admin HTTP (axum): `POST /publish/{channel}` with the raw body (sent as a text frame when it
-//! is UTF-8, binary otherwise) answers 202; `GET /metrics` is a minimal Prometheus text page.
+//! is UTF-8, binary otherwise) answers 202 (in `--floor` mode after the send loop, see
+//! [`crate::floor`]); `GET /metrics` is a minimal Prometheus text page.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,6 +28,10 @@ async fn publish(
     Path(channel): Path<String>,
     body: Bytes,
 ) -> StatusCode {
+    if let Some(floor) = &registry.floor {
+        floor.publish(&channel, &body, std::str::from_utf8(&body).is_ok());
+        return StatusCode::ACCEPTED;
+    }
     let message = match Utf8Bytes::try_from(body.clone()) {
         Ok(text) => Message::Text(text),
         Err(_) => Message::Binary(body),
@@ -36,10 +41,17 @@ async fn publish(
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>) -> String {
+    let (delivered, dropped) = match &registry.floor {
+        Some(floor) => (
+            floor.sent.load(Ordering::Relaxed),
+            floor.dropped.load(Ordering::Relaxed),
+        ),
+        None => (registry.delivered.load(Ordering::Relaxed), 0),
+    };
     format!(
         "# TYPE benchpeer_connections gauge\nbenchpeer_connections {}\n\
-         # TYPE benchpeer_messages_delivered_total counter\nbenchpeer_messages_delivered_total {}\n",
+         # TYPE benchpeer_messages_delivered_total counter\nbenchpeer_messages_delivered_total {delivered}\n\
+         # TYPE benchpeer_messages_dropped_total counter\nbenchpeer_messages_dropped_total {dropped}\n",
         registry.connections.load(Ordering::Relaxed),
-        registry.delivered.load(Ordering::Relaxed),
     )
 }

@@ -2,9 +2,11 @@
 //! external interface as ringcast (`/<channel>` subscribes, `/echo` echoes, admin
 //! `POST /publish/{channel}` and `GET /metrics`). It is what a competent tokio user would
 //! write, tuned only where the defaults are known to be absurd (128 KiB read buffer per
-//! connection, 128-entry listen backlog).
+//! connection, 128-entry listen backlog). With `--floor` it is instead the send floor: one
+//! plain `send(2)` per delivery on the same sockets (see [`floor`]).
 
 mod admin;
+mod floor;
 mod registry;
 mod ws;
 
@@ -36,6 +38,10 @@ struct Cli {
     /// tokio worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Deliver with one plain `send(2)` per subscriber on the publishing thread (the kernel's
+    /// floor for unbatched delivery) instead of tokio-tungstenite's broadcast and tasks.
+    #[arg(long)]
+    floor: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,11 +51,19 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(cli.threads.max(1))
         .enable_all()
         .build()?;
-    runtime.block_on(serve(listen, cli.admin))
+    let registry = if cli.floor {
+        Registry::floor()
+    } else {
+        Registry::default()
+    };
+    runtime.block_on(serve(listen, cli.admin, Arc::new(registry)))
 }
 
-async fn serve(listen: Vec<SocketAddr>, admin: SocketAddr) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::default());
+async fn serve(
+    listen: Vec<SocketAddr>,
+    admin: SocketAddr,
+    registry: Arc<Registry>,
+) -> anyhow::Result<()> {
     for addr in listen {
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;

@@ -1,6 +1,7 @@
 //! Channel registry: one `tokio::sync::broadcast` channel per channel name behind a mutex, the
 //! idiomatic tokio fan-out (a published message is one reference-counted `Message` cloned into
-//! each subscriber's receive), plus the two counters `/metrics` exposes.
+//! each subscriber's receive), plus the two counters `/metrics` exposes. With `--floor` the
+//! channels' subscribers are plain descriptors in a [`FloorTable`] instead.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::floor::FloorTable;
 
 /// Messages a slow subscriber may lag behind before it starts losing them.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -20,9 +23,19 @@ pub struct Registry {
     pub connections: AtomicI64,
     /// Messages handed to subscribers (one per subscriber per published message).
     pub delivered: AtomicU64,
+    /// `--floor`: subscribers are written to directly, one `send` per delivery.
+    pub floor: Option<FloorTable>,
 }
 
 impl Registry {
+    /// A registry in send-floor mode (see [`FloorTable`]).
+    pub fn floor() -> Self {
+        Self {
+            floor: Some(FloorTable::default()),
+            ..Self::default()
+        }
+    }
+
     /// Subscribes to `channel`, creating it on first use.
     pub fn subscribe(&self, channel: &str) -> broadcast::Receiver<Message> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,7 +1,9 @@
 //! WebSocket side: accept loop per listener and one task per connection, either a channel
 //! subscriber (forwards the channel's broadcast, batching what is already queued into one
-//! flush) or an echo connection. tungstenite answers pings and close frames itself.
+//! flush), a send-floor subscriber (`--floor`) or an echo connection. tungstenite answers
+//! pings and close frames itself.
 
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -13,6 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use crate::floor::FloorTable;
 use crate::registry::Registry;
 
 /// Per-connection buffer sizes (tungstenite's 128 KiB default read buffer is absurd here).
@@ -67,6 +70,8 @@ async fn serve_connection(stream: TcpStream, registry: Arc<Registry>) {
     registry.connections.fetch_add(1, Ordering::Relaxed);
     if path == "echo" {
         echo(ws).await;
+    } else if let Some(floor) = &registry.floor {
+        floor_subscriber(ws, floor, &path).await;
     } else {
         subscriber(ws, &registry, &path).await;
         registry.release(&path);
@@ -80,6 +85,14 @@ async fn echo(mut ws: WebSocketStream<TcpStream>) {
             return;
         }
     }
+}
+
+/// A subscriber in `--floor` mode: listed for the publish loop, read only to see it close.
+async fn floor_subscriber(mut ws: WebSocketStream<TcpStream>, floor: &FloorTable, channel: &str) {
+    let fd = ws.get_ref().as_raw_fd();
+    floor.add(channel, fd);
+    while let Some(Ok(_)) = ws.next().await {}
+    floor.remove(channel, fd);
 }
 
 async fn subscriber(mut ws: WebSocketStream<TcpStream>, registry: &Registry, channel: &str) {
