@@ -6,10 +6,10 @@
 //! Inbox: each loop turn takes a bounded share of each lane ([`MESH_TURN`],
 //! [`PUBLISH_TURN`]: together no more frames than one `sendmsg` carries, and bytes well
 //! under `--max-queue-bytes`, so a burst does not make a client that reads at once look
-//! slow) and then does I/O. The mesh lane is taken from on every turn; the publish lane only while everything
-//! this shard sent to other shards and to the broker fitted their queues. What did not
-//! fit waits here, in order, and is offered again on the next turn (see `mesh` for why
-//! nothing blocks).
+//! slow) and then does I/O. The mesh lane is taken from on every turn; the publish lane
+//! only while everything this shard sent to other shards and to the broker fitted their
+//! queues. What did not fit waits here, in order, and is offered again on the next turn
+//! (see `mesh` for why nothing blocks).
 //!
 //! Teardown order matters: the shard owns the bytes behind every in-flight `sendmsg`, so on
 //! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
@@ -36,17 +36,31 @@ const MAX_WAIT_MS: u64 = 250;
 const WAITING_WAIT_MS: u64 = 1;
 /// Most taken from the mesh lane per loop turn.
 const MESH_TURN: TurnShare = TurnShare {
-    messages: 48,
+    messages: 256,
     bytes: 192 << 10,
 };
-/// Most taken from the publish lane per loop turn.
+/// Most taken from the publish lane per loop turn. Many messages per turn is what makes
+/// paced fan-out over many channels cheap: the more publishes one turn takes, the more of
+/// them land on the same connection and leave in one `sendmsg` (tests/bench/RESULTS.md,
+/// "Turn shares": 16 → 256 took paced fan-out to 100 channels from 1.1 to 3.1-3.4
+/// deliveries per send).
 const PUBLISH_TURN: TurnShare = TurnShare {
-    messages: 16,
+    messages: 256,
     bytes: 64 << 10,
 };
+/// Most deliveries (frames queued on connections) one turn's inbox share may cause: past it
+/// the turn takes no further message and does its I/O. Bounds a turn's work however many
+/// subscribers the channels have (256 publishes to 100,000 subscribers would otherwise
+/// queue 25.6 million frames before the first send); far above a turn of fan-out to
+/// channels of 10,000 or fewer subscribers, whose frames should coalesce.
+const TURN_DELIVERIES: u64 = 64 << 10;
+// One turn's data frames for a connection fit one send, so a client that reads at once
+// never falls behind by a turn (and never looks like a slow consumer) in a burst.
+const _: () = assert!(MESH_TURN.messages + PUBLISH_TURN.messages <= ringcast_shard::MAX_IOVECS);
 
 /// How much of one lane a loop turn takes: at most `messages`, and no more once their
-/// payloads reach `bytes` (the first message is always taken).
+/// payloads reach `bytes` or the turn's deliveries reach [`TURN_DELIVERIES`] (the mesh
+/// lane's first message is always taken).
 struct TurnShare {
     messages: usize,
     bytes: usize,
@@ -151,6 +165,10 @@ impl ShardThread {
         let mut drain_deadline: Option<u64> = None;
         loop {
             let t = now();
+            let delivered_before = self.shard.counters().delivered;
+            let turn_full = |shard: &Shard| {
+                shard.counters().delivered.saturating_sub(delivered_before) >= TURN_DELIVERIES
+            };
             let mut taken = 0;
             for _ in 0..MESH_TURN.messages {
                 let Ok(msg) = self.inbox.mesh.try_recv() else {
@@ -162,11 +180,11 @@ impl ShardThread {
                 }
                 taken += message_bytes(&msg);
                 self.handle(msg, t);
-                if taken >= MESH_TURN.bytes {
+                if taken >= MESH_TURN.bytes || turn_full(&self.shard) {
                     break;
                 }
             }
-            if !self.waiting.any() {
+            if !self.waiting.any() && !turn_full(&self.shard) {
                 let mut taken = 0;
                 for _ in 0..PUBLISH_TURN.messages {
                     let Ok(msg) = self.inbox.publish.try_recv() else {
@@ -179,7 +197,7 @@ impl ShardThread {
                     }
                     taken += message_bytes(&msg);
                     self.handle(msg, t);
-                    if taken >= PUBLISH_TURN.bytes {
+                    if taken >= PUBLISH_TURN.bytes || turn_full(&self.shard) {
                         break;
                     }
                 }
