@@ -51,9 +51,11 @@ const PUBLISH_TURN: TurnShare = TurnShare {
 /// Most deliveries (frames queued on connections) one turn's inbox share may cause: past it
 /// the turn takes no further message and does its I/O. Bounds a turn's work however many
 /// subscribers the channels have (256 publishes to 100,000 subscribers would otherwise
-/// queue 25.6 million frames before the first send); far above a turn of fan-out to
-/// channels of 10,000 or fewer subscribers, whose frames should coalesce.
-const TURN_DELIVERIES: u64 = 64 << 10;
+/// queue 25.6 million frames before the first send, ~2 s of work). Large enough that a
+/// burst to one channel still puts many messages into each send: with 9,500 subscribers
+/// per shard, 65,536 allowed 7 publishes per turn and doubled burst fan-out's CPU per
+/// delivery; 262,144 allows 27 (tests/bench/RESULTS.md, "Turn shares").
+const TURN_DELIVERIES: u64 = 256 << 10;
 // One turn's data frames for a connection fit one send, so a client that reads at once
 // never falls behind by a turn (and never looks like a slow consumer) in a burst.
 const _: () = assert!(MESH_TURN.messages + PUBLISH_TURN.messages <= ringcast_shard::MAX_IOVECS);
