@@ -70,13 +70,14 @@ def load_samples(path):
 
 def idle_slope(report, measure):
     """Marginal VmRSS per connection from CONNS/2 to CONNS held: the ramp's samples of
-    (open descriptors, VmRSS), from the first at half the final count to the last."""
+    (open descriptors, VmRSS), from the one nearest half the final count (either side: a
+    fast ramp leaves few samples) to the last."""
     samples = measure and measure.get("samples")
     if not samples or len(samples) < 2:
         return None
     end_fds, end_rss = samples[-1]
-    half = next((s for s in samples if s[0] >= end_fds / 2), None)
-    if half is None or end_fds - half[0] < end_fds / 4:
+    half = min(samples, key=lambda s: abs(s[0] - end_fds / 2))
+    if end_fds - half[0] < end_fds / 4:
         return None
     return (end_rss - half[1]) / (end_fds - half[0])
 

@@ -84,9 +84,13 @@ one_run() { # binary
     sleep 0.5
     local d0 d1
     d0=$(delivered)
-    perf stat -x, -e io_uring:io_uring_submit_req --filter "opcode == $SENDMSG_OPCODE" \
+    if ! perf stat -x, -e io_uring:io_uring_submit_req --filter "opcode == $SENDMSG_OPCODE" \
         -e syscalls:sys_enter_io_uring_enter -e context-switches -e task-clock \
-        -p "$SERVER_PID" -- sleep "$SECONDS_MEASURED" 2>"$WORK/perf.csv"
+        -p "$SERVER_PID" -- sleep "$SECONDS_MEASURED" 2>"$WORK/perf.csv"; then
+        echo "perf stat failed (needs root and tracepoints):" >&2
+        cat "$WORK/perf.csv" >&2
+        return 1
+    fi
     d1=$(delivered)
     wait "$LOAD_PID" || true
     LOAD_PID=""
@@ -96,7 +100,7 @@ one_run() { # binary
         /submit_req/ { s = $1 } /io_uring_enter/ { e = $1 }
         /context-switches/ { c = $1 } /task-clock/ { t = $1 }
         END {
-            if (s == 0 || e == 0 || d == 0) { print bin ": no sends measured"; exit 1 }
+            if (s == 0 || e == 0 || d == 0) { print "| " bin " | no sends measured | | | | | |"; exit }
             printf "| %s | %.0f | %.2f | %.0f | %.0f | %.2f | %.2f |\n", bin, d / secs,
                 d / s, d / e, c / secs, t * 1000 / s, t * 1000 / d
         }' "$WORK/perf.csv"

@@ -4,38 +4,59 @@
 //! Subscribers are accepted and upgraded as usual, then their descriptors are listed here by
 //! channel. A publish encodes the frame once and, on the admin request's own thread, calls
 //! `send(fd, frame, MSG_DONTWAIT | MSG_NOSIGNAL)` once per subscriber: no queue, no task
-//! wake-up, no coalescing, no buffering. A send that would block or is short is counted as
-//! dropped (with paced traffic the socket buffers never fill).
+//! wake-up, no coalescing, no buffering. A send that would block is counted as dropped; a
+//! short one too, and the socket is shut down (the rest of the frame is lost, so the
+//! stream is no longer valid WebSocket): the client sees its connection end, and the load
+//! generator counts it.
 //!
-//! Calling contract: [`FloorTable::remove`] must be called before the subscriber's socket is
-//! closed; a publish holds the table's lock for its whole loop, so it never writes to a
-//! descriptor number that has been closed and reused.
+//! Calling contract: a subscriber is listed through a [`Listed`] guard dropped before its
+//! socket is closed (declare the guard after the stream). Publishes hold the table's read
+//! lock for their whole loop and listing changes take the write lock, so a publish never
+//! writes to a descriptor number that has been closed and reused; publishes to different
+//! channels run in parallel.
 
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Subscribers' descriptors by channel, and what publishing to them did.
 #[derive(Default)]
 pub struct FloorTable {
-    channels: Mutex<HashMap<String, Vec<RawFd>>>,
+    channels: RwLock<HashMap<String, Vec<RawFd>>>,
     /// Frames written whole.
     pub sent: AtomicU64,
     /// Frames not written (or written short) because the socket buffer was full.
     pub dropped: AtomicU64,
 }
 
+/// A listed subscriber; dropping it unlists the descriptor (before the socket closes).
+pub struct Listed<'a> {
+    table: &'a FloorTable,
+    channel: &'a str,
+    fd: RawFd,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        self.table.remove(self.channel, self.fd);
+    }
+}
+
 impl FloorTable {
-    /// Lists `fd` as a subscriber of `channel`.
-    pub fn add(&self, channel: &str, fd: RawFd) {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+    /// Lists `fd` as a subscriber of `channel` until the returned guard is dropped.
+    pub fn add<'a>(&'a self, channel: &'a str, fd: RawFd) -> Listed<'a> {
+        let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
         channels.entry(channel.to_owned()).or_default().push(fd);
+        Listed {
+            table: self,
+            channel,
+            fd,
+        }
     }
 
-    /// Removes `fd` from `channel`; call before the socket is closed.
-    pub fn remove(&self, channel: &str, fd: RawFd) {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+    fn remove(&self, channel: &str, fd: RawFd) {
+        let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
         if let Some(fds) = channels.get_mut(channel) {
             fds.retain(|&listed| listed != fd);
             if fds.is_empty() {
@@ -48,7 +69,7 @@ impl FloorTable {
     /// `channel` with one `send` each.
     pub fn publish(&self, channel: &str, payload: &[u8], text: bool) {
         let frame = encode_frame(payload, text);
-        let channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         let Some(fds) = channels.get(channel) else {
             return;
         };
@@ -68,6 +89,10 @@ impl FloorTable {
                 sent += 1;
             } else {
                 dropped += 1;
+                if n > 0 {
+                    // SAFETY: as above; shutting a listed socket down only ends its stream.
+                    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                }
             }
         }
         self.sent.fetch_add(sent, Ordering::Relaxed);

@@ -89,10 +89,10 @@ async fn echo(mut ws: WebSocketStream<TcpStream>) {
 
 /// A subscriber in `--floor` mode: listed for the publish loop, read only to see it close.
 async fn floor_subscriber(mut ws: WebSocketStream<TcpStream>, floor: &FloorTable, channel: &str) {
-    let fd = ws.get_ref().as_raw_fd();
-    floor.add(channel, fd);
+    // Declared after `ws`, so dropped first: unlisted before the socket closes, also when
+    // the task is cancelled.
+    let _listed = floor.add(channel, ws.get_ref().as_raw_fd());
     while let Some(Ok(_)) = ws.next().await {}
-    floor.remove(channel, fd);
 }
 
 async fn subscriber(mut ws: WebSocketStream<TcpStream>, registry: &Registry, channel: &str) {

@@ -49,20 +49,22 @@ const PUBLISH_TURN: TurnShare = TurnShare {
     bytes: 64 << 10,
 };
 /// Most deliveries (frames queued on connections) one turn's inbox share may cause: past it
-/// the turn takes no further message and does its I/O. Bounds a turn's work however many
+/// the turn takes no further message from that lane and does its I/O (each lane's first
+/// message is taken anyway, so a turn may pass it by two messages' fan-out). Bounds a turn's
+/// work however many
 /// subscribers the channels have (256 publishes to 100,000 subscribers would otherwise
 /// queue 25.6 million frames before the first send, ~2 s of work). Large enough that a
 /// burst to one channel still puts many messages into each send: with 9,500 subscribers
 /// per shard, 65,536 allowed 7 publishes per turn and doubled burst fan-out's CPU per
-/// delivery; 262,144 allows 27 (tests/bench/RESULTS.md, "Turn shares").
+/// delivery; 262,144 allows 28 (tests/bench/RESULTS.md, "Turn shares").
 const TURN_DELIVERIES: u64 = 256 << 10;
 // One turn's data frames for a connection fit one send, so a client that reads at once
 // never falls behind by a turn (and never looks like a slow consumer) in a burst.
 const _: () = assert!(MESH_TURN.messages + PUBLISH_TURN.messages <= ringcast_shard::MAX_IOVECS);
 
 /// How much of one lane a loop turn takes: at most `messages`, and no more once their
-/// payloads reach `bytes` or the turn's deliveries reach [`TURN_DELIVERIES`] (the mesh
-/// lane's first message is always taken).
+/// payloads reach `bytes` or the turn's deliveries reach [`TURN_DELIVERIES`] (a lane's
+/// first message is always taken, so a busy mesh lane cannot starve the publish lane).
 struct TurnShare {
     messages: usize,
     bytes: usize,
@@ -186,7 +188,7 @@ impl ShardThread {
                     break;
                 }
             }
-            if !self.waiting.any() && !turn_full(&self.shard) {
+            if !self.waiting.any() {
                 let mut taken = 0;
                 for _ in 0..PUBLISH_TURN.messages {
                     let Ok(msg) = self.inbox.publish.try_recv() else {
