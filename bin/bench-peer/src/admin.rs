@@ -29,7 +29,8 @@ async fn publish(
     body: Bytes,
 ) -> StatusCode {
     if let Some(floor) = &registry.floor {
-        floor.publish(&channel, &body, std::str::from_utf8(&body).is_ok());
+        let text = std::str::from_utf8(&body).is_ok();
+        floor.publish(&channel, body, text);
         return StatusCode::ACCEPTED;
     }
     let message = match Utf8Bytes::try_from(body.clone()) {

@@ -20,6 +20,10 @@ use std::os::fd::RawFd;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio_tungstenite::tungstenite::Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
 /// Subscribers' descriptors by channel, and what publishing to them did.
 #[derive(Default)]
 pub struct FloorTable {
@@ -67,7 +71,7 @@ impl FloorTable {
 
     /// Sends `payload` as one unmasked frame (text when `text`) to every subscriber of
     /// `channel` with one `send` each.
-    pub fn publish(&self, channel: &str, payload: &[u8], text: bool) {
+    pub fn publish(&self, channel: &str, payload: Bytes, text: bool) {
         let frame = encode_frame(payload, text);
         let channels = self.channels.read().unwrap_or_else(|e| e.into_inner());
         let Some(fds) = channels.get(channel) else {
@@ -100,30 +104,21 @@ impl FloorTable {
     }
 }
 
-/// One final, unmasked server frame (RFC 6455 §5.2) carrying `payload`.
-fn encode_frame(payload: &[u8], text: bool) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(payload.len() + 10);
-    frame.push(if text { 0x81 } else { 0x82 });
-    match payload.len() {
-        n @ 0..=125 => frame.push(n as u8),
-        n @ 126..=0xffff => {
-            frame.push(126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(payload);
+/// One final, unmasked server frame carrying `payload`, formatted by tungstenite.
+fn encode_frame(payload: Bytes, text: bool) -> Vec<u8> {
+    let opcode = OpCode::Data(if text { Data::Text } else { Data::Binary });
+    let frame = Frame::message(payload, opcode, true);
+    let mut out = Vec::with_capacity(frame.len());
     frame
+        .format(&mut out)
+        .expect("formatting into a Vec does not fail");
+    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::encode_frame;
+    use super::{Bytes, Data, OpCode, encode_frame};
     use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
     /// Each length class decodes with tungstenite's parser to the same opcode and length.
     #[test]
@@ -135,7 +130,7 @@ mod tests {
             (126, true),
             (70_000, false),
         ] {
-            let frame = encode_frame(&vec![b'x'; len], text);
+            let frame = encode_frame(Bytes::from(vec![b'x'; len]), text);
             let mut cursor = std::io::Cursor::new(frame.as_slice());
             let (header, length) = FrameHeader::parse(&mut cursor).unwrap().unwrap();
             assert!(header.is_final);

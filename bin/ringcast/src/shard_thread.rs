@@ -50,13 +50,13 @@ const PUBLISH_TURN: TurnShare = TurnShare {
 };
 /// Most deliveries (frames queued on connections) one turn's inbox share may cause: past it
 /// the turn takes no further message from that lane and does its I/O (each lane's first
-/// message is taken anyway, so a turn may pass it by two messages' fan-out). Bounds a turn's
-/// work however many
-/// subscribers the channels have (256 publishes to 100,000 subscribers would otherwise
-/// queue 25.6 million frames before the first send, ~2 s of work). Large enough that a
-/// burst to one channel still puts many messages into each send: with 9,500 subscribers
-/// per shard, 65,536 allowed 7 publishes per turn and doubled burst fan-out's CPU per
-/// delivery; 262,144 allows 28 (tests/bench/RESULTS.md, "Turn shares").
+/// message is taken anyway, so a turn may pass it by two messages' fan-out). Bounds a
+/// turn's work however many subscribers the channels have (256 publishes to 100,000
+/// subscribers would otherwise queue 25.6 million frames before the first send, ~2 s of
+/// work). Large enough that a burst to one channel still puts many messages into each
+/// send: with 9,500 subscribers per shard, 65,536 allowed 7 publishes per turn and
+/// doubled burst fan-out's CPU per delivery; 262,144 allows 28 (tests/bench/RESULTS.md,
+/// "Turn shares").
 const TURN_DELIVERIES: u64 = 256 << 10;
 // One turn's data frames for a connection fit one send, so a client that reads at once
 // never falls behind by a turn (and never looks like a slow consumer) in a burst.
@@ -68,6 +68,14 @@ const _: () = assert!(MESH_TURN.messages + PUBLISH_TURN.messages <= ringcast_sha
 struct TurnShare {
     messages: usize,
     bytes: usize,
+}
+
+impl TurnShare {
+    /// Whether a lane has had its share once `taken` payload bytes came from it and the
+    /// turn has queued `deliveries`.
+    fn used_up(&self, taken: usize, deliveries: u64) -> bool {
+        taken >= self.bytes || deliveries >= TURN_DELIVERIES
+    }
 }
 
 /// The payload bytes a message brings to queue on connections (a poll reply answers one
@@ -170,9 +178,8 @@ impl ShardThread {
         loop {
             let t = now();
             let delivered_before = self.shard.counters().delivered;
-            let turn_full = |shard: &Shard| {
-                shard.counters().delivered.saturating_sub(delivered_before) >= TURN_DELIVERIES
-            };
+            let turn_deliveries =
+                |shard: &Shard| shard.counters().delivered.saturating_sub(delivered_before);
             let mut taken = 0;
             for _ in 0..MESH_TURN.messages {
                 let Ok(msg) = self.inbox.mesh.try_recv() else {
@@ -184,7 +191,7 @@ impl ShardThread {
                 }
                 taken += message_bytes(&msg);
                 self.handle(msg, t);
-                if taken >= MESH_TURN.bytes || turn_full(&self.shard) {
+                if MESH_TURN.used_up(taken, turn_deliveries(&self.shard)) {
                     break;
                 }
             }
@@ -201,7 +208,7 @@ impl ShardThread {
                     }
                     taken += message_bytes(&msg);
                     self.handle(msg, t);
-                    if taken >= PUBLISH_TURN.bytes || turn_full(&self.shard) {
+                    if PUBLISH_TURN.used_up(taken, turn_deliveries(&self.shard)) {
                         break;
                     }
                 }
