@@ -58,6 +58,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/bench/stop_pid.sh
+. "$ROOT/tests/bench/stop_pid.sh"
 BUILD_RUNTIME_PEERS=${BUILD_RUNTIME_PEERS:-0}
 DEFAULT_SERVERS="ringcast ringcast-1 uws bench-peer node-ws send-floor"
 ((BUILD_RUNTIME_PEERS)) && DEFAULT_SERVERS="$DEFAULT_SERVERS tokio-uring-peer glommio-peer"
@@ -117,18 +119,6 @@ log() { echo "[compare] $*" >&2; }
 die() {
     log "error: $*"
     exit 1
-}
-
-stop_pid() { # pid grace_seconds: TERM, wait up to grace, then KILL
-    local pid=$1 grace=$2 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < grace * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
 }
 
 cleanup() {

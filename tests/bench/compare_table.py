@@ -267,11 +267,12 @@ def main():
     parser.add_argument("servers", nargs="+")
     args = parser.parse_args()
 
+    measured = set(args.phases.split())
     raw, values = {}, {}
     for server in args.servers:
         raw[server], values[server] = {}, {}
         for phase in PHASES:
-            if phase not in args.phases.split():
+            if phase not in measured:
                 raw[server][phase] = {"report": None, "measure": None}
                 continue
             d = os.path.join(args.out, f"{server}-{phase}")

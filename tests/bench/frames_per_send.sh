@@ -17,6 +17,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=tests/bench/stop_pid.sh
+. "$ROOT/tests/bench/stop_pid.sh"
 SHARDS=${SHARDS:-2}
 CHANNELS=${CHANNELS:-1}
 CONNS=${CONNS:-10000}
@@ -36,19 +38,9 @@ WORK=$(mktemp -d)
 SERVER_PID=""
 LOAD_PID=""
 
-stop() { # pid: TERM, up to 5 s, then KILL
-    [[ -n $1 ]] || return 0
-    kill -TERM "$1" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
 cleanup() {
-    stop "$LOAD_PID"
-    stop "$SERVER_PID"
+    stop_pid "$LOAD_PID" 5
+    stop_pid "$SERVER_PID" 5
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -94,7 +86,7 @@ one_run() { # binary
     d1=$(delivered)
     wait "$LOAD_PID" || true
     LOAD_PID=""
-    stop "$SERVER_PID"
+    stop_pid "$SERVER_PID" 5
     SERVER_PID=""
     awk -F, -v d=$((d1 - d0)) -v bin="$1" -v secs="$SECONDS_MEASURED" '
         /submit_req/ { s = $1 } /io_uring_enter/ { e = $1 }
