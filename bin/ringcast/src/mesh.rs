@@ -11,8 +11,9 @@
 //! - the **mesh lane** ([`MESH_LANE`] messages) carries everything between shards
 //!   (interest, fan-out deliveries, long-poll requests and replies) and the sidecar's
 //!   drain and disconnects. Full: the sender keeps the message, in order, and offers it
-//!   again on its next loop turn; the receiver drains this lane on every turn, whatever
-//!   else it is waiting for, so no two shards can wait on each other.
+//!   again on its next loop turn; the receiver takes its share of this lane in every send
+//!   cycle, which ends within a bounded number of turns that wait for nothing but its
+//!   own sends, so no two shards can wait on each other.
 
 use ringcast_shard::ShardMsg;
 use ringcast_uring::Waker;

@@ -3,13 +3,19 @@
 //! forwards its outbox, and has the shard flush its metrics about once a second. It
 //! follows the calling contract documented on [`Shard`].
 //!
-//! Inbox: each loop turn takes a bounded share of each lane ([`MESH_TURN`],
-//! [`PUBLISH_TURN`]: together no more frames than one `sendmsg` carries, and bytes well
+//! Sends: each loop turn starts at most [`SENDS_PER_TURN`] sends, oldest waiting
+//! connection first, so under load the connections are served round-robin and new
+//! messages keep arriving between their sends ([`SendCycle`]: a pass through the
+//! connections waiting when it began).
+//!
+//! Inbox: each send cycle takes a bounded share of each lane ([`MESH_SHARE`],
+//! [`PUBLISH_SHARE`]: together no more frames than one `sendmsg` carries, and bytes well
 //! under `--max-queue-bytes`, so a burst does not make a client that reads at once look
-//! slow) and then does I/O. The mesh lane is taken from on every turn; the publish lane
-//! only while everything this shard sent to other shards and to the broker fitted their
-//! queues. What did not fit waits here, in order, and is offered again on the next turn
-//! (see `mesh` for why nothing blocks).
+//! slow), spread over the cycle's turns. The mesh lane is taken from in every cycle, whose
+//! length depends only on this shard's own sends; the publish lane only while everything
+//! this shard sent to other shards and to the broker fitted their queues. What did not
+//! fit waits here, in order, and is offered again on the next turn (see `mesh` for why
+//! nothing blocks).
 //!
 //! Teardown order matters: the shard owns the bytes behind every in-flight `sendmsg`, so on
 //! drop (normal end or unwinding panic) the reactor first cancels and reaps every operation,
@@ -34,47 +40,117 @@ const _: () = assert!(ringcast_shard::GEN_MASK == ringcast_uring::GEN_MASK);
 const MAX_WAIT_MS: u64 = 250;
 /// Longest sleep while messages wait for room in another shard's or the broker's queue.
 const WAITING_WAIT_MS: u64 = 1;
-/// Most taken from the mesh lane per loop turn.
-const MESH_TURN: TurnShare = TurnShare {
-    messages: 256,
-    bytes: 192 << 10,
+/// Sends started per loop turn. Between batches the loop takes new messages from its
+/// inbox, so connections are served round-robin while publishes keep arriving, and each
+/// send carries everything queued for its connection since the previous one: at
+/// saturation the sends are staggered rather than all connections' sends leaving in one
+/// batch per publish. Paced fan-out to one channel, 2 shards: 3.0 → 6.6-7.7 deliveries
+/// per `sendmsg` (tests/bench/RESULTS.md, "Send cycles"). A turn's fixed cost (one
+/// `io_uring_enter`, one look at the inbox) is small next to 32 sends at ~5-9 µs each.
+const SENDS_PER_TURN: usize = 32;
+/// Most taken from the mesh lane per send cycle.
+const MESH_SHARE: CycleShare = CycleShare {
+    messages: 512,
+    bytes: 96 << 10,
 };
-/// Most taken from the publish lane per loop turn. Many messages per turn is what makes
-/// paced fan-out over many channels cheap: the more publishes one turn takes, the more of
-/// them land on the same connection and leave in one `sendmsg` (tests/bench/RESULTS.md,
-/// "Turn shares": 16 → 256 took paced fan-out to 100 channels from 1.1 to 3.1-3.4
-/// deliveries per send).
-const PUBLISH_TURN: TurnShare = TurnShare {
-    messages: 256,
-    bytes: 64 << 10,
+/// Most taken from the publish lane per send cycle. Many messages per cycle is what makes
+/// paced fan-out over many channels cheap: the more publishes one cycle takes, the more
+/// of them land on the same connection and leave in one `sendmsg` (tests/bench/RESULTS.md,
+/// "Turn shares": 16 → 256 per turn took paced fan-out to 100 channels from 1.1 to
+/// 3.1-3.4 deliveries per send; "Send cycles": 256 → 512 per cycle, 4.4 → 5.3-6.3).
+const PUBLISH_SHARE: CycleShare = CycleShare {
+    messages: 512,
+    bytes: 32 << 10,
 };
-/// Most deliveries (frames queued on connections) one turn's inbox share may cause: past it
-/// the turn takes no further message from that lane and does its I/O (each lane's first
-/// message is taken anyway, so a turn may pass it by two messages' fan-out). Bounds a
-/// turn's work however many subscribers the channels have (256 publishes to 100,000
-/// subscribers would otherwise queue 25.6 million frames before the first send, ~2 s of
-/// work). Large enough that a burst to one channel still puts many messages into each
-/// send: with 9,500 subscribers per shard, 65,536 allowed 7 publishes per turn and
-/// doubled burst fan-out's CPU per delivery; 262,144 allows 28 (tests/bench/RESULTS.md,
-/// "Turn shares").
-const TURN_DELIVERIES: u64 = 256 << 10;
-// One turn's data frames for a connection fit one send, so a client that reads at once
-// never falls behind by a turn (and never looks like a slow consumer) in a burst.
-const _: () = assert!(MESH_TURN.messages + PUBLISH_TURN.messages <= ringcast_shard::MAX_IOVECS);
+/// Most deliveries (frames queued on connections) one cycle's inbox shares may cause: past
+/// it a lane gives no further message until the next cycle (each lane's first message of a
+/// cycle is taken anyway, so a cycle may pass it by two messages' fan-out). Bounds the
+/// frames waiting to be sent however many subscribers the channels have (512 publishes to
+/// 100,000 subscribers would otherwise queue 51.2 million frames, ~4 s of sending).
+/// Large enough that a burst to one channel still puts many messages into each send: with
+/// 9,500 subscribers per shard, 65,536 allowed 7 publishes per turn and doubled burst
+/// fan-out's CPU per delivery; 262,144 allows 28 (tests/bench/RESULTS.md, "Turn shares").
+const CYCLE_DELIVERIES: u64 = 256 << 10;
+// One cycle's data frames for a connection fit one send. Between two of its sends a
+// connection gets at most the rest of one cycle's shares and the start of the next one's:
+// two sends' worth of frames, so a client that reads at once is at most one send behind,
+// and 2 × (96 + 32) KiB of payload, what one turn's shares allowed before send cycles, far
+// under `--max-queue-bytes` (1 MiB): a burst does not make it look like a slow consumer.
+const _: () = assert!(MESH_SHARE.messages + PUBLISH_SHARE.messages <= ringcast_shard::MAX_IOVECS);
 
-/// How much of one lane a loop turn takes: at most `messages`, and no more once their
-/// payloads reach `bytes` or the turn's deliveries reach [`TURN_DELIVERIES`] (a lane's
+/// How much of one lane a send cycle takes: at most `messages`, and no more once their
+/// payloads reach `bytes` or the cycle's deliveries reach [`CYCLE_DELIVERIES`] (a lane's
 /// first message is always taken, so a busy mesh lane cannot starve the publish lane).
-struct TurnShare {
+struct CycleShare {
     messages: usize,
     bytes: usize,
 }
 
-impl TurnShare {
-    /// Whether a lane has had its share once `taken` payload bytes came from it and the
-    /// turn has queued `deliveries`.
-    fn used_up(&self, taken: usize, deliveries: u64) -> bool {
-        taken >= self.bytes || deliveries >= TURN_DELIVERIES
+impl CycleShare {
+    /// Whether a lane may give another message, having given `taken` this cycle, whose
+    /// messages have queued `deliveries`.
+    fn allows(&self, taken: LaneTaken, deliveries: u64) -> bool {
+        taken.messages == 0
+            || (taken.messages < self.messages
+                && taken.bytes < self.bytes
+                && deliveries < CYCLE_DELIVERIES)
+    }
+}
+
+/// What one lane gave during the current send cycle.
+#[derive(Clone, Copy, Default)]
+struct LaneTaken {
+    messages: usize,
+    bytes: usize,
+}
+
+impl LaneTaken {
+    fn add(&mut self, msg: &ShardMsg) {
+        self.messages += 1;
+        self.bytes += message_bytes(msg);
+    }
+}
+
+/// One send cycle: a pass through the connections that waited to send when its first
+/// sends started, [`SENDS_PER_TURN`] per loop turn. The inbox shares are per cycle, not
+/// per turn, so what a connection gets queued between two of its sends stays within two
+/// cycles' shares however many turns a pass takes. A cycle with nothing to send ends with
+/// its turn. The pass is counted, not tracked per connection: entries that closed
+/// meanwhile count, and the last turn may run on into connections that became ready
+/// during the pass, so a connection may get a second send in a cycle (harmless: it only
+/// ever sends what it has).
+#[derive(Default)]
+struct SendCycle {
+    /// Sends left in the pass; `None` until its first sends start.
+    left: Option<usize>,
+    mesh: LaneTaken,
+    publish: LaneTaken,
+    /// The shard's delivered counter when the cycle began.
+    delivered_at_start: u64,
+}
+
+impl SendCycle {
+    fn new(delivered: u64) -> Self {
+        SendCycle {
+            delivered_at_start: delivered,
+            ..SendCycle::default()
+        }
+    }
+
+    /// Deliveries this cycle's messages queued.
+    fn deliveries(&self, shard: &Shard) -> u64 {
+        shard
+            .counters()
+            .delivered
+            .saturating_sub(self.delivered_at_start)
+    }
+
+    /// Counts `started` sends of a turn with `waiting` connections still waiting after
+    /// them; returns whether the pass is over.
+    fn count_sends(&mut self, started: usize, waiting: usize) -> bool {
+        let left = self.left.get_or_insert(started + waiting);
+        *left = left.saturating_sub(started);
+        *left == 0 || waiting == 0
     }
 }
 
@@ -175,13 +251,10 @@ impl ShardThread {
         self.flush_metrics();
         let mut last_flush = 0;
         let mut drain_deadline: Option<u64> = None;
+        let mut cycle = SendCycle::new(self.shard.counters().delivered);
         loop {
             let t = now();
-            let delivered_before = self.shard.counters().delivered;
-            let turn_deliveries =
-                |shard: &Shard| shard.counters().delivered.saturating_sub(delivered_before);
-            let mut taken = 0;
-            for _ in 0..MESH_TURN.messages {
+            while MESH_SHARE.allows(cycle.mesh, cycle.deliveries(&self.shard)) {
                 let Ok(msg) = self.inbox.mesh.try_recv() else {
                     break;
                 };
@@ -189,33 +262,28 @@ impl ShardThread {
                     drain_deadline = Some(t + self.drain_ms);
                     self.close_listeners();
                 }
-                taken += message_bytes(&msg);
+                cycle.mesh.add(&msg);
                 self.handle(msg, t);
-                if MESH_TURN.used_up(taken, turn_deliveries(&self.shard)) {
-                    break;
-                }
             }
-            if !self.waiting.any() {
-                let mut taken = 0;
-                for _ in 0..PUBLISH_TURN.messages {
-                    let Ok(msg) = self.inbox.publish.try_recv() else {
-                        break;
-                    };
-                    if let ShardMsg::Publish { channel, .. } = &msg
-                        && self.panic_on_channel.as_deref() == Some(&**channel)
-                    {
-                        panic!("failpoint: publish to {channel}");
-                    }
-                    taken += message_bytes(&msg);
-                    self.handle(msg, t);
-                    if PUBLISH_TURN.used_up(taken, turn_deliveries(&self.shard)) {
-                        break;
-                    }
+            while !self.waiting.any()
+                && PUBLISH_SHARE.allows(cycle.publish, cycle.deliveries(&self.shard))
+            {
+                let Ok(msg) = self.inbox.publish.try_recv() else {
+                    break;
+                };
+                if let ShardMsg::Publish { channel, .. } = &msg
+                    && self.panic_on_channel.as_deref() == Some(&**channel)
+                {
+                    panic!("failpoint: publish to {channel}");
                 }
+                cycle.publish.add(&msg);
+                self.handle(msg, t);
             }
             self.shard.on_tick(t);
             self.rearm_accepts(t);
-            self.submit_outputs(&mut iov, id);
+            if self.submit_outputs(&mut iov, id, &mut cycle) {
+                cycle = SendCycle::new(self.shard.counters().delivered);
+            }
             if self.shard.drained() || drain_deadline.is_some_and(|d| t >= d) {
                 break;
             }
@@ -229,9 +297,10 @@ impl ShardThread {
                 MAX_WAIT_MS
             };
             let wait_ms = self.shard.ms_until_tick(t).clamp(1, longest);
-            let wait = if self
-                .mesh
-                .prepare_sleep(id, &self.inbox, !self.waiting.any())
+            let wait = if self.shard.sends_waiting() == 0
+                && self
+                    .mesh
+                    .prepare_sleep(id, &self.inbox, !self.waiting.any())
             {
                 Duration::from_millis(wait_ms)
             } else {
@@ -328,8 +397,14 @@ impl ShardThread {
         }
     }
 
-    /// Turns the shard's decisions into submissions and cross-shard messages.
-    fn submit_outputs(&mut self, iov: &mut Vec<libc::iovec>, id: usize) {
+    /// Turns the shard's decisions into submissions (at most [`SENDS_PER_TURN`] sends) and
+    /// cross-shard messages; returns whether `cycle`'s pass is over.
+    fn submit_outputs(
+        &mut self,
+        iov: &mut Vec<libc::iovec>,
+        id: usize,
+        cycle: &mut SendCycle,
+    ) -> bool {
         for action in self.shard.take_actions() {
             match action {
                 Action::ArmRecv(conn, fd) => self.reactor.arm_recv(fd, conn.idx, conn.generation),
@@ -338,7 +413,11 @@ impl ShardThread {
                 Action::Close(fd) => close_fd(fd),
             }
         }
-        while let Some((conn, fd)) = self.shard.next_send() {
+        let mut started = 0;
+        while started < SENDS_PER_TURN
+            && let Some((conn, fd)) = self.shard.next_send()
+        {
+            started += 1;
             iov.clear();
             self.shard.begin_send(conn, &mut |chunk| {
                 iov.push(libc::iovec {
@@ -349,6 +428,7 @@ impl ShardThread {
             self.reactor
                 .send_vectored(fd, conn.idx, conn.generation, iov);
         }
+        let pass_over = cycle.count_sends(started, self.shard.sends_waiting());
         self.waiting.mesh = false;
         for (to, msgs) in self.shard.outbox().iter_mut().enumerate() {
             if msgs.is_empty() || to == id {
@@ -378,6 +458,7 @@ impl ShardThread {
                 waiting.broker_full += 1;
             }
         }
+        pass_over
     }
 
     fn rearm_accepts(&mut self, t: u64) {
@@ -439,7 +520,52 @@ impl Drop for ShardThread {
 
 #[cfg(test)]
 mod tests {
-    use super::send_in_order;
+    use super::{
+        CYCLE_DELIVERIES, LaneTaken, MESH_SHARE, PUBLISH_SHARE, SENDS_PER_TURN, SendCycle,
+        send_in_order,
+    };
+
+    #[test]
+    fn a_cycle_is_the_pass_through_the_connections_waiting_at_its_first_sends() {
+        // 100 waiting: 32 now, 68 after them; connections that become ready meanwhile
+        // (the waiting count grows) belong to the next pass.
+        let mut cycle = SendCycle::new(0);
+        assert!(!cycle.count_sends(SENDS_PER_TURN, 68));
+        assert!(!cycle.count_sends(SENDS_PER_TURN, 36 + 20));
+        assert!(!cycle.count_sends(SENDS_PER_TURN, 4 + 40));
+        // The last 4 of the pass, then 28 of the 40 that became ready during it.
+        assert!(cycle.count_sends(SENDS_PER_TURN, 12));
+        // Nothing to send: the cycle ends with its turn.
+        assert!(SendCycle::new(0).count_sends(0, 0));
+        // Entries that closed meanwhile are skipped: an emptied list ends the pass early.
+        let mut cycle = SendCycle::new(0);
+        assert!(!cycle.count_sends(SENDS_PER_TURN, 68));
+        assert!(cycle.count_sends(10, 0));
+    }
+
+    #[test]
+    fn a_lane_gives_its_share_per_cycle_and_always_a_first_message() {
+        let none = LaneTaken::default();
+        let full = LaneTaken {
+            messages: PUBLISH_SHARE.messages,
+            bytes: 0,
+        };
+        let bytes = LaneTaken {
+            messages: 1,
+            bytes: PUBLISH_SHARE.bytes,
+        };
+        assert!(PUBLISH_SHARE.allows(none, 0));
+        assert!(!PUBLISH_SHARE.allows(full, 0));
+        assert!(!PUBLISH_SHARE.allows(bytes, 0));
+        // The other lane used the cycle's deliveries: one message still comes.
+        assert!(PUBLISH_SHARE.allows(none, CYCLE_DELIVERIES));
+        let one = LaneTaken {
+            messages: 1,
+            bytes: 64,
+        };
+        assert!(!PUBLISH_SHARE.allows(one, CYCLE_DELIVERIES));
+        assert!(MESH_SHARE.allows(one, CYCLE_DELIVERIES - 1));
+    }
 
     #[test]
     fn what_does_not_fit_stays_in_order_behind_what_went() {

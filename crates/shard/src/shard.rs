@@ -54,7 +54,7 @@ use last_words::LastWords;
 use poll::PollState;
 use ringcast_proto::{OpCode, encode_frame};
 use ringcast_telemetry::ShardCounters;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 /// An unmasked ping with an empty payload: shared by every connection.
@@ -156,7 +156,7 @@ pub struct Shard {
     /// Plain per-shard counters, pushed to the metrics registry by `flush_metrics`.
     counters: ShardCounters,
     actions: Vec<Action>,
-    ready: Vec<ConnId>,
+    ready: VecDeque<ConnId>,
     outbox: Outbox,
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
@@ -242,7 +242,7 @@ impl Shard {
             fetching: HashMap::new(),
             counters,
             actions: Vec::new(),
-            ready: Vec::new(),
+            ready: VecDeque::new(),
             broker: Vec::new(),
             fired: Vec::new(),
             slow: Vec::new(),
@@ -496,7 +496,7 @@ impl Shard {
 
     /// The next connection with queued frames and no send in flight, with its fd.
     pub fn next_send(&mut self) -> Option<(ConnId, i32)> {
-        while let Some(id) = self.ready.pop() {
+        while let Some(id) = self.ready.pop_front() {
             if let Some(conn) = self.conns.get_mut(id) {
                 conn.in_ready = false;
                 if !conn.send_inflight && conn.wants_send() && !conn.dropping() {
@@ -505,6 +505,12 @@ impl Shard {
             }
         }
         None
+    }
+
+    /// Connections waiting for [`Shard::next_send`], in the order it returns them (some
+    /// may have closed or been sent to meanwhile; `next_send` skips those).
+    pub fn sends_waiting(&self) -> usize {
+        self.ready.len()
     }
 
     /// Starts the send for `id`: calls `chunk` with each queued slice (valid until
@@ -723,7 +729,7 @@ impl Shard {
             && conn.wants_send()
         {
             conn.in_ready = true;
-            self.ready.push(id);
+            self.ready.push_back(id);
         }
     }
 

@@ -22,11 +22,12 @@ use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
-/// Most chunks handed to one vectored send. As many as one loop turn may queue on a
-/// connection (the reactor loop's lane shares add up to this), so a client that reads at
-/// once is drained every turn however many small messages its channels carry; large enough
-/// that many channels' messages taken in one turn coalesce into one send per connection.
-pub const MAX_IOVECS: usize = 512;
+/// Most chunks handed to one vectored send (the kernel's `UIO_MAXIOV`). As many as one
+/// send cycle of the reactor loop may queue on a connection (its lane shares add up to
+/// this), so a client that reads at once is drained every cycle however many small
+/// messages its channels carry; large enough that many channels' messages taken in one
+/// cycle coalesce into one send per connection.
+pub const MAX_IOVECS: usize = 1024;
 
 /// What one queued frame costs beyond its bytes: its slot in the queue (a `Bytes` handle
 /// and its kind, 40 bytes, in a ring that may be up to half empty) and the allocator's

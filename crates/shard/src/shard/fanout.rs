@@ -175,7 +175,7 @@ impl Shard {
             self.counters.delivered += 1;
             if !conn.in_ready && !conn.send_inflight {
                 conn.in_ready = true;
-                self.ready.push(id);
+                self.ready.push_back(id);
             }
         }
         for id in slow.drain(..) {
