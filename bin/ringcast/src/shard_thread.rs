@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 // Connection generations travel through the reactor's `user_data`: the shard must wrap
 // them at exactly the width the reactor carries.
 const _: () = assert!(ringcast_shard::GEN_MASK == ringcast_uring::GEN_MASK);
+// A connection's send must fit one `sendmsg`: the shard hands out at most as many slices
+// as the reactor (and the kernel) accept.
+const _: () = assert!(ringcast_shard::MAX_IOVECS <= ringcast_uring::MAX_IOVECS);
 
 /// Longest sleep in one wait, so the counters flush on time even when idle.
 const MAX_WAIT_MS: u64 = 250;

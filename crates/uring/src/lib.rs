@@ -22,7 +22,7 @@ mod waker;
 pub use error::ReactorError;
 pub use listener::bind_reuseport;
 pub use reactor::{
-    CancelOutcome, Completion, NO_BUFFER, Reactor, ReactorConfig, ReactorStats, RecvBuf,
+    CancelOutcome, Completion, MAX_IOVECS, NO_BUFFER, Reactor, ReactorConfig, ReactorStats, RecvBuf,
 };
 pub use socket::{
     close_fd, peer_ip, set_nodelay, shutdown_socket, shutdown_write, tcp_socket_bound,

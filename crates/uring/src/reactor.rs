@@ -42,8 +42,9 @@ use crate::waker::Waker;
 
 /// The buffer group id of the reactor's provided buffer ring.
 const BUF_GROUP: u16 = 0;
-/// Linux's `UIO_MAXIOV`: the most iovecs one `sendmsg` accepts.
-const MAX_IOVECS: usize = 1024;
+/// Linux's `UIO_MAXIOV`: the most iovecs one `sendmsg` accepts ([`Reactor::send_vectored`]
+/// fails a longer send with `EMSGSIZE`).
+pub const MAX_IOVECS: usize = 1024;
 /// CQEs copied out of the completion queue per step of `reap`.
 const REAP_BATCH: usize = 64;
 /// The longest wait passed to the kernel (longer timeouts would overflow its timespec).
