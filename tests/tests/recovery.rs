@@ -27,6 +27,26 @@ fn publish_range(gateway: &Gateway, channel: &str, range: std::ops::RangeInclusi
     }
 }
 
+/// Publishes `range` and waits until `witness`, a live subscriber of `channel`, has
+/// received its last message. A publish is accepted (202) before the owning shard appends
+/// it to the channel's history; the owner appends before it fans out, so once the witness
+/// has the last one, a new subscription's position includes the whole range.
+fn publish_and_witness(
+    gateway: &Gateway,
+    witness: &mut Client,
+    channel: &str,
+    range: std::ops::RangeInclusive<u32>,
+) {
+    let last = u64::from(*range.end());
+    publish_range(gateway, channel, range);
+    while let Some(m) = next_object(witness) {
+        if m["offset"].as_u64() == Some(last) {
+            return;
+        }
+    }
+    panic!("the witness did not receive offset {last}");
+}
+
 /// Subscribes with the JSON framing and returns the client and its `subscribed` object.
 fn subscribe(gateway: &Gateway, path: &str) -> (Client, Value) {
     let mut ws = connect(gateway.ws_addr(), path);
@@ -49,6 +69,7 @@ fn curl(args: &[&str]) -> String {
 fn every_transport_resumes_from_message_50_of_100_exactly_once() {
     let gateway = Gateway::start(1, &["--history-size", "1000", "--poll-timeout", "2"]);
     let (mut ws, subscribed) = subscribe(&gateway, "/news?format=json");
+    let (mut witness, _) = subscribe(&gateway, "/news?format=json");
     let epoch = subscribed["epoch"].as_str().expect("epoch").to_owned();
     assert_eq!(subscribed["offset"], 0);
     publish_range(&gateway, "news", 1..=50);
@@ -62,7 +83,7 @@ fn every_transport_resumes_from_message_50_of_100_exactly_once() {
     }
     ws.close(None).expect("close");
     drop(ws);
-    publish_range(&gateway, "news", 51..=100);
+    publish_and_witness(&gateway, &mut witness, "news", 51..=100);
 
     // WebSocket: the missed 50, once each and in order, then the live stream.
     let (mut back, subscribed) =
@@ -124,9 +145,9 @@ fn every_transport_resumes_from_message_50_of_100_exactly_once() {
 #[test]
 fn a_position_no_longer_kept_or_from_a_restarted_node_is_not_recovered() {
     let gateway = Gateway::start(1, &["--history-size", "10"]);
-    let (_ws, subscribed) = subscribe(&gateway, "/news?format=json");
+    let (mut witness, subscribed) = subscribe(&gateway, "/news?format=json");
     let epoch = subscribed["epoch"].as_str().expect("epoch").to_owned();
-    publish_range(&gateway, "news", 1..=100);
+    publish_and_witness(&gateway, &mut witness, "news", 1..=100);
     let (mut old, subscribed) = subscribe(&gateway, &format!("/news?format=json&since={epoch}:50"));
     assert_eq!(
         subscribed,
@@ -144,7 +165,8 @@ fn a_position_no_longer_kept_or_from_a_restarted_node_is_not_recovered() {
     // The same node started again (a new process, no Redis): a new epoch.
     drop(gateway);
     let restarted = Gateway::start(1, &["--history-size", "10"]);
-    publish_range(&restarted, "news", 1..=3);
+    let (mut witness, _) = subscribe(&restarted, "/news?format=json");
+    publish_and_witness(&restarted, &mut witness, "news", 1..=3);
     let (_, subscribed) = subscribe(&restarted, &format!("/news?format=json&since={epoch}:100"));
     assert_eq!(subscribed["recovered"], false);
     assert_ne!(subscribed["epoch"], epoch.as_str());

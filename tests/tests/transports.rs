@@ -88,6 +88,8 @@ fn curl_long_polls_and_resumes_from_the_last_offset() {
     // Nobody polls now; these are kept by the channel's owner.
     assert_eq!(gateway.publish("feed", b"two"), 202);
     assert_eq!(gateway.publish("feed", b"three"), 202);
+    // A publish is accepted before its owner appends it to the history.
+    gateway.wait_metric("ringcast_history_messages", 10, |n| n >= 3.0);
     let out = curl(&[&format!("{base}?since={epoch}:1")])
         .wait_with_output()
         .expect("curl");
