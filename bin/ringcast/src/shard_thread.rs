@@ -6,7 +6,9 @@
 //! Sends: each loop turn starts at most [`SENDS_PER_TURN`] sends, oldest waiting
 //! connection first, so under load the connections are served round-robin and new
 //! messages keep arriving between their sends ([`SendCycle`]: a pass through the
-//! connections waiting when it began).
+//! connections waiting when it began). Answers to requests (a 101, a TLS handshake
+//! flight) are not counted: each turn starts all of them, so a connect ramp does not
+//! keep requests and their answers alive in memory while deliveries take their turns.
 //!
 //! Inbox: each send cycle takes a bounded share of each lane ([`MESH_SHARE`],
 //! [`PUBLISH_SHARE`]: together no more frames than one `sendmsg` carries, and bytes well
@@ -400,7 +402,21 @@ impl ShardThread {
         }
     }
 
-    /// Turns the shard's decisions into submissions (at most [`SENDS_PER_TURN`] sends) and
+    /// Submits one connection's send: the slices [`Shard::begin_send`] hands out.
+    fn start_send(&mut self, conn: ConnId, fd: i32, iov: &mut Vec<libc::iovec>) {
+        iov.clear();
+        self.shard.begin_send(conn, &mut |chunk| {
+            iov.push(libc::iovec {
+                iov_base: chunk.as_ptr() as *mut libc::c_void,
+                iov_len: chunk.len(),
+            })
+        });
+        self.reactor
+            .send_vectored(fd, conn.idx, conn.generation, iov);
+    }
+
+    /// Turns the shard's decisions into submissions (every answer to a request, at most
+    /// [`SENDS_PER_TURN`] other sends) and
     /// cross-shard messages; returns whether `cycle`'s pass is over.
     fn submit_outputs(
         &mut self,
@@ -416,20 +432,15 @@ impl ShardThread {
                 Action::Close(fd) => close_fd(fd),
             }
         }
+        while let Some((conn, fd)) = self.shard.next_answer() {
+            self.start_send(conn, fd, iov);
+        }
         let mut started = 0;
         while started < SENDS_PER_TURN
             && let Some((conn, fd)) = self.shard.next_send()
         {
             started += 1;
-            iov.clear();
-            self.shard.begin_send(conn, &mut |chunk| {
-                iov.push(libc::iovec {
-                    iov_base: chunk.as_ptr() as *mut libc::c_void,
-                    iov_len: chunk.len(),
-                })
-            });
-            self.reactor
-                .send_vectored(fd, conn.idx, conn.generation, iov);
+            self.start_send(conn, fd, iov);
         }
         let pass_over = cycle.count_sends(started, self.shard.sends_waiting());
         self.waiting.mesh = false;

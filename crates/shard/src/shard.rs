@@ -127,10 +127,12 @@ struct PollWait {
 /// 1. Carry out every [`Shard::take_actions`] item, in order: arm the recv, shut the
 ///    write side, shut both sides (abort), or close the descriptor. `Close` comes only
 ///    when no recv or send is in flight, and the fd must not be used after it.
-/// 2. Start the sends: for each [`Shard::next_send`], call [`Shard::begin_send`] and
-///    submit exactly the slices it hands out, in order, as one vectored send. The
-///    slices stay valid, unmoved and unchanged until [`Shard::on_send_done`] for that
-///    connection; at most one send per connection is in flight.
+/// 2. Start the sends: for each [`Shard::next_send`] (as many as the glue chooses, but
+///    at least every [`Shard::next_answer`]; the rest wait, oldest first), call
+///    [`Shard::begin_send`] and submit exactly the slices it hands out, in order, as
+///    one vectored send. The slices stay valid, unmoved and unchanged until
+///    [`Shard::on_send_done`] for that connection; at most one send per connection is
+///    in flight.
 /// 3. Deliver [`Shard::outbox`] to the other shards' inboxes (in order per
 ///    destination) and [`Shard::take_broker_cmds`] to the broker.
 ///
@@ -156,7 +158,10 @@ pub struct Shard {
     /// Plain per-shard counters, pushed to the metrics registry by `flush_metrics`.
     counters: ShardCounters,
     actions: Vec<Action>,
+    /// Connections with frames to send, oldest first ([`Shard::next_send`]).
     ready: VecDeque<ConnId>,
+    /// Connections whose first send answers their request ([`Shard::next_answer`]).
+    answers: Vec<ConnId>,
     outbox: Outbox,
     broker: Vec<BrokerCmd>,
     fired: Vec<(ConnId, TimerKind)>,
@@ -243,6 +248,7 @@ impl Shard {
             counters,
             actions: Vec::new(),
             ready: VecDeque::new(),
+            answers: Vec::new(),
             broker: Vec::new(),
             fired: Vec::new(),
             slow: Vec::new(),
@@ -494,23 +500,44 @@ impl Shard {
         self.broker.drain(..)
     }
 
-    /// The next connection with queued frames and no send in flight, with its fd.
-    pub fn next_send(&mut self) -> Option<(ConnId, i32)> {
-        while let Some(id) = self.ready.pop_front() {
-            if let Some(conn) = self.conns.get_mut(id) {
-                conn.in_ready = false;
-                if !conn.send_inflight && conn.wants_send() && !conn.dropping() {
-                    return Some((id, conn.fd));
-                }
+    /// The next connection whose queue starts with the answer to its request (a 101,
+    /// an event stream's head, a TLS handshake flight), with its fd. The glue starts
+    /// all of these every batch: an answer coalesces with nothing, and a connection
+    /// that waits for one holds its request's buffers meanwhile.
+    pub fn next_answer(&mut self) -> Option<(ConnId, i32)> {
+        while let Some(id) = self.answers.pop() {
+            if let Some(sendable) = self.sendable(id) {
+                return Some(sendable);
             }
         }
         None
     }
 
-    /// Connections waiting for [`Shard::next_send`], in the order it returns them (some
-    /// may have closed or been sent to meanwhile; `next_send` skips those).
+    /// The next connection with queued frames and no send in flight, with its fd:
+    /// answers first (see [`Shard::next_answer`]), then the one that has waited longest.
+    pub fn next_send(&mut self) -> Option<(ConnId, i32)> {
+        if let Some(answer) = self.next_answer() {
+            return Some(answer);
+        }
+        while let Some(id) = self.ready.pop_front() {
+            if let Some(sendable) = self.sendable(id) {
+                return Some(sendable);
+            }
+        }
+        None
+    }
+
+    /// Takes `id` off the ready lists; its fd when it should send now.
+    fn sendable(&mut self, id: ConnId) -> Option<(ConnId, i32)> {
+        let conn = self.conns.get_mut(id)?;
+        conn.in_ready = false;
+        (!conn.send_inflight && conn.wants_send() && !conn.dropping()).then_some((id, conn.fd))
+    }
+
+    /// Connections waiting for [`Shard::next_answer`] or [`Shard::next_send`] (some may
+    /// have closed or been sent to meanwhile; those are skipped).
     pub fn sends_waiting(&self) -> usize {
-        self.ready.len()
+        self.ready.len() + self.answers.len()
     }
 
     /// Starts the send for `id`: calls `chunk` with each queued slice (valid until
@@ -723,14 +750,27 @@ impl Shard {
     }
 
     fn mark_ready(&mut self, id: ConnId) {
-        if let Some(conn) = self.conns.get_mut(id)
-            && !conn.in_ready
-            && !conn.send_inflight
-            && conn.wants_send()
-        {
-            conn.in_ready = true;
+        if self.joins_ready_list(id) {
             self.ready.push_back(id);
         }
+    }
+
+    /// [`Shard::mark_ready`] for the answer to a connection's request: it is sent in the
+    /// next batch, not in its turn (see [`Shard::next_answer`]).
+    fn mark_answer_ready(&mut self, id: ConnId) {
+        if self.joins_ready_list(id) {
+            self.answers.push(id);
+        }
+    }
+
+    /// Whether `id` has something to send and is in no ready list yet (then it is now).
+    fn joins_ready_list(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.get_mut(id) else {
+            return false;
+        };
+        let joins = !conn.in_ready && !conn.send_inflight && conn.wants_send();
+        conn.in_ready |= joins;
+        joins
     }
 
     fn on_timer(&mut self, id: ConnId, kind: TimerKind, now_ms: u64) {

@@ -158,7 +158,7 @@ impl Shard {
         }
         self.schedule_first_ping(id, now_ms);
         self.schedule_token_expiry(id, grant, now_ms);
-        self.mark_ready(id);
+        self.mark_answer_ready(id);
         if !rest.is_empty() {
             self.recv_frames(id, rest, now_ms);
         }

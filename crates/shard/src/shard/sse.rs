@@ -35,7 +35,7 @@ impl Shard {
         self.open_as(id, Transport::Sse);
         self.subscribe_from(id, channel, since);
         self.schedule_first_ping(id, now_ms);
-        self.mark_ready(id);
+        self.mark_answer_ready(id);
     }
 
     /// The ping timer of an event stream: a keep-alive comment instead of a ping.

@@ -81,7 +81,11 @@ impl Shard {
         if plain.capacity() <= KEEP_SCRATCH_BYTES {
             self.tls_plain = plain;
         }
-        self.mark_ready(id);
+        if handshaking {
+            self.mark_answer_ready(id);
+        } else {
+            self.mark_ready(id);
+        }
     }
 
     /// The session failed: flush what it staged (an alert, or the plain-HTTP answer)

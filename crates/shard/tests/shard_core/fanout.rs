@@ -3,6 +3,7 @@
 
 use crate::node::{Node, texts};
 use ringcast_proto::{OpCode, client_request, close_payload, generate_key};
+use ringcast_shard::ShardMsg;
 
 #[test]
 fn fan_out_across_shards_exactly_once_in_order() {
@@ -151,4 +152,33 @@ fn every_shard_ticks_its_own_subscribers_once_a_second() {
             .sum::<u64>(),
         0
     );
+}
+
+#[test]
+fn answers_to_requests_leave_before_deliveries_that_wait_their_turn() {
+    let mut node = Node::new(1, |_| {});
+    let early = node.connect(0, "/news");
+    let later = node.connect(0, "/news");
+    let shard = &mut node.shards[0];
+    shard.on_message(
+        ShardMsg::Publish {
+            channel: "news".into(),
+            payload: b"queued".to_vec().into(),
+            binary: false,
+            position: None,
+        },
+        0,
+    );
+    let newcomer = shard.on_accept(9_999, None, 0);
+    let mut request = client_request("localhost", "/news", &generate_key(7));
+    shard.on_recv(newcomer, &mut request, 0);
+    assert_eq!(shard.sends_waiting(), 3);
+    // The newcomer's 101 is an answer: the glue starts every answer each turn,
+    // whatever its cap on the other sends.
+    assert_eq!(shard.next_answer().map(|(id, _)| id), Some(newcomer));
+    assert_eq!(shard.next_answer(), None);
+    // The deliveries, oldest waiting first.
+    assert_eq!(shard.next_send().map(|(id, _)| id), Some(early));
+    assert_eq!(shard.next_send().map(|(id, _)| id), Some(later));
+    assert_eq!(shard.next_send(), None);
 }
