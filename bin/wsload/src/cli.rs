@@ -30,7 +30,8 @@ pub enum Command {
     Hold(HoldArgs),
     /// N subscribers over `--channels K`; wsload publishes timestamped, numbered messages at
     /// `--publish-rate` through the admin API and reports deliveries/s, publish→receive
-    /// latency and lost, duplicated and out-of-order messages.
+    /// latency (from the time each message was due, so a server that answers publishes
+    /// late is not spared its delay) and lost, duplicated and out-of-order messages.
     Push(PushArgs),
     /// N subscribers of one channel; wsload publishes the time once a second and reports
     /// the spread of arrival times per tick.

@@ -4,6 +4,8 @@
 //! `push` shards the channels over `--publishers` threads (one connection each) and goes
 //! round-robin over each thread's channels, at most as fast as the rate and, with a
 //! [`DeliveryWindow`], the outstanding deliveries allow; `tick` posts the time once a second.
+//! At a fixed rate without a window, a body carries the time its message was due, so a
+//! publisher held back by a slow server counts the delay as latency.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -166,14 +168,24 @@ fn push_thread(
     let my_rate = rate * mine.len() as f64 / plan.channels.len() as f64;
     let mut client = AdminClient::new(plan.admin);
     let start = Instant::now();
+    let start_ns = realtime_ns();
     let end = start + plan.duration;
     let mut body = Vec::with_capacity(size + 32);
     let mut consecutive_errors = 0;
     for j in 0u64.. {
+        // At a fixed rate a message is stamped with the time it was due, not the time
+        // it left: a server that answers publishes late holds the publisher back, and
+        // that wait is part of the message's latency (no coordinated omission). Paced
+        // by a window, the wait for room is the point, so it is stamped when it leaves.
+        let mut due_ns = None;
         if my_rate > 0.0 {
-            let due = start + Duration::from_secs_f64(j as f64 / my_rate);
+            let since_start = Duration::from_secs_f64(j as f64 / my_rate);
+            let due = start + since_start;
             if due >= end || !sleep_until(due, stop) {
                 break;
+            }
+            if plan.window.is_none() {
+                due_ns = Some(start_ns + since_start.as_nanos() as u64);
             }
         } else if Instant::now() >= end || stop.load(Ordering::Relaxed) {
             break;
@@ -189,7 +201,7 @@ fn push_thread(
         }
         let channel = mine[(j % n) as usize];
         body.clear();
-        write_body(&mut body, j / n, realtime_ns(), size);
+        write_body(&mut body, j / n, due_ns.unwrap_or_else(realtime_ns), size);
         let accepted = stats.published;
         if post(
             &mut client,
