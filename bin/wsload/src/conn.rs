@@ -290,15 +290,15 @@ impl Link {
         };
         figures.add_message(payload.len(), ctx.at_s);
         self.messages += 1;
-        if let Some(sent_ns) = body.sent_ns {
+        if let Some(stamp_ns) = body.stamp_ns {
             figures
                 .latency
-                .record_ns(ctx.now_ns.saturating_sub(sent_ns));
+                .record_ns(ctx.now_ns.saturating_sub(stamp_ns));
         }
         if ctx.ticks
             && let Some(seq) = body.seq
         {
-            figures.ticks.record(seq, body.sent_ns, ctx.now_ns);
+            figures.ticks.record(seq, body.stamp_ns, ctx.now_ns);
         }
         if let Some(order) = order {
             let counters = &mut figures.counters;

@@ -149,7 +149,7 @@ mod tests {
         assert_eq!(
             m.ticks.arrivals()[0],
             TickArrival {
-                sent_ns: 1,
+                stamp_ns: 1,
                 first_ns: 5,
                 last_ns: 6,
                 count: 2

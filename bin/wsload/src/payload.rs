@@ -14,13 +14,14 @@ pub fn realtime_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Appends the body of message `seq` sent at `sent_ns`, padded with `x` to `size` bytes
+/// Appends the body of message `seq` stamped `stamp_ns` (wall clock: when it was sent,
+/// or when it was due at a fixed rate), padded with `x` to `size` bytes
 /// (never shorter than the `"<seq>:<ns>:"` prefix).
-pub fn write_body(out: &mut Vec<u8>, seq: u64, sent_ns: u64, size: usize) {
+pub fn write_body(out: &mut Vec<u8>, seq: u64, stamp_ns: u64, size: usize) {
     let start = out.len();
     push_decimal(out, seq);
     out.push(b':');
-    push_decimal(out, sent_ns);
+    push_decimal(out, stamp_ns);
     out.push(b':');
     let written = out.len() - start;
     if written < size {
@@ -47,8 +48,9 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
 pub struct Body {
     /// The leading sequence number.
     pub seq: Option<u64>,
-    /// The sender's wall-clock time (ns), when the second field is a number.
-    pub sent_ns: Option<u64>,
+    /// The publisher's wall-clock stamp (ns), when the second field is a number: when
+    /// the message was due (fixed rate) or sent.
+    pub stamp_ns: Option<u64>,
 }
 
 /// Parses `"<seq>"`, `"<seq>:..."` and `"<seq>:<ns>:..."` / `"<seq>:<ns>"`.
@@ -56,10 +58,10 @@ pub fn parse_body(body: &[u8]) -> Body {
     let Some((seq, rest)) = leading_number(body) else {
         return Body::default();
     };
-    let sent_ns = leading_number(rest).map(|(ns, _)| ns);
+    let stamp_ns = leading_number(rest).map(|(ns, _)| ns);
     Body {
         seq: Some(seq),
-        sent_ns,
+        stamp_ns,
     }
 }
 
@@ -96,7 +98,7 @@ mod tests {
             parse_body(&out),
             Body {
                 seq: Some(42),
-                sent_ns: Some(1_700_000_000_123_456_789)
+                stamp_ns: Some(1_700_000_000_123_456_789)
             }
         );
         out.clear();
@@ -106,7 +108,7 @@ mod tests {
             parse_body(b"3:9"),
             Body {
                 seq: Some(3),
-                sent_ns: Some(9)
+                stamp_ns: Some(9)
             }
         );
     }
@@ -117,21 +119,21 @@ mod tests {
             parse_body(b"12:xxxx"),
             Body {
                 seq: Some(12),
-                sent_ns: None
+                stamp_ns: None
             }
         );
         assert_eq!(
             parse_body(b"7"),
             Body {
                 seq: Some(7),
-                sent_ns: None
+                stamp_ns: None
             }
         );
         assert_eq!(
             parse_body(b"7:"),
             Body {
                 seq: Some(7),
-                sent_ns: None
+                stamp_ns: None
             }
         );
         assert_eq!(parse_body(b"hello"), Body::default());
@@ -142,7 +144,7 @@ mod tests {
             parse_body(b"1:2x:"),
             Body {
                 seq: Some(1),
-                sent_ns: None
+                stamp_ns: None
             }
         );
     }

@@ -168,7 +168,6 @@ fn push_thread(
     let my_rate = rate * mine.len() as f64 / plan.channels.len() as f64;
     let mut client = AdminClient::new(plan.admin);
     let start = Instant::now();
-    let start_ns = realtime_ns();
     let end = start + plan.duration;
     let mut body = Vec::with_capacity(size + 32);
     let mut consecutive_errors = 0;
@@ -177,15 +176,14 @@ fn push_thread(
         // it left: a server that answers publishes late holds the publisher back, and
         // that wait is part of the message's latency (no coordinated omission). Paced
         // by a window, the wait for room is the point, so it is stamped when it leaves.
-        let mut due_ns = None;
+        let mut due_at = None;
         if my_rate > 0.0 {
-            let since_start = Duration::from_secs_f64(j as f64 / my_rate);
-            let due = start + since_start;
+            let due = start + Duration::from_secs_f64(j as f64 / my_rate);
             if due >= end || !sleep_until(due, stop) {
                 break;
             }
             if plan.window.is_none() {
-                due_ns = Some(start_ns + since_start.as_nanos() as u64);
+                due_at = Some(due);
             }
         } else if Instant::now() >= end || stop.load(Ordering::Relaxed) {
             break;
@@ -201,7 +199,12 @@ fn push_thread(
         }
         let channel = mine[(j % n) as usize];
         body.clear();
-        write_body(&mut body, j / n, due_ns.unwrap_or_else(realtime_ns), size);
+        // Now on the wall clock, less how late the message is on the monotonic one.
+        let late = due_at.map_or(0, |due| {
+            Instant::now().saturating_duration_since(due).as_nanos()
+        });
+        let stamp_ns = realtime_ns().saturating_sub(late as u64);
+        write_body(&mut body, j / n, stamp_ns, size);
         let accepted = stats.published;
         if post(
             &mut client,

@@ -333,8 +333,8 @@ impl Report {
                 complete += 1;
             }
             spread.record_ns(tick.last_ns - tick.first_ns);
-            if tick.sent_ns > 0 {
-                to_last.record_ns(tick.last_ns.saturating_sub(tick.sent_ns));
+            if tick.stamp_ns > 0 {
+                to_last.record_ns(tick.last_ns.saturating_sub(tick.stamp_ns));
             }
         }
         self.tick = Some(TickFigures {
@@ -474,13 +474,13 @@ mod tests {
         w.channel_subscribers = vec![2];
         w.ticks = Ticks::from(vec![
             TickArrival {
-                sent_ns: 1_000_000,
+                stamp_ns: 1_000_000,
                 first_ns: 2_000_000,
                 last_ns: 5_000_000,
                 count: 2,
             },
             TickArrival {
-                sent_ns: 0,
+                stamp_ns: 0,
                 first_ns: 9_000_000,
                 last_ns: 9_000_000,
                 count: 1,

@@ -10,7 +10,7 @@ pub const MAX_TICKS: usize = 100_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TickArrival {
     /// Publisher's timestamp (Unix ns), 0 if the body had none.
-    pub sent_ns: u64,
+    pub stamp_ns: u64,
     /// First arrival (Unix ns).
     pub first_ns: u64,
     /// Last arrival (Unix ns).
@@ -32,8 +32,8 @@ impl TickArrival {
         self.first_ns = self.first_ns.min(other.first_ns);
         self.last_ns = self.last_ns.max(other.last_ns);
         self.count += other.count;
-        if self.sent_ns == 0 {
-            self.sent_ns = other.sent_ns;
+        if self.stamp_ns == 0 {
+            self.stamp_ns = other.stamp_ns;
         }
     }
 }
@@ -46,8 +46,8 @@ pub struct Ticks {
 }
 
 impl Ticks {
-    /// Records that tick `seq`, sent at `sent_ns`, arrived at `now_ns`.
-    pub fn record(&mut self, seq: u64, sent_ns: Option<u64>, now_ns: u64) {
+    /// Records that tick `seq`, sent at `stamp_ns`, arrived at `now_ns`.
+    pub fn record(&mut self, seq: u64, stamp_ns: Option<u64>, now_ns: u64) {
         let Ok(seq) = usize::try_from(seq) else {
             return;
         };
@@ -58,7 +58,7 @@ impl Ticks {
             self.arrivals.resize(seq + 1, TickArrival::default());
         }
         self.arrivals[seq].merge(&TickArrival {
-            sent_ns: sent_ns.unwrap_or(0),
+            stamp_ns: stamp_ns.unwrap_or(0),
             first_ns: now_ns,
             last_ns: now_ns,
             count: 1,
@@ -104,7 +104,7 @@ mod tests {
         assert_eq!(
             t.arrivals()[1],
             TickArrival {
-                sent_ns: 100,
+                stamp_ns: 100,
                 first_ns: 130,
                 last_ns: 190,
                 count: 3
@@ -115,20 +115,20 @@ mod tests {
     #[test]
     fn merges_workers() {
         let mut a = Ticks::from(vec![TickArrival {
-            sent_ns: 5,
+            stamp_ns: 5,
             first_ns: 10,
             last_ns: 20,
             count: 2,
         }]);
         let b = Ticks::from(vec![
             TickArrival {
-                sent_ns: 5,
+                stamp_ns: 5,
                 first_ns: 8,
                 last_ns: 15,
                 count: 1,
             },
             TickArrival {
-                sent_ns: 6,
+                stamp_ns: 6,
                 first_ns: 30,
                 last_ns: 31,
                 count: 2,

@@ -7,7 +7,7 @@
 //! Its life is a [`Phase`]: handshaking, open, then closing through the steps of
 //! [`CloseStep`]; the reason a connection closed is decided (and counted) exactly once,
 //! when it enters [`Phase::Closing`]. Three flags track what the reactor holds for it
-//! (an armed recv, a send in flight, a place in the ready list); they are independent of
+//! (an armed recv, a send in flight, a place in a ready list); they are independent of
 //! the phase.
 
 use crate::close_reason::CloseReason;
@@ -120,7 +120,8 @@ pub(crate) struct Conn {
     pub(crate) recv_active: bool,
     /// A send is in flight; its data is the front of `queue`.
     pub(crate) send_inflight: bool,
-    /// Already in the shard's list of connections ready to send.
+    /// Already in one of the shard's lists of connections ready to send (answers or
+    /// the rest; never both).
     pub(crate) in_ready: bool,
     /// The route is `/echo`.
     pub(crate) echo: bool,

@@ -127,8 +127,8 @@ struct PollWait {
 /// 1. Carry out every [`Shard::take_actions`] item, in order: arm the recv, shut the
 ///    write side, shut both sides (abort), or close the descriptor. `Close` comes only
 ///    when no recv or send is in flight, and the fd must not be used after it.
-/// 2. Start the sends: for each [`Shard::next_send`] (as many as the glue chooses, but
-///    at least every [`Shard::next_answer`]; the rest wait, oldest first), call
+/// 2. Start the sends: every [`Shard::next_answer`], then as many [`Shard::next_send`]
+///    as the glue chooses (the rest wait, oldest first). For each, call
 ///    [`Shard::begin_send`] and submit exactly the slices it hands out, in order, as
 ///    one vectored send. The slices stay valid, unmoved and unchanged until
 ///    [`Shard::on_send_done`] for that connection; at most one send per connection is
@@ -502,8 +502,9 @@ impl Shard {
 
     /// The next connection whose queue starts with the answer to its request (a 101,
     /// an event stream's head, a TLS handshake flight), with its fd. The glue starts
-    /// all of these every batch: an answer coalesces with nothing, and a connection
-    /// that waits for one holds its request's buffers meanwhile.
+    /// all of these every batch: an answer has no earlier send to be staggered against
+    /// (its send also carries whatever was queued behind it), and a connection that
+    /// waits for one keeps its request's state alive meanwhile.
     pub fn next_answer(&mut self) -> Option<(ConnId, i32)> {
         while let Some(id) = self.answers.pop() {
             if let Some(sendable) = self.sendable(id) {

@@ -144,6 +144,9 @@ impl Shard {
             conn.deflate_bits = params.server_max_window_bits;
         }
         self.open_as(id, Transport::WebSocket);
+        // Before subscribing: a resume answered at once queues frames, and the 101 must
+        // lead the connection onto the answers list, not the capped one.
+        self.mark_answer_ready(id);
         match target {
             Target::Echo => {
                 if let Some(conn) = self.conns.get_mut(id) {
@@ -158,7 +161,6 @@ impl Shard {
         }
         self.schedule_first_ping(id, now_ms);
         self.schedule_token_expiry(id, grant, now_ms);
-        self.mark_answer_ready(id);
         if !rest.is_empty() {
             self.recv_frames(id, rest, now_ms);
         }

@@ -33,9 +33,10 @@ impl Shard {
             conn.queue.push_control(Bytes::from_static(SSE_HEAD));
         }
         self.open_as(id, Transport::Sse);
+        // Before subscribing, as for a 101 (see `start_websocket`).
+        self.mark_answer_ready(id);
         self.subscribe_from(id, channel, since);
         self.schedule_first_ping(id, now_ms);
-        self.mark_answer_ready(id);
     }
 
     /// The ping timer of an event stream: a keep-alive comment instead of a ping.

@@ -58,6 +58,9 @@ impl Shard {
             return;
         };
         let handshaking = conn.phase == Phase::Handshake;
+        // What a TLS handshake stages is an answer; anything after it (a KeyUpdate
+        // reply, records before the HTTP request) takes its turn like other sends.
+        let tls_handshaking = !session.is_open();
         let mut plain = std::mem::take(&mut self.tls_plain);
         let result = session.receive(data, &mut plain);
         if let Some(conn) = self.conns.get_mut(id) {
@@ -81,7 +84,7 @@ impl Shard {
         if plain.capacity() <= KEEP_SCRATCH_BYTES {
             self.tls_plain = plain;
         }
-        if handshaking {
+        if tls_handshaking {
             self.mark_answer_ready(id);
         } else {
             self.mark_ready(id);

@@ -182,3 +182,21 @@ fn answers_to_requests_leave_before_deliveries_that_wait_their_turn() {
     assert_eq!(shard.next_send().map(|(id, _)| id), Some(later));
     assert_eq!(shard.next_send(), None);
 }
+
+#[test]
+fn an_answer_that_subscribing_adds_frames_to_is_still_an_answer() {
+    // One shard owns every channel, so a JSON subscription's `subscribed` object (and a
+    // resume's history) is queued during the upgrade, after the 101.
+    for request in [
+        client_request("localhost", "/news?format=json", &generate_key(5)),
+        b"GET /sse/news HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+    ] {
+        let mut node = Node::new(1, |_| {});
+        let shard = &mut node.shards[0];
+        let id = shard.on_accept(9_999, None, 0);
+        let mut request = request;
+        shard.on_recv(id, &mut request, 0);
+        assert_eq!(shard.next_answer().map(|(conn, _)| conn), Some(id));
+        assert_eq!(shard.sends_waiting(), 0);
+    }
+}
