@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Frames per send: how many deliveries one io_uring SENDMSG carries during paced fan-out,
 # and the server CPU per delivery and per send, for one ringcast binary (or two, alternated).
+# A binary named `bench-peer` (the tokio-tungstenite baseline, `--threads SHARDS`) is
+# measured the same way from its send syscalls (sendto, sendmsg, write, writev) and its
+# epoll_wait calls in place of io_uring_enter.
 # Server CPU per delivery is CPU per send divided by deliveries per send; this separates
 # "each send got dearer" from "fewer frames shared a send" (issue 13: two shards against
 # one, turn shares).
@@ -45,15 +48,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
-delivered() {
+delivered() { # metric
     curl -s --max-time 2 "http://$ADMIN/metrics" |
-        awk '/^ringcast_messages_delivered_total/ { s += $2 } END { print s + 0 }'
+        awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { print s + 0 }'
 }
 
 one_run() { # binary
-    # shellcheck disable=SC2086
-    "$1" --listen "127.0.0.1:$PORT-$((PORT + 3))" --admin "$ADMIN" --shards "$SHARDS" \
-        --drain-seconds 1 $RINGCAST_FLAGS >"$WORK/server.log" 2>&1 &
+    local metric=ringcast_messages_delivered_total
+    local events=(-e io_uring:io_uring_submit_req --filter "opcode == $SENDMSG_OPCODE"
+        -e syscalls:sys_enter_io_uring_enter)
+    if [[ $(basename "$1") == bench-peer ]]; then
+        metric=benchpeer_messages_delivered_total
+        events=(-e syscalls:sys_enter_sendto -e syscalls:sys_enter_sendmsg
+            -e syscalls:sys_enter_write -e syscalls:sys_enter_writev
+            -e syscalls:sys_enter_epoll_wait)
+        "$1" --listen "127.0.0.1:$PORT-$((PORT + 3))" --admin "$ADMIN" --threads "$SHARDS" \
+            >"$WORK/server.log" 2>&1 &
+    else
+        # shellcheck disable=SC2086
+        "$1" --listen "127.0.0.1:$PORT-$((PORT + 3))" --admin "$ADMIN" --shards "$SHARDS" \
+            --drain-seconds 1 $RINGCAST_FLAGS >"$WORK/server.log" 2>&1 &
+    fi
     SERVER_PID=$!
     for _ in $(seq 50); do
         curl -s -o /dev/null --max-time 1 "http://$ADMIN/metrics" && break
@@ -75,21 +90,21 @@ one_run() { # binary
     [[ -e $WORK/ready ]] || { echo "ramp did not finish: $(tail -3 "$WORK/wsload.log")" >&2; return 1; }
     sleep 0.5
     local d0 d1
-    d0=$(delivered)
-    if ! perf stat -x, -e io_uring:io_uring_submit_req --filter "opcode == $SENDMSG_OPCODE" \
-        -e syscalls:sys_enter_io_uring_enter -e context-switches -e task-clock \
+    d0=$(delivered "$metric")
+    if ! perf stat -x, "${events[@]}" -e context-switches -e task-clock \
         -p "$SERVER_PID" -- sleep "$SECONDS_MEASURED" 2>"$WORK/perf.csv"; then
         echo "perf stat failed (needs root and tracepoints):" >&2
         cat "$WORK/perf.csv" >&2
         return 1
     fi
-    d1=$(delivered)
+    d1=$(delivered "$metric")
     wait "$LOAD_PID" || true
     LOAD_PID=""
     stop_pid "$SERVER_PID" 5
     SERVER_PID=""
     awk -F, -v d=$((d1 - d0)) -v bin="$1" -v secs="$SECONDS_MEASURED" '
-        /submit_req/ { s = $1 } /io_uring_enter/ { e = $1 }
+        /submit_req|sys_enter_(sendto|sendmsg|write|writev),/ { s += $1 }
+        /io_uring_enter|epoll_wait/ { e += $1 }
         /context-switches/ { c = $1 } /task-clock/ { t = $1 }
         END {
             if (s == 0 || e == 0 || d == 0) { print "| " bin " | no sends measured | | | | | |"; exit }
@@ -100,7 +115,7 @@ one_run() { # binary
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); shards $SHARDS, $CHANNELS channel(s), $CONNS subscribers, $OUTSTANDING outstanding, $SIZE B"
 echo
-echo "| binary | deliveries/s | deliveries per sendmsg | deliveries per io_uring_enter | context switches/s | server CPU us per send | server CPU us per delivery |"
+echo "| binary | deliveries/s | deliveries per send | deliveries per io_uring_enter (epoll_wait) | context switches/s | server CPU us per send | server CPU us per delivery |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 for ((run = 0; run < RUNS; run++)); do
     for binary in "${BINARIES[@]}"; do
