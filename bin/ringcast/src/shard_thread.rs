@@ -7,8 +7,9 @@
 //! connection first, so under load the connections are served round-robin and new
 //! messages keep arriving between their sends ([`SendCycle`]: a pass through the
 //! connections waiting when it began). Answers to requests (a 101, an event stream's
-//! head, a TLS handshake flight) are not counted: each turn starts all of them, so a connect ramp does not
-//! keep requests and their answers alive in memory while deliveries take their turns.
+//! head, a TLS handshake flight) are not counted: each turn starts all of them, so a
+//! connect ramp does not keep requests and their answers alive in memory while
+//! deliveries take their turns.
 //!
 //! Inbox: each send cycle takes a bounded share of each lane ([`MESH_SHARE`],
 //! [`PUBLISH_SHARE`]: together no more frames than one `sendmsg` carries, and bytes well
