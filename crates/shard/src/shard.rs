@@ -52,7 +52,7 @@ use bytes::Bytes;
 use fanout::Delivery;
 use last_words::LastWords;
 use poll::PollState;
-use ringcast_proto::{OpCode, encode_frame};
+use ringcast_proto::{OpCode, encode_frame, header_len};
 use ringcast_telemetry::ShardCounters;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -860,9 +860,12 @@ impl Shard {
     }
 }
 
-/// One unmasked FIN frame in a fresh shared buffer.
+/// One unmasked FIN frame in a fresh shared buffer of exactly its size: `Bytes` takes over
+/// a full `Vec` as is, whereas spare capacity would cost a second allocation for a shared
+/// header and an atomic count on drop (per echo, per pong).
 fn encoded(opcode: OpCode, payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(payload.len() + 10);
+    let mut out = Vec::with_capacity(header_len(payload.len(), false) + payload.len());
     encode_frame(&mut out, opcode, payload, None);
+    debug_assert_eq!(out.len(), out.capacity());
     Bytes::from(out)
 }
