@@ -435,6 +435,15 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_RECV_BUFFER_SIZE", default_value_t = 4096)]
     pub recv_buffer_size: u32,
 
+    /// While a shard wakes more than once per this many microseconds (until it wakes
+    /// less than half as often), the longest it lets completions gather before it
+    /// wakes: many small wake-ups (pongs, client messages, publishes) become one, for at
+    /// most this much added latency. 0 wakes on every completion. Linux 6.12 or later;
+    /// ignored before. Counted in ringcast_coalesced_waits_total.
+    #[arg(long, env = "RINGCAST_COALESCE_US", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub coalesce_us: u32,
+
     /// Redis URL, `redis://[user:password@]host:port[/db]`, or `rediss://...` for TLS
     /// (Redis 6 or later; `user` is an ACL user, without it the password is the default
     /// user's), or `redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]`

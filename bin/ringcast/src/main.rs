@@ -224,6 +224,7 @@ fn run(config: Config) -> anyhow::Result<ExitCode> {
             sq_entries: 4096,
             buf_count: config.recv_buffers,
             buf_size: config.recv_buffer_size,
+            coalesce: Duration::from_micros(u64::from(config.coalesce_us)),
         };
         let core = if config.no_pin {
             None

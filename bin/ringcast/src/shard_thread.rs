@@ -500,6 +500,8 @@ impl ShardThread {
 
     fn flush_metrics(&mut self) {
         self.shard.on_inbox_depth(self.inbox.len());
+        self.shard
+            .on_coalesced_waits(self.reactor.stats().coalesced_waits);
         self.shard.flush_metrics();
         let waiting = &mut self.waiting;
         if waiting.mesh_full > 0 {

@@ -119,8 +119,8 @@ struct PollWait {
 /// - [`Shard::on_send_done`] when the send started by [`Shard::begin_send`] completes.
 /// - [`Shard::on_message`] for each message in the shard's inbox.
 /// - [`Shard::on_tick`] at least every [`Shard::ms_until_tick`] milliseconds.
-/// - [`Shard::on_accept_error`], [`Shard::on_recv_enobufs`] and
-///   [`Shard::on_inbox_depth`] for what only the glue sees; [`Shard::flush_metrics`]
+/// - [`Shard::on_accept_error`], [`Shard::on_recv_enobufs`], [`Shard::on_coalesced_waits`]
+///   and [`Shard::on_inbox_depth`] for what only the glue sees; [`Shard::flush_metrics`]
 ///   about once a second.
 ///
 /// After any batch of events, the glue must, in this order:
@@ -478,6 +478,11 @@ impl Shard {
     /// [`RecvEnd::NoBuffers`]).
     pub fn on_recv_enobufs(&mut self) {
         self.counters.recv_enobufs += 1;
+    }
+
+    /// The reactor's count of waits that let completions gather, since it started.
+    pub fn on_coalesced_waits(&mut self, total: u64) {
+        self.counters.coalesced_waits = total;
     }
 
     /// The shard's inbox holds `messages` messages (a gauge).

@@ -67,6 +67,8 @@ pub const SUBSCRIPTIONS: &str = "ringcast_subscriptions";
 pub const SHARD_QUEUE_DEPTH: &str = "ringcast_shard_queue_depth";
 /// Counter `{shard}`: receive completions that found the buffer ring empty (ENOBUFS).
 pub const RECV_ENOBUFS: &str = "ringcast_recv_enobufs_total";
+/// Counter `{shard}`: waits that let completions gather before waking (busy stretches).
+pub const COALESCED_WAITS: &str = "ringcast_coalesced_waits_total";
 /// Counter `{shard}`: failed accepts.
 pub const ACCEPT_ERRORS: &str = "ringcast_accept_errors_total";
 /// Counter `{shard}`: publishes dropped because the channel had no subscribers.
@@ -273,6 +275,11 @@ pub fn describe_all() {
         RECV_ENOBUFS,
         Unit::Count,
         "Receives that found the provided-buffer ring empty (ENOBUFS)."
+    );
+    describe_counter!(
+        COALESCED_WAITS,
+        Unit::Count,
+        "Waits that let completions gather for up to --coalesce-us before waking."
     );
     describe_counter!(ACCEPT_ERRORS, Unit::Count, "Failed accepts.");
     describe_counter!(

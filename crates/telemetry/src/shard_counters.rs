@@ -51,6 +51,8 @@ pub struct ShardCounters {
     pub queue_depth: u64,
     /// Receives that found the buffer ring empty (ENOBUFS).
     pub recv_enobufs: u64,
+    /// Waits that let completions gather before waking.
+    pub coalesced_waits: u64,
     /// Failed accepts.
     pub accept_errors: u64,
     /// Publishes dropped because the channel had no subscribers.
@@ -83,6 +85,7 @@ struct FlushedCounters {
     slow_consumer_dropped: u64,
     compressed: u64,
     recv_enobufs: u64,
+    coalesced_waits: u64,
     accept_errors: u64,
     publish_dropped: u64,
     history_evictions: u64,
@@ -290,6 +293,11 @@ impl ShardCounters {
                 names::RECV_ENOBUFS,
                 self.recv_enobufs,
                 &mut flushed.recv_enobufs,
+            ),
+            (
+                names::COALESCED_WAITS,
+                self.coalesced_waits,
+                &mut flushed.coalesced_waits,
             ),
             (
                 names::ACCEPT_ERRORS,

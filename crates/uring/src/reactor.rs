@@ -27,7 +27,7 @@ use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::types::{Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
@@ -38,6 +38,7 @@ use crate::error::ReactorError;
 pub use crate::reactor::shutdown::CancelOutcome;
 use crate::reactor::shutdown::DROP_REAP_TIMEOUT;
 use crate::token::{OpKind, Token};
+use crate::wake_coalescing::{self, WakeCoalescing};
 use crate::waker::Waker;
 
 /// The buffer group id of the reactor's provided buffer ring.
@@ -55,7 +56,11 @@ const MAX_FLUSH_RETRIES: u32 = 64;
 /// `RecvBuf::bid` of a completion that carries no buffer (EOF); recycling it is a no-op.
 pub const NO_BUFFER: u16 = u16::MAX;
 
-/// Sizes of one reactor's rings.
+/// The default of [`ReactorConfig::coalesce`]: a busy reactor's wait gathers completions
+/// for at most this long before it wakes.
+pub const DEFAULT_COALESCE: Duration = Duration::from_micros(200);
+
+/// Sizes of one reactor's rings and how it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReactorConfig {
     /// Submission queue entries (the completion queue gets four times as many, so a burst
@@ -65,6 +70,10 @@ pub struct ReactorConfig {
     pub buf_count: u16,
     /// Bytes per receive buffer. Default 4096.
     pub buf_size: u32,
+    /// While wake-ups are frequent, how long a wait may gather completions before it
+    /// wakes (see `wake_coalescing`); zero wakes on every first completion. Needs Linux 6.12 (`IORING_FEAT_MIN_TIMEOUT`); ignored before.
+    /// Default [`DEFAULT_COALESCE`].
+    pub coalesce: Duration,
 }
 
 impl Default for ReactorConfig {
@@ -73,6 +82,7 @@ impl Default for ReactorConfig {
             sq_entries: 4096,
             buf_count: 1024,
             buf_size: 4096,
+            coalesce: DEFAULT_COALESCE,
         }
     }
 }
@@ -146,6 +156,8 @@ pub struct ReactorStats {
     pub enobufs: u64,
     /// Submits forced by a full submission queue or send scratch.
     pub sq_full_flushes: u64,
+    /// Waits that asked the kernel to gather completions (busy stretches).
+    pub coalesced_waits: u64,
 }
 
 /// Address storage for `connect`; the box keeps the address stable while the vector grows.
@@ -181,6 +193,8 @@ pub struct Reactor {
     in_flight: u64,
     /// Set by `cancel_all_and_reap`: the wake read is not re-armed any more.
     cancelling: bool,
+    /// `None` when coalescing is off or the kernel lacks min-wait.
+    coalescing: Option<WakeCoalescing>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -243,6 +257,8 @@ impl Reactor {
             });
         }
         let capacity = ring.params().sq_entries() as usize;
+        let coalescing = (params.is_feature_min_timeout() && !cfg.coalesce.is_zero())
+            .then(|| WakeCoalescing::new(cfg.coalesce, Instant::now()));
         let waker = Waker::new().map_err(ReactorError::Setup)?;
         let mut reactor = Reactor {
             ring,
@@ -258,6 +274,7 @@ impl Reactor {
             stats: ReactorStats::default(),
             in_flight: 0,
             cancelling: false,
+            coalescing,
             _not_send: PhantomData,
         };
         reactor.arm_wake();
@@ -380,6 +397,9 @@ impl Reactor {
     /// Submits everything queued, waits until at least one completion or `timeout` elapsed,
     /// then appends all available completions to `out` (recycles nothing itself).
     /// `Duration::ZERO` does not wait. EINTR, ETIME and EBUSY are not errors.
+    ///
+    /// While wake-ups are frequent, a wait that would sleep gathers completions for up to
+    /// [`ReactorConfig::coalesce`] (or until 64 are pending) before it returns.
     pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
         if !self.wake_armed {
             self.arm_wake();
@@ -388,20 +408,40 @@ impl Reactor {
         let ready = !self.backlog.is_empty()
             || !self.ring.completion().is_empty()
             || self.ring.submission().cq_overflow();
-        let timespec = if ready {
-            Timespec::new()
-        } else {
+        let sleeps = !ready && !timeout.is_zero();
+        let timespec = if sleeps {
             Timespec::from(timeout.min(MAX_WAIT))
+        } else {
+            Timespec::new()
         };
-        let args = SubmitArgs::new().timespec(&timespec);
-        match self.ring.submitter().submit_with_args(1, &args) {
+        let min_wait = match &mut self.coalescing {
+            Some(coalescing) if sleeps => coalescing.min_wait_usec(Instant::now()),
+            _ => 0,
+        };
+        let (want, args) = if min_wait == 0 {
+            (1, SubmitArgs::new().timespec(&timespec))
+        } else {
+            self.stats.coalesced_waits += 1;
+            let args = SubmitArgs::new().timespec(&timespec);
+            (wake_coalescing::WANT, args.min_wait_usec(min_wait))
+        };
+        match self.ring.submitter().submit_with_args(want, &args) {
             Ok(submitted) => self.stats.submitted += submitted as u64,
             Err(err) if is_transient(&err) => {}
             Err(err) => return Err(err),
         }
         self.clear_scratch_if_submitted();
         out.append(&mut self.backlog);
+        let first = out.len();
         self.reap(out);
+        if let Some(coalescing) = &mut self.coalescing
+            && sleeps
+            && out[first..]
+                .iter()
+                .all(|c| matches!(c, Completion::Send { .. }))
+        {
+            coalescing.did_not_sleep();
+        }
         Ok(())
     }
 

@@ -141,6 +141,7 @@ fn enobufs_ends_the_recv_and_rearming_loses_nothing() {
         sq_entries: 64,
         buf_count: 4,
         buf_size: 64,
+        ..ReactorConfig::default()
     })
     .unwrap();
     let (lfd, addr) = listener();
@@ -265,6 +266,7 @@ fn many_sends_overflow_the_queue_without_loss() {
         sq_entries: 8,
         buf_count: 4,
         buf_size: 64,
+        ..ReactorConfig::default()
     })
     .unwrap();
     let (lfd, addr) = listener();
@@ -317,6 +319,49 @@ fn waker_from_another_thread_interrupts_wait() {
         reactor.wait(Duration::MAX, &mut out).unwrap();
     }
     assert_eq!(out, vec![Completion::Wake]);
+}
+
+#[test]
+fn frequent_wakes_are_coalesced_and_a_lone_completion_still_returns() {
+    let mut reactor = reactor();
+    let mut out = Vec::new();
+    let start = Instant::now();
+    // Each wait finds one wake pending: well over 1,000 wake-ups a second, so after the
+    // first window the waits gather (and each still returns with its one completion after
+    // the 200 µs min-wait, long before the 5 s timeout).
+    let mut rounds = 0;
+    while reactor.stats().coalesced_waits < 20 && start.elapsed() < DEADLINE {
+        reactor.waker().wake();
+        out.clear();
+        while out.is_empty() {
+            reactor.wait(Duration::from_secs(5), &mut out).unwrap();
+        }
+        assert_eq!(out, vec![Completion::Wake]);
+        rounds += 1;
+    }
+    if reactor.ring.params().is_feature_min_timeout() {
+        assert!(reactor.stats().coalesced_waits >= 20, "{rounds} rounds");
+    } else {
+        assert_eq!(reactor.stats().coalesced_waits, 0);
+    }
+}
+
+#[test]
+fn coalescing_off_never_gathers() {
+    let mut reactor = Reactor::new(ReactorConfig {
+        coalesce: Duration::ZERO,
+        ..ReactorConfig::default()
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    for _ in 0..200 {
+        reactor.waker().wake();
+        out.clear();
+        while out.is_empty() {
+            reactor.wait(Duration::from_secs(5), &mut out).unwrap();
+        }
+    }
+    assert_eq!(reactor.stats().coalesced_waits, 0);
 }
 
 #[test]
