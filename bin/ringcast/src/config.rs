@@ -1,6 +1,7 @@
 //! Command line and environment configuration (every flag `--x-y` is also `RINGCAST_X_Y`).
 
 use clap::Parser;
+use ringcast_uring::DEFAULT_COALESCE_US;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -435,12 +436,13 @@ pub struct Config {
     #[arg(long, env = "RINGCAST_RECV_BUFFER_SIZE", default_value_t = 4096)]
     pub recv_buffer_size: u32,
 
-    /// While a shard wakes more than once per this many microseconds (until it wakes
-    /// less than half as often), the longest it lets completions gather before it
-    /// wakes: many small wake-ups (pongs, client messages, publishes) become one, for at
-    /// most this much added latency. 0 wakes on every completion. Linux 6.12 or later;
-    /// ignored before. Counted in ringcast_coalesced_waits_total.
-    #[arg(long, env = "RINGCAST_COALESCE_US", default_value_t = 200,
+    /// While completions from outside (client messages, pongs, wakes) arrive at a shard
+    /// more than once per this many microseconds (at least 1,000 a second; until the
+    /// rate halves), the longest a wait lets them gather before the shard wakes: many
+    /// small wake-ups become one, for up to this much added latency per hop. 0 wakes on
+    /// every completion. Linux 6.12 or later; ignored before. Counted in
+    /// ringcast_coalesced_waits_total.
+    #[arg(long, env = "RINGCAST_COALESCE_US", default_value_t = DEFAULT_COALESCE_US,
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub coalesce_us: u32,
 

@@ -5,7 +5,7 @@
 //! travel in `user_data`; the reactor keeps no per-connection state, so an idle connection with
 //! an armed multishot recv costs zero user-space bytes here. Submissions are batched: one
 //! `io_uring_enter` per [`Reactor::wait`], which gathers completions for a moment while
-//! wake-ups are frequent (`wake_coalescing`).
+//! they arrive often (`wake_coalescing`).
 //!
 //! Generations keep [`GEN_BITS`] bits. The gateway's shard core (sans-IO, not a dependant of
 //! this crate) wraps its own generations with an equal `GEN_MASK`, which the binary asserts.
@@ -24,7 +24,7 @@ mod waker;
 pub use error::ReactorError;
 pub use listener::bind_reuseport;
 pub use reactor::{
-    CancelOutcome, Completion, DEFAULT_COALESCE, MAX_IOVECS, NO_BUFFER, Reactor, ReactorConfig,
+    CancelOutcome, Completion, DEFAULT_COALESCE_US, MAX_IOVECS, NO_BUFFER, Reactor, ReactorConfig,
     ReactorStats, RecvBuf,
 };
 pub use socket::{

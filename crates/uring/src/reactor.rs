@@ -56,9 +56,9 @@ const MAX_FLUSH_RETRIES: u32 = 64;
 /// `RecvBuf::bid` of a completion that carries no buffer (EOF); recycling it is a no-op.
 pub const NO_BUFFER: u16 = u16::MAX;
 
-/// The default of [`ReactorConfig::coalesce`]: a busy reactor's wait gathers completions
-/// for at most this long before it wakes.
-pub const DEFAULT_COALESCE: Duration = Duration::from_micros(200);
+/// The default of [`ReactorConfig::coalesce`] in microseconds: a busy reactor's wait
+/// gathers completions for at most this long before it wakes.
+pub const DEFAULT_COALESCE_US: u32 = 200;
 
 /// Sizes of one reactor's rings and how it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +70,10 @@ pub struct ReactorConfig {
     pub buf_count: u16,
     /// Bytes per receive buffer. Default 4096.
     pub buf_size: u32,
-    /// While wake-ups are frequent, how long a wait may gather completions before it
-    /// wakes (see `wake_coalescing`); zero wakes on every first completion. Needs Linux 6.12 (`IORING_FEAT_MIN_TIMEOUT`); ignored before.
-    /// Default [`DEFAULT_COALESCE`].
+    /// While completions arrive often, how long a wait may gather them before it wakes
+    /// (see `wake_coalescing`); zero wakes on every first completion. Needs Linux 6.12
+    /// (`IORING_FEAT_MIN_TIMEOUT`) and the deferred-task-running setup; ignored without.
+    /// Default [`DEFAULT_COALESCE_US`] µs.
     pub coalesce: Duration,
 }
 
@@ -82,7 +83,7 @@ impl Default for ReactorConfig {
             sq_entries: 4096,
             buf_count: 1024,
             buf_size: 4096,
-            coalesce: DEFAULT_COALESCE,
+            coalesce: Duration::from_micros(DEFAULT_COALESCE_US as u64),
         }
     }
 }
@@ -257,8 +258,13 @@ impl Reactor {
             });
         }
         let capacity = ring.params().sq_entries() as usize;
-        let coalescing = (params.is_feature_min_timeout() && !cfg.coalesce.is_zero())
-            .then(|| WakeCoalescing::new(cfg.coalesce, Instant::now()));
+        // Only with deferred task running: it is what holds completions back from waking
+        // the thread meanwhile (and 6.12's min-wait wake-up fix for other rings was not
+        // backported).
+        let coalescing = (setup == RingSetup::FastPaths
+            && params.is_feature_min_timeout()
+            && !cfg.coalesce.is_zero())
+        .then(|| WakeCoalescing::new(cfg.coalesce, Instant::now()));
         let waker = Waker::new().map_err(ReactorError::Setup)?;
         let mut reactor = Reactor {
             ring,
@@ -398,8 +404,10 @@ impl Reactor {
     /// then appends all available completions to `out` (recycles nothing itself).
     /// `Duration::ZERO` does not wait. EINTR, ETIME and EBUSY are not errors.
     ///
-    /// While wake-ups are frequent, a wait that would sleep gathers completions for up to
-    /// [`ReactorConfig::coalesce`] (or until 64 are pending) before it returns.
+    /// While completions arrive often (see `wake_coalescing`), a wait that would sleep
+    /// gathers them for up to [`ReactorConfig::coalesce`] (or until 64 are pending; never
+    /// past `timeout`) before it returns, the completions of sends it submitted included.
+    /// "Would sleep" is judged from the completion queue before the submit.
     pub fn wait(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
         if !self.wake_armed {
             self.arm_wake();
@@ -415,7 +423,10 @@ impl Reactor {
             Timespec::new()
         };
         let min_wait = match &mut self.coalescing {
-            Some(coalescing) if sleeps => coalescing.min_wait_usec(Instant::now()),
+            // Never past the caller's timeout: the kernel arms the min-wait timer first.
+            Some(coalescing) if sleeps => coalescing
+                .min_wait_usec(Instant::now())
+                .min(u32::try_from(timeout.as_micros()).unwrap_or(u32::MAX)),
             _ => 0,
         };
         let (want, args) = if min_wait == 0 {
@@ -434,13 +445,12 @@ impl Reactor {
         out.append(&mut self.backlog);
         let first = out.len();
         self.reap(out);
-        if let Some(coalescing) = &mut self.coalescing
-            && sleeps
-            && out[first..]
+        if let Some(coalescing) = &mut self.coalescing {
+            let arrivals = out[first..]
                 .iter()
-                .all(|c| matches!(c, Completion::Send { .. }))
-        {
-            coalescing.did_not_sleep();
+                .filter(|c| !matches!(c, Completion::Send { .. }))
+                .count();
+            coalescing.arrived(arrivals);
         }
         Ok(())
     }

@@ -1,97 +1,94 @@
 //! When a reactor's wait gathers completions before waking (interrupt coalescing for
-//! io_uring): sans-IO, fed the time of every wait that may sleep.
+//! io_uring): sans-IO, fed the completions that arrive and the time of every wait that
+//! may sleep.
 //!
 //! A thread woken for one or two completions pays a whole wake-up: the context switch, the
-//! `io_uring_enter` return and a loop turn. Under a steady trickle (pongs from a million
-//! idle connections, client messages, publishes at a few thousand per second) those
-//! wake-ups, not the work, are most of a shard's CPU. io_uring's min-wait (Linux 6.12+)
-//! lets a wait ask for [`WANT`] completions but return once `min_wait` has passed with at
-//! least one: the wake-ups of that stretch collapse into one.
+//! `io_uring_enter` return and a loop turn. Under a steady stream (pongs from a million
+//! idle connections, client messages) those wake-ups, not the work, are most of a shard's
+//! CPU. io_uring's min-wait (Linux 6.12+) lets a wait ask for [`WANT`] completions but
+//! return once `min_wait` has passed with at least one: the wake-ups of that stretch
+//! collapse into one.
 //!
-//! Gathering only pays when completions come faster than one per `min_wait`: slower, a
-//! wait still returns with one completion, later, and has armed a timer for nothing
-//! (measured: a shard taking 200 publishes/s over 100 channels gained nothing). So it is
-//! switched on per window: waits start to coalesce after a [`WINDOW`] that held at least
-//! one sleeping wait per `min_wait` (5,000 wake-ups per second at 200 µs; never fewer
-//! than [`MIN_BUSY_WAITS`] a window), and stop after a window with fewer than half as
-//! many (2,500 per second): then most waits lasted well over `min_wait`, so completions
-//! came too seldom to gather. The gap between the two matters: gathering itself caps the
-//! waits at one per `min_wait`, so a single threshold would switch it off every other
-//! window. A quiet shard therefore answers its
-//! publish or pong at once, and a busy one adds at most `min_wait` to any completion.
+//! Gathering only pays when completions arrive faster than one per `min_wait`; slower, a
+//! wait still returns with one, later. So it is switched on per window, by the rate of
+//! *arrivals*: completions that came from outside (receives, accepts, wakes, connects),
+//! not the completions of the reactor's own sends. Waits start to gather after a
+//! [`WINDOW`] with at least one arrival per `min_wait` (5,000 a second at 200 µs; with a
+//! `min_wait` over 1 ms, at least 1,000 a second) and stop after a window with less than
+//! half that rate. A quiet shard therefore answers its publish or pong at once, and a
+//! busy one adds at most `min_wait` per wait.
 //!
-//! Calling contract: call [`WakeCoalescing::min_wait_usec`] once per wait that may sleep
-//! (not for a wait that returns at once because completions are already pending), with a
-//! monotonic `now`; pass its answer as the wait's min-wait. If that wait then brought
-//! nothing from outside, only the completions of sends it submitted itself (they finish
-//! within the submit, so it never slept), call [`WakeCoalescing::did_not_sleep`]: a
-//! shard pushing one publish out in several turns is not woken several times.
+//! Calling contract: after every wait, call [`WakeCoalescing::arrived`] with the number
+//! of arrivals it reaped; before every wait that may sleep (not one that returns at once
+//! because completions are already pending, nor a zero timeout), call
+//! [`WakeCoalescing::min_wait_usec`] with a monotonic `now` and pass its answer as the
+//! wait's min-wait.
 
 use std::time::{Duration, Instant};
 
-/// Completions a coalescing wait asks for: it returns as soon as this many are pending,
+/// Completions a gathering wait asks for: it returns as soon as this many are pending,
 /// before `min_wait` is over.
 pub(crate) const WANT: usize = 64;
-/// Length of the window over which sleeping waits are counted.
-pub(crate) const WINDOW: Duration = Duration::from_millis(10);
-/// The fewest sleeping waits in one window that start coalescing, however long
-/// `min_wait` is (1,000 per second).
-pub(crate) const MIN_BUSY_WAITS: u32 = 10;
+/// The shortest stretch over which arrivals are counted.
+const WINDOW: Duration = Duration::from_millis(10);
+/// The longest time per arrival that still counts as busy (1,000 arrivals a second),
+/// however long `min_wait` is.
+const MAX_BUSY_PERIOD_USEC: u32 = 1000;
 
 /// Decides, wait by wait, whether to ask the kernel to gather completions.
 #[derive(Debug)]
 pub(crate) struct WakeCoalescing {
-    /// The longest a wait gathers; 0 never coalesces.
+    /// The longest a wait gathers; 0 never gathers.
     min_wait_usec: u32,
-    /// Sleeping waits in one window that make the next one start coalescing.
-    busy_waits: u32,
+    /// At least one arrival per this many microseconds starts gathering.
+    busy_period_usec: u32,
     window_start: Instant,
-    /// Sleeping waits counted in the current window.
-    waits: u32,
-    /// Whether the previous window was busy (so this one coalesces).
-    busy: bool,
+    /// Arrivals since `window_start`.
+    arrivals: u64,
+    /// Whether the waits of the current window gather.
+    gathering: bool,
 }
 
 impl WakeCoalescing {
     /// A policy that gathers for at most `min_wait` (truncated to whole microseconds; zero
-    /// turns coalescing off).
+    /// never gathers).
     pub(crate) fn new(min_wait: Duration, now: Instant) -> WakeCoalescing {
         let min_wait_usec = u32::try_from(min_wait.as_micros()).unwrap_or(u32::MAX);
-        let per_window = WINDOW.as_micros() as u32 / min_wait_usec.max(1);
         WakeCoalescing {
             min_wait_usec,
-            busy_waits: per_window.max(MIN_BUSY_WAITS),
+            busy_period_usec: min_wait_usec.clamp(1, MAX_BUSY_PERIOD_USEC),
             window_start: now,
-            waits: 0,
-            busy: false,
+            arrivals: 0,
+            gathering: false,
         }
     }
 
-    /// Counts one wait that may sleep and returns its min-wait in microseconds, or 0 when
-    /// this wait should wake on its first completion.
+    /// Counts completions that came from outside, reaped by the last wait.
+    pub(crate) fn arrived(&mut self, arrivals: usize) {
+        self.arrivals += arrivals as u64;
+    }
+
+    /// The min-wait in microseconds for a wait that may sleep, or 0 when it should wake
+    /// on its first completion.
     pub(crate) fn min_wait_usec(&mut self, now: Instant) -> u32 {
         if self.min_wait_usec == 0 {
             return 0;
         }
         let elapsed = now.saturating_duration_since(self.window_start);
         if elapsed >= WINDOW {
-            // A window with no wait at all (elapsed ≥ 2 windows) was quiet too.
-            let needed = if self.busy {
-                self.busy_waits / 2
-            } else {
-                self.busy_waits
-            };
-            self.busy = self.waits >= needed && elapsed < 2 * WINDOW;
+            // Busy: at least one arrival per busy period over the window (half that to
+            // stay on, so the rate hovering at the threshold does not flip it every window).
+            let needed = elapsed.as_micros() as u64 / u64::from(self.busy_period_usec);
+            let needed = if self.gathering { needed / 2 } else { needed };
+            self.gathering = self.arrivals >= needed.max(1);
             self.window_start = now;
-            self.waits = 0;
+            self.arrivals = 0;
         }
-        self.waits += 1;
-        if self.busy { self.min_wait_usec } else { 0 }
-    }
-
-    /// Uncounts the last wait: it returned only its own sends' completions.
-    pub(crate) fn did_not_sleep(&mut self) {
-        self.waits = self.waits.saturating_sub(1);
+        if self.gathering {
+            self.min_wait_usec
+        } else {
+            0
+        }
     }
 }
 
@@ -100,13 +97,19 @@ mod tests {
     use super::*;
 
     const GATHER: Duration = Duration::from_micros(200);
-    /// One sleeping wait per 200 µs of a 10 ms window.
-    const BUSY: u32 = 50;
+    /// One arrival per 200 µs of a 10 ms window.
+    const BUSY: usize = 50;
 
-    /// Feeds `n` waits spread evenly over one window starting at `start`.
-    fn waits_in_window(c: &mut WakeCoalescing, start: Instant, n: u32) -> Vec<u32> {
-        (0..n)
-            .map(|i| c.min_wait_usec(start + WINDOW * i / n))
+    /// Spreads `arrivals` over one window starting at `start`, one wait each; returns the
+    /// min-waits the waits got.
+    fn window(c: &mut WakeCoalescing, start: Instant, arrivals: usize) -> Vec<u32> {
+        (0..arrivals)
+            .map(|i| {
+                let at = start + WINDOW * i as u32 / arrivals as u32;
+                let us = c.min_wait_usec(at);
+                c.arrived(1);
+                us
+            })
             .collect()
     }
 
@@ -115,79 +118,80 @@ mod tests {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(GATHER, t0);
         for w in 0..100 {
-            let got = waits_in_window(&mut c, t0 + WINDOW * w, BUSY - 1);
+            let got = window(&mut c, t0 + WINDOW * w, BUSY - 1);
             assert!(got.iter().all(|&us| us == 0), "window {w}: {got:?}");
         }
     }
 
     #[test]
-    fn a_busy_window_makes_the_next_one_coalesce() {
+    fn a_busy_window_makes_the_next_one_gather() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(GATHER, t0);
-        let first = waits_in_window(&mut c, t0, BUSY);
+        let first = window(&mut c, t0, BUSY);
         assert!(first.iter().all(|&us| us == 0), "{first:?}");
-        let second = waits_in_window(&mut c, t0 + WINDOW, 3);
-        assert_eq!(second, vec![200; 3]);
+        assert_eq!(c.min_wait_usec(t0 + WINDOW), 200);
     }
 
     #[test]
-    fn gathering_keeps_going_at_the_rate_it_allows() {
+    fn many_arrivals_in_few_waits_count_as_busy() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(GATHER, t0);
-        waits_in_window(&mut c, t0, BUSY);
-        // Gathering for 200 µs allows at most 50 waits a window, and usually fewer.
+        c.min_wait_usec(t0);
+        c.arrived(BUSY);
+        assert_eq!(c.min_wait_usec(t0 + WINDOW), 200);
+    }
+
+    #[test]
+    fn gathering_holds_until_the_rate_halves() {
+        let t0 = Instant::now();
+        let mut c = WakeCoalescing::new(GATHER, t0);
+        window(&mut c, t0, BUSY);
         for w in 1..20 {
-            let got = waits_in_window(&mut c, t0 + WINDOW * w, BUSY / 2);
+            let got = window(&mut c, t0 + WINDOW * w, BUSY / 2);
             assert!(got.iter().all(|&us| us == 200), "window {w}: {got:?}");
         }
+        window(&mut c, t0 + WINDOW * 20, BUSY / 2 - 1);
+        assert_eq!(c.min_wait_usec(t0 + WINDOW * 21), 0);
     }
 
     #[test]
-    fn coalescing_stops_after_a_quiet_window() {
+    fn own_sends_are_not_arrivals() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(GATHER, t0);
-        waits_in_window(&mut c, t0, BUSY);
-        waits_in_window(&mut c, t0 + WINDOW, BUSY / 2 - 1);
-        let third = waits_in_window(&mut c, t0 + WINDOW * 2, 2);
-        assert_eq!(third, vec![0, 0]);
+        for i in 0..BUSY as u32 * 4 {
+            c.min_wait_usec(t0 + WINDOW * i / (BUSY as u32 * 4));
+            c.arrived(0);
+        }
+        assert_eq!(c.min_wait_usec(t0 + WINDOW), 0);
     }
 
     #[test]
-    fn a_long_sleep_after_a_busy_window_does_not_coalesce() {
+    fn a_long_sleep_after_a_busy_window_does_not_gather() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(GATHER, t0);
-        waits_in_window(&mut c, t0, BUSY);
-        // The next wait comes a second later: the windows in between had no wait at all.
-        assert_eq!(c.min_wait_usec(t0 + Duration::from_secs(1)), 0);
+        window(&mut c, t0, BUSY);
+        c.min_wait_usec(t0 + WINDOW);
+        // The next wait comes a second later, with a few arrivals in between.
+        c.arrived(10);
+        assert_eq!(c.min_wait_usec(t0 + WINDOW + Duration::from_secs(1)), 0);
     }
 
     #[test]
-    fn a_long_min_wait_still_needs_a_thousand_wake_ups_a_second() {
+    fn a_long_min_wait_still_needs_a_thousand_arrivals_a_second() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(Duration::from_millis(5), t0);
-        waits_in_window(&mut c, t0, MIN_BUSY_WAITS - 1);
+        window(&mut c, t0, 9);
         assert_eq!(c.min_wait_usec(t0 + WINDOW), 0);
-        waits_in_window(&mut c, t0 + WINDOW, MIN_BUSY_WAITS);
+        c.arrived(10);
         assert_eq!(c.min_wait_usec(t0 + WINDOW * 2), 5000);
     }
 
     #[test]
-    fn waits_that_only_reaped_their_own_sends_are_not_wake_ups() {
-        let t0 = Instant::now();
-        let mut c = WakeCoalescing::new(GATHER, t0);
-        for i in 0..BUSY * 4 {
-            c.min_wait_usec(t0 + WINDOW * i / (BUSY * 4));
-            c.did_not_sleep();
-        }
-        assert_eq!(c.min_wait_usec(t0 + WINDOW), 0);
-    }
-
-    #[test]
-    fn zero_never_coalesces() {
+    fn zero_never_gathers() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(Duration::ZERO, t0);
-        waits_in_window(&mut c, t0, 1000);
-        let next = waits_in_window(&mut c, t0 + WINDOW, 1000);
+        window(&mut c, t0, 1000);
+        let next = window(&mut c, t0 + WINDOW, 1000);
         assert!(next.iter().all(|&us| us == 0));
     }
 }
