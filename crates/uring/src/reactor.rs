@@ -196,6 +196,9 @@ pub struct Reactor {
     cancelling: bool,
     /// `None` when coalescing is off or the kernel lacks min-wait.
     coalescing: Option<WakeCoalescing>,
+    /// Completions from outside (not of sends) reaped since the last `wait`, also those
+    /// a flush parked in `backlog`: what `coalescing` counts as arrivals.
+    arrivals: usize,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -281,6 +284,7 @@ impl Reactor {
             in_flight: 0,
             cancelling: false,
             coalescing,
+            arrivals: 0,
             _not_send: PhantomData,
         };
         reactor.arm_wake();
@@ -443,13 +447,9 @@ impl Reactor {
         }
         self.clear_scratch_if_submitted();
         out.append(&mut self.backlog);
-        let first = out.len();
         self.reap(out);
+        let arrivals = std::mem::take(&mut self.arrivals);
         if let Some(coalescing) = &mut self.coalescing {
-            let arrivals = out[first..]
-                .iter()
-                .filter(|c| !matches!(c, Completion::Send { .. }))
-                .count();
             coalescing.arrived(arrivals);
         }
         Ok(())
@@ -580,6 +580,9 @@ impl Reactor {
                     self.in_flight = self.in_flight.saturating_sub(1);
                 }
                 if let Some(completion) = self.decode(token, cqe.result(), cqe.flags()) {
+                    if token.kind != OpKind::Send {
+                        self.arrivals += 1;
+                    }
                     out.push(completion);
                 }
             }

@@ -347,6 +347,72 @@ fn frequent_wakes_are_coalesced_and_a_lone_completion_still_returns() {
 }
 
 #[test]
+fn a_gathering_wait_never_sleeps_past_its_timeout() {
+    let mut reactor = Reactor::new(ReactorConfig {
+        coalesce: Duration::from_secs(10),
+        ..ReactorConfig::default()
+    })
+    .unwrap();
+    if reactor.coalescing.is_none() {
+        return;
+    }
+    // Fast wake rounds (over 1,000 arrivals a second) until the waits gather; each round
+    // waits at most 1 ms.
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while reactor.stats().coalesced_waits == 0 && start.elapsed() < DEADLINE {
+        reactor.waker().wake();
+        out.clear();
+        reactor.wait(Duration::from_millis(1), &mut out).unwrap();
+    }
+    assert!(reactor.stats().coalesced_waits > 0);
+    out.clear();
+    reactor.wait(Duration::ZERO, &mut out).unwrap();
+    // Nothing pending: the wait ends at its 20 ms timeout, not at the 10 s min-wait.
+    let before = reactor.stats().coalesced_waits;
+    let waited = Instant::now();
+    reactor.wait(Duration::from_millis(20), &mut out).unwrap();
+    assert!(
+        waited.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        waited.elapsed()
+    );
+    assert_eq!(reactor.stats().coalesced_waits, before + 1);
+}
+
+#[test]
+fn sends_are_not_arrivals() {
+    let mut reactor = reactor();
+    let (lfd, addr) = listener();
+    let _client = TcpStream::connect(addr).unwrap();
+    let fd = accept_n(&mut reactor, lfd.as_raw_fd(), 1)[0];
+    let payload = b"x";
+    let iov = [libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    }];
+    for _ in 0..3 {
+        reactor.send_vectored(fd, 1, 0, &iov);
+    }
+    reactor.ring.submit_and_wait(3).unwrap();
+    let mut out = Vec::new();
+    reactor.reap(&mut out);
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(
+        out.iter().all(|c| matches!(c, Completion::Send { .. })),
+        "{out:?}"
+    );
+    assert_eq!(reactor.arrivals, 0);
+    reactor.waker().wake();
+    reactor.ring.submit_and_wait(1).unwrap();
+    out.clear();
+    reactor.reap(&mut out);
+    assert_eq!(out, vec![Completion::Wake]);
+    assert_eq!(reactor.arrivals, 1);
+    close_fd(fd);
+}
+
+#[test]
 fn coalescing_off_never_gathers() {
     let mut reactor = Reactor::new(ReactorConfig {
         coalesce: Duration::ZERO,
