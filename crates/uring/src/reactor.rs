@@ -433,12 +433,14 @@ impl Reactor {
                 .min(u32::try_from(timeout.as_micros()).unwrap_or(u32::MAX)),
             _ => 0,
         };
-        let (want, args) = if min_wait == 0 {
-            (1, SubmitArgs::new().timespec(&timespec))
+        let args = SubmitArgs::new()
+            .timespec(&timespec)
+            .min_wait_usec(min_wait);
+        let want = if min_wait == 0 {
+            1
         } else {
             self.stats.coalesced_waits += 1;
-            let args = SubmitArgs::new().timespec(&timespec);
-            (wake_coalescing::WANT, args.min_wait_usec(min_wait))
+            wake_coalescing::WANT
         };
         match self.ring.submitter().submit_with_args(want, &args) {
             Ok(submitted) => self.stats.submitted += submitted as u64,

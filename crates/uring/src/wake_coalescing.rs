@@ -155,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn own_sends_are_not_arrivals() {
+    fn waits_without_arrivals_are_not_busy() {
         let t0 = Instant::now();
         let mut c = WakeCoalescing::new(GATHER, t0);
         for i in 0..BUSY as u32 * 4 {

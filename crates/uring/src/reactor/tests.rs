@@ -331,11 +331,7 @@ fn frequent_wakes_are_coalesced_and_a_lone_completion_still_returns() {
     // the 200 µs min-wait, long before the 5 s timeout).
     let mut rounds = 0;
     while reactor.stats().coalesced_waits < 20 && start.elapsed() < DEADLINE {
-        reactor.waker().wake();
-        out.clear();
-        while out.is_empty() {
-            reactor.wait(Duration::from_secs(5), &mut out).unwrap();
-        }
+        wake_and_wait(&mut reactor, &mut out);
         assert_eq!(out, vec![Completion::Wake]);
         rounds += 1;
     }
@@ -421,13 +417,18 @@ fn coalescing_off_never_gathers() {
     .unwrap();
     let mut out = Vec::new();
     for _ in 0..200 {
-        reactor.waker().wake();
-        out.clear();
-        while out.is_empty() {
-            reactor.wait(Duration::from_secs(5), &mut out).unwrap();
-        }
+        wake_and_wait(&mut reactor, &mut out);
     }
     assert_eq!(reactor.stats().coalesced_waits, 0);
+}
+
+/// Wakes the reactor and waits (up to 5 s per wait) until `out` holds what came back.
+fn wake_and_wait(reactor: &mut Reactor, out: &mut Vec<Completion>) {
+    reactor.waker().wake();
+    out.clear();
+    while out.is_empty() {
+        reactor.wait(Duration::from_secs(5), out).unwrap();
+    }
 }
 
 #[test]
